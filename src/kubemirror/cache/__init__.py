@@ -1,0 +1,3 @@
+"""kubemirror.cache (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""kubemirror.client (see DESIGN.md)."""
+
+__all__: list[str] = []

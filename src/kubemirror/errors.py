@@ -1,0 +1,217 @@
+"""Every exception kubemirror raises, under one base class.
+
+Each error carries its culprit (the object, field, expression or HTTP status) as
+attributes, so callers can act on it without parsing the message::
+
+    KubemirrorError
+    ├── ConfigError(field, expression, position)      also a ValueError
+    │   ├── SelectorError                             malformed label/field selector
+    │   └── FieldPathError                            malformed IndexBy/IgnoreFields path
+    ├── KeyFuncError(obj, reason)                     an object has no usable key
+    ├── StoreError(keys, reason)                      multi-key store misuse
+    ├── FIFOClosedError                               pop on a closed queue
+    ├── Requeue                                       raised by a pop callback to put deltas back
+    ├── TransportError                                connection, TLS, timeout (wraps the cause)
+    ├── ApiError(status)                              the API server answered with a Status
+    │   ├── BadRequestError                           400
+    │   ├── UnauthorizedError                         401/403
+    │   ├── NotFoundError                             404
+    │   ├── ConflictError                             409 (stale resourceVersion, already exists)
+    │   ├── GoneError                                 410 (expired resourceVersion/continue)
+    │   └── InvalidError                              422
+    └── KVStoreError                                  kvstore backend failures
+        └── LeaseExpiredError
+
+Transport-level causes are chained with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "ApiError",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "FIFOClosedError",
+    "FieldPathError",
+    "GoneError",
+    "InvalidError",
+    "KVStoreError",
+    "KeyFuncError",
+    "KubemirrorError",
+    "LeaseExpiredError",
+    "NotFoundError",
+    "Requeue",
+    "SelectorError",
+    "StoreError",
+    "TransportError",
+    "UnauthorizedError",
+    "api_error_from_status",
+]
+
+
+class KubemirrorError(Exception):
+    """Base class of every exception raised by kubemirror."""
+
+
+class ConfigError(KubemirrorError, ValueError):
+    """Invalid user input: a configuration field, selector or field path.
+
+    ``field`` names the setting (``"index_by[1]"``), ``expression`` quotes what the
+    user wrote and ``position`` is the 0-based offset of the problem in it, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        expression: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        self.message = message
+        self.field = field
+        self.expression = expression
+        self.position = position
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.field:
+            parts.append(f"{self.field}: ")
+        parts.append(self.message)
+        if self.expression is not None:
+            parts.append(f" in {self.expression!r}")
+            if self.position is not None:
+                parts.append(f" at position {self.position}")
+                caret = " " * (self.position + 1) + "^"
+                parts.append(f"\n  {self.expression!r}\n  {caret}")
+        return "".join(parts)
+
+
+class SelectorError(ConfigError):
+    """A label or field selector that does not parse or validate."""
+
+
+class FieldPathError(ConfigError):
+    """A field path (``IndexBy``/``IgnoreFields`` expression) that does not compile."""
+
+
+class KeyFuncError(KubemirrorError):
+    """A key function could not compute a key for ``obj``."""
+
+    def __init__(self, obj: object, reason: str) -> None:
+        self.obj = obj
+        self.reason = reason
+        super().__init__(f"cannot compute key for {_describe(obj)}: {reason}")
+
+
+class StoreError(KubemirrorError):
+    """A multi-key store operation failed; ``keys`` are the keys involved."""
+
+    def __init__(self, reason: str, keys: Sequence[str] = ()) -> None:
+        self.reason = reason
+        self.keys = tuple(keys)
+        suffix = f" (keys {list(self.keys)!r})" if self.keys else ""
+        super().__init__(f"{reason}{suffix}")
+
+
+class FIFOClosedError(KubemirrorError):
+    """The queue was closed while (or before) popping from it."""
+
+    def __init__(self, message: str = "queue is closed") -> None:
+        super().__init__(message)
+
+
+class Requeue(KubemirrorError):
+    """Raise from a ``pop`` callback to put the popped item back in the queue.
+
+    ``cause`` is the error that made processing fail, if any.
+    """
+
+    def __init__(self, cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(f"requeue requested: {cause!r}" if cause else "requeue requested")
+
+
+class TransportError(KubemirrorError):
+    """The HTTP or gRPC connection failed (refused, reset, TLS, timeout)."""
+
+
+class ApiError(KubemirrorError):
+    """The API server answered with an error ``Status``.
+
+    ``status`` is the decoded ``Status`` object (or a synthesized one when the body
+    was not a Status); ``code`` its HTTP code and ``reason`` its reason.
+    """
+
+    def __init__(self, status: Mapping[str, Any]) -> None:
+        self.status = dict(status)
+        self.code = int(status.get("code") or 0)
+        self.reason = str(status.get("reason") or "")
+        message = str(status.get("message") or self.reason or "API error")
+        super().__init__(f"{self.code} {self.reason}: {message}" if self.code else message)
+
+
+class BadRequestError(ApiError):
+    """400 Bad Request."""
+
+
+class UnauthorizedError(ApiError):
+    """401 Unauthorized or 403 Forbidden."""
+
+
+class NotFoundError(ApiError):
+    """404 Not Found."""
+
+
+class ConflictError(ApiError):
+    """409 Conflict: stale resourceVersion or the object already exists."""
+
+
+class GoneError(ApiError):
+    """410 Gone: the requested resourceVersion or continue token has expired."""
+
+
+class InvalidError(ApiError):
+    """422 Unprocessable Entity: the object failed validation."""
+
+
+class KVStoreError(KubemirrorError):
+    """A kvstore backend operation failed; the outcome of a write is unknown."""
+
+
+class LeaseExpiredError(KVStoreError):
+    """The lease a key was attached to has expired."""
+
+
+_API_ERRORS_BY_CODE: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: UnauthorizedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: GoneError,
+    422: InvalidError,
+}
+
+
+def api_error_from_status(status: Mapping[str, Any]) -> ApiError:
+    """Return the ``ApiError`` subclass instance matching ``status['code']``."""
+    code = int(status.get("code") or 0)
+    if code == 500 and status.get("reason") == "Expired":
+        return GoneError(status)
+    return _API_ERRORS_BY_CODE.get(code, ApiError)(status)
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, Mapping):
+        meta = obj.get("metadata")
+        kind = obj.get("kind", "object")
+        if isinstance(meta, Mapping):
+            return f"{kind} {meta.get('namespace') or ''}/{meta.get('name')!s}".replace(" /", " ")
+        return f"{kind} without metadata"
+    return f"{type(obj).__name__} {obj!r:.80}"

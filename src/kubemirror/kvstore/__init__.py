@@ -1,0 +1,3 @@
+"""kubemirror.kvstore (see DESIGN.md)."""
+
+__all__: list[str] = []

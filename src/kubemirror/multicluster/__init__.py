@@ -1,0 +1,3 @@
+"""kubemirror.multicluster (see DESIGN.md)."""
+
+__all__: list[str] = []

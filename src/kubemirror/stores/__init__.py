@@ -1,0 +1,3 @@
+"""kubemirror.stores (see DESIGN.md)."""
+
+__all__: list[str] = []
