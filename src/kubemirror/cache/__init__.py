@@ -32,9 +32,9 @@ from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
 from kubemirror.cache.undelta_store import PushFunc, UndeltaStore
 from kubemirror.keys import DeletedFinalStateUnknown, ExplicitKey
 
-__all__ = [
-    "FIFO",
-    "NAMESPACE_INDEX",
+# Plain sorted() order, as tests/test_public_api.py checks (ruff's isort style would put
+# the all-caps "FIFO" first).
+__all__ = [  # noqa: RUF022
     "ControllerLister",
     "DeletedFinalStateUnknown",
     "Delta",
@@ -44,6 +44,7 @@ __all__ = [
     "ExpirationCache",
     "ExpirationPolicy",
     "ExplicitKey",
+    "FIFO",
     "GenericLister",
     "Indexer",
     "Indexers",
@@ -51,6 +52,7 @@ __all__ = [
     "KeyLister",
     "KeyListerGetter",
     "LabelMatcher",
+    "NAMESPACE_INDEX",
     "NamespaceLister",
     "NodeConditionLister",
     "NodeLister",
