@@ -95,7 +95,9 @@ class PopWaiters:
             try:
                 await fut
             finally:
-                if not fut.done():
+                # Cancelled (then ``fut`` is cancelled too): forget it. Woken: it is
+                # already gone from the list.
+                if not fut.done() or fut.cancelled():
                     with self._lock:
                         if fut in self._futures:
                             self._futures.remove(fut)
