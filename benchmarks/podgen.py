@@ -43,14 +43,26 @@ def _container(name: str, image: str, rng: random.Random, full: bool) -> dict[st
         "imagePullPolicy": "IfNotPresent",
         "args": ["--port=8080", f"--log-level={rng.choice(['info', 'debug', 'warn'])}"],
         "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}},
+            {
+                "name": "POD_NAME",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+            },
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
+            },
             {"name": "GOMAXPROCS", "value": str(rng.randint(1, 8))},
         ],
         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
         "resources": {
-            "limits": {"cpu": f"{rng.randint(1, 4)}", "memory": f"{rng.choice([256, 512, 1024])}Mi"},
-            "requests": {"cpu": f"{rng.randint(50, 500)}m", "memory": f"{rng.choice([128, 256])}Mi"},
+            "limits": {
+                "cpu": f"{rng.randint(1, 4)}",
+                "memory": f"{rng.choice([256, 512, 1024])}Mi",
+            },
+            "requests": {
+                "cpu": f"{rng.randint(50, 500)}m",
+                "memory": f"{rng.choice([128, 256])}Mi",
+            },
         },
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
@@ -62,7 +74,11 @@ def _container(name: str, image: str, rng: random.Random, full: bool) -> dict[st
         },
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/app", "readOnly": True},
-            {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True},
+            {
+                "name": "kube-api-access",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "readOnly": True,
+            },
         ],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
@@ -77,13 +93,31 @@ def _managed_fields(rng: random.Random) -> list[dict[str, Any]]:
     spec_fields = {
         "f:metadata": {
             "f:generateName": {},
-            "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}, "f:team": {}, "f:tier": {}, "f:version": {}},
-            "f:annotations": {".": {}, "f:kubectl.kubernetes.io/restartedAt": {}, "f:prometheus.io/scrape": {}},
+            "f:labels": {
+                ".": {},
+                "f:app": {},
+                "f:pod-template-hash": {},
+                "f:team": {},
+                "f:tier": {},
+                "f:version": {},
+            },
+            "f:annotations": {
+                ".": {},
+                "f:kubectl.kubernetes.io/restartedAt": {},
+                "f:prometheus.io/scrape": {},
+            },
             "f:ownerReferences": {".": {}, 'k:{"uid":"' + _uid(rng) + '"}': {}},
         },
         "f:spec": {
             "f:containers": {
-                'k:{"name":"app"}': {".": {}, "f:image": {}, "f:name": {}, "f:ports": {}, "f:resources": {}, "f:env": {}},
+                'k:{"name":"app"}': {
+                    ".": {},
+                    "f:image": {},
+                    "f:name": {},
+                    "f:ports": {},
+                    "f:resources": {},
+                    "f:env": {},
+                },
                 'k:{"name":"sidecar"}': {".": {}, "f:image": {}, "f:name": {}, "f:resources": {}},
             },
             "f:dnsPolicy": {},
@@ -91,15 +125,36 @@ def _managed_fields(rng: random.Random) -> list[dict[str, Any]]:
             "f:schedulerName": {},
             "f:securityContext": {},
             "f:terminationGracePeriodSeconds": {},
-            "f:volumes": {".": {}, 'k:{"name":"config"}': {".": {}, "f:configMap": {}, "f:name": {}}},
+            "f:volumes": {
+                ".": {},
+                'k:{"name":"config"}': {".": {}, "f:configMap": {}, "f:name": {}},
+            },
         },
     }
-    status_fields = {
+    status_fields: dict[str, Any] = {
         "f:status": {
             "f:conditions": {
-                'k:{"type":"ContainersReady"}': {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}},
-                'k:{"type":"Initialized"}': {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}},
-                'k:{"type":"Ready"}': {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}},
+                'k:{"type":"ContainersReady"}': {
+                    ".": {},
+                    "f:lastProbeTime": {},
+                    "f:lastTransitionTime": {},
+                    "f:status": {},
+                    "f:type": {},
+                },
+                'k:{"type":"Initialized"}': {
+                    ".": {},
+                    "f:lastProbeTime": {},
+                    "f:lastTransitionTime": {},
+                    "f:status": {},
+                    "f:type": {},
+                },
+                'k:{"type":"Ready"}': {
+                    ".": {},
+                    "f:lastProbeTime": {},
+                    "f:lastTransitionTime": {},
+                    "f:status": {},
+                    "f:type": {},
+                },
             },
             "f:containerStatuses": {},
             "f:hostIP": {},
@@ -110,9 +165,39 @@ def _managed_fields(rng: random.Random) -> list[dict[str, Any]]:
         }
     }
     return [
-        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": _ts(rng), "fieldsType": "FieldsV1", "fieldsV1": spec_fields},
-        {"manager": "kube-scheduler", "operation": "Update", "apiVersion": "v1", "time": _ts(rng), "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:conditions": {".": {}, 'k:{"type":"PodScheduled"}': {".": {}, "f:status": {}, "f:type": {}}}}}, "subresource": "status"},
-        {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": _ts(rng), "fieldsType": "FieldsV1", "fieldsV1": status_fields, "subresource": "status"},
+        {
+            "manager": "kube-controller-manager",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": _ts(rng),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": spec_fields,
+        },
+        {
+            "manager": "kube-scheduler",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": _ts(rng),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:status": {
+                    "f:conditions": {
+                        ".": {},
+                        'k:{"type":"PodScheduled"}': {".": {}, "f:status": {}, "f:type": {}},
+                    }
+                }
+            },
+            "subresource": "status",
+        },
+        {
+            "manager": "kubelet",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": _ts(rng),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": status_fields,
+            "subresource": "status",
+        },
     ]
 
 
@@ -176,7 +261,12 @@ def make_pod(i: int, rng: random.Random, namespaces: int = 50) -> dict[str, Any]
                         "defaultMode": 420,
                         "sources": [
                             {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                            {
+                                "configMap": {
+                                    "name": "kube-root-ca.crt",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                }
+                            },
                         ],
                     },
                 },
@@ -190,8 +280,18 @@ def make_pod(i: int, rng: random.Random, namespaces: int = 50) -> dict[str, Any]
             "schedulerName": "default-scheduler",
             "nodeSelector": {"topology.kubernetes.io/zone": rng.choice(_ZONES)},
             "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
             ],
             "priority": 0,
             "enableServiceLinks": True,
@@ -241,7 +341,8 @@ def main() -> None:
     args = parser.parse_args()
     pods = make_pods(args.count, args.seed)
     sizes = [pod_size(p) for p in pods]
-    print(f"{len(pods)} pods, mean {sum(sizes) / len(sizes):.0f} B, min {min(sizes)}, max {max(sizes)}")
+    mean = sum(sizes) / len(sizes)
+    print(f"{len(pods)} pods, mean {mean:.0f} B, min {min(sizes)}, max {max(sizes)}")
 
 
 if __name__ == "__main__":

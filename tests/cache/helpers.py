@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 class FakeClock:
     """A ``types.Clock`` that only moves when told to (tests never sleep)."""
 

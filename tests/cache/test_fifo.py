@@ -185,7 +185,7 @@ def test_sync_pop_rejects_a_coroutine_process() -> None:
 
     # The coroutine is closed: no "never awaited" warning (warnings are errors here).
     with pytest.raises(TypeError, match="apop"):
-        q.pop(process)
+        q.pop(process)  # type: ignore[unused-coroutine]
 
 
 def test_replace_swaps_the_queue() -> None:
@@ -232,19 +232,20 @@ def test_repr() -> None:
 
 async def test_apop_does_not_block_the_event_loop() -> None:
     q = cache.FIFO()
-    ticks = 0
+    ticked = asyncio.Event()
     stop = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal ticks
+        ticks = 0
         while not stop.is_set():
             ticks += 1
+            if ticks == 200:
+                ticked.set()
             await asyncio.sleep(0)
 
-    tick_task = asyncio.create_task(ticker())
     pop_task = asyncio.create_task(q.apop(name_of))
-    while ticks < 200:  # the loop keeps running while apop waits
-        await asyncio.sleep(0)
+    tick_task = asyncio.create_task(ticker())
+    await asyncio.wait_for(ticked.wait(), 30)  # the loop kept running while apop waits
     assert not pop_task.done()
     assert async_poppers(q) == 1
     producer = threading.Thread(target=q.add, args=(obj("from-thread"),))
@@ -269,8 +270,8 @@ async def test_apop_with_a_coroutine_process() -> None:
 async def test_close_wakes_async_poppers() -> None:
     q = cache.FIFO()
     tasks = [asyncio.create_task(q.apop(name_of)) for _ in range(3)]
-    while async_poppers(q) < 3:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: each task runs up to its wait
+    assert async_poppers(q) == 3
     threading.Thread(target=q.close).start()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
     assert all(isinstance(r, errors.FIFOClosedError) for r in results)
@@ -279,8 +280,8 @@ async def test_close_wakes_async_poppers() -> None:
 async def test_cancelled_apop_takes_nothing_and_leaves_no_waiter() -> None:
     q = cache.FIFO()
     task = asyncio.create_task(q.apop(name_of))
-    while async_poppers(q) < 1:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert async_poppers(q) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -61,7 +61,7 @@ class IndexerMachine(RuleBasedStateMachine):
         super().__init__()
         self.indexer = cache.Indexer(indexers={"namespace": keys.meta_namespace_index_func})
         self.model: dict[str, dict[str, Any]] = {}
-        self.handed_out: list[tuple[dict[str, Any], Any]] = []
+        self.handed_out: list[tuple[Any, Any]] = []
 
     @rule(o=objects())
     def add(self, o: dict[str, Any]) -> None:

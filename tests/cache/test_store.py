@@ -182,7 +182,7 @@ def test_custom_key_function_errors_become_key_func_errors() -> None:
 
 
 def test_deep_copy_of_plain_json_is_equal_and_unshared() -> None:
-    src = {"a": [1, 2.5, {"b": None, "c": True}], "d": "é", "e": {"f": []}}
+    src: dict[str, Any] = {"a": [1, 2.5, {"b": None, "c": True}], "d": "é", "e": {"f": []}}
     out = cache.deep_copy(src)
     assert out == src
     assert out is not src
