@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubemirror import errors, paths
-from kubemirror.paths import FieldPath, compile_all, remove_fields
+from kubemirror.paths import FieldPath, compile_all, fields_remover, remove_fields
 
 
 def test_all_lists_the_public_names() -> None:
@@ -347,6 +347,11 @@ def _compile(*exprs: str) -> list[FieldPath]:
 
 def test_remove_fields_edge_cases() -> None:
     assert remove_fields(OBJ, []) is OBJ
+    assert fields_remover([])(OBJ) is OBJ
+    assert fields_remover(_compile("metadata.name"))(OBJ) == {
+        **OBJ,
+        "metadata": {k: v for k, v in OBJ["metadata"].items() if k != "name"},
+    }
     assert remove_fields(OBJ, _compile("a", "b.c", "spec.rules[9]")) is OBJ
     result = remove_fields(OBJ, _compile("metadata.labels.app", "metadata"))
     assert "metadata" not in result
@@ -523,6 +528,9 @@ def test_remove_fields_matches_reference(obj: dict[str, Any], data: st.DataObjec
     before = copy.deepcopy(obj)
     result = remove_fields(obj, field_paths)
     assert obj == before
+    again = fields_remover(field_paths)(obj)
+    assert again == result
+    assert (again is obj) is (result is obj)
     removed = {loc for p in field_paths if (loc := _locate(obj, p)) is not None}
     # A location under another removed location is gone with its ancestor.
     removed = {loc for loc in removed if not any(o != loc and loc[: len(o)] == o for o in removed)}
