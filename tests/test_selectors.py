@@ -33,7 +33,17 @@ def test_all_lists_the_public_names() -> None:
         and callable(value)
     }
     assert set(selectors.__all__) == public
-    assert selectors.__all__ == sorted(selectors.__all__)
+    assert selectors.__all__ == [
+        "FieldRequirement",
+        "FieldSelector",
+        "LabelSelector",
+        "Operator",
+        "Requirement",
+        "escape_field_value",
+        "label_selector_from_dict",
+        "parse_field_selector",
+        "parse_label_selector",
+    ]
 
 
 # --------------------------------------------------------------------------- label: parsing

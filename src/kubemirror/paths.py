@@ -23,6 +23,7 @@ from kubemirror import errors
 
 __all__ = [
     "FieldPath",
+    "Segment",
     "compile_all",
     "fields_remover",
     "remove_fields",

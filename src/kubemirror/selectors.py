@@ -865,13 +865,12 @@ class FieldSelector:
             return False
         for path, equal, value in self._compiled:
             current: Any = obj
-            for segment in path:
-                if isinstance(current, Mapping):
+            try:  # in decoded JSON only mappings have .get: anything else means "absent"
+                for segment in path:
                     current = current.get(segment)
-                else:
-                    current = None
-                    break
-            actual = current if type(current) is str else _field_string(current)
+            except AttributeError:
+                current = None
+            actual = current if current.__class__ is str else _field_string(current)
             if (actual == value) is not equal:
                 return False
         return True
