@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 import types
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -145,6 +146,14 @@ def test_compile_rejects_non_strings() -> None:
         FieldPath("x", ())
     with pytest.raises(errors.FieldPathError):
         FieldPath("x", (True,))
+
+
+def test_paths_pickle_and_copy() -> None:
+    path = FieldPath.compile("metadata.labels['app']")
+    for clone in (pickle.loads(pickle.dumps(path)), copy.deepcopy(path), copy.copy(path)):
+        assert clone == path
+        assert clone.expression == path.expression
+        assert clone.get({"metadata": {"labels": {"app": "x"}}}) == "x"
 
 
 def test_equality_and_hash_use_segments() -> None:

@@ -7,6 +7,8 @@ evaluator and the canonical-string round trip.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -274,6 +276,15 @@ def test_everything_and_nothing() -> None:
     assert repr(LabelSelector.nothing()) == "LabelSelector.nothing()"
     assert repr(LabelSelector.parse("b,a")) == "LabelSelector.parse('a,b')"
     assert not LabelSelector.parse("a").is_empty()
+
+
+def test_selectors_pickle_and_copy() -> None:
+    for selector in (LabelSelector.parse("a in (x,y),!b,c>1"), LabelSelector.nothing()):
+        for clone in (pickle.loads(pickle.dumps(selector)), copy.deepcopy(selector)):
+            assert clone == selector
+            assert clone.matches({"a": "x", "c": "2"}) is selector.matches({"a": "x", "c": "2"})
+    field_selector = FieldSelector.parse("a=b")
+    assert pickle.loads(pickle.dumps(field_selector)) == field_selector
 
 
 def test_requires_exact_match() -> None:

@@ -275,6 +275,10 @@ class FieldPath:
     def __repr__(self) -> str:
         return f"FieldPath.compile({self.expression!r})"
 
+    def __reduce__(self) -> tuple[type[FieldPath], tuple[str, tuple[Segment, ...]]]:
+        # Pickle the expression and segments, not the compiled closures.
+        return FieldPath, (self.expression, self.segments)
+
 
 @functools.lru_cache(maxsize=1024)
 def _compile(expr: str) -> FieldPath:
