@@ -94,11 +94,14 @@ def test_one_index_orders_all_resources_and_clusters(mem: MemoryStorage) -> None
     cms = mem.resource_storage(GroupVersionResource("", "v1", "configmaps"))
     a = pods.create("a", make_pod("x"))
     b = cms.create("b", {"metadata": {"name": "c", "namespace": "default"}, "data": {}})
-    c = pods.update("b", make_pod("x")) if pods.get("b", "default", "x") else pods.create(
-        "b", make_pod("x")
+    c = (
+        pods.update("b", make_pod("x"))
+        if pods.get("b", "default", "x")
+        else pods.create("b", make_pod("x"))
     )
-    indexes = [rvs.parse_memory_resource_version(o["metadata"]["resourceVersion"])[1]
-               for o in (a, b, c)]
+    indexes = [
+        rvs.parse_memory_resource_version(o["metadata"]["resourceVersion"])[1] for o in (a, b, c)
+    ]
     assert indexes == [1, 2, 3]
 
 
@@ -227,7 +230,8 @@ async def test_watch_from_empty_version_replays_state_then_streams(pods: Resourc
     pods.create("b", make_pod("y"))
     events = await take(watch, 2)
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
-        ("ADDED", "x"), ("ADDED", "y")
+        ("ADDED", "x"),
+        ("ADDED", "y"),
     ]
     assert events[1].line().startswith(b'{"type":"ADDED","object":{')
     watch.stop()
@@ -243,7 +247,9 @@ async def test_watch_from_version_sees_exactly_later_events(pods: ResourceStorag
     async with pods.watch(ListOptions(resource_version=mark)) as watch:
         events = await take(watch, 3)
     assert [(e.type, e.cluster) for e in events] == [
-        ("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "a")
+        ("MODIFIED", "a"),
+        ("ADDED", "b"),
+        ("DELETED", "a"),
     ]
     indexes = [e.index for e in events]
     assert indexes == sorted(indexes)
@@ -375,7 +381,8 @@ def test_cluster_store_replace_emits_only_changes(pods: ResourceStorage) -> None
     assert sorted(store.list_keys()) == ["default/x", "default/z"]
     events = pods._read(pods._first_seq_after(rvs.parse_list_resource_version(before)))[0]
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
-        ("ADDED", "z"), ("DELETED", "y")
+        ("ADDED", "z"),
+        ("DELETED", "y"),
     ]
     store.update(make_pod("x", resource_version="3"))
     assert store.get_by_key("default/x")["metadata"]["resourceVersion"].endswith(".3")  # type: ignore[index]

@@ -907,33 +907,41 @@ class Watch:
             return event if flt.matches_object(event.previous.object) or now else None
         return event if now else None
 
+    def _pop(self) -> StorageEvent:
+        event = self._pending.popleft()
+        if event.index > self.last_index:
+            self.last_index = event.index
+        return event
+
+    def _fill(self) -> bool:
+        """Move the events available now into the pending queue; False when none were."""
+        rs = self._rs
+        # Lag counts only events that arrived after the watch started: a watch that
+        # resumes from an old version may work through its backlog at its own pace.
+        if rs._lag(max(self._cursor, self._backlog_end)) > rs._storage.max_watch_lag:
+            self._cut()
+            return False
+        events, self._cursor, lost = rs._read(self._cursor)
+        if lost:
+            self._cut()
+            return False
+        for event in events:
+            accepted = self._accept(event)
+            if accepted is not None:
+                self._pending.append(accepted)
+            elif event.index > self.last_index and not self._pending:
+                self.last_index = event.index
+        return bool(events)
+
     async def __anext__(self) -> StorageEvent:
         rs = self._rs
         while True:
             if self._pending:
-                event = self._pending.popleft()
-                if event.index > self.last_index:
-                    self.last_index = event.index
-                return event
+                return self._pop()
             if self._stopped:
                 self._close()
                 raise StopAsyncIteration
-            # Lag counts only events that arrived after the watch started: a watch that
-            # resumes from an old version may work through its backlog at its own pace.
-            if rs._lag(max(self._cursor, self._backlog_end)) > rs._storage.max_watch_lag:
-                self._cut()
-                continue
-            events, self._cursor, lost = rs._read(self._cursor)
-            if lost:
-                self._cut()
-                continue
-            if events:
-                for event in events:
-                    accepted = self._accept(event)
-                    if accepted is not None:
-                        self._pending.append(accepted)
-                    elif event.index > self.last_index and not self._pending:
-                        self.last_index = event.index
+            if self._fill() or self._stopped:
                 continue
             waiter = rs._waiter()
             if rs._lag(self._cursor) > 0 or self._stopped:
@@ -944,6 +952,21 @@ class Watch:
                 index = rs._caught_up_index(self._cursor)
                 if index is not None and index >= self.last_index:
                     self._pending.append(rs._bookmark(index))
+
+    async def next_batch(self, max_events: int = 1024) -> builtins.list[StorageEvent]:
+        """Wait for at least one event, then return every event available now (up to
+        ``max_events``) without waiting further; ``[]`` once the watch has ended.
+        """
+        try:
+            batch = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
+        while len(batch) < max_events:
+            if not self._pending and (self._stopped or not self._fill()):
+                break
+            if self._pending:
+                batch.append(self._pop())
+        return batch
 
     def _cut(self) -> None:
         self.cut_off = True
