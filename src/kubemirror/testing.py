@@ -10,6 +10,9 @@ server (and aiohttp) are imported only when a fixture or helper is used.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,7 @@ __all__ = [
     "kube_api_server",
     "kube_storage",
     "make_pod",
+    "make_self_signed_cert",
     "new_storage",
     "seed",
 ]
@@ -176,3 +180,49 @@ async def kube_api_server(kube_storage: MemoryStorage) -> AsyncIterator[KubeApiS
 
     async with KubeApiServer(kube_storage) as server:
         yield server
+
+
+def make_self_signed_cert(directory: str | os.PathLike[str]) -> tuple[str, str, bytes]:
+    """Write a self-signed certificate for ``127.0.0.1``/``localhost`` into ``directory``.
+
+    Returns ``(cert_path, key_path, cert_pem)``; the PEM doubles as the CA bundle.
+    Needs the ``cryptography`` package (a test dependency).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubemirror-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_path = os.path.join(directory, "tls.crt")
+    key_path = os.path.join(directory, "tls.key")
+    with open(cert_path, "wb") as fh:
+        fh.write(cert_pem)
+    with open(key_path, "wb") as fh:
+        fh.write(key_pem)
+    return cert_path, key_path, cert_pem
