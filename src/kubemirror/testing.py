@@ -127,7 +127,16 @@ def make_pod(
             "conditions": conditions,
             "podIP": "10.0.0.1",
             "containerStatuses": [
-                {"name": f"c{i}", "ready": True, "restartCount": 0, "image": image}
+                {
+                    "name": f"c{i}",
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 0,
+                    "image": image,
+                    "imageID": f"{image}@sha256:{'0' * 64}",
+                    "containerID": f"containerd://{uuid.uuid5(uuid.NAMESPACE_URL, name).hex}",
+                    "state": {"running": {"startedAt": "2024-01-01T00:00:01Z"}},
+                }
                 for i in range(containers)
             ],
         },
