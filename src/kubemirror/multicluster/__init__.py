@@ -32,8 +32,8 @@ from kubemirror.multicluster.storage import (
 __all__ = [
     "BUILTIN_RESOURCES",
     "CLUSTER_ANNOTATION",
-    "INITIAL_EVENTS_END_ANNOTATION",
     "ClusterResourceStore",
+    "INITIAL_EVENTS_END_ANNOTATION",
     "KubeApiServer",
     "ListOptions",
     "ListResult",
