@@ -32,9 +32,7 @@ from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
 from kubemirror.cache.undelta_store import PushFunc, UndeltaStore
 from kubemirror.keys import DeletedFinalStateUnknown, ExplicitKey
 
-# Plain sorted() order, as tests/test_public_api.py checks (ruff's isort style would put
-# the all-caps "FIFO" first).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "ControllerLister",
     "DeletedFinalStateUnknown",
     "Delta",
