@@ -679,3 +679,39 @@ DeltaFIFOMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=40, deadline=None
 )
 TestDeltaFIFOMachine = DeltaFIFOMachine.TestCase
+
+
+def test_transform_runs_before_queueing_but_not_on_tombstones() -> None:
+    seen: list[Any] = []
+
+    def strip(o: Any) -> Any:
+        seen.append(o)
+        meta = {k: v for k, v in o["metadata"].items() if k != "managedFields"}
+        return {**o, "metadata": meta}
+
+    known = cache.new_store()
+    known.add(obj("known"))
+    q = cache.DeltaFIFO(known_objects=known, transform=strip)
+    heavy = obj("a", managedFields=[])
+    heavy["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    q.add(heavy)
+    q.update(heavy)
+    q.replace([heavy])
+    q.delete(DFSU("ns/known", None))
+    assert "managedFields" in heavy["metadata"]  # the caller's object is untouched
+    for d in q.get_by_key("ns/a") or ():
+        assert "managedFields" not in d.object["metadata"]
+    assert len(seen) == 3  # the tombstone was not transformed
+
+
+def test_a_failing_transform_queues_nothing() -> None:
+    def fail(o: Any) -> Any:
+        raise ValueError("cannot transform")
+
+    q = cache.DeltaFIFO(transform=fail)
+    with pytest.raises(ValueError, match="cannot transform"):
+        q.add(obj("a"))
+    with pytest.raises(ValueError, match="cannot transform"):
+        q.replace([obj("a")])
+    assert len(q) == 0
+    assert not q.has_synced()

@@ -19,11 +19,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from kubemirror import errors, keys
-from kubemirror.cache import fifo
-from kubemirror.cache.store import KeyListerGetter
-from kubemirror.keys import DeletedFinalStateUnknown
-from kubemirror.types import KeyFunc
+from kubemirror import errors, keys, types
+from kubemirror.cache import fifo, store
 
 __all__ = ["Delta", "DeltaFIFO", "DeltaType", "Deltas"]
 
@@ -74,6 +71,7 @@ class Deltas(tuple[Delta, ...]):
 
 
 _DELETED = DeltaType.DELETED
+_DFSU = keys.DeletedFinalStateUnknown
 
 
 class DeltaFIFO:
@@ -111,8 +109,12 @@ class DeltaFIFO:
     loop. ``close()`` wakes every waiting popper with ``FIFOClosedError``; what is
     still queued may be drained after closing.
 
-    Thread safety: any thread. One lock guards the queue; ``process`` and the key
-    function never run under it. ``known_objects`` *is* read under it (it must not call
+    ``transform``, if given, is applied to every object written (not to tombstones)
+    before it is keyed and queued, e.g. to strip ``managedFields``; it runs outside
+    the lock, the queue owns what it returns, and if it raises nothing is queued.
+
+    Thread safety: any thread. One lock guards the queue; ``process``, ``transform``
+    and the key function never run under it. ``known_objects`` *is* read under it (it must not call
     back into this queue). Deltas returned by ``get``/``pop`` are immutable tuples, the
     objects inside are shared: do not mutate them.
 
@@ -130,16 +132,20 @@ class DeltaFIFO:
         "_known_objects",
         "_lock",
         "_populated",
+        "_transform",
         "_waiters",
     )
 
     def __init__(
         self,
-        key_func: KeyFunc = keys.meta_namespace_key,
-        known_objects: KeyListerGetter | None = None,
+        key_func: types.KeyFunc = keys.meta_namespace_key,
+        known_objects: store.KeyListerGetter | None = None,
         emit_delta_type_replaced: bool = False,
+        *,
+        transform: Callable[[Any], Any] | None = None,
     ) -> None:
         self._key_func = key_func
+        self._transform = transform
         self._known_objects = known_objects
         self._emit_replaced = emit_delta_type_replaced
         self._lock = threading.Lock()
@@ -165,7 +171,7 @@ class DeltaFIFO:
             if not obj:
                 raise errors.KeyFuncError(obj, "empty Deltas has no key")
             obj = obj[-1].object
-        if isinstance(obj, DeletedFinalStateUnknown):
+        if isinstance(obj, _DFSU):
             return obj.key
         try:
             return self._key_func(obj)
@@ -178,6 +184,8 @@ class DeltaFIFO:
 
     def add(self, obj: Any) -> None:
         """Queue an Added delta for ``obj``. Raises ``KeyFuncError``."""
+        if self._transform is not None:
+            obj = self._transform(obj)
         key = self.key_of(obj)
         with self._lock:
             self._populated = True
@@ -185,6 +193,8 @@ class DeltaFIFO:
 
     def update(self, obj: Any) -> None:
         """Queue an Updated delta for ``obj``. Raises ``KeyFuncError``."""
+        if self._transform is not None:
+            obj = self._transform(obj)
         key = self.key_of(obj)
         with self._lock:
             self._populated = True
@@ -195,6 +205,8 @@ class DeltaFIFO:
 
         Known means queued, in process (and not being deleted), or in ``known_objects``.
         """
+        if self._transform is not None and not isinstance(obj, _DFSU):
+            obj = self._transform(obj)
         key = self.key_of(obj)
         with self._lock:
             self._populated = True
@@ -222,6 +234,9 @@ class DeltaFIFO:
         ``KeyFuncError`` before changing anything if an object has no key.
         """
         key_of = self.key_of
+        transform = self._transform
+        if transform is not None:
+            objs = [transform(obj) for obj in objs]
         pairs = [(key_of(obj), obj) for obj in objs]
         listed = {key for key, _ in pairs}
         action = DeltaType.REPLACED if self._emit_replaced else DeltaType.SYNC
@@ -247,7 +262,7 @@ class DeltaFIFO:
                 if key in listed or key in items or key in in_flight:
                     continue
                 gone.append(key)
-                queue(key, _DELETED, DeletedFinalStateUnknown(key, self._known_get(key)))
+                queue(key, _DELETED, _DFSU(key, self._known_get(key)))
             if not self._populated:
                 self._populated = True
                 self._initial = listed.union(gone)
@@ -374,7 +389,7 @@ class DeltaFIFO:
         if old is None:
             items[key] = Deltas((delta,))
         elif type_ is _DELETED and old[-1].type is _DELETED:
-            if isinstance(old[-1].object, DeletedFinalStateUnknown):
+            if isinstance(old[-1].object, _DFSU):
                 items[key] = Deltas((*old[:-1], delta))
             # else: the queued delete already carries the real final state
             return
@@ -443,16 +458,16 @@ class DeltaFIFO:
             self._waiters.wake_all()
 
 
-def _tombstone(key: str, last: Any) -> DeletedFinalStateUnknown:
-    if isinstance(last, DeletedFinalStateUnknown):
+def _tombstone(key: str, last: Any) -> keys.DeletedFinalStateUnknown:
+    if isinstance(last, _DFSU):
         last = last.obj
-    return DeletedFinalStateUnknown(key, last)
+    return _DFSU(key, last)
 
 
 def _merge(older: Deltas, newer: Deltas) -> Deltas:
     """``older`` then ``newer``, collapsing a delete/delete pair at the seam."""
     a, b = older[-1], newer[0]
     if a.type is _DELETED and b.type is _DELETED:
-        keep = b if isinstance(a.object, DeletedFinalStateUnknown) else a
+        keep = b if isinstance(a.object, _DFSU) else a
         return Deltas((*older[:-1], keep, *newer[1:]))
     return Deltas((*older, *newer))

@@ -17,8 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from kubemirror import errors, keys
-from kubemirror.types import KeyFunc
+from kubemirror import errors, keys, types
 
 __all__ = ["FIFO", "PopWaiters"]
 
@@ -144,7 +143,7 @@ class FIFO:
 
     __slots__ = ("_closed", "_initial", "_items", "_key_func", "_lock", "_populated", "_waiters")
 
-    def __init__(self, key_func: KeyFunc = keys.meta_namespace_key) -> None:
+    def __init__(self, key_func: types.KeyFunc = keys.meta_namespace_key) -> None:
         self._key_func = key_func
         self._lock = threading.Lock()
         self._items: OrderedDict[str, Any] = OrderedDict()

@@ -13,11 +13,8 @@ import builtins
 from collections.abc import Iterable
 from typing import Any
 
-from kubemirror import errors, keys
-from kubemirror.cache import store as store_mod
-from kubemirror.cache import thread_safe_store
-from kubemirror.cache.thread_safe_store import Indexers
-from kubemirror.types import IndexFunc, KeyFunc
+from kubemirror import errors, keys, types
+from kubemirror.cache import store, thread_safe_store
 
 __all__ = ["NAMESPACE_INDEX", "Indexer", "new_store"]
 
@@ -50,8 +47,8 @@ class Indexer:
 
     def __init__(
         self,
-        key_func: KeyFunc = keys.meta_namespace_key,
-        indexers: Indexers | None = None,
+        key_func: types.KeyFunc = keys.meta_namespace_key,
+        indexers: thread_safe_store.Indexers | None = None,
     ) -> None:
         self._key_func = key_func
         self._store = thread_safe_store.ThreadSafeStore(indexers)
@@ -101,7 +98,7 @@ class Indexer:
         """Return every stored object, in insertion order (shared unless ``copy``)."""
         with self._lock:
             objs = list(self._items.values())
-        return [store_mod.deep_copy(o) for o in objs] if copy else objs
+        return [store.deep_copy(o) for o in objs] if copy else objs
 
     def list_keys(self) -> builtins.list[str]:
         """Return every key, in insertion order."""
@@ -114,11 +111,12 @@ class Indexer:
 
     def get_by_key(self, key: str, *, copy: bool = False) -> Any | None:
         """Return the object stored under ``key``, or ``None`` (shared unless ``copy``). O(1)."""
+        if not copy:
+            with self._lock:
+                return self._items.get(key)
         with self._lock:
             obj = self._items.get(key)
-        if copy and obj is not None:
-            return store_mod.deep_copy(obj)
-        return obj
+        return None if obj is None else store.deep_copy(obj)
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Swap the whole content for ``objs`` atomically and rebuild every index.
@@ -146,7 +144,7 @@ class Indexer:
         Shared unless ``copy``. Raises ``UnknownIndexError``/``IndexFuncError``.
         """
         objs = self._store.index(index_name, obj)
-        return [store_mod.deep_copy(o) for o in objs] if copy else objs
+        return [store.deep_copy(o) for o in objs] if copy else objs
 
     def by_index(self, index_name: str, value: str, *, copy: bool = False) -> builtins.list[Any]:
         """Return stored objects whose ``index_name`` values include ``value``.
@@ -155,7 +153,7 @@ class Indexer:
         ``UnknownIndexError``.
         """
         objs = self._store.by_index(index_name, value)
-        return [store_mod.deep_copy(o) for o in objs] if copy else objs
+        return [store.deep_copy(o) for o in objs] if copy else objs
 
     def index_keys(self, index_name: str, value: str) -> builtins.list[str]:
         """Return the keys of the objects whose ``index_name`` values include ``value``."""
@@ -165,15 +163,15 @@ class Indexer:
         """Return every value of ``index_name`` held by at least one stored object."""
         return self._store.list_index_func_values(index_name)
 
-    def get_indexers(self) -> dict[str, IndexFunc]:
+    def get_indexers(self) -> dict[str, types.IndexFunc]:
         """Return a new dict of index name -> index function."""
         return self._store.get_indexers()
 
-    def add_indexers(self, indexers: Indexers) -> None:
+    def add_indexers(self, indexers: thread_safe_store.Indexers) -> None:
         """Add indices, indexing the objects already stored. See ``ThreadSafeStore``."""
         self._store.add_indexers(indexers)
 
 
-def new_store(key_func: KeyFunc = keys.meta_namespace_key) -> Indexer:
+def new_store(key_func: types.KeyFunc = keys.meta_namespace_key) -> Indexer:
     """Return a plain ``Store``: an ``Indexer`` without indices (client-go ``NewStore``)."""
     return Indexer(key_func)

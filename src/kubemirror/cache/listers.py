@@ -13,9 +13,8 @@ import builtins
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from kubemirror import errors
+from kubemirror import errors, types
 from kubemirror.cache import index
-from kubemirror.types import Obj
 
 __all__ = [
     "ControllerLister",
@@ -35,7 +34,7 @@ class LabelMatcher(Protocol):
     def matches(self, labels: Mapping[str, str]) -> bool: ...
 
 
-def labels_of(obj: Obj) -> Mapping[str, str]:
+def labels_of(obj: types.Obj) -> Mapping[str, str]:
     """``metadata.labels`` of ``obj``, or an empty mapping."""
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
@@ -44,12 +43,12 @@ def labels_of(obj: Obj) -> Mapping[str, str]:
     return found if isinstance(found, Mapping) else {}
 
 
-def _meta(obj: Obj, field: str) -> Any:
+def _meta(obj: types.Obj, field: str) -> Any:
     meta = obj.get("metadata")
     return meta.get(field) if isinstance(meta, Mapping) else None
 
 
-def _select(objs: list[Any], selector: LabelMatcher | None) -> list[Obj]:
+def _select(objs: list[Any], selector: LabelMatcher | None) -> list[types.Obj]:
     if selector is None:
         return objs
     return [obj for obj in objs if selector.matches(labels_of(obj))]
@@ -95,11 +94,11 @@ class GenericLister:
         self.indexer = indexer
         self.namespace_index = namespace_index
 
-    def list(self, selector: LabelMatcher | None = None) -> builtins.list[Obj]:
+    def list(self, selector: LabelMatcher | None = None) -> builtins.list[types.Obj]:
         """Every object whose labels match ``selector``."""
         return _select(self.indexer.list(), selector)
 
-    def get(self, name: str) -> Obj | None:
+    def get(self, name: str) -> types.Obj | None:
         """The cluster-scoped object ``name``, or ``None``."""
         return self.indexer.get_by_key(name)
 
@@ -123,11 +122,11 @@ class NamespaceLister:
         self._parent = parent
         self.namespace = namespace
 
-    def list(self, selector: LabelMatcher | None = None) -> builtins.list[Obj]:
+    def list(self, selector: LabelMatcher | None = None) -> builtins.list[types.Obj]:
         """Every object of the namespace whose labels match ``selector``."""
         return _select(self._parent._in_namespace(self.namespace), selector)
 
-    def get(self, name: str) -> Obj | None:
+    def get(self, name: str) -> types.Obj | None:
         """The object ``name`` of the namespace, or ``None``. O(1)."""
         key = f"{self.namespace}/{name}" if self.namespace else name
         return self._parent.indexer.get_by_key(key)
@@ -142,7 +141,7 @@ class PodLister(GenericLister):
         """The pods of ``namespace`` (same as ``by_namespace``)."""
         return self.by_namespace(namespace)
 
-    def exists(self, pod: Obj) -> bool:
+    def exists(self, pod: types.Obj) -> bool:
         """Whether a pod with ``pod``'s namespace and name is stored."""
         return self.indexer.get(pod) is not None
 
@@ -152,7 +151,7 @@ class ServiceLister(GenericLister):
 
     __slots__ = ()
 
-    def get_pod_services(self, pod: Obj) -> builtins.list[Obj]:
+    def get_pod_services(self, pod: types.Obj) -> builtins.list[types.Obj]:
         """The services of ``pod``'s namespace whose ``spec.selector`` selects its labels.
 
         A service without a selector selects nothing. Raises ``NotFoundError`` if no
@@ -180,7 +179,7 @@ class ControllerLister(GenericLister):
 
     __slots__ = ()
 
-    def get_pod_controllers(self, pod: Obj) -> builtins.list[Obj]:
+    def get_pod_controllers(self, pod: types.Obj) -> builtins.list[types.Obj]:
         """The controllers of ``pod``'s namespace whose ``spec.selector`` selects its labels.
 
         An empty selector selects nothing. Raises ``NotFoundError`` if none does.
@@ -201,7 +200,7 @@ class ControllerLister(GenericLister):
             )
         return found
 
-    def controllers_owning(self, pod: Obj) -> builtins.list[Obj]:
+    def controllers_owning(self, pod: types.Obj) -> builtins.list[types.Obj]:
         """The stored controllers named by ``pod``'s controller ``ownerReferences``.
 
         A reference matches a stored object of the pod's namespace with that name
@@ -239,7 +238,7 @@ class NodeLister(GenericLister):
         """A lister of the nodes having condition ``condition_type`` with ``status``."""
         return NodeConditionLister(self, condition_type, status)
 
-    def get_node_info(self, name: str) -> Obj:
+    def get_node_info(self, name: str) -> types.Obj:
         """The node ``name``; raises ``NotFoundError`` if it is not stored."""
         node = self.get(name)
         if node is None:
@@ -257,11 +256,11 @@ class NodeConditionLister:
         self.condition_type = condition_type
         self.status = status
 
-    def list(self, selector: LabelMatcher | None = None) -> builtins.list[Obj]:
+    def list(self, selector: LabelMatcher | None = None) -> builtins.list[types.Obj]:
         """The matching nodes whose labels also match ``selector``."""
         return [node for node in self._parent.list(selector) if self._has_condition(node)]
 
-    def _has_condition(self, node: Obj) -> bool:
+    def _has_condition(self, node: types.Obj) -> bool:
         conditions = (node.get("status") or {}).get("conditions") or ()
         return any(
             isinstance(c, Mapping)

@@ -14,15 +14,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubemirror import errors
-from kubemirror.types import IndexFunc
+from kubemirror import errors, types
 
 __all__ = ["Indexers", "ThreadSafeStore"]
 
-Indexers = Mapping[str, IndexFunc]
+Indexers = Mapping[str, types.IndexFunc]
 """Index name -> index function (which returns the object's values for that index)."""
 
-_Values = tuple[list[str], ...]
+_Values = tuple[tuple[str, ...], ...]
 """An object's values for every index, aligned with ``ThreadSafeStore._funcs``."""
 
 
@@ -63,7 +62,7 @@ class ThreadSafeStore:
         # Index names, functions and their indices, position-aligned; the tuple
         # ``_funcs`` is replaced (never mutated) so writers can detect a change.
         self._names: tuple[str, ...] = ()
-        self._funcs: tuple[IndexFunc, ...] = ()
+        self._funcs: tuple[types.IndexFunc, ...] = ()
         self._indices: dict[str, dict[str, set[str]]] = {}
         # key -> the values its object produced for each index (only when indexed).
         self._values: dict[str, _Values] = {}
@@ -245,14 +244,14 @@ class ThreadSafeStore:
         with self._lock:
             return list(self._index_locked(index_name))
 
-    def get_indexers(self) -> dict[str, IndexFunc]:
+    def get_indexers(self) -> dict[str, types.IndexFunc]:
         """Return a new dict of index name -> index function."""
         with self._lock:
             return dict(zip(self._names, self._funcs, strict=True))
 
     # -- internals (callers hold the lock where the name says so) ------------
 
-    def _func(self, index_name: str) -> IndexFunc:
+    def _func(self, index_name: str) -> types.IndexFunc:
         names = self._names
         try:
             return self._funcs[names.index(index_name)]
@@ -312,9 +311,9 @@ def _discard(index: dict[str, set[str]], value: str, key: str) -> None:
             del index[value]
 
 
-def _compute(names: tuple[str, ...], funcs: tuple[IndexFunc, ...], obj: Any) -> _Values:
+def _compute(names: tuple[str, ...], funcs: tuple[types.IndexFunc, ...], obj: Any) -> _Values:
     """Run every index function on ``obj`` and check what they return."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for i, func in enumerate(funcs):
         try:
             vals = func(obj)
@@ -327,7 +326,7 @@ def _compute(names: tuple[str, ...], funcs: tuple[IndexFunc, ...], obj: Any) -> 
                     break
         else:
             vals = _coerce(names[i], obj, vals)
-        out.append(vals)
+        out.append(tuple(vals))  # our own immutable copy, and untracked by the GC
     return tuple(out)
 
 
