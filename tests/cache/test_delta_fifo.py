@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -715,3 +716,65 @@ def test_a_failing_transform_queues_nothing() -> None:
         q.replace([obj("a")])
     assert len(q) == 0
     assert not q.has_synced()
+
+
+@pytest.mark.usefixtures("fast_switching")
+def test_threads_producing_and_consuming_reach_the_final_state() -> None:
+    """2 producers and 2 consumers on real threads: per-key order holds (a key is never
+    processed by two consumers at once) and the consumer store ends equal to the
+    producers' final state, deletes included."""
+    store = cache.new_store()
+    q = cache.DeltaFIFO(known_objects=store)
+    final: dict[str, dict[str, Any] | None] = {}
+    failures: list[str] = []
+    busy: set[str] = set()
+    busy_lock = threading.Lock()
+
+    def produce(prefix: str) -> None:
+        for i in range(3000):
+            name = f"{prefix}{i % 4}"
+            if i % 7 == 3:
+                q.delete(obj(name))
+                final[f"ns/{name}"] = None
+            else:
+                o = obj(name, rv=str(i))
+                q.update(o)
+                final[f"ns/{name}"] = o
+
+    def apply(deltas: cache.Deltas) -> None:
+        key = q.key_of(deltas)
+        with busy_lock:
+            if key in busy:
+                failures.append(f"{key} processed twice at once")
+            busy.add(key)
+        time.sleep(0)  # yield the GIL mid-processing to provoke overlaps (not a wait)
+        for d in deltas:
+            if d.type is T.DELETED:
+                store.delete(d.object)
+            else:
+                store.update(d.object)
+        with busy_lock:
+            busy.discard(key)
+
+    def consume() -> None:
+        try:
+            while True:
+                q.pop(apply, timeout=30)
+        except errors.FIFOClosedError:
+            pass
+        except Exception as exc:  # a thread's exception would not fail the test
+            failures.append(repr(exc))
+
+    producers = [threading.Thread(target=produce, args=(p,)) for p in "xy"]
+    consumers = [threading.Thread(target=consume) for _ in range(2)]
+    for t in producers + consumers:
+        t.start()
+    for t in producers:
+        t.join(60)
+    q.close()  # consumers drain what is left, then stop
+    for t in consumers:
+        t.join(60)
+    assert not any(t.is_alive() for t in producers + consumers)
+    assert failures == []
+    expected = {k: v for k, v in final.items() if v is not None}
+    assert {k: store.get_by_key(k) for k in store.list_keys()} == expected

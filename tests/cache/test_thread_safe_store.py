@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import random
-import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -231,17 +229,6 @@ def test_add_indexers_racing_with_writes_stays_exact() -> None:
 
 
 # -- concurrency ---------------------------------------------------------------
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Switch threads every few microseconds so interleavings actually happen."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def _label_value(o: Any) -> str:
