@@ -114,8 +114,9 @@ class DeltaFIFO:
     the lock, the queue owns what it returns, and if it raises nothing is queued.
 
     Thread safety: any thread. One lock guards the queue; ``process``, ``transform``
-    and the key function never run under it. ``known_objects`` *is* read under it (it must not call
-    back into this queue). Deltas returned by ``get``/``pop`` are immutable tuples, the
+    and the key function never run under it. ``known_objects`` *is* read under it
+    (so a relist sees it consistent with the keys in process; it must not call back
+    into this queue). Deltas returned by ``get``/``pop`` are immutable tuples, the
     objects inside are shared: do not mutate them.
 
     Complexity: O(1) writes and pops (plus the key's history length); ``replace`` and
