@@ -519,6 +519,7 @@ class KubeApiServer:
         for start in range(0, len(entries), _LIST_CHUNK):
             chunk = b",".join(e.encoded() for e in entries[start : start + _LIST_CHUNK])
             await response.write((b"," + chunk) if start else chunk)
+            await asyncio.sleep(0)  # let other requests run between chunks
         await response.write(b"]}")
         await response.write_eof()
         return response
