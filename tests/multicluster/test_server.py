@@ -375,3 +375,16 @@ async def test_stop_ends_open_watches(kube_storage: MemoryStorage) -> None:
                 await resp.read()
         resp.close()
     assert pods.watcher_count == 0
+
+
+async def test_client_that_stops_reading_is_disconnected(kube_storage: MemoryStorage) -> None:
+    pods = kube_storage.resource_storage(PODS)
+    async with KubeApiServer(kube_storage, watch_write_timeout=0.3) as server:
+        url = f"{server.url}/api/v1/pods?watch=1&resourceVersion={kube_storage.resource_version}"
+        async with aiohttp.ClientSession() as session:
+            resp = await session.get(url)  # never read: socket buffers fill up
+            await wait_until(lambda: pods.watcher_count == 1)
+            big = "x" * 20_000
+            seed(kube_storage, [make_pod(f"p{i}", annotations={"pad": big}) for i in range(2000)])
+            await wait_until(lambda: pods.watcher_count == 0, within=20)
+            resp.close()

@@ -83,7 +83,9 @@ class KubeApiServer:
     ``read_only`` rejects writes with 405; writes at the root go to
     ``default_cluster`` (prepared on start) unless the object names its cluster
     in the ``CLUSTER_ANNOTATION``. Every ``BUILTIN_RESOURCES`` type is
-    registered unless ``builtin_resources=False``. ``watch_timeout`` caps a watch
+    registered unless ``builtin_resources=False``. ``watch_write_timeout``: a watch
+    whose client does not take a write within that many seconds is disconnected
+    (it may resume from its last resourceVersion). ``watch_timeout`` caps a watch
     without ``timeoutSeconds``. Not thread-safe: use from the loop that started it.
     """
 
@@ -100,6 +102,7 @@ class KubeApiServer:
         ca_data: bytes | None = None,
         builtin_resources: bool = True,
         watch_timeout: float = 1800.0,
+        watch_write_timeout: float = 60.0,
     ) -> None:
         self.storage = storage
         self.host = host
@@ -110,6 +113,7 @@ class KubeApiServer:
         self.default_cluster = default_cluster
         self.ca_data = ca_data
         self.watch_timeout = watch_timeout
+        self.watch_write_timeout = watch_write_timeout
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._watch_tasks: set[asyncio.Task[Any]] = set()
@@ -552,7 +556,18 @@ class KubeApiServer:
                         first_table = False
                     else:
                         lines = [e.line() for e in batch]
-                    await response.write(b"".join(lines))
+                    try:
+                        async with asyncio.timeout(self.watch_write_timeout):
+                            await response.write(b"".join(lines))
+                    except TimeoutError:
+                        log.warning(
+                            "closing watch of %s for %s: client stopped reading",
+                            rs.gvr,
+                            request.remote,
+                        )
+                        if request.transport is not None:
+                            request.transport.abort()
+                        return response
         except TimeoutError:
             pass
         except (ConnectionResetError, asyncio.CancelledError):
