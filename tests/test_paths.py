@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 import types
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,8 +24,14 @@ def test_all_lists_the_public_names() -> None:
         and getattr(value, "__module__", None) == paths.__name__
         and callable(value)
     }
-    assert set(paths.__all__) == public
-    assert paths.__all__ == sorted(paths.__all__)
+    assert set(paths.__all__) == public | {"Segment"}
+    assert paths.__all__ == [
+        "FieldPath",
+        "Segment",
+        "compile_all",
+        "fields_remover",
+        "remove_fields",
+    ]
 
 
 # --------------------------------------------------------------------------- compiling
@@ -139,6 +146,14 @@ def test_compile_rejects_non_strings() -> None:
         FieldPath("x", ())
     with pytest.raises(errors.FieldPathError):
         FieldPath("x", (True,))
+
+
+def test_paths_pickle_and_copy() -> None:
+    path = FieldPath.compile("metadata.labels['app']")
+    for clone in (pickle.loads(pickle.dumps(path)), copy.deepcopy(path), copy.copy(path)):
+        assert clone == path
+        assert clone.expression == path.expression
+        assert clone.get({"metadata": {"labels": {"app": "x"}}}) == "x"
 
 
 def test_equality_and_hash_use_segments() -> None:

@@ -7,6 +7,8 @@ evaluator and the canonical-string round trip.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +35,17 @@ def test_all_lists_the_public_names() -> None:
         and callable(value)
     }
     assert set(selectors.__all__) == public
-    assert selectors.__all__ == sorted(selectors.__all__)
+    assert selectors.__all__ == [
+        "FieldRequirement",
+        "FieldSelector",
+        "LabelSelector",
+        "Operator",
+        "Requirement",
+        "escape_field_value",
+        "label_selector_from_dict",
+        "parse_field_selector",
+        "parse_label_selector",
+    ]
 
 
 # --------------------------------------------------------------------------- label: parsing
@@ -264,6 +276,15 @@ def test_everything_and_nothing() -> None:
     assert repr(LabelSelector.nothing()) == "LabelSelector.nothing()"
     assert repr(LabelSelector.parse("b,a")) == "LabelSelector.parse('a,b')"
     assert not LabelSelector.parse("a").is_empty()
+
+
+def test_selectors_pickle_and_copy() -> None:
+    for selector in (LabelSelector.parse("a in (x,y),!b,c>1"), LabelSelector.nothing()):
+        for clone in (pickle.loads(pickle.dumps(selector)), copy.deepcopy(selector)):
+            assert clone == selector
+            assert clone.matches({"a": "x", "c": "2"}) is selector.matches({"a": "x", "c": "2"})
+    field_selector = FieldSelector.parse("a=b")
+    assert pickle.loads(pickle.dumps(field_selector)) == field_selector
 
 
 def test_requires_exact_match() -> None:

@@ -23,6 +23,7 @@ from kubemirror import errors
 
 __all__ = [
     "FieldPath",
+    "Segment",
     "compile_all",
     "fields_remover",
     "remove_fields",
@@ -273,6 +274,10 @@ class FieldPath:
 
     def __repr__(self) -> str:
         return f"FieldPath.compile({self.expression!r})"
+
+    def __reduce__(self) -> tuple[type[FieldPath], tuple[str, tuple[Segment, ...]]]:
+        # Pickle the expression and segments, not the compiled closures.
+        return FieldPath, (self.expression, self.segments)
 
 
 @functools.lru_cache(maxsize=1024)

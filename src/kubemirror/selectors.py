@@ -11,6 +11,7 @@ raises ``errors.SelectorError`` quoting the text and the 0-based position.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -433,12 +434,12 @@ class LabelSelector:
         """Parse the string form (``a=b,c!=d,e in (x,y),f notin (z),g,!h,n>1``).
 
         ``""`` (or only whitespace) selects everything. Raises ``SelectorError``
-        with the position of the first offending token.
+        with the position of the first offending token. Results are cached (the
+        selector is immutable), so re-parsing a request's selector is cheap.
         """
         if not isinstance(text, str):
             raise _fail(f"a label selector must be a string, got {type(text).__name__}", None)
-        requirements = _LabelParser(text).parse()
-        return cls(tuple(requirements)) if requirements else cls._EVERYTHING
+        return _parse_label(text)
 
     @classmethod
     def from_dict(cls, selector: Mapping[str, Any] | None) -> LabelSelector:
@@ -571,9 +572,20 @@ class LabelSelector:
             return "LabelSelector.nothing()"
         return f"LabelSelector.parse({str(self)!r})"
 
+    def __reduce__(self) -> tuple[type[LabelSelector], tuple[Any, ...]]:
+        # Pickle the requirements, not the compiled matchers (closures).
+        return LabelSelector, (self.requirements, self.selects_nothing)
+
 
 LabelSelector._EVERYTHING = LabelSelector()
 LabelSelector._NOTHING = LabelSelector(selects_nothing=True)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_label(text: str) -> LabelSelector:
+    requirements = _LabelParser(text).parse()
+    return LabelSelector(tuple(requirements)) if requirements else LabelSelector._EVERYTHING
+
 
 _DICT_OPERATORS = {
     "In": Operator.IN,
@@ -820,29 +832,7 @@ class FieldSelector:
         """
         if not isinstance(text, str):
             raise _fail(f"a field selector must be a string, got {type(text).__name__}", None)
-        requirements: list[FieldRequirement] = []
-        for term, offset in _split_terms(text):
-            if not term:
-                continue
-            found = _find_field_operator(term)
-            if found is None:
-                raise _fail(
-                    f"cannot understand {term!r}: expected 'field=value', 'field==value' "
-                    "or 'field!=value'",
-                    text,
-                    offset,
-                )
-            index, symbol = found
-            name = term[:index]
-            problem = _field_name_problem(name)
-            if problem:
-                raise _fail(problem, text, offset)
-            value = _unescape_field_value(
-                term[index + len(symbol) :], text, offset + index + len(symbol)
-            )
-            operator = Operator.NOT_EQUALS if symbol == "!=" else Operator.EQUALS
-            requirements.append(FieldRequirement(name, operator, value))
-        return cls(tuple(requirements)) if requirements else cls._EVERYTHING
+        return _parse_field(text)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> FieldSelector:
@@ -865,13 +855,12 @@ class FieldSelector:
             return False
         for path, equal, value in self._compiled:
             current: Any = obj
-            for segment in path:
-                if isinstance(current, Mapping):
+            try:  # in decoded JSON only mappings have .get: anything else means "absent"
+                for segment in path:
                     current = current.get(segment)
-                else:
-                    current = None
-                    break
-            actual = current if type(current) is str else _field_string(current)
+            except AttributeError:
+                current = None
+            actual = current if current.__class__ is str else _field_string(current)
             if (actual == value) is not equal:
                 return False
         return True
@@ -908,6 +897,33 @@ class FieldSelector:
 
 FieldSelector._EVERYTHING = FieldSelector()
 FieldSelector._NOTHING = FieldSelector(selects_nothing=True)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_field(text: str) -> FieldSelector:
+    requirements: list[FieldRequirement] = []
+    for term, offset in _split_terms(text):
+        if not term:
+            continue
+        found = _find_field_operator(term)
+        if found is None:
+            raise _fail(
+                f"cannot understand {term!r}: expected 'field=value', 'field==value' "
+                "or 'field!=value'",
+                text,
+                offset,
+            )
+        index, symbol = found
+        name = term[:index]
+        problem = _field_name_problem(name)
+        if problem:
+            raise _fail(problem, text, offset)
+        value = _unescape_field_value(
+            term[index + len(symbol) :], text, offset + index + len(symbol)
+        )
+        operator = Operator.NOT_EQUALS if symbol == "!=" else Operator.EQUALS
+        requirements.append(FieldRequirement(name, operator, value))
+    return FieldSelector(tuple(requirements)) if requirements else FieldSelector._EVERYTHING
 
 
 def _find_field_operator(term: str) -> tuple[int, str] | None:
