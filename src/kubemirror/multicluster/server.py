@@ -80,13 +80,16 @@ class KubeApiServer:
     """Serves ``storage`` over HTTP(S) on ``host``:``port`` (0 picks a free port).
 
     ``tokens``: accepted bearer tokens (``None`` disables authentication);
-    ``read_only`` rejects writes with 405; writes at the root go to
-    ``default_cluster`` (prepared on start) unless the object names its cluster
-    in the ``CLUSTER_ANNOTATION``. Every ``BUILTIN_RESOURCES`` type is
-    registered unless ``builtin_resources=False``. ``watch_write_timeout``: a watch
-    whose client does not take a write within that many seconds is disconnected
-    (it may resume from its last resourceVersion). ``watch_timeout`` caps a watch
-    without ``timeoutSeconds``. Not thread-safe: use from the loop that started it.
+    ``read_only`` rejects writes with 405. Writes at the root go to
+    ``default_cluster`` (prepared here) unless the object names its cluster in the
+    ``CLUSTER_ANNOTATION``; named reads, patches and deletes at the root act on
+    ``default_cluster`` when it holds the object, else on the first cluster (by
+    name) that does; under ``/clusters/<name>/`` everything acts on that cluster.
+    Every ``BUILTIN_RESOURCES`` type is registered unless ``builtin_resources=False``.
+    A watch whose client takes no write for ``watch_write_timeout`` seconds is
+    disconnected (it may resume from its last resourceVersion); ``watch_timeout``
+    caps a watch without ``timeoutSeconds``. Not thread-safe: use from the loop
+    that started it.
     """
 
     def __init__(
