@@ -47,14 +47,14 @@ def test_generic_lister(make: Any) -> None:
     lister = cache.GenericLister(ix)
     assert len(lister.list()) == 5
     assert named(lister.list(Equals(app="web"))) == ["dev/web-1", "prod/web-1", "prod/web-2"]
-    prod = lister.by_namespace("prod")
+    prod = lister.namespaced("prod")
     assert named(prod.list()) == ["prod/db-1", "prod/web-1", "prod/web-2"]
     assert named(prod.list(Equals(canary="yes"))) == ["prod/web-2"]
     got = prod.get("db-1")
     assert got is not None
     assert got["metadata"]["labels"] == {"app": "db"}
     assert prod.get("nope") is None
-    assert lister.by_namespace("empty").list() == []
+    assert lister.namespaced("empty").list() == []
 
 
 def test_namespaced_lister_uses_the_index() -> None:
@@ -67,7 +67,7 @@ def test_namespaced_lister_uses_the_index() -> None:
     ix = NoScans(indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func})
     for p in pods():
         ix.add(p)
-    assert named(cache.GenericLister(ix).by_namespace("dev").list()) == ["dev/bare", "dev/web-1"]
+    assert named(cache.GenericLister(ix).namespaced("dev").list()) == ["dev/bare", "dev/web-1"]
 
 
 def test_cluster_scoped_get() -> None:
@@ -75,7 +75,7 @@ def test_cluster_scoped_get() -> None:
     ix.add(obj("node-1", None))
     lister = cache.GenericLister(ix)
     assert lister.get("node-1") is not None
-    assert lister.by_namespace("").get("node-1") is not None
+    assert lister.namespaced("").get("node-1") is not None
 
 
 def test_pod_lister() -> None:
@@ -83,7 +83,7 @@ def test_pod_lister() -> None:
     for p in pods():
         ix.add(p)
     lister = cache.PodLister(ix)
-    assert named(lister.pods("dev").list(Equals(app="web"))) == ["dev/web-1"]
+    assert named(lister.namespaced("dev").list(Equals(app="web"))) == ["dev/web-1"]
     assert lister.exists(obj("db-1", "prod"))
     assert not lister.exists(obj("db-1", "dev"))
 

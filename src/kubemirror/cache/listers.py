@@ -102,7 +102,7 @@ class GenericLister:
         """The cluster-scoped object ``name``, or ``None``."""
         return self.indexer.get_by_key(name)
 
-    def by_namespace(self, namespace: str) -> NamespaceLister:
+    def namespaced(self, namespace: str) -> NamespaceLister:
         """A lister restricted to ``namespace``."""
         return NamespaceLister(self, namespace)
 
@@ -136,10 +136,6 @@ class PodLister(GenericLister):
     """A ``GenericLister`` over Pods (client-go ``StoreToPodLister``)."""
 
     __slots__ = ()
-
-    def pods(self, namespace: str) -> NamespaceLister:
-        """The pods of ``namespace`` (same as ``by_namespace``)."""
-        return self.by_namespace(namespace)
 
     def exists(self, pod: types.Obj) -> bool:
         """Whether a pod with ``pod``'s namespace and name is stored."""
@@ -216,7 +212,7 @@ class ControllerLister(GenericLister):
             name = ref.get("name")
             if not isinstance(name, str) or not name:
                 continue
-            owner = self.by_namespace(namespace).get(name)
+            owner = self.namespaced(namespace).get(name)
             if owner is None:
                 continue
             uid = _meta(owner, "uid")
