@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aetcd
 import pytest
@@ -65,6 +66,7 @@ async def test_relist_after_compaction_emits_the_difference(
     etcd_server_fn: etcd_server.EtcdServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The watch starts from a compacted revision: a relist yields the missed changes."""
+    caplog.set_level(logging.INFO, logger="kubemirror.kvstore")
     server = etcd_server_fn
     async with (
         etcd.EtcdBackend(server.endpoint) as watcher,
