@@ -427,6 +427,7 @@ class EtcdBackend:
                 if self._closed:
                     return
                 if self._classify(exc) == _COMPACTED:
+                    log.info("%s: watch of %r compacted; relisting", self._name, prefix)
                     need_list = True
                 else:
                     log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix, exc)
