@@ -433,6 +433,10 @@ class EtcdBackend:
                     log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix, exc)
                     await self._pause(delay)
                     delay = min(delay * 2, 1.0)
+            else:
+                if not self._closed:  # the server ended the watch: resume, but not in a tight loop
+                    await self._pause(delay)
+                    delay = min(delay * 2, 1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await watch.cancel()

@@ -166,6 +166,10 @@ class WorkqueueSyncStore:
         """Keys waiting for a worker (not counting retries still backing off)."""
         return len(self._queue)
 
+    def pending_operations(self) -> int:
+        """Writes not yet done: waiting, being written, or backing off after a failure."""
+        return len(self._queue) + self._queue.num_delayed() + self._queue.num_processing()
+
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:

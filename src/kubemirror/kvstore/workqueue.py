@@ -180,6 +180,10 @@ class WorkQueue(Generic[T]):
         """True if ``item`` waits to be handed out (also while processing: re-added)."""
         return item in self._dirty
 
+    def num_processing(self) -> int:
+        """Items handed out by ``get()`` and not yet ``done()``."""
+        return len(self._processing)
+
     def num_delayed(self) -> int:
         """Items scheduled by ``add_after``/``add_rate_limited`` and not yet added."""
         return len(self._waiting)
