@@ -21,7 +21,7 @@ attributes, so callers can act on it without parsing the message::
     │   └── InvalidError                              422
     └── KVStoreError                                  kvstore backend failures
         ├── LeaseExpiredError                         a lease keys were attached to expired
-        ├── KVStoreUnavailableError(operation, key)   backend unreachable; a write's outcome is unknown
+        ├── KVStoreUnavailableError(operation, key)   unreachable; a write's outcome is unknown
         └── KVStoreStateError                         call not allowed in the component's state
             └── KVStoreClosedError                    use of a closed backend or store
 

@@ -68,12 +68,12 @@ def etcd_server_fn(tmp_path: Any) -> Iterator[etcd_server.EtcdServer]:
 
 async def eventually(
     predicate: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 10.0,
+    within: float = 10.0,
     message: str | Callable[[], str] = "condition not met",
 ) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    """Poll ``predicate`` until true; fail the test after ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         result = predicate()
         if not isinstance(result, bool):
@@ -82,7 +82,7 @@ async def eventually(
             return
         if loop.time() > deadline:
             text = message() if callable(message) else message
-            pytest.fail(f"timed out after {timeout}s: {text}")
+            pytest.fail(f"timed out after {within}s: {text}")
         await asyncio.sleep(0.01)
 
 

@@ -30,7 +30,9 @@ class EventTail:
                 self.listed.set()
 
     def changes(self) -> list[tuple[KVEventType, str, bytes]]:
-        return [(e.type, e.key, e.value) for e in self.events if e.type is not KVEventType.LIST_DONE]
+        return [
+            (e.type, e.key, e.value) for e in self.events if e.type is not KVEventType.LIST_DONE
+        ]
 
     async def close(self) -> None:
         self.task.cancel()
@@ -151,7 +153,7 @@ async def test_dead_session_loses_leased_keys_only(kv: Harness) -> None:
         await asyncio.wait_for(tail.listed.wait(), 10)
         await b.close()  # no keep-alive any more: like a crashed process
         await eventually(
-            lambda: (KVEventType.DELETE, "dead/leased", b"") in tail.changes(), timeout=10
+            lambda: (KVEventType.DELETE, "dead/leased", b"") in tail.changes(), within=10
         )
         assert await kv.admin.list_prefix("dead/") == {"dead/plain": b"v"}
     finally:
@@ -172,7 +174,7 @@ async def test_revoked_lease_notifies_observers_and_is_replaced(kv: Harness) -> 
     assert first is not None
     await kv.revoke_lease(first)
     # Detected by the keep-alive (every TTL/3) or by the next leased write.
-    await eventually(lambda: lost == ["obs/a"] and other == ["obs/deep/b"], timeout=10)
+    await eventually(lambda: lost == ["obs/a"] and other == ["obs/deep/b"], within=10)
     assert await kv.admin.list_prefix("obs/") == {"obs/plain": b"3"}
     await b.update("obs/a", b"again", lease=True)
     assert b.lease_id not in (None, first)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 
 import pytest
 
 from kubemirror import errors
+from kubemirror.kvstore import backend as backend_mod
 from kubemirror.kvstore import key as key_mod
 from kubemirror.kvstore import shared_store
 from kubemirror.kvstore.key import KVPair
@@ -14,15 +17,30 @@ from kubemirror.kvstore.key import KVPair
 from .conftest import Harness, Recorder, eventually
 
 
-def config(kv: Harness, prefix: str = "shared", **kw: object) -> shared_store.SharedStoreConfig:
-    backend = kw.pop("backend", None) or kv.new_backend(lease_ttl=float(kw.pop("ttl", 15.0)))  # type: ignore[arg-type]
+def config(
+    kv: Harness,
+    *,
+    backend: backend_mod.Backend | None = None,
+    observer: key_mod.Observer | None = None,
+    synchronization_interval: float = 300.0,
+    shared_key_delete_delay: float = 0.0,
+) -> shared_store.SharedStoreConfig:
     return shared_store.SharedStoreConfig(
-        prefix=prefix, key_creator=key_mod.kv_pair_creator, backend=backend, **kw  # type: ignore[arg-type]
+        prefix="shared",
+        key_creator=key_mod.kv_pair_creator,
+        backend=backend or kv.new_backend(),
+        observer=observer,
+        synchronization_interval=synchronization_interval,
+        shared_key_delete_delay=shared_key_delete_delay,
     )
 
 
 def names(store: shared_store.SharedStore) -> list[str]:
     return sorted(store.shared_keys_map())
+
+
+def names_are(store: shared_store.SharedStore, expected: list[str]) -> Callable[[], bool]:
+    return lambda: names(store) == expected
 
 
 @pytest.mark.parametrize(
@@ -72,7 +90,7 @@ async def test_collaborators_see_each_other(kv: Harness) -> None:
         for i, store in enumerate(stores):
             await store.update_local_key_sync(KVPair(f"node{i}", f"ip{i}".encode()))
         for store in stores:
-            await eventually(lambda s=store: names(s) == ["node0", "node1", "node2"])  # type: ignore[misc]
+            await eventually(names_are(store, ["node0", "node1", "node2"]))
         assert all(r.state == {"node0": b"ip0", "node1": b"ip1", "node2": b"ip2"} for r in recs)
         # An owner changes its key.
         await stores[0].update_local_key_sync(KVPair("node0", b"ip0b"))
@@ -80,7 +98,7 @@ async def test_collaborators_see_each_other(kv: Harness) -> None:
         # An owner gives its key up.
         await stores[1].delete_local_key(KVPair("node1"))
         for rec in recs:
-            await eventually(lambda r=rec: "node1" not in r.state)  # type: ignore[misc]
+            await eventually(functools.partial(lambda r: "node1" not in r.state, rec))
         assert recs[0].deletes() == ["node1"]  # reported once, through the watch
     finally:
         for store in stores:
@@ -144,11 +162,11 @@ async def test_dead_collaborator_keys_vanish_from_every_view(kv: Harness) -> Non
         await dying.update_local_key_sync(KVPair("dying", b"1"))
         await views[0].update_local_key_sync(KVPair("alive", b"1"))
         for view in views:
-            await eventually(lambda v=view: names(v) == ["alive", "dying"])  # type: ignore[misc]
+            await eventually(names_are(view, ["alive", "dying"]))
         await dying.release()
         await dying_backend.close()  # the process is gone: its lease will expire
         for view in views:
-            await eventually(lambda v=view: names(v) == ["alive"], timeout=15)  # type: ignore[misc]
+            await eventually(names_are(view, ["alive"]), within=15)
     finally:
         for view in views:
             await view.close()
@@ -239,7 +257,9 @@ async def test_async_context_manager_and_run(kv: Harness) -> None:
 
 
 async def test_default_backend_is_the_embedded_process_wide_keyspace() -> None:
-    cfg = shared_store.SharedStoreConfig(prefix="embedded-test", key_creator=key_mod.kv_pair_creator)
+    cfg = shared_store.SharedStoreConfig(
+        prefix="embedded-test", key_creator=key_mod.kv_pair_creator
+    )
     one = await shared_store.SharedStore.join(cfg)
     two = await shared_store.SharedStore.join(cfg)
     try:

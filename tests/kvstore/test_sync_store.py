@@ -17,7 +17,6 @@ from kubemirror.kvstore.key import KVPair
 from .conftest import Harness, eventually
 
 
-
 def fast_retry() -> workqueue.ExponentialFailureRateLimiter:
     return workqueue.ExponentialFailureRateLimiter(0.001, 0.01)
 
@@ -196,7 +195,8 @@ async def test_synced_canary_waits_for_earlier_upserts(kv: Harness) -> None:
         for i in range(5):
             assert b.writes.index(("update", f"s/k{i}")) < canary_at
         stamp = await kv.admin.get("kubemirror/synced/c1/s")
-        assert stamp is not None and stamp.startswith(b"20")
+        assert stamp is not None
+        assert stamp.startswith(b"20")
     assert calls == ["sync", "async"]
 
 
@@ -327,7 +327,9 @@ def test_final_state_is_the_last_operation_per_key(
                     await asyncio.sleep(0)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 10
-            while store.pending_operations() and loop.time() < deadline:
+            while True:
+                if not store.pending_operations() or loop.time() > deadline:
+                    break
                 await asyncio.sleep(0.001)
             assert store.pending_operations() == 0
         assert b.overlaps == 0

@@ -85,7 +85,8 @@ async def test_watch_reports_list_then_changes(kv: Harness) -> None:
             await store.drain()
     finally:
         await watching.stop()
-    assert not store.watching and not store.synced
+    assert not store.watching
+    assert not store.synced
 
 
 async def test_restart_emits_deletions_for_keys_gone_meanwhile(kv: Harness) -> None:

@@ -13,6 +13,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kubemirror import errors
 from kubemirror.kvstore import workqueue
 
+from .conftest import eventually
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -37,7 +39,8 @@ async def test_item_added_while_processing_comes_back_after_done() -> None:
     q.add("a")
     q.add("a")
     assert len(q) == 0  # not handed to a second worker while processing
-    assert q.is_processing("a") and q.is_queued("a")
+    assert q.is_processing("a")
+    assert q.is_queued("a")
     q.done(item)
     assert len(q) == 1
     assert await q.get() == "a"
@@ -97,7 +100,8 @@ async def test_add_rate_limited_backs_off_and_forget_resets() -> None:
 
 def test_exponential_limiter_doubles_up_to_the_cap() -> None:
     limiter = workqueue.ExponentialFailureRateLimiter(0.01, 0.1)
-    assert [limiter.when("x") for _ in range(6)] == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.1, 0.1])
+    delays = [limiter.when("x") for _ in range(6)]
+    assert delays == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.1, 0.1])
     assert limiter.when("y") == pytest.approx(0.01)
     for _ in range(100):
         limiter.when("z")
@@ -163,8 +167,7 @@ async def test_concurrent_workers_never_share_an_item() -> None:
             q.add(item)
         await asyncio.sleep(0)
         del round_
-    while len(q) or any(q.is_processing(i) for i in range(10)):
-        await asyncio.sleep(0)
+    await eventually(lambda: not len(q) and not q.num_processing())
     q.shut_down()
     await asyncio.gather(*workers)
     assert set(handled) == set(range(10))
