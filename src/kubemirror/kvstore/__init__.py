@@ -14,7 +14,7 @@ from kubemirror.kvstore.backend import (
     join_key,
     synced_key,
 )
-from kubemirror.kvstore.connect import connect, list_prefix, watch_prefix
+from kubemirror.kvstore.connection import connect, list_prefix, watch_prefix
 from kubemirror.kvstore.etcd import EtcdBackend
 from kubemirror.kvstore.etcd_server import EtcdServer, find_etcd_binary
 from kubemirror.kvstore.key import (

@@ -7,7 +7,7 @@ for scripts. ``memory://`` is the process-wide embedded keyspace; ``etcd://host:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from kubemirror import errors
 from kubemirror.kvstore import backend as backend_mod
@@ -39,7 +39,7 @@ async def list_prefix(url: str, prefix: str) -> dict[str, bytes]:
         return await backend.list_prefix(prefix)
 
 
-async def watch_prefix(url: str, prefix: str) -> AsyncIterator[backend_mod.KVEvent]:
+async def watch_prefix(url: str, prefix: str) -> AsyncGenerator[backend_mod.KVEvent, None]:
     """Follow ``prefix`` at ``url``: current keys, LIST_DONE, then every change.
 
     Runs until the caller stops iterating (close it with ``aclose()``).
