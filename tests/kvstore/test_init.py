@@ -1,8 +1,6 @@
-"""The kvstore package's public API and its small helpers (connect, KVPair, notify)."""
+"""The kvstore package's small helpers: connection URLs, KVPair, observer calls, errors."""
 
 from __future__ import annotations
-
-import inspect
 
 import pytest
 
@@ -10,16 +8,6 @@ from kubemirror import errors, kvstore
 from kubemirror.kvstore import connection, etcd, key, memory
 
 from .conftest import Recorder
-
-
-def test_all_lists_exactly_the_public_names() -> None:
-    public = {
-        name
-        for name, value in vars(kvstore).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-    }
-    assert set(kvstore.__all__) == public
-    assert len(kvstore.__all__) == len(set(kvstore.__all__))
 
 
 async def test_connect_by_url() -> None:

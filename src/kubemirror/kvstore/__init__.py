@@ -6,7 +6,6 @@ Backends (``MemoryBackend``, ``EtcdBackend``) implement the ``Backend`` protocol
 """
 
 from kubemirror.kvstore.backend import (
-    SYNCED_PREFIX,
     Backend,
     KVEvent,
     KVEventType,
@@ -41,7 +40,6 @@ from kubemirror.kvstore.workqueue import (
 )
 
 __all__ = [
-    "SYNCED_PREFIX",
     "Backend",
     "BucketRateLimiter",
     "EtcdBackend",
