@@ -89,6 +89,8 @@ class EtcdServer:
         )
         self.data_dir = self.work_dir / "data"
         self.log_path = self.work_dir / "etcd.log"
+        self._auto_ports = client_port is None and peer_port is None
+        self._ever_started = False
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         while self.peer_port == self.client_port:
@@ -98,6 +100,7 @@ class EtcdServer:
         self.start_timeout = start_timeout
         self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     # -- addresses -------------------------------------------------------------
 
@@ -148,10 +151,32 @@ class EtcdServer:
         ]
 
     def start(self) -> None:
-        """Start the process (no-op while running) and wait until it is healthy."""
+        """Start the process (no-op while running) and wait until it is healthy.
+
+        On the very first start with automatically chosen ports, a port taken by
+        someone else in the meantime is replaced by a new free one (three tries).
+        """
         if self.running:
             return
+        for attempt in range(3):
+            try:
+                self._start_once()
+                self._ever_started = True
+                return
+            except errors.KVStoreError:
+                retry = (
+                    self._auto_ports
+                    and not self._ever_started
+                    and attempt < 2
+                    and "address already in use" in self._log_of_last_start()
+                )
+                if not retry:
+                    raise
+                self.client_port, self.peer_port = free_port(), free_port()
+
+    def _start_once(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 self._command(),
@@ -229,7 +254,8 @@ class EtcdServer:
                 self.start()
                 return
             except errors.KVStoreError:
-                if time.monotonic() > deadline or "address already in use" not in self.log_tail():
+                busy = "address already in use" in self._log_of_last_start()
+                if time.monotonic() > deadline or not busy:
                     raise
                 time.sleep(0.1)
 
@@ -241,6 +267,12 @@ class EtcdServer:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _log_of_last_start(self) -> str:
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
+        return ""
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of ``etcd.log`` (for error messages)."""

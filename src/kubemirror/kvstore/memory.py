@@ -221,10 +221,14 @@ class MemoryKVServer:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        if self._timer is not None and self._timer_loop is loop and not loop.is_closed():
-            return
+        delay = self._next_delay()
+        timer = self._timer
+        if timer is not None and self._timer_loop is loop and not loop.is_closed():
+            if timer.when() <= loop.time() + delay:
+                return  # fires early enough; it reschedules itself
+            timer.cancel()
         self._timer_loop = loop
-        self._timer = loop.call_later(self._next_delay(), self._on_timer)
+        self._timer = loop.call_later(delay, self._on_timer)
 
     def _next_delay(self) -> float:
         if not self._leases:

@@ -211,7 +211,10 @@ class SharedStore:
     # -- leaving -------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Leave: stop, delete the local keys from the kvstore and report them deleted."""
+        """Leave: stop, delete the local keys from the kvstore and report them deleted.
+
+        Idempotent; after ``release()`` it does nothing (the keys were left on purpose).
+        """
         if self._closed:
             return
         await self._shutdown(close_backend=False)
