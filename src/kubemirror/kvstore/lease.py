@@ -61,6 +61,7 @@ class LeaseManager:
         self._lease_id: int | None = None
         self._keys: dict[int, set[str]] = {}
         self._key_lease: dict[str, int] = {}
+        self._dead: set[int] = set()  # ids of leases found expired (a few per session)
         self._observers: dict[str, backend.LeaseExpiredObserver] = {}
         self._grant_lock = asyncio.Lock()
         self._keepalive: asyncio.Task[None] | None = None
@@ -90,7 +91,15 @@ class LeaseManager:
             return self._lease_id
 
     def attach(self, key: str, lease_id: int) -> None:
-        """Record that ``key`` was written under ``lease_id``."""
+        """Record that ``key`` was written under ``lease_id``.
+
+        If that lease was already found expired (the write raced with the expiry),
+        the key is reported lost at once instead.
+        """
+        if lease_id in self._dead:
+            self.detach(key)
+            self._notify([key])
+            return
         old = self._key_lease.get(key)
         if old is not None and old != lease_id:
             self._keys.get(old, set()).discard(key)
@@ -107,12 +116,16 @@ class LeaseManager:
         """``lease_id`` is gone on the server: forget it and notify observers."""
         if self._lease_id == lease_id:
             self._lease_id = None
+        self._dead.add(lease_id)
         keys = self._keys.pop(lease_id, set())
         for key in keys:
             self._key_lease.pop(key, None)
         if keys:
             log.info("%s: lease %x expired; %d keys lost", self._name, lease_id, len(keys))
-        for key in sorted(keys):
+        self._notify(sorted(keys))
+
+    def _notify(self, keys: list[str]) -> None:
+        for key in keys:
             observer = self._observer_for(key)
             if observer is None:
                 continue
