@@ -102,12 +102,34 @@ async def raw_put_loop(server: EtcdServer, keys: int, in_flight: int) -> float:
         return elapsed
 
 
-async def sync_store_run(make_backend: Callable[[], object], keys: int, workers: int) -> float:
+async def raw_txn_loop(server: EtcdServer, keys: int) -> float:
+    """Sequential aetcd transactions of TXN_OPS puts each (the batched baseline)."""
+    async with aetcd.Client(host=server.host, port=server.client_port) as client:
+        await wipe(client)
+        lease = await client.lease(15)
+        tx = client.transactions
+        start = time.perf_counter()
+        for base in range(0, keys, TXN_OPS):
+            ops = [
+                tx.put(f"raw/k{i}".encode(), value_for(i), lease=lease.id)
+                for i in range(base, min(keys, base + TXN_OPS))
+            ]
+            await client.transaction(compare=[], success=ops, failure=[])
+        elapsed = time.perf_counter() - start
+        await client.revoke_lease(lease.id)
+        return elapsed
+
+
+async def sync_store_run(
+    make_backend: Callable[[], object], keys: int, workers: int, batch_size: int = 1
+) -> float:
     backend = make_backend()
     assert isinstance(backend, EtcdBackend | MemoryBackend)
     async with backend:
         done = asyncio.Event()
-        store = WorkqueueSyncStore("bench", backend, "sync", workers=workers)
+        store = WorkqueueSyncStore(
+            "bench", backend, "sync", workers=workers, batch_size=batch_size
+        )
         async with store:
             start = time.perf_counter()
             for i in range(keys):
@@ -300,6 +322,16 @@ async def run(keys: int, latency_keys: int, quick: bool, repeat: int) -> None:
                 base = max(k for k in raw if k <= workers)
                 rows.append(Row("WorkqueueSyncStore -> EtcdBackend", f"{workers} workers", keys,
                                 secs, baseline=f"raw@{base}"))
+            raw_txn = await median_of(repeat, clean, functools.partial(raw_txn_loop, server, keys))
+            rows.append(Row(f"raw aetcd txn loop ({TXN_OPS} puts/txn)", "1 txn", keys, raw_txn,
+                            baseline="raw@1"))
+            for workers in [1] if quick else [1, 4]:
+                secs = await median_of(
+                    repeat, clean,
+                    functools.partial(sync_store_run, etcd_backend, keys, workers, TXN_OPS),
+                )
+                rows.append(Row(f"WorkqueueSyncStore batch_size={TXN_OPS} -> EtcdBackend",
+                                f"{workers} workers", keys, secs, baseline="raw-txn"))
             secs = await median_of(repeat, clean, lambda: sync_store_run(MemoryBackend, keys, 1))
             rows.append(Row("WorkqueueSyncStore -> MemoryBackend", "1 worker", keys, secs,
                             baseline="raw@1"))
@@ -342,14 +374,14 @@ async def run(keys: int, latency_keys: int, quick: bool, repeat: int) -> None:
     mode = "quick" if quick else "full"
     print(f"keys={keys} value={VALUE_SIZE} B, throughput = median of {repeat} runs, "
           f"latency keys={latency_keys} (one write at a time), {mode} mode\n")
-    print(f"{'upsert throughput':<46} {'in flight':>11} {'keys':>7} {'seconds':>8} "
+    print(f"{'upsert throughput':<52} {'in flight':>11} {'keys':>7} {'seconds':>8} "
           f"{'keys/s':>9} {'ratio':>14}")
     for row in rows:
         ratio = ""
         if row.baseline:
-            base_secs = raw[int(row.baseline.split("@")[1])]
+            base_secs = raw_txn if row.baseline == "raw-txn" else raw[int(row.baseline[4:])]
             ratio = f"{row.rate / (keys / base_secs):.2f}x {row.baseline}"
-        print(f"{row.path:<46} {row.in_flight:>11} {row.keys:>7} {row.seconds:>8.2f} "
+        print(f"{row.path:<52} {row.in_flight:>11} {row.keys:>7} {row.seconds:>8.2f} "
               f"{row.rate:>9.0f} {ratio:>14}")
     print()
     print(f"{'watch propagation latency':<52} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
@@ -358,8 +390,8 @@ async def run(keys: int, latency_keys: int, quick: bool, repeat: int) -> None:
         ratio = f"{lrow.pct(0.5) / raw_p50:.2f}x" if lrow.baseline else "baseline"
         print(f"{lrow.path:<52} {lrow.pct(0.5):>8.2f} {lrow.pct(0.99):>8.2f} {ratio:>10}")
     print("\nratios: keys/s relative to the raw aetcd loop with the same number of writes in "
-          "flight (raw@N);\nlatency p50 relative to raw aetcd put -> watch. etcdctl rows show "
-          "process-per-call cost, not client speed.")
+          "flight (raw@N) or to the raw aetcd txn loop (raw-txn);\nlatency p50 relative to raw "
+          "aetcd put -> watch. etcdctl rows show process-per-call cost, not client speed.")
 
 
 def server_version() -> str:

@@ -242,3 +242,28 @@ def test_join_key_and_synced_key() -> None:
 
 async def test_backends_satisfy_the_protocol(kv: Harness) -> None:
     assert isinstance(kv.new_backend(), backend_mod.Backend)
+
+
+async def test_update_many_puts_and_deletes_in_batches(kv: Harness) -> None:
+    b = kv.new_backend(lease_ttl=30.0)
+    await b.update("many/old", b"x")
+    tail = EventTail(kv.admin, "many/")
+    try:
+        await asyncio.wait_for(tail.listed.wait(), 10)
+        count = backend_mod.MAX_BATCH * 2 + 5  # three batches
+        writes: dict[str, bytes | None] = {f"many/k{i:04d}": b"%d" % i for i in range(count)}
+        writes["many/old"] = None
+        await b.update_many(writes, lease=True)
+        listed = await kv.admin.list_prefix("many/")
+        assert listed == {k: v for k, v in writes.items() if v is not None}
+        await eventually(lambda: len(tail.changes()) == count + 2)  # + listed "old"
+        assert (KVEventType.DELETE, "many/old", b"") in tail.changes()
+        lost: list[str] = []
+        b.register_lease_expired_observer("many/", lost.append)
+        assert b.lease_id is not None
+        await kv.revoke_lease(b.lease_id)
+        await b.update("many/probe", b"1", lease=True)  # discovers the expiry
+        assert len(lost) == count
+        assert await kv.admin.list_prefix("many/") == {"many/probe": b"1"}
+    finally:
+        await tail.close()

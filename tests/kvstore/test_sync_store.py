@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -73,6 +73,26 @@ class FaultyBackend:
     async def update_if_different(self, key: str, value: bytes, lease: bool = False) -> bool:
         return await self.inner.update_if_different(key, value, lease)
 
+    async def update_many(self, writes: Mapping[str, bytes | None], lease: bool = False) -> None:
+        """One batch: fails as a whole if any of its keys is set to fail."""
+        keys = list(writes)
+        self.overlaps += sum(1 for key in keys if key in self.active)
+        self.active.update(keys)
+        try:
+            if self._yield:
+                await asyncio.sleep(0)
+            failing = [key for key in keys if self.fail.get(key, 0) > 0]
+            for key in failing:
+                self.fail[key] -= 1
+            if failing and not self.apply_before_failing:
+                raise errors.KVStoreUnavailableError("update_many", failing[0])
+            await self.inner.update_many(writes, lease)
+            if failing:
+                raise errors.KVStoreUnavailableError("update_many", failing[0])
+            self.writes.extend(("delete" if v is None else "update", k) for k, v in writes.items())
+        finally:
+            self.active.difference_update(keys)
+
     async def delete(self, key: str) -> bool:
         await self._write("delete", key, b"", False)
         return True
@@ -115,9 +135,12 @@ async def _equal(b: backend_mod.Backend, prefix: str, expected: dict[str, bytes]
     return await b.list_prefix(prefix + "/") == expected
 
 
-async def test_upserts_and_deletes_land(kv: Harness) -> None:
+@pytest.mark.parametrize("batch_size", [1, 16], ids=["single", "batched"])
+async def test_upserts_and_deletes_land(kv: Harness, batch_size: int) -> None:
     b = kv.new_backend()
-    async with sync_store.WorkqueueSyncStore("c1", b, "nodes/v1", workers=2) as store:
+    async with sync_store.WorkqueueSyncStore(
+        "c1", b, "nodes/v1", workers=2, batch_size=batch_size
+    ) as store:
         for i in range(20):
             store.upsert_key(pair(f"n{i}", f"v{i}"))
         for i in range(5):
@@ -157,12 +180,15 @@ async def test_unchanged_upsert_is_not_written_again(kv: Harness) -> None:
     assert await kv.admin.get("u/a") == b"2"
 
 
-async def test_failed_writes_are_retried_idempotently(kv: Harness) -> None:
+@pytest.mark.parametrize("batch_size", [1, 8], ids=["single", "batched"])
+async def test_failed_writes_are_retried_idempotently(kv: Harness, batch_size: int) -> None:
     b = FaultyBackend(kv.new_backend())
     b.apply_before_failing = True  # the server applied it, the client saw an error
     b.fail = {"r/a": 3, "r/b": 2}
     limiter = fast_retry()
-    async with sync_store.WorkqueueSyncStore("c1", b, "r", rate_limiter=limiter) as store:
+    async with sync_store.WorkqueueSyncStore(
+        "c1", b, "r", rate_limiter=limiter, batch_size=batch_size
+    ) as store:
         store.upsert_key(pair("a", "1"))
         store.upsert_key(pair("b", "1"))
         await eventually(lambda: store.pending_operations() == 0)
@@ -181,7 +207,9 @@ async def test_synced_canary_waits_for_earlier_upserts(kv: Harness) -> None:
     async def async_callback() -> None:
         calls.append("async")
 
-    store = sync_store.WorkqueueSyncStore("c1", b, "s", workers=3, rate_limiter=fast_retry())
+    store = sync_store.WorkqueueSyncStore(
+        "c1", b, "s", workers=3, rate_limiter=fast_retry(), batch_size=2
+    )
     assert store.synced_key == "kubemirror/synced/c1/s"
     async with store:
         for i in range(5):
@@ -191,7 +219,7 @@ async def test_synced_canary_waits_for_earlier_upserts(kv: Harness) -> None:
         store.upsert_key(pair("late", "v"))  # after synced(): not waited for
         await eventually(lambda: calls == ["sync", "async"])
         assert store.is_synced
-        canary_at = b.writes.index(("update", "kubemirror/synced/c1/s"))
+        canary_at = b.writes.index(("update", "kubemirror/synced/c1/s"))  # the canary lands last
         for i in range(5):
             assert b.writes.index(("update", f"s/k{i}")) < canary_at
         stamp = await kv.admin.get("kubemirror/synced/c1/s")
@@ -276,6 +304,9 @@ def test_invalid_arguments_name_the_field() -> None:
     with pytest.raises(errors.ConfigError) as info:
         sync_store.WorkqueueSyncStore("c", b, "p", workers=0)
     assert info.value.field == "workers"
+    with pytest.raises(errors.ConfigError) as info:
+        sync_store.WorkqueueSyncStore("c", b, "p", batch_size=129)
+    assert info.value.field == "batch_size"
 
 
 def test_marshal_failure_is_a_kvstore_error() -> None:
@@ -300,9 +331,9 @@ OPS = st.lists(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=OPS, workers=st.integers(1, 3))
+@given(ops=OPS, workers=st.integers(1, 3), batch_size=st.sampled_from([1, 2, 128]))
 def test_final_state_is_the_last_operation_per_key(
-    ops: list[tuple[str, bytes | None, int, bool]], workers: int
+    ops: list[tuple[str, bytes | None, int, bool]], workers: int, batch_size: int
 ) -> None:
     """Any interleaving of upserts, deletes and failing writes converges to the last op."""
 
@@ -313,7 +344,7 @@ def test_final_state_is_the_last_operation_per_key(
         limiter = workqueue.ExponentialFailureRateLimiter(0.0005, 0.002)
         expected: dict[str, bytes] = {}
         async with sync_store.WorkqueueSyncStore(
-            "c", b, "h", workers=workers, rate_limiter=limiter
+            "c", b, "h", workers=workers, rate_limiter=limiter, batch_size=batch_size
         ) as store:
             for name, value, failures, let_run in ops:
                 b.fail[f"h/{name}"] = b.fail.get(f"h/{name}", 0) + failures

@@ -10,11 +10,12 @@ against the protocol only.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "MAX_BATCH",
     "SYNCED_PREFIX",
     "Backend",
     "KVEvent",
@@ -30,6 +31,9 @@ SYNCED_PREFIX = "kubemirror/synced"
 The canary of a ``WorkqueueSyncStore`` for ``cluster`` and ``prefix`` lives at
 ``kubemirror/synced/<cluster>/<prefix>`` (Cilium uses ``cilium/synced/...``).
 """
+
+MAX_BATCH = 128
+"""Keys per ``update_many`` batch: etcd's default ``--max-txn-ops``."""
 
 LeaseExpiredObserver = Callable[[str], None]
 """Called with each key (full path) that was attached to a lease found expired."""
@@ -108,6 +112,15 @@ class Backend(Protocol):
 
     async def update_if_different(self, key: str, value: bytes, lease: bool = False) -> bool:
         """Write only if the stored value or lease differs (compare-and-swap); True if written."""
+        ...
+
+    async def update_many(self, writes: Mapping[str, bytes | None], lease: bool = False) -> None:
+        """Put each key with a value and delete each key mapped to None, in batches.
+
+        etcd applies each batch of up to ``MAX_BATCH`` keys as one transaction (one
+        revision); larger mappings are split, so only each batch is atomic. Retry and
+        lease semantics are those of ``update``.
+        """
         ...
 
     async def delete(self, key: str) -> bool:

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from kubemirror import errors
@@ -289,6 +289,43 @@ class EtcdBackend:
 
     async def update_if_different(self, key: str, value: bytes, lease: bool = False) -> bool:
         return await self._write(key, value, lease, True)
+
+    async def update_many(self, writes: Mapping[str, bytes | None], lease: bool = False) -> None:
+        self._check_open()
+        items = list(writes.items())
+        for start in range(0, len(items), backend.MAX_BATCH):
+            await self._write_batch(items[start:start + backend.MAX_BATCH], lease)
+
+    async def _txn(self, batch: list[tuple[str, bytes | None]], lease_id: int) -> None:
+        tx = self._client.transactions
+        ops = [
+            tx.delete(_encode(key)) if value is None
+            else tx.put(_encode(key), value, lease=lease_id or None)
+            for key, value in batch
+        ]
+        await self._call(
+            "update_many",
+            batch[0][0],
+            lambda: self._client.transaction(compare=[], success=ops, failure=[]),
+        )
+
+    async def _write_batch(self, batch: list[tuple[str, bytes | None]], lease_: bool) -> None:
+        lease_id = 0
+        for _ in range(2):
+            if lease_ and any(value is not None for _, value in batch):
+                lease_id = await self._leases.acquire()
+            try:
+                await self._txn(batch, lease_id)
+            except _LeaseNotFoundError:
+                self._leases.expired(lease_id)
+                continue
+            for key, value in batch:
+                if lease_id and value is not None:
+                    self._leases.attach(key, lease_id)
+                else:
+                    self._leases.detach(key)
+            return
+        raise errors.LeaseExpiredError(f"lease for {batch[0][0]!r}... expired again after grant")
 
     async def delete(self, key: str) -> bool:
         self._check_open()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from kubemirror import errors
@@ -330,6 +330,18 @@ class MemoryBackend:
         written = self.server.put_if_different(key, value)
         self._leases.detach(key)
         return written
+
+    async def update_many(self, writes: Mapping[str, bytes | None], lease: bool = False) -> None:
+        self._check_open()
+        for key, value in writes.items():
+            if value is None:
+                self._leases.detach(key)
+                self.server.delete(key)
+            elif lease:
+                await self._leased_write(key, value, False)
+            else:
+                self.server.put(key, value)
+                self._leases.detach(key)
 
     async def delete(self, key: str) -> bool:
         self._check_open()

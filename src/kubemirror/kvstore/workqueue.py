@@ -244,6 +244,15 @@ class WorkQueue(Generic[T]):
         self._dirty.discard(item)
         return item
 
+    def get_nowait(self) -> T | None:
+        """The next waiting item (marked as processing), or None if none is waiting."""
+        if not self._queue:
+            return None
+        item = self._queue.popleft()
+        self._processing.add(item)
+        self._dirty.discard(item)
+        return item
+
     def done(self, item: T) -> None:
         """Finish processing ``item``; re-queue it if it was added meanwhile."""
         self._processing.discard(item)
