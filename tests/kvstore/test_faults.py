@@ -35,8 +35,9 @@ async def _listing(b: etcd.EtcdBackend, prefix: str) -> dict[str, bytes]:
     return {k[len(prefix) + 1:]: v for k, v in (await b.list_prefix(prefix + "/")).items()}
 
 
+@pytest.mark.parametrize("batch_size", [1, 32], ids=["single", "batched"])
 async def test_kill_and_restart_during_upserts_and_watch_converges(
-    etcd_server_fn: etcd_server.EtcdServer, caplog: pytest.LogCaptureFixture
+    etcd_server_fn: etcd_server.EtcdServer, caplog: pytest.LogCaptureFixture, batch_size: int
 ) -> None:
     server = etcd_server_fn
     writer = etcd.EtcdBackend(server.endpoint, lease_ttl=5.0, retry_timeout=0.5)
@@ -45,7 +46,9 @@ async def test_kill_and_restart_during_upserts_and_watch_converges(
     watcher = watch_store.RestartableWatchStore("c1", key.kv_pair_creator, rec)
     watching = asyncio.create_task(watcher.watch(reader, "f"))
     limiter = workqueue.ExponentialFailureRateLimiter(0.01, 0.2)
-    store = sync_store.WorkqueueSyncStore("c1", writer, "f", workers=4, rate_limiter=limiter)
+    store = sync_store.WorkqueueSyncStore(
+        "c1", writer, "f", workers=4, rate_limiter=limiter, batch_size=batch_size
+    )
     try:
         async with store:
             await eventually(lambda: watcher.synced)
@@ -53,13 +56,13 @@ async def test_kill_and_restart_during_upserts_and_watch_converges(
                 store.upsert_key(KVPair(f"k{i % 150}", str(i).encode()))
                 if i % 7 == 0:
                     store.delete_key(KVPair(f"k{(i * 3) % 150}"))
-                if i % 50 == 0:
-                    await asyncio.sleep(0.01)  # let the workers write
                 if i in (300, 600):
                     assert store.pending_operations() > 0  # writes are in flight
                     server.kill()
                     await asyncio.sleep(0.6 if i == 300 else 0.0)  # longer than retry_timeout
                     await server.arestart()
+                if i % 50 == 0:
+                    await asyncio.sleep(0.01)  # let the workers write
             synced = asyncio.Event()
             store.synced(synced.set)
             await asyncio.wait_for(synced.wait(), 30)
