@@ -84,7 +84,7 @@ async def wipe(client: aetcd.Client) -> None:
 async def raw_put_loop(server: EtcdServer, keys: int, in_flight: int) -> float:
     async with aetcd.Client(host=server.host, port=server.client_port) as client:
         await wipe(client)
-        lease = await client.lease(15)
+        lease = await client.lease(3600)  # outlives the run: no keep-alive needed
         sem = asyncio.Semaphore(in_flight)
 
         async def put(i: int) -> None:
@@ -106,7 +106,7 @@ async def raw_txn_loop(server: EtcdServer, keys: int) -> float:
     """Sequential aetcd transactions of TXN_OPS puts each (the batched baseline)."""
     async with aetcd.Client(host=server.host, port=server.client_port) as client:
         await wipe(client)
-        lease = await client.lease(15)
+        lease = await client.lease(3600)  # outlives the run: no keep-alive needed
         tx = client.transactions
         start = time.perf_counter()
         for base in range(0, keys, TXN_OPS):

@@ -24,7 +24,7 @@ from kubemirror.kvstore import backend as backend_mod
 from kubemirror.kvstore import key as key_mod
 from kubemirror.kvstore import workqueue
 
-__all__ = ["SyncedCallback", "WorkqueueSyncStore"]
+__all__ = ["SyncedCallback", "WorkqueueSyncStore", "default_sync_rate_limiter"]
 
 log = logging.getLogger(__name__)
 
