@@ -269,21 +269,29 @@ class ResourceStorage:
         """
         key, namespace = self._key_of(obj)
         with self._lock:
-            objects = self._objects(cluster)
-            previous = objects.get(key)
-            if previous is None:
-                raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
-            current_rv = previous.object["metadata"]["resourceVersion"]
-            if expected_resource_version and expected_resource_version != current_rv:
-                raise status.conflict(
-                    self.info.gvr.resource,
-                    key,
-                    "the object has been modified; please apply your changes to the latest "
-                    "version and try again",
-                    self.info.gvr.group,
-                )
+            previous = self._existing(
+                cluster,
+                key,
+                expected_resource_version,
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
             orig = self._original_rv(obj) if original_rv is None else original_rv
             return self._commit(cluster, key, namespace, "MODIFIED", obj, orig, previous).object
+
+    def _existing(
+        self, cluster: str, key: str, expected_resource_version: str | None, conflict: str
+    ) -> watch_cache.StoredObject:
+        """The stored entry of ``key``; ``NotFoundError`` if absent, ``ConflictError``
+        (with the ``conflict`` message) if it is not at ``expected_resource_version``.
+        Lock held."""
+        previous = self._objects(cluster).get(key)
+        if previous is None:
+            raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
+        current_rv = previous.object["metadata"]["resourceVersion"]
+        if expected_resource_version and expected_resource_version != current_rv:
+            raise status.conflict(self.info.gvr.resource, key, conflict, self.info.gvr.group)
+        return previous
 
     def delete(self, cluster: str, obj: Obj) -> Obj:
         """Remove the object named by ``obj`` from ``cluster``; returns its final version.
@@ -305,18 +313,9 @@ class ResourceStorage:
     ) -> Obj:
         """Remove ``key`` (``"ns/name"`` or ``"name"``) from ``cluster``; see ``delete``."""
         with self._lock:
-            objects = self._objects(cluster)
-            previous = objects.get(key)
-            if previous is None:
-                raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
-            current_rv = previous.object["metadata"]["resourceVersion"]
-            if expected_resource_version and expected_resource_version != current_rv:
-                raise status.conflict(
-                    self.info.gvr.resource,
-                    key,
-                    "the resourceVersion precondition failed",
-                    self.info.gvr.group,
-                )
+            previous = self._existing(
+                cluster, key, expected_resource_version, "the resourceVersion precondition failed"
+            )
             state: Obj = previous.object
             orig = previous.original_rv
             if (
