@@ -133,9 +133,16 @@ def test_error_from_response_maps_status_bodies(
 
 def test_paused_gc_restores_the_previous_state_even_on_error() -> None:
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), paused_gc():
-        assert not gc.isenabled()
-        raise RuntimeError("decode failed")
+    seen: list[bool] = []
+
+    def decode() -> None:
+        with paused_gc():
+            seen.append(gc.isenabled())
+            raise RuntimeError("decode failed")
+
+    with pytest.raises(RuntimeError):
+        decode()
+    assert seen == [False]
     assert gc.isenabled()
     gc.disable()
     try:
