@@ -14,6 +14,8 @@ attributes, so callers can act on it without parsing the message::
     ├── FIFOClosedError                               pop on a closed queue
     ├── Requeue                                       raised by a pop callback to put deltas back
     ├── TransportError                                connection, TLS, timeout (wraps the cause)
+    ├── MalformedEventError(line, reason)             a watch line that is not a valid event
+    ├── ResourceNotFoundError(name)                   discovery knows no such resource
     ├── ApiError(status)                              the API server answered with a Status
     │   ├── BadRequestError                           400
     │   ├── UnauthorizedError                         401/403
@@ -52,8 +54,10 @@ __all__ = [
     "KeyFuncError",
     "KubemirrorError",
     "LeaseExpiredError",
+    "MalformedEventError",
     "NotFoundError",
     "Requeue",
+    "ResourceNotFoundError",
     "SelectorError",
     "StoreError",
     "TransportError",
@@ -172,6 +176,27 @@ class Requeue(KubemirrorError):
 
 class TransportError(KubemirrorError):
     """The HTTP or gRPC connection failed (refused, reset, TLS, timeout)."""
+
+
+class MalformedEventError(KubemirrorError):
+    """A watch stream line that is not a valid watch event.
+
+    ``line`` holds the first 200 bytes of the offending line and ``reason`` what is
+    wrong with it. Watch consumers log and count it; they never crash on it.
+    """
+
+    def __init__(self, line: bytes, reason: str) -> None:
+        self.line = bytes(line[:200])
+        self.reason = reason
+        super().__init__(f"malformed watch event ({reason}): {self.line!r}")
+
+
+class ResourceNotFoundError(KubemirrorError):
+    """Discovery found no resource matching ``name`` (plural, singular, kind or short name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"the server has no resource type {name!r}")
 
 
 class ApiError(KubemirrorError):

@@ -1,3 +1,36 @@
-"""kubemirror.client (see DESIGN.md)."""
+"""kubemirror.client: connecting to a Kubernetes API server and raw LIST/WATCH/GET.
 
-__all__: list[str] = []
+``config`` finds the server and credentials (kubeconfig, in-cluster, exec plugins),
+``transport`` speaks HTTP (``KubeClient``), ``discovery`` resolves resource names.
+"""
+
+from kubemirror.client.config import (
+    ClientConfig,
+    load_config,
+    load_incluster_config,
+    load_kube_config,
+)
+from kubemirror.client.discovery import ApiResource, Discovery
+from kubemirror.client.transport import (
+    KubeClient,
+    ListOptions,
+    ListResult,
+    WatchStream,
+    parse_watch_line,
+    resource_path,
+)
+
+__all__ = [
+    "ApiResource",
+    "ClientConfig",
+    "Discovery",
+    "KubeClient",
+    "ListOptions",
+    "ListResult",
+    "WatchStream",
+    "load_config",
+    "load_incluster_config",
+    "load_kube_config",
+    "parse_watch_line",
+    "resource_path",
+]

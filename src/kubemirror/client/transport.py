@@ -1,0 +1,461 @@
+"""Raw LIST/WATCH/GET/write calls for any group/version/resource over streaming aiohttp.
+
+Part of the ``client/`` layer. Objects stay plain dicts decoded by orjson; no
+model classes. The protocol pieces are sans-I/O pure functions tested without
+sockets: ``ListOptions.to_query`` builds query parameters, ``resource_path`` builds
+URLs, ``LineSplitter`` cuts a byte stream into lines, ``parse_watch_line`` turns a
+line into a ``WatchEvent`` and ``error_from_response`` maps an error body to the
+``ApiError`` hierarchy. ``KubeClient`` wires them to aiohttp: it reads WATCH
+streams in large chunks and splits lines itself, and pauses the cyclic GC while
+decoding list pages (both measured in ``perf-baselines.md``).
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, cast
+
+import aiohttp
+import orjson
+
+from kubemirror import errors
+from kubemirror.client import config as config_mod
+from kubemirror.types import GroupVersionResource, WatchEvent
+
+__all__ = [
+    "KubeClient",
+    "LineSplitter",
+    "ListOptions",
+    "ListResult",
+    "WatchStream",
+    "error_from_response",
+    "parse_watch_line",
+    "paused_gc",
+    "resource_path",
+]
+
+log = logging.getLogger(__name__)
+
+_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+_USER_AGENT = "kubemirror/0.1"
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ListOptions:
+    """Query options of one LIST or WATCH call (``metav1.ListOptions``).
+
+    Empty strings and zeros mean "not set". Immutable; derive variants with
+    ``dataclasses.replace``.
+    """
+
+    label_selector: str = ""
+    field_selector: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+    limit: int = 0
+    continue_token: str = ""
+    timeout_seconds: int = 0
+    allow_watch_bookmarks: bool = False
+    send_initial_events: bool = False
+
+    def to_query(self, *, watch: bool = False) -> dict[str, str]:
+        """The URL query parameters, in the API server's spelling."""
+        query: dict[str, str] = {}
+        if watch:
+            query["watch"] = "true"
+        if self.label_selector:
+            query["labelSelector"] = self.label_selector
+        if self.field_selector:
+            query["fieldSelector"] = self.field_selector
+        if self.resource_version:
+            query["resourceVersion"] = self.resource_version
+        if self.resource_version_match:
+            query["resourceVersionMatch"] = self.resource_version_match
+        if self.limit and not watch:
+            query["limit"] = str(self.limit)
+        if self.continue_token and not watch:
+            query["continue"] = self.continue_token
+        if self.timeout_seconds:
+            query["timeoutSeconds"] = str(self.timeout_seconds)
+        if watch and self.allow_watch_bookmarks:
+            query["allowWatchBookmarks"] = "true"
+        if watch and self.send_initial_events:
+            query["sendInitialEvents"] = "true"
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """One page of a LIST: the items (shared dicts), the list RV and the continue token.
+
+    ``continue_token`` is ``""`` on the last page. ``kind`` is the item kind
+    (``"Pod"``), filled in on items that lack it, as the server omits it in lists.
+    """
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str = ""
+    remaining_item_count: int | None = None
+    kind: str = field(default="")
+
+
+def resource_path(
+    gvr: GroupVersionResource, namespace: str | None = None, name: str | None = None
+) -> str:
+    """URL path of a collection (``name=None``) or an object.
+
+    ``namespace=None`` or ``""`` addresses all namespaces (or a cluster-scoped
+    resource).
+    """
+    base = f"/apis/{gvr.group}/{gvr.version}" if gvr.group else f"/api/{gvr.version}"
+    parts = [base]
+    if namespace:
+        parts.append(f"namespaces/{namespace}")
+    parts.append(gvr.resource)
+    if name:
+        parts.append(name)
+    return "/".join(parts)
+
+
+class LineSplitter:
+    """Cuts a byte stream into newline-terminated lines; not thread-safe.
+
+    ``feed(chunk)`` returns the complete lines seen so far (without the newline);
+    ``tail`` is the incomplete remainder.
+    """
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self.tail:
+            chunk = self.tail + chunk
+        lines = chunk.split(b"\n")
+        self.tail = lines.pop()
+        return lines
+
+
+def parse_watch_line(line: bytes) -> WatchEvent:
+    """Decode one watch line into a ``WatchEvent``.
+
+    Raises ``MalformedEventError`` (with the line) when it is not JSON, not an
+    object, has an unknown ``type`` or no ``object`` mapping.
+    """
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise errors.MalformedEventError(line, f"invalid JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise errors.MalformedEventError(line, "not a JSON object")
+    etype = event.get("type")
+    if etype not in _EVENT_TYPES:
+        raise errors.MalformedEventError(line, f"unknown event type {etype!r}")
+    obj = event.get("object")
+    if not isinstance(obj, dict):
+        raise errors.MalformedEventError(line, "event has no object")
+    if etype != "ERROR":
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("resourceVersion"), str):
+            raise errors.MalformedEventError(line, "object has no metadata.resourceVersion")
+    return cast(WatchEvent, event)
+
+
+def error_from_response(status_code: int, reason: str, body: bytes) -> errors.ApiError:
+    """Map an error response to an ``ApiError`` subclass (``GoneError`` for 410).
+
+    Uses the body when it is a ``Status``; otherwise synthesizes one from the
+    HTTP status line and the first 500 bytes of the body.
+    """
+    try:
+        decoded = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        decoded = None
+    if isinstance(decoded, dict) and decoded.get("kind") == "Status":
+        status = dict(decoded)
+        status.setdefault("code", status_code)
+        if not status.get("code"):
+            status["code"] = status_code
+        return errors.api_error_from_status(status)
+    text = body[:500].decode("utf-8", "replace")
+    return errors.api_error_from_status(
+        {"kind": "Status", "status": "Failure", "code": status_code, "reason": reason,
+         "message": text or reason}
+    )
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Disable the cyclic garbage collector for a bulk decode; restores its previous state.
+
+    Decoding thousands of objects creates millions of container objects that
+    would otherwise trigger repeated full collections (perf-baselines lesson 1).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class WatchStream:
+    """An open WATCH response, iterated as ``WatchEvent`` dicts.
+
+    Single consumer, not thread-safe. Iteration ends when the server closes the
+    stream normally; it raises ``MalformedEventError`` for a line that is not a
+    valid event (the caller decides whether to go on or re-watch),
+    ``TransportError`` when the connection breaks (including a truncated last
+    line). Always ``await aclose()`` (or use ``async with``).
+    """
+
+    __slots__ = ("_closed", "_pending", "_response", "_splitter", "lines")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._splitter = LineSplitter()
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._closed = False
+        self.lines = 0
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        pending = self._pending
+        while True:
+            while pending:
+                line = pending.popleft()
+                if line and not line.isspace():
+                    self.lines += 1
+                    return parse_watch_line(line)
+            if self._closed:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._response.content.readany()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise errors.TransportError(f"watch stream broken: {exc!r}") from exc
+            if not chunk:
+                self._closed = True
+                tail = self._splitter.tail
+                if tail.strip():
+                    raise errors.MalformedEventError(tail, "stream ended inside a line")
+                raise StopAsyncIteration
+            pending.extend(self._splitter.feed(chunk))
+
+    async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
+        self._closed = True
+        self._pending.clear()
+        self._response.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class KubeClient:
+    """An asyncio client for the Kubernetes REST API, returning plain dicts.
+
+    Use one client per event loop: the aiohttp session is created lazily on the
+    first call, in the running loop. Concurrent calls from tasks of that loop are
+    fine. Close it with ``await client.close()`` or ``async with``. Returned
+    objects are fresh dicts owned by the caller. Raises ``ApiError`` subclasses
+    for error responses and ``TransportError`` (chained) for connection
+    failures. ``request_timeout`` bounds non-watch calls; a watch is bounded by
+    its ``timeout_seconds`` plus ``watch_grace``.
+    """
+
+    def __init__(
+        self,
+        config: config_mod.ClientConfig,
+        *,
+        request_timeout: float = 60.0,
+        watch_grace: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.request_timeout = request_timeout
+        self.watch_grace = watch_grace
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self.config.ssl_context if self.config.ssl_context is not None else True,
+                limit=0,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                read_bufsize=_READ_CHUNK,
+                headers={"User-Agent": _USER_AGENT},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session (idempotent)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _headers(self, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
+        auth = await self.config.authorization()
+        if auth:
+            headers["Authorization"] = auth
+        return headers
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout
+    ) -> aiohttp.ClientResponse:
+        headers = await self._headers()
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        url = self.config.server + path
+        try:
+            response = await self._get_session().request(
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                server_hostname=self.config.tls_server_name,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise errors.TransportError(f"{method} {url}: {exc!r}") from exc
+        if response.status >= 400:
+            try:
+                payload = await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                payload = b""
+                log.debug("reading error body of %s %s failed: %r", method, path, exc)
+            finally:
+                response.release()
+            raise error_from_response(response.status, response.reason or "", payload)
+        return response
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """Send one request and return the decoded JSON body (GC paused while decoding)."""
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        response = await self._send(method, path, params=params, body=body, timeout=timeout)
+        try:
+            payload = await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise errors.TransportError(f"{method} {path}: reading body: {exc!r}") from exc
+        finally:
+            response.release()
+        with paused_gc():
+            try:
+                return orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise errors.TransportError(f"{method} {path}: invalid JSON body: {exc}") from exc
+
+    async def list(
+        self, gvr: GroupVersionResource, namespace: str | None, opts: ListOptions
+    ) -> ListResult:
+        """One LIST page of ``gvr`` (all namespaces when ``namespace`` is empty)."""
+        doc = await self.request("GET", resource_path(gvr, namespace), params=opts.to_query())
+        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
+            raise errors.TransportError(f"LIST {gvr}: response is not a list object")
+        meta = doc.get("metadata") or {}
+        items: list[dict[str, Any]] = doc.get("items") or []
+        list_kind = doc.get("kind") or ""
+        kind = list_kind[:-4] if list_kind.endswith("List") else ""
+        api_version = doc.get("apiVersion") or gvr.api_version
+        if kind:
+            for item in items:
+                if "kind" not in item:
+                    item["kind"] = kind
+                    item["apiVersion"] = api_version
+        return ListResult(
+            items=items,
+            resource_version=str(meta.get("resourceVersion") or ""),
+            continue_token=str(meta.get("continue") or ""),
+            remaining_item_count=meta.get("remainingItemCount"),
+            kind=kind,
+        )
+
+    async def watch(
+        self, gvr: GroupVersionResource, namespace: str | None, opts: ListOptions
+    ) -> WatchStream:
+        """Open a WATCH of ``gvr``; error responses raise here, before any event."""
+        total = opts.timeout_seconds + self.watch_grace if opts.timeout_seconds else None
+        timeout = aiohttp.ClientTimeout(total=total, connect=self.request_timeout)
+        response = await self._send(
+            "GET", resource_path(gvr, namespace), params=opts.to_query(watch=True), timeout=timeout
+        )
+        return WatchStream(response)
+
+    async def get(
+        self, gvr: GroupVersionResource, name: str, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """GET one object; ``NotFoundError`` when absent."""
+        result: dict[str, Any] = await self.request("GET", resource_path(gvr, namespace, name))
+        return result
+
+    async def create(
+        self, gvr: GroupVersionResource, obj: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """POST a new object and return it as stored."""
+        result: dict[str, Any] = await self.request(
+            "POST", resource_path(gvr, namespace), body=obj
+        )
+        return result
+
+    async def replace(
+        self, gvr: GroupVersionResource, obj: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """PUT an object (optimistic concurrency on its resourceVersion)."""
+        name = obj["metadata"]["name"]
+        result: dict[str, Any] = await self.request(
+            "PUT", resource_path(gvr, namespace, name), body=obj
+        )
+        return result
+
+    async def delete(
+        self, gvr: GroupVersionResource, name: str, namespace: str | None = None
+    ) -> Any:
+        """DELETE an object; returns the server's answer (the object or a Status)."""
+        return await self.request("DELETE", resource_path(gvr, namespace, name))

@@ -1,0 +1,521 @@
+"""SharedInformer: one Reflector feeding a DeltaFIFO feeding an Indexer, fanned out to handlers.
+
+The ``informer`` layer (client-go ``tools/cache`` shared informer). The
+reflector writes list and watch results into a ``DeltaFIFO`` whose known objects
+are the informer's ``Indexer``; one pop loop applies each key's deltas to the
+indexer and turns them into add/update/delete notifications. Every handler has its
+own queue and task (like client-go's processorListener), so a slow async handler
+delays only itself, never the pop loop or other handlers. A thread-backed facade
+(``start_in_thread``) serves plain scripts from the same asyncio core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from kubemirror import errors, keys, reflector
+from kubemirror.cache import delta_fifo, index
+from kubemirror.cache.thread_safe_store import Indexers
+from kubemirror.listwatch import ListerWatcher
+from kubemirror.types import KeyFunc
+
+__all__ = [
+    "HandlerRegistration",
+    "InformerThread",
+    "PrometheusMetrics",
+    "ResourceEventHandler",
+    "SharedInformer",
+]
+
+log = logging.getLogger(__name__)
+
+_ADD, _UPDATE, _DELETE = 0, 1, 2
+_HANDLER_NAMES = ("on_add", "on_update", "on_delete")
+_YIELD_EVERY = 256
+
+Callback = Callable[..., Any]
+"""A handler callback: plain function or coroutine function."""
+
+
+class ResourceEventHandler(Protocol):
+    """A handler object: any of ``on_add(obj)``, ``on_update(old, new)``, ``on_delete(obj)``.
+
+    Methods may be plain or ``async``; missing ones are skipped. ``on_delete`` may
+    receive a ``DeletedFinalStateUnknown`` tombstone when the delete was missed and
+    found by a relist. Objects are shared: do not mutate them.
+    """
+
+
+class HandlerRegistration:
+    """A handler added to an informer: its own queue of notifications and delivery task.
+
+    ``has_synced()`` is true once the informer has synced and this handler has
+    processed every notification up to that point (for a late handler: the adds
+    replaying the store's content). ``errors`` counts callbacks that raised.
+    Driven from the informer's event loop.
+    """
+
+    def __init__(self, callbacks: tuple[Callback | None, Callback | None, Callback | None],
+                 name: str) -> None:
+        self.callbacks = callbacks
+        self.name = name
+        self.errors = 0
+        self.delivered = 0
+        self._queue: collections.deque[tuple[int, tuple[Any, ...]]] = collections.deque()
+        self._enqueued = 0
+        self._sync_mark: int | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def has_synced(self) -> bool:
+        return self._sync_mark is not None and self.delivered >= self._sync_mark
+
+    @property
+    def pending(self) -> int:
+        """Notifications queued and not delivered yet."""
+        return len(self._queue)
+
+    def _push(self, kind: int, args: tuple[Any, ...]) -> None:
+        if self.callbacks[kind] is None:
+            return
+        self._queue.append((kind, args))
+        self._enqueued += 1
+        wake = self._wake
+        if wake is not None and not wake.is_set():
+            wake.set()
+
+    def _mark_synced(self) -> None:
+        if self._sync_mark is None:
+            self._sync_mark = self._enqueued
+        if self._wake is not None:
+            self._wake.set()
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            if self._queue:
+                self._wake.set()
+            self._task = asyncio.get_running_loop().create_task(self._deliver())
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _deliver(self) -> None:
+        queue = self._queue
+        callbacks = self.callbacks
+        wake = self._wake
+        assert wake is not None
+        while True:
+            if not queue:
+                wake.clear()
+                await wake.wait()
+                continue
+            kind, args = queue.popleft()
+            try:
+                result = callbacks[kind](*args)  # type: ignore[misc]
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.errors += 1
+                log.exception("%s: handler %s.%s failed on %s", self.name,
+                              _callback_name(callbacks[kind]), _HANDLER_NAMES[kind],
+                              _describe(args[-1]))
+            self.delivered += 1
+            if self.delivered % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+
+class PrometheusMetrics:
+    """A ``reflector.MetricsSink`` exporting Prometheus counters and gauges.
+
+    Needs the optional ``prometheus-client`` package (``kubemirror[metrics]``).
+    Counters ``<prefix>_events_total``, ``_relists_total``, ``_errors_total``,
+    ``_malformed_events_total`` and gauges ``_store_size``, ``_queue_depth``, all
+    labelled by ``resource``. Thread-safe (prometheus-client is).
+    """
+
+    def __init__(self, registry: Any = None, prefix: str = "kubemirror") -> None:
+        try:
+            import prometheus_client
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise errors.ConfigError(
+                "PrometheusMetrics needs the prometheus-client package "
+                "(pip install kubemirror[metrics])", field="metrics"
+            ) from exc
+        kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self._counters = {
+            name: prometheus_client.Counter(f"{prefix}_{name}", doc, ["resource"], **kwargs)
+            for name, doc in (
+                ("events", "Watch events applied"),
+                ("relists", "Relists after an expired resourceVersion"),
+                ("errors", "List/watch/handler errors"),
+                ("malformed_events", "Malformed watch lines skipped"),
+            )
+        }
+        self._gauges = {
+            name: prometheus_client.Gauge(f"{prefix}_{name}", doc, ["resource"], **kwargs)
+            for name, doc in (
+                ("store_size", "Objects in the informer's store"),
+                ("queue_depth", "Keys waiting in the DeltaFIFO"),
+            )
+        }
+
+    def inc(self, metric: str, resource: str, amount: int = 1) -> None:
+        counter = self._counters.get(metric)
+        if counter is not None:
+            counter.labels(resource).inc(amount)
+
+    def set(self, metric: str, resource: str, value: float) -> None:
+        gauge = self._gauges.get(metric)
+        if gauge is not None:
+            gauge.labels(resource).set(value)
+
+
+class _FifoFeed:
+    """The reflector's view of the DeltaFIFO; reports each relist to the informer."""
+
+    def __init__(self, fifo: delta_fifo.DeltaFIFO, on_replace: Callable[[], None]) -> None:
+        self.add: Callable[[Any], None] = fifo.add
+        self.update: Callable[[Any], None] = fifo.update
+        self.delete: Callable[[Any], None] = fifo.delete
+        self.resync: Callable[[], None] = fifo.resync
+        self._fifo = fifo
+        self._on_replace = on_replace
+
+    def replace(self, objs: list[Any], resource_version: str = "") -> None:
+        self._fifo.replace(objs, resource_version)
+        self._on_replace()
+
+
+class SharedInformer(reflector.Runner):
+    """Mirrors one collection into an ``Indexer`` and notifies any number of handlers.
+
+    ``lw`` is any ``ListerWatcher`` (``ListWatch`` for a real server). ``indexers``
+    adds named indices; ``transform`` runs on every received object before it is
+    stored (strip ``managedFields`` to save ~35% memory). ``resync_period`` > 0
+    re-delivers every object as ``on_update(obj, obj)`` periodically. Other keyword
+    arguments go to the ``Reflector``.
+
+    Concurrency: asyncio; run it with ``run(stop)``, ``start()``/``stop()`` or
+    ``async with``, or from plain code with ``start_in_thread()``. The indexer may
+    be read from any thread. Add handlers from the loop's thread (or through the
+    ``InformerThread`` handle). Objects handed to handlers and returned by the
+    indexer are shared: do not mutate them. Handler exceptions are logged with the
+    object's key and never stop anything.
+    """
+
+    def __init__(
+        self,
+        lw: ListerWatcher,
+        indexers: Indexers | None = None,
+        resync_period: float = 0.0,
+        transform: reflector.TransformFunc | None = None,
+        *,
+        key_func: KeyFunc = keys.meta_namespace_key,
+        name: str = "",
+        metrics: reflector.MetricsSink | None = None,
+        **reflector_options: Any,
+    ) -> None:
+        self.name = name or str(lw)
+        self.resync_period = resync_period
+        self.metrics = metrics
+        self._indexer = index.Indexer(key_func, dict(indexers or {}))
+        self._fifo = delta_fifo.DeltaFIFO(
+            key_func, known_objects=self._indexer, emit_delta_type_replaced=True
+        )
+        self.reflector = reflector.Reflector(
+            lw,
+            _FifoFeed(self._fifo, self._check_synced),
+            resync_period=resync_period,
+            transform=transform,
+            name=self.name,
+            metrics=metrics,
+            **reflector_options,
+        )
+        self._handlers: list[HandlerRegistration] = []
+        self._synced = False
+        self._synced_event: asyncio.Event | None = None
+        self._running = False
+        self.pops = 0
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_indexer(self) -> index.Indexer:
+        """The mirrored objects (thread-safe reads; shared objects, do not mutate)."""
+        return self._indexer
+
+    def get_store(self) -> index.Indexer:
+        """Same as ``get_indexer`` (the indexer is the store)."""
+        return self._indexer
+
+    @property
+    def last_sync_resource_version(self) -> str:
+        return self.reflector.last_sync_resource_version
+
+    def has_synced(self) -> bool:
+        """True once the first list has been fully applied to the indexer."""
+        return self._synced
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until ``has_synced()``; returns False if ``timeout`` seconds pass first."""
+        if self._synced:
+            return True
+        if self._synced_event is None:
+            self._synced_event = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._synced_event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def add_event_handler(
+        self,
+        handler: object | None = None,
+        *,
+        on_add: Callback | None = None,
+        on_update: Callback | None = None,
+        on_delete: Callback | None = None,
+    ) -> HandlerRegistration:
+        """Register a handler (an object with ``on_*`` methods, or the callables).
+
+        A handler added while the informer holds objects first receives one
+        ``on_add`` per stored object. Returns the registration (see
+        ``remove_event_handler``).
+        """
+        if handler is not None:
+            on_add = on_add or getattr(handler, "on_add", None)
+            on_update = on_update or getattr(handler, "on_update", None)
+            on_delete = on_delete or getattr(handler, "on_delete", None)
+        if on_add is None and on_update is None and on_delete is None:
+            raise errors.ConfigError("a handler needs on_add, on_update or on_delete",
+                                     field="handler")
+        reg = HandlerRegistration((on_add, on_update, on_delete), self.name)
+        for obj in self._indexer.list():
+            reg._push(_ADD, (obj,))
+        if self._synced:
+            reg._mark_synced()
+        self._handlers.append(reg)
+        if self._running:
+            reg._start()
+        return reg
+
+    async def remove_event_handler(self, registration: HandlerRegistration) -> None:
+        """Stop delivering to ``registration`` (pending notifications are dropped)."""
+        if registration in self._handlers:
+            self._handlers.remove(registration)
+        await registration._stop()
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run reflector, pop loop and handlers until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        if self._synced_event is None:
+            self._synced_event = asyncio.Event()
+        self._running = True
+        for reg in self._handlers:
+            reg._start()
+        try:
+            await reflector.run_until_stopped(self._run_body(), stop)
+        finally:
+            self._running = False
+            for reg in list(self._handlers):
+                await reg._stop()
+
+    async def _run_body(self) -> None:
+        await asyncio.gather(self.reflector.run(), self._pop_loop())
+
+    async def _pop_loop(self) -> None:
+        fifo = self._fifo
+        process = self._process
+        metrics = self.metrics
+        while True:
+            try:
+                await fifo.apop(process)
+            except errors.FIFOClosedError:
+                return
+            except Exception:
+                log.exception("%s: applying deltas failed", self.name)
+            self.pops += 1
+            if not self._synced:
+                self._check_synced()
+            if self.pops % _YIELD_EVERY == 0:
+                if metrics is not None:
+                    metrics.set("store_size", self.name, len(self._indexer))
+                    metrics.set("queue_depth", self.name, len(fifo))
+                await asyncio.sleep(0)
+
+    def _check_synced(self) -> None:
+        if self._synced or not self._fifo.has_synced():
+            return
+        self._synced = True
+        for reg in self._handlers:
+            reg._mark_synced()
+        if self._synced_event is not None:
+            self._synced_event.set()
+        if self.metrics is not None:
+            self.metrics.set("store_size", self.name, len(self._indexer))
+        log.info("%s: synced %d objects at resourceVersion %s", self.name,
+                 len(self._indexer), self.last_sync_resource_version)
+
+    def _process(self, deltas: delta_fifo.Deltas) -> None:
+        """Apply one key's deltas to the indexer and queue notifications (never awaits)."""
+        indexer = self._indexer
+        handlers = self._handlers
+        for delta in deltas:
+            obj = delta.object
+            dtype = delta.type
+            if dtype is delta_fifo.DeltaType.DELETED:
+                indexer.delete(obj)
+                for reg in handlers:
+                    reg._push(_DELETE, (obj,))
+                continue
+            old = indexer.get_by_key(indexer.key_of(obj))
+            indexer.update(obj)
+            if old is None:
+                for reg in handlers:
+                    reg._push(_ADD, (obj,))
+                continue
+            is_sync = dtype is delta_fifo.DeltaType.SYNC or (
+                dtype is delta_fifo.DeltaType.REPLACED and _same_version(old, obj)
+            )
+            if is_sync and self.resync_period <= 0:
+                continue
+            for reg in handlers:
+                reg._push(_UPDATE, (old, obj))
+
+    # -- thread facade ---------------------------------------------------------------------
+
+    def start_in_thread(self, *, closing: Iterable[Any] = ()) -> InformerThread:
+        """Run the informer in a background thread with its own event loop.
+
+        ``closing`` lists objects with an async ``close()`` (a ``KubeClient``) to
+        close in that loop when the thread stops. Returns the handle to read the
+        indexer, wait for sync and stop.
+        """
+        return InformerThread(self, closing)
+
+
+class InformerThread:
+    """A running informer in one background thread (the sync facade for scripts).
+
+    ``indexer`` is readable from any thread. ``wait_for_sync(timeout)`` blocks the
+    caller; ``add_event_handler`` is forwarded to the loop; ``stop()`` ends the
+    loop and joins the thread (also on ``with`` exit). Handlers run in the
+    background thread.
+    """
+
+    def __init__(self, informer: SharedInformer, closing: Iterable[Any] = ()) -> None:
+        self.informer = informer
+        self._closing = list(closing)
+        self._synced = threading.Event()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=f"informer-{informer.name}",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    @property
+    def indexer(self) -> index.Indexer:
+        return self.informer.get_indexer()
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        """Block until the informer has synced; False after ``timeout`` seconds."""
+        return self._synced.wait(timeout)
+
+    def add_event_handler(self, handler: object | None = None, **callbacks: Callback | None
+                          ) -> HandlerRegistration:
+        """``SharedInformer.add_event_handler``, run in the informer's loop."""
+        loop = self._loop
+        if loop is None or not self._thread.is_alive():
+            raise RuntimeError("the informer thread is not running")
+
+        async def add() -> HandlerRegistration:
+            return self.informer.add_event_handler(handler, **callbacks)
+
+        return asyncio.run_coroutine_threadsafe(add(), loop).result()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the informer, close ``closing`` and join the thread (idempotent)."""
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(event.set)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> InformerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._amain())
+        except BaseException as exc:  # reported to the owner, never lost
+            self.error = exc
+            log.exception("informer thread %s crashed", self.informer.name)
+        finally:
+            self._ready.set()
+
+    async def _amain(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._ready.set()
+
+        async def signal_sync() -> None:
+            await self.informer.wait_for_sync()
+            self._synced.set()
+
+        notifier = asyncio.ensure_future(signal_sync())
+        try:
+            await self.informer.run(self._stop_event)
+        finally:
+            notifier.cancel()
+            await asyncio.gather(notifier, return_exceptions=True)
+            for obj in self._closing:
+                close = getattr(obj, "close", None) or getattr(obj, "aclose", None)
+                if close is None:
+                    continue
+                try:
+                    result = close()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("closing %r failed", obj)
+
+
+def _same_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    try:
+        rv = new["metadata"]["resourceVersion"]
+        return bool(rv) and rv == old["metadata"]["resourceVersion"]
+    except (KeyError, TypeError):
+        return False
+
+
+def _callback_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _describe(obj: Any) -> str:
+    try:
+        return keys.meta_namespace_key(obj)
+    except errors.KubemirrorError:
+        return type(obj).__name__
+

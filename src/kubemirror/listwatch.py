@@ -1,0 +1,96 @@
+"""The ``ListerWatcher`` seam between the reflector and the API, and ``ListWatch`` over a client.
+
+Part of the ``reflector`` layer (client-go ``tools/cache`` ``ListerWatcher`` and
+``ListWatch``). A ``ListerWatcher`` lists one page of a resource and opens a
+watch on it; ``ListWatch`` does so through a ``KubeClient`` for one
+group/version/resource, namespace and label/field selector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol, Self
+
+from kubemirror.client import transport
+from kubemirror.client.transport import ListOptions, ListResult
+from kubemirror.types import GroupVersionResource, WatchEvent
+
+__all__ = [
+    "EventStream",
+    "ListOptions",
+    "ListResult",
+    "ListWatch",
+    "ListerWatcher",
+]
+
+
+class EventStream(Protocol):
+    """An open watch: an async iterator of ``WatchEvent`` that must be closed.
+
+    Iteration ends when the server ends the watch normally. It may raise
+    ``MalformedEventError`` (a bad line; later lines may still be read),
+    ``TransportError`` or ``ApiError``.
+    """
+
+    def __aiter__(self) -> Self: ...
+
+    async def __anext__(self) -> WatchEvent: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ListerWatcher(Protocol):
+    """Lists and watches one collection; what a ``Reflector`` consumes.
+
+    ``list`` returns one page (follow ``continue_token``); ``watch`` opens a
+    stream from ``opts.resource_version``. Both raise ``ApiError`` subclasses
+    (``GoneError`` when the RV or continue token expired) and ``TransportError``.
+    """
+
+    async def list(self, opts: ListOptions) -> ListResult: ...
+
+    async def watch(self, opts: ListOptions) -> EventStream: ...
+
+
+class ListWatch:
+    """A ``ListerWatcher`` for one resource through a ``KubeClient``.
+
+    ``namespace=None`` (or ``""``) watches all namespaces or a cluster-scoped
+    resource. The selectors given here are added to every call's options.
+    Stateless; safe to share between reflectors of the same event loop.
+    """
+
+    def __init__(
+        self,
+        client: transport.KubeClient,
+        gvr: GroupVersionResource,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> None:
+        self.client = client
+        self.gvr = gvr
+        self.namespace = namespace or None
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+
+    def _options(self, opts: ListOptions) -> ListOptions:
+        if self.label_selector or self.field_selector:
+            return dataclasses.replace(
+                opts,
+                label_selector=opts.label_selector or self.label_selector,
+                field_selector=opts.field_selector or self.field_selector,
+            )
+        return opts
+
+    async def list(self, opts: ListOptions) -> ListResult:
+        return await self.client.list(self.gvr, self.namespace, self._options(opts))
+
+    async def watch(self, opts: ListOptions) -> EventStream:
+        return await self.client.watch(self.gvr, self.namespace, self._options(opts))
+
+    def __str__(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        sel = f" [{self.label_selector}]" if self.label_selector else ""
+        return f"{self.gvr}{where}{sel}"

@@ -1,0 +1,153 @@
+"""Sans-I/O tests for kubemirror.client.transport (the HTTP round trips are in test_http.py)."""
+
+from __future__ import annotations
+
+import gc
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubemirror import errors
+from kubemirror.client.transport import (
+    LineSplitter,
+    ListOptions,
+    error_from_response,
+    parse_watch_line,
+    paused_gc,
+    resource_path,
+)
+from kubemirror.types import GroupVersionResource
+
+PODS = GroupVersionResource("", "v1", "pods")
+DEPLOYMENTS = GroupVersionResource("apps", "v1", "deployments")
+
+
+@pytest.mark.parametrize(
+    ("gvr", "namespace", "name", "path"),
+    [
+        (PODS, None, None, "/api/v1/pods"),
+        (PODS, "", None, "/api/v1/pods"),
+        (PODS, "web", None, "/api/v1/namespaces/web/pods"),
+        (PODS, "web", "p1", "/api/v1/namespaces/web/pods/p1"),
+        (DEPLOYMENTS, "web", None, "/apis/apps/v1/namespaces/web/deployments"),
+        (GroupVersionResource("", "v1", "nodes"), None, "n1", "/api/v1/nodes/n1"),
+    ],
+    ids=["all-pods", "empty-ns", "ns-pods", "one-pod", "grouped", "cluster-scoped"],
+)
+def test_resource_path(
+    gvr: GroupVersionResource, namespace: str | None, name: str | None, path: str
+) -> None:
+    assert resource_path(gvr, namespace, name) == path
+
+
+def test_list_options_query_for_list_and_watch() -> None:
+    opts = ListOptions(label_selector="app=web", field_selector="spec.nodeName=n1", limit=500,
+                       continue_token="abc", resource_version="10", timeout_seconds=30,
+                       allow_watch_bookmarks=True, send_initial_events=True,
+                       resource_version_match="NotOlderThan")
+    assert opts.to_query() == {
+        "labelSelector": "app=web", "fieldSelector": "spec.nodeName=n1", "limit": "500",
+        "continue": "abc", "resourceVersion": "10", "resourceVersionMatch": "NotOlderThan",
+        "timeoutSeconds": "30",
+    }
+    assert opts.to_query(watch=True) == {
+        "watch": "true", "labelSelector": "app=web", "fieldSelector": "spec.nodeName=n1",
+        "resourceVersion": "10", "resourceVersionMatch": "NotOlderThan", "timeoutSeconds": "30",
+        "allowWatchBookmarks": "true", "sendInitialEvents": "true",
+    }
+    assert ListOptions().to_query() == {}
+
+
+@given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+       st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=10))
+def test_line_splitter_yields_the_same_lines_for_any_chunking(
+    lines: list[bytes], cuts: list[int]
+) -> None:
+    data = b"".join(line + b"\n" for line in lines)
+    splitter = LineSplitter()
+    out: list[bytes] = []
+    pos = 0
+    i = 0
+    while pos < len(data):
+        step = cuts[i % len(cuts)]
+        out.extend(splitter.feed(data[pos:pos + step]))
+        pos += step
+        i += 1
+    assert out == lines
+    assert splitter.tail == b""
+
+
+def test_parse_watch_line_accepts_events() -> None:
+    line = orjson.dumps({"type": "MODIFIED", "object": {"metadata": {"name": "a",
+                                                                      "resourceVersion": "7"}}})
+    event = parse_watch_line(line)
+    assert event["type"] == "MODIFIED"
+    assert event["object"]["metadata"]["resourceVersion"] == "7"
+    status = parse_watch_line(b'{"type":"ERROR","object":{"kind":"Status","code":410}}')
+    assert status["type"] == "ERROR"
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"type":"MODIFIED","object":{"metadata"', "invalid JSON"),
+        (b"[1,2]", "not a JSON object"),
+        (b'{"type":"RENAMED","object":{}}', "unknown event type"),
+        (b'{"type":"ADDED"}', "no object"),
+        (b'{"type":"ADDED","object":{"metadata":{"name":"a"}}}', "resourceVersion"),
+        (b'\x00\xff garbage', "invalid JSON"),
+    ],
+    ids=["truncated", "array", "bad-type", "no-object", "no-rv", "binary"],
+)
+def test_parse_watch_line_rejects_malformed_lines(line: bytes, reason: str) -> None:
+    with pytest.raises(errors.MalformedEventError, match=reason) as info:
+        parse_watch_line(line)
+    assert info.value.line == line[:200]
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "cls", "reason"),
+    [
+        (410, b'{"kind":"Status","code":410,"reason":"Expired","message":"too old"}',
+         errors.GoneError, "Expired"),
+        (404, b'{"kind":"Status","reason":"NotFound","message":"pods \\"x\\" not found"}',
+         errors.NotFoundError, "NotFound"),
+        (401, b"Unauthorized", errors.UnauthorizedError, "Unauthorized"),
+        (500, b"<html>oops</html>", errors.ApiError, "Internal Server Error"),
+        (422, b"", errors.InvalidError, "Unprocessable"),
+    ],
+    ids=["gone-status", "status-without-code", "plain-text", "html", "empty"],
+)
+def test_error_from_response_maps_status_bodies(
+    code: int, body: bytes, cls: type[errors.ApiError], reason: str
+) -> None:
+    http_reasons = {410: "Gone", 404: "Not Found", 401: "Unauthorized",
+                    500: "Internal Server Error", 422: "Unprocessable"}
+    err = error_from_response(code, http_reasons[code], body)
+    assert type(err) is cls
+    assert err.code == code
+    assert err.reason == reason
+
+
+def test_paused_gc_restores_the_previous_state_even_on_error() -> None:
+    assert gc.isenabled()
+    seen: list[bool] = []
+
+    def decode() -> None:
+        with paused_gc():
+            seen.append(gc.isenabled())
+            raise RuntimeError("decode failed")
+
+    with pytest.raises(RuntimeError):
+        decode()
+    assert seen == [False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
