@@ -59,8 +59,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make(api: Api, clock: FakeClock, **kw: object) -> CachedStore:
-    return CachedStore(1, api.fetch, ttl=kw.pop("ttl", 10.0), clock=clock, **kw)  # type: ignore[arg-type]
+def make(
+    api: Api,
+    clock: FakeClock,
+    *,
+    ttl: float = 10.0,
+    max_size: int = 256,
+    ignore_fields: tuple[str, ...] | list[str] = (),
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> CachedStore:
+    return CachedStore(
+        1, api.fetch, ttl=ttl, max_size=max_size, clock=clock, ignore_fields=ignore_fields,
+        loop=loop,
+    )
 
 
 async def test_hit_makes_no_fetch_and_ttl_expiry_makes_one(api: Api, clock: FakeClock) -> None:
@@ -235,13 +246,13 @@ async def test_get_by_name(api: Api, clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [({"ttl": 0}, "cache_ttl"), ({"max_size": 0}, "max_size")],
+    ("ttl", "max_size", "field"),
+    [(0.0, 10, "cache_ttl"), (1.0, 0, "max_size")],
     ids=["ttl", "max_size"],
 )
-def test_bad_settings(kwargs: dict[str, float], field: str) -> None:
+def test_bad_settings(ttl: float, max_size: int, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        make(Api(), FakeClock(), **kwargs)
+        CachedStore(1, Api().fetch, ttl=ttl, max_size=max_size)
     assert info.value.field == field
 
 
