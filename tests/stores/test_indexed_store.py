@@ -92,8 +92,8 @@ async def test_get_accepts_prefix_but_not_zero_or_too_many(harness: Harness) -> 
 
 async def test_non_string_key_rejected(harness: Harness) -> None:
     store = harness.make(1)
+    bad: list[Any] = [None]
     with pytest.raises(errors.StoreError, match="must be strings"):
-        bad: list[Any] = [None]
         store.add(obj("x"), bad)
 
 
