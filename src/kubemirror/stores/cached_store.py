@@ -169,6 +169,10 @@ class CachedStore:
         """The LRU bound."""
         return self._max_size
 
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop`` for the fetches of sync ``get`` calls from other threads."""
+        self._loop = loop
+
     # -- writes -----------------------------------------------------------------------
 
     def add(self, obj: Obj, keys: Sequence[str]) -> None:
