@@ -12,6 +12,7 @@ and calls back on every change at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import inspect
@@ -20,17 +21,13 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
-from kubemirror import errors, keys, paths, selectors
+from kubemirror import errors, keys, listwatch, paths, reflector, selectors
 from kubemirror.client import transport
-from kubemirror.listwatch import ListerWatcher, ListWatch
-from kubemirror.reflector import Reflector, Runner
-from kubemirror.stores.cached_store import DEFAULT_MAX_CACHE_SIZE, CachedStore, Fetch
-from kubemirror.stores.indexed_store import IndexedStore, object_ref, resource_version
-from kubemirror.stores.memory_store import MemoryStore
+from kubemirror.stores import cached_store, indexed_store, memory_store
 from kubemirror.types import Clock, GroupVersionResource, MonotonicClock, Obj
 
 __all__ = [
@@ -109,13 +106,15 @@ class ChangeStats:
         )
 
 
-OnChange: TypeAlias = Callable[[IndexedStore, ChangeStats], "None | Awaitable[None]"]
+OnChange: TypeAlias = Callable[
+    [indexed_store.IndexedStore, ChangeStats], "Awaitable[None] | None"
+]
 """``on_change(store, stats)``: debounced; a plain function or a coroutine function."""
 
-OnSyncComplete: TypeAlias = Callable[[IndexedStore, int], "None | Awaitable[None]"]
+OnSyncComplete: TypeAlias = Callable[[indexed_store.IndexedStore, int], "Awaitable[None] | None"]
 """``on_sync_complete(store, initial_count)``: once, after the initial list is stored."""
 
-OnResourceChange: TypeAlias = Callable[[Obj | None], "None | Awaitable[None]"]
+OnResourceChange: TypeAlias = Callable[[Obj | None], "Awaitable[None] | None"]
 """``SingleWatcher`` callback: receives the object (``None`` only at sync when absent)."""
 
 
@@ -287,7 +286,7 @@ class WatcherConfig:
     ignore_fields: Sequence[str] = ()
     store_type: StoreType = StoreType.MEMORY
     cache_ttl: float | None = None
-    cache_max_size: int = DEFAULT_MAX_CACHE_SIZE
+    cache_max_size: int = cached_store.DEFAULT_MAX_CACHE_SIZE
     debounce_interval: float | None = None
     on_change: OnChange | None = None
     on_sync_complete: OnSyncComplete | None = None
@@ -301,13 +300,11 @@ class WatcherConfig:
         if self.debounce_interval is None:
             self.debounce_interval = DEFAULT_DEBOUNCE_INTERVAL
         if isinstance(self.store_type, str):
-            try:
+            with contextlib.suppress(ValueError):  # validate() names the field
                 self.store_type = StoreType(self.store_type.lower())
-            except ValueError:
-                pass  # validate() names the field
 
     def validate(self) -> None:
-        """Raise ``ConfigError`` (or its ``SelectorError``/``FieldPathError``) naming a bad field."""
+        """Raise ``ConfigError`` (``SelectorError``, ``FieldPathError``) naming a bad field."""
         _require_gvr(self.gvr)
         _check_namespace(self.namespace, "namespace", required=False)
         if not isinstance(self.namespaced_watch, bool):
@@ -455,7 +452,7 @@ class _StoreWriter:
 
     def __init__(
         self,
-        store: IndexedStore,
+        store: indexed_store.IndexedStore,
         index_by: tuple[paths.FieldPath, ...],
         report: Callable[[ChangeStats, bool], None],
         name: str,
@@ -472,7 +469,7 @@ class _StoreWriter:
     def _write(self, obj: Obj) -> ChangeStats:
         """Upsert ``obj``; returns created=1, modified=1 or nothing (same version)."""
         try:
-            (namespace, name), rv = object_ref(obj, ())
+            (namespace, name), rv = indexed_store.object_ref(obj, ())
             keys = self.keys_for(obj)
             old = self.store.ref(namespace, name)
             if old is not None and rv and old.resource_version == rv and old.keys == tuple(keys):
@@ -530,7 +527,7 @@ def _describe(obj: object) -> str:
     return f"{type(obj).__name__}"
 
 
-class Watcher(Runner):
+class Watcher(reflector.Runner):
     """Mirrors the collection ``config`` describes into ``store`` and reports changes.
 
     ``source`` is a ``KubeClient`` (the watcher builds the ``ListWatch`` and, for
@@ -554,9 +551,9 @@ class Watcher(Runner):
     def __init__(
         self,
         config: WatcherConfig,
-        source: transport.KubeClient | ListerWatcher,
+        source: transport.KubeClient | listwatch.ListerWatcher,
         *,
-        fetch: Fetch | None = None,
+        fetch: cached_store.Fetch | None = None,
         clock: Clock | None = None,
         page_size: int = 500,
         resync_period: float = 0.0,
@@ -564,7 +561,8 @@ class Watcher(Runner):
         config.set_defaults()
         config.validate()
         assert config.gvr is not None
-        assert config.cache_ttl is not None and config.debounce_interval is not None
+        assert config.cache_ttl is not None
+        assert config.debounce_interval is not None
         self.config = config
         gvr = config.gvr
         namespace = config.watch_namespace()
@@ -572,7 +570,7 @@ class Watcher(Runner):
         ignore = _compile_paths(config.ignore_fields, "ignore_fields")
         self.source = source
         if isinstance(source, transport.KubeClient):
-            lister_watcher: ListerWatcher = ListWatch(
+            lister_watcher: listwatch.ListerWatcher = listwatch.ListWatch(
                 source, gvr, namespace or None, label_selector=str(config.selector())
             )
             if fetch is None:
@@ -580,14 +578,14 @@ class Watcher(Runner):
         else:
             lister_watcher = source
         self._clock: Clock = clock or MonotonicClock()
-        self.store: IndexedStore
+        self.store: indexed_store.IndexedStore
         if config.store_type is StoreType.CACHED:
             if fetch is None:
                 raise errors.ConfigError(
                     "a CACHED store needs fetch= when the source is not a KubeClient",
                     field="fetch",
                 )
-            self.store = CachedStore(
+            self.store = cached_store.CachedStore(
                 len(index_by),
                 fetch,
                 config.cache_ttl,
@@ -596,10 +594,10 @@ class Watcher(Runner):
                 ignore_fields=ignore,
             )
         else:
-            self.store = MemoryStore(len(index_by), ignore_fields=ignore)
+            self.store = memory_store.MemoryStore(len(index_by), ignore_fields=ignore)
         self.name = f"{gvr}" + (f" in {namespace}" if namespace else "")
         self._writer = _StoreWriter(self.store, index_by, self._record, self.name)
-        self.reflector = Reflector(
+        self.reflector = reflector.Reflector(
             lister_watcher,
             self._writer,
             page_size=page_size,
@@ -649,18 +647,18 @@ class Watcher(Runner):
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch until ``stop`` is set; then stop the reflector and flush pending changes."""
         stop = stop or asyncio.Event()
-        if isinstance(self.store, CachedStore):
+        if isinstance(self.store, cached_store.CachedStore):
             self.store.bind_loop(asyncio.get_running_loop())
         self._wake = asyncio.Event()
         reflector_stop = asyncio.Event()
         stopping = asyncio.Event()
-        reflector = asyncio.ensure_future(self.reflector.run(reflector_stop))
+        reflector_task = asyncio.ensure_future(self.reflector.run(reflector_stop))
         dispatcher = asyncio.ensure_future(self._dispatch(stopping))
         try:
             await stop.wait()
         finally:
             reflector_stop.set()
-            await asyncio.gather(reflector, return_exceptions=True)
+            await asyncio.gather(reflector_task, return_exceptions=True)
             stopping.set()
             self._wake.set()
             await asyncio.gather(dispatcher, return_exceptions=True)
@@ -685,10 +683,8 @@ class Watcher(Runner):
             deadline = self._debouncer.deadline() if self._sync_reported else None
             timeout = None if deadline is None else max(0.0, deadline - self._clock.now())
             if timeout is None or timeout > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout)
-                except TimeoutError:
-                    pass
             wake.clear()
             if self._sync_reported and (stats := self._debouncer.pop_due()) is not None:
                 await self._on_change(stats)
@@ -712,7 +708,9 @@ class Watcher(Runner):
         return WatcherThread(self).start()
 
 
-def _client_fetch(client: transport.KubeClient, gvr: GroupVersionResource) -> Fetch:
+def _client_fetch(
+    client: transport.KubeClient, gvr: GroupVersionResource
+) -> cached_store.Fetch:
     async def fetch(namespace: str, name: str) -> Obj | None:
         try:
             return await client.get(gvr, name, namespace or None)
@@ -754,8 +752,8 @@ class _SingleWriter:
         if obj is None:
             if old is not None:
                 self.queue.put_nowait(("change", old))
-        elif old is None or not resource_version(obj) or (
-            resource_version(obj) != resource_version(old)
+        elif old is None or not indexed_store.resource_version(obj) or (
+            indexed_store.resource_version(obj) != indexed_store.resource_version(old)
         ):
             self.queue.put_nowait(("change", obj))
 
@@ -784,7 +782,7 @@ class _SingleWriter:
         """Nothing to do."""
 
 
-class SingleWatcher(Runner):
+class SingleWatcher(reflector.Runner):
     """Follows one named object; ``on_change(obj)`` at once for each change after sync.
 
     Lists and watches with the field selector ``metadata.name=<name>``.
@@ -800,7 +798,7 @@ class SingleWatcher(Runner):
     def __init__(
         self,
         config: SingleWatcherConfig,
-        source: transport.KubeClient | ListerWatcher,
+        source: transport.KubeClient | listwatch.ListerWatcher,
         *,
         resync_period: float = 0.0,
     ) -> None:
@@ -810,7 +808,7 @@ class SingleWatcher(Runner):
         self.config = config
         self.source = source
         if isinstance(source, transport.KubeClient):
-            lister_watcher: ListerWatcher = ListWatch(
+            lister_watcher: listwatch.ListerWatcher = listwatch.ListWatch(
                 source, config.gvr, config.namespace,
                 field_selector=f"metadata.name={config.name}",
             )
@@ -819,7 +817,7 @@ class SingleWatcher(Runner):
         self.name = f"{config.gvr} {config.namespace}/{config.name}"
         self._queue: asyncio.Queue[tuple[str, Obj | None]] = asyncio.Queue()
         self._writer = _SingleWriter(config.namespace, config.name, self._queue)
-        self.reflector = Reflector(
+        self.reflector = reflector.Reflector(
             lister_watcher, self._writer, page_size=0, resync_period=resync_period, name=self.name
         )
         self._synced = asyncio.Event()
@@ -841,13 +839,13 @@ class SingleWatcher(Runner):
         """Watch until ``stop`` is set; callbacks already queued are still delivered."""
         stop = stop or asyncio.Event()
         reflector_stop = asyncio.Event()
-        reflector = asyncio.ensure_future(self.reflector.run(reflector_stop))
+        reflector_task = asyncio.ensure_future(self.reflector.run(reflector_stop))
         dispatcher = asyncio.ensure_future(self._dispatch())
         try:
             await stop.wait()
         finally:
             reflector_stop.set()
-            await asyncio.gather(reflector, return_exceptions=True)
+            await asyncio.gather(reflector_task, return_exceptions=True)
             self._queue.put_nowait(("stop", None))
             await asyncio.gather(dispatcher, return_exceptions=True)
 
