@@ -1,3 +1,53 @@
-"""kubemirror.multicluster (see DESIGN.md)."""
+"""Clusterpedia-style multi-cluster storage and a Kubernetes-compatible API (see DESIGN.md).
 
-__all__: list[str] = []
+``MemoryStorage`` keeps every cluster's objects with one global event order;
+``KubeApiServer`` serves it over HTTP so kubectl and Kubernetes clients work
+unchanged; ``ClusterSynchro`` feeds it from member clusters.
+"""
+
+from kubemirror.multicluster.resource_version import (
+    WatchStart,
+    new_prefix,
+    parse_list_resource_version,
+    parse_memory_resource_version,
+    parse_watch_resource_version,
+    to_list_resource_version,
+    to_memory_resource_version,
+)
+from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
+from kubemirror.multicluster.server import KubeApiServer
+from kubemirror.multicluster.storage import (
+    CLUSTER_ANNOTATION,
+    INITIAL_EVENTS_END_ANNOTATION,
+    ClusterResourceStore,
+    ListOptions,
+    ListResult,
+    MemoryStorage,
+    ResourceStorage,
+    StorageEvent,
+    StoredObject,
+    Watch,
+)
+
+__all__ = [
+    "BUILTIN_RESOURCES",
+    "CLUSTER_ANNOTATION",
+    "ClusterResourceStore",
+    "INITIAL_EVENTS_END_ANNOTATION",
+    "KubeApiServer",
+    "ListOptions",
+    "ListResult",
+    "MemoryStorage",
+    "ResourceInfo",
+    "ResourceStorage",
+    "StorageEvent",
+    "StoredObject",
+    "Watch",
+    "WatchStart",
+    "new_prefix",
+    "parse_list_resource_version",
+    "parse_memory_resource_version",
+    "parse_watch_resource_version",
+    "to_list_resource_version",
+    "to_memory_resource_version",
+]

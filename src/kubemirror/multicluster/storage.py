@@ -1,0 +1,1189 @@
+"""Multi-cluster in-memory resource storage with LIST, WATCH and a bounded event window.
+
+The Clusterpedia memory storage v2 (multicluster layer). ``MemoryStorage`` holds
+one ``ResourceStorage`` per resource type; each keeps the objects of every
+cluster, stamped with the cluster name (annotation ``CLUSTER_ANNOTATION``) and a
+``<prefix>.<index>.<original rv>`` resourceVersion. One storage-wide counter
+orders every write of every cluster and resource; writers (a cluster synchro
+through ``ClusterResourceStore``, API writes through ``create``/``update``/
+``delete``) may interleave from many tasks or threads: each write is atomic
+under one lock, so no event is lost or reordered. Watchers read a shared ring
+of recent events through their own cursor (one JSON encoding per event, shared
+by all watchers); a watcher that falls more than ``max_watch_lag`` events
+behind is cut off and may resume from its last resourceVersion. LIST pages are
+cut from a consistent snapshot kept for the continue token.
+
+Stored objects are shared, never copied on reads: do not mutate what ``get``,
+``list`` or a watch hand out. Writes copy the top-level dict and ``metadata`` of
+the object they are given and share everything below; do not mutate an object
+after handing it to the storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import bisect
+import builtins
+import collections
+import contextlib
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
+
+import orjson
+
+from kubemirror import errors, keys
+from kubemirror.multicluster import resource_version as rvs
+from kubemirror.multicluster import status
+from kubemirror.multicluster.filters import ObjectFilter
+from kubemirror.multicluster.resources import ResourceInfo
+from kubemirror.types import GroupVersionResource, MutableObj, Obj
+
+__all__ = [
+    "CLUSTER_ANNOTATION",
+    "INITIAL_EVENTS_END_ANNOTATION",
+    "ClusterResourceStore",
+    "ListOptions",
+    "ListResult",
+    "MemoryStorage",
+    "ResourceStorage",
+    "StorageEvent",
+    "StoredObject",
+    "Watch",
+]
+
+CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
+"""Annotation naming the cluster an object belongs to (Clusterpedia's own key)."""
+
+INITIAL_EVENTS_END_ANNOTATION: Final = "k8s.io/initial-events-end"
+"""Set to ``"true"`` on the bookmark that ends a ``sendInitialEvents`` stream."""
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+
+_READ_BATCH = 1024
+
+
+class StoredObject:
+    """One stored version of an object, with its JSON encoding computed once on demand.
+
+    Immutable after construction (the encoding cache is filled lazily and never
+    changes). ``object`` is shared: do not mutate it.
+    """
+
+    __slots__ = ("_encoded", "cluster", "index", "key", "namespace", "object", "original_rv")
+
+    def __init__(
+        self, obj: Obj, *, cluster: str, key: str, namespace: str, index: int, original_rv: str
+    ) -> None:
+        self.object = obj
+        self.cluster = cluster
+        self.key = key
+        self.namespace = namespace
+        self.index = index
+        self.original_rv = original_rv
+        self._encoded: bytes | None = None
+
+    def encoded(self) -> bytes:
+        """``orjson`` encoding of ``object``, cached."""
+        data = self._encoded
+        if data is None:
+            data = self._encoded = orjson.dumps(self.object)
+        return data
+
+
+class StorageEvent:
+    """A watch event: ``type`` and the stored ``object`` version it carries.
+
+    ``index`` orders it among all storage events (bookmarks carry the index they
+    vouch for); ``previous`` is the version it replaced (``None`` for ADDED and
+    bookmarks). ``line()`` is the watch-stream JSON line, encoded once and shared.
+    """
+
+    __slots__ = ("_line", "entry", "index", "previous", "type")
+
+    def __init__(
+        self,
+        type_: EventType,
+        entry: StoredObject,
+        index: int,
+        previous: StoredObject | None = None,
+    ) -> None:
+        self.type = type_
+        self.entry = entry
+        self.index = index
+        self.previous = previous
+        self._line: bytes | None = None
+
+    @property
+    def object(self) -> Obj:
+        """The object carried by the event (shared; do not mutate)."""
+        return self.entry.object
+
+    @property
+    def cluster(self) -> str:
+        """The cluster the object belongs to (``""`` for bookmarks)."""
+        return self.entry.cluster
+
+    def line(self) -> bytes:
+        """``{"type":...,"object":...}\\n`` as sent on a watch stream, cached."""
+        data = self._line
+        if data is None:
+            data = self._line = b"".join(
+                (b'{"type":"', self.type.encode(), b'","object":', self.entry.encoded(), b"}\n")
+            )
+        return data
+
+    def as_watch_event(self) -> dict[str, Any]:
+        """The event as a ``WatchEvent``-shaped dict (the object is shared)."""
+        return {"type": self.type, "object": self.entry.object}
+
+    def retyped(self, type_: EventType) -> StorageEvent:
+        """The same object under another event type (selector transitions)."""
+        return StorageEvent(type_, self.entry, self.index, self.previous)
+
+
+@dataclass(frozen=True, slots=True)
+class ListOptions:
+    """The parameters of a LIST or WATCH request.
+
+    ``clusters`` empty means all clusters. ``resource_version`` and
+    ``resource_version_match`` (``""``, ``"NotOlderThan"``, ``"Exact"``) follow the
+    Kubernetes semantics described on ``ResourceStorage.list`` and ``.watch``.
+    """
+
+    clusters: tuple[str, ...] = ()
+    namespace: str | None = None
+    label_selector: str = ""
+    field_selector: str = ""
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+    allow_watch_bookmarks: bool = False
+    send_initial_events: bool | None = None
+
+    def object_filter(self) -> ObjectFilter:
+        """The parsed selectors; raises ``BadRequestError`` for a bad selector."""
+        return ObjectFilter.build(
+            clusters=self.clusters,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """One LIST page: stored entries, the list resourceVersion and the continue token.
+
+    ``remaining_item_count`` is set only for a paged list without selectors.
+    """
+
+    entries: Sequence[StoredObject]
+    resource_version: str
+    continue_token: str = ""
+    remaining_item_count: int | None = None
+
+    @property
+    def items(self) -> list[Obj]:
+        """The objects of the page (shared; do not mutate)."""
+        return [entry.object for entry in self.entries]
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    entries: list[StoredObject]
+    index: int
+
+
+def _meta(obj: Obj) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise errors.KeyFuncError(obj, "object has no metadata")
+    return meta
+
+
+class ResourceStorage:
+    """The objects of one resource type across all clusters, with LIST and WATCH.
+
+    Thread-safe: every method may be called from any thread (writes take the
+    owning storage's lock; watchers must all iterate on one event loop). Reads
+    return shared objects. ``get`` is O(1); ``list`` is O(n) over the requested
+    clusters (plus a sort after membership changes); a write is O(1) plus the
+    wake-up of waiting watchers.
+    """
+
+    def __init__(self, storage: MemoryStorage, info: ResourceInfo) -> None:
+        self.info = info
+        self._storage = storage
+        self._lock = storage._lock
+        self._clusters: dict[str, dict[str, StoredObject]] = {}
+        self._sorted: dict[str, list[str]] = {}
+        capacity = storage.event_window
+        self._capacity = capacity
+        self._ring: list[StorageEvent | None] = [None] * capacity
+        self._ring_indexes: list[int] = [0] * capacity
+        self._next_seq = 0
+        self._dropped_index = 0
+        self._dropped_original: dict[str, int] = {}
+        self._snapshots: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._watchers = 0
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def gvr(self) -> GroupVersionResource:
+        """The resource type stored here."""
+        return self.info.gvr
+
+    @property
+    def watcher_count(self) -> int:
+        """Number of open watches."""
+        return self._watchers
+
+    def __repr__(self) -> str:
+        return f"ResourceStorage({self.info.gvr})"
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _objects(self, cluster: str) -> dict[str, StoredObject]:
+        objects = self._clusters.get(cluster)
+        if objects is None:
+            if cluster not in self._storage._clusters:
+                raise status.not_found("clusters", cluster, "cluster.clusterpedia.io")
+            objects = self._clusters[cluster] = {}
+        return objects
+
+    def _stamp(self, cluster: str, obj: Obj, index: int, original_rv: str) -> MutableObj:
+        meta = dict(_meta(obj))
+        annotations = meta.get("annotations")
+        if not isinstance(annotations, Mapping) or annotations.get(CLUSTER_ANNOTATION) != cluster:
+            annotations = dict(annotations) if isinstance(annotations, Mapping) else {}
+            annotations[CLUSTER_ANNOTATION] = cluster
+            meta["annotations"] = annotations
+        meta["resourceVersion"] = rvs.to_memory_resource_version(
+            self._storage.prefix, index, original_rv
+        )
+        out = dict(obj)
+        out["metadata"] = meta
+        if "kind" not in out:
+            out["kind"] = self.info.kind
+        if "apiVersion" not in out:
+            out["apiVersion"] = self.info.api_version
+        return out
+
+    def _key_of(self, obj: Obj) -> tuple[str, str]:
+        meta = _meta(obj)
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise status.invalid(self.info.kind, "", "metadata.name", "name is required")
+        namespace = meta.get("namespace") or ""
+        if not isinstance(namespace, str):
+            raise status.invalid(self.info.kind, name, "metadata.namespace", "must be a string")
+        if self.info.namespaced and not namespace:
+            raise status.invalid(
+                self.info.kind, name, "metadata.namespace", "namespace is required"
+            )
+        if not self.info.namespaced and namespace:
+            namespace = ""
+        return (f"{namespace}/{name}" if namespace else name), namespace
+
+    def _commit(
+        self,
+        cluster: str,
+        key: str,
+        namespace: str,
+        type_: EventType,
+        obj: Obj,
+        original_rv: str | None,
+        previous: StoredObject | None,
+    ) -> StoredObject:
+        """Assign the next index, store or remove the object, record the event. Lock held."""
+        objects = self._objects(cluster)
+        index = self._storage._next_index()
+        orig = original_rv if original_rv else str(index)
+        entry = StoredObject(
+            self._stamp(cluster, obj, index, orig),
+            cluster=cluster,
+            key=key,
+            namespace=namespace,
+            index=index,
+            original_rv=orig,
+        )
+        if type_ == "DELETED":
+            del objects[key]
+            self._sorted.pop(cluster, None)
+        else:
+            if previous is None:
+                self._sorted.pop(cluster, None)
+            objects[key] = entry
+        self._append(StorageEvent(type_, entry, index, previous))
+        return entry
+
+    def _append(self, event: StorageEvent) -> None:
+        slot = self._next_seq % self._capacity
+        old = self._ring[slot]
+        if old is not None:
+            self._dropped_index = old.index
+            try:
+                orig = int(old.entry.original_rv)
+            except ValueError:
+                orig = 0
+            if orig > self._dropped_original.get(old.cluster, -1):
+                self._dropped_original[old.cluster] = orig
+        self._ring[slot] = event
+        self._ring_indexes[slot] = event.index
+        self._next_seq += 1
+        waiter = self._wakeup
+        if waiter is not None:
+            self._wakeup = None
+            _wake(waiter)
+
+    @staticmethod
+    def _original_rv(obj: Obj) -> str:
+        rv = _meta(obj).get("resourceVersion")
+        return rv if isinstance(rv, str) else ""
+
+    def create(self, cluster: str, obj: Obj) -> Obj:
+        """Store a new object of ``cluster``; returns the stored version.
+
+        ``metadata.resourceVersion`` of ``obj`` is kept as the original version
+        (the storage index is used when it is empty). Raises ``ConflictError``
+        (AlreadyExists) if the name is taken, ``InvalidError`` without a name,
+        ``NotFoundError`` for a cluster that was not prepared.
+        """
+        key, namespace = self._key_of(obj)
+        with self._lock:
+            objects = self._objects(cluster)
+            if key in objects:
+                raise status.already_exists(self.info.gvr.resource, key, self.info.gvr.group)
+            return self._commit(
+                cluster, key, namespace, "ADDED", obj, self._original_rv(obj), None
+            ).object
+
+    def update(
+        self,
+        cluster: str,
+        obj: Obj,
+        *,
+        expected_resource_version: str | None = None,
+        original_rv: str | None = None,
+    ) -> Obj:
+        """Replace an existing object of ``cluster``; returns the stored version.
+
+        With ``expected_resource_version`` (the memory version a client read), a
+        mismatch raises ``ConflictError``. ``original_rv`` overrides the original
+        version recorded (default: ``obj``'s ``metadata.resourceVersion``).
+        Raises ``NotFoundError`` if the object does not exist.
+        """
+        key, namespace = self._key_of(obj)
+        with self._lock:
+            objects = self._objects(cluster)
+            previous = objects.get(key)
+            if previous is None:
+                raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
+            current_rv = previous.object["metadata"]["resourceVersion"]
+            if expected_resource_version and expected_resource_version != current_rv:
+                raise status.conflict(
+                    self.info.gvr.resource,
+                    key,
+                    "the object has been modified; please apply your changes to the latest "
+                    "version and try again",
+                    self.info.gvr.group,
+                )
+            orig = self._original_rv(obj) if original_rv is None else original_rv
+            return self._commit(cluster, key, namespace, "MODIFIED", obj, orig, previous).object
+
+    def delete(self, cluster: str, obj: Obj) -> Obj:
+        """Remove the object named by ``obj`` from ``cluster``; returns its final version.
+
+        The DELETED event carries the last stored state (or ``obj`` when it has a
+        ``spec``/``status``, as a synchro's final state) under a new version.
+        Raises ``NotFoundError`` if absent.
+        """
+        key, _ = self._key_of(obj)
+        return self.delete_by_key(cluster, key, final_state=obj)
+
+    def delete_by_key(
+        self,
+        cluster: str,
+        key: str,
+        *,
+        final_state: Obj | None = None,
+        expected_resource_version: str | None = None,
+    ) -> Obj:
+        """Remove ``key`` (``"ns/name"`` or ``"name"``) from ``cluster``; see ``delete``."""
+        with self._lock:
+            objects = self._objects(cluster)
+            previous = objects.get(key)
+            if previous is None:
+                raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
+            current_rv = previous.object["metadata"]["resourceVersion"]
+            if expected_resource_version and expected_resource_version != current_rv:
+                raise status.conflict(
+                    self.info.gvr.resource,
+                    key,
+                    "the resourceVersion precondition failed",
+                    self.info.gvr.group,
+                )
+            state: Obj = previous.object
+            orig = previous.original_rv
+            if (
+                final_state is not None
+                and final_state.get("metadata")
+                and ("spec" in final_state or "status" in final_state or "data" in final_state)
+            ):
+                state = final_state
+                orig = self._original_rv(final_state) or orig
+            return self._commit(
+                cluster, key, previous.namespace, "DELETED", state, orig, previous
+            ).object
+
+    def upsert(self, cluster: str, obj: Obj) -> Obj:
+        """Create or update ``obj`` in ``cluster`` (the synchro's add/update)."""
+        key, namespace = self._key_of(obj)
+        with self._lock:
+            previous = self._objects(cluster).get(key)
+            return self._commit(
+                cluster,
+                key,
+                namespace,
+                "ADDED" if previous is None else "MODIFIED",
+                obj,
+                self._original_rv(obj),
+                previous,
+            ).object
+
+    def clean_cluster(self, cluster: str) -> int:
+        """Delete every object of ``cluster`` (a DELETED event each); returns how many."""
+        with self._lock:
+            objects = self._clusters.get(cluster)
+            if not objects:
+                self._clusters.pop(cluster, None)
+                return 0
+            count = 0
+            for key in sorted(objects):
+                previous = objects[key]
+                self._commit(
+                    cluster,
+                    key,
+                    previous.namespace,
+                    "DELETED",
+                    previous.object,
+                    previous.original_rv,
+                    previous,
+                )
+                count += 1
+            del self._clusters[cluster]
+            self._sorted.pop(cluster, None)
+            return count
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, cluster: str, namespace: str, name: str) -> Obj | None:
+        """The stored object, or ``None`` (shared; do not mutate)."""
+        key = f"{namespace}/{name}" if namespace and self.info.namespaced else name
+        entry = self._clusters.get(cluster, {}).get(key)
+        return None if entry is None else entry.object
+
+    def get_entry(self, cluster: str, key: str) -> StoredObject | None:
+        """The stored entry for ``key`` in ``cluster``, or ``None``."""
+        return self._clusters.get(cluster, {}).get(key)
+
+    def clusters(self) -> list[str]:
+        """Clusters that currently hold objects of this type, sorted."""
+        return sorted(c for c, objects in self._clusters.items() if objects)
+
+    def count(self, cluster: str | None = None) -> int:
+        """Number of stored objects (of one cluster, or all)."""
+        if cluster is not None:
+            return len(self._clusters.get(cluster, {}))
+        return sum(len(objects) for objects in self._clusters.values())
+
+    def resource_versions(self, cluster: str) -> dict[str, str]:
+        """``{key: original resourceVersion}`` of every object of ``cluster``."""
+        with self._lock:
+            return {k: e.original_rv for k, e in self._clusters.get(cluster, {}).items()}
+
+    def _snapshot_entries(self, flt: ObjectFilter) -> list[StoredObject]:
+        """Every in-scope entry in (cluster, key) order. Lock held."""
+        out: list[StoredObject] = []
+        for cluster in sorted(self._clusters):
+            if flt.clusters and cluster not in flt.clusters:
+                continue
+            objects = self._clusters[cluster]
+            order = self._sorted.get(cluster)
+            if order is None:
+                order = self._sorted[cluster] = sorted(objects)
+            if flt.namespace and self.info.namespaced:
+                prefix = flt.namespace + "/"
+                lo = bisect.bisect_left(order, prefix)
+                hi = bisect.bisect_left(order, flt.namespace + "0")  # "0" sorts right after "/"
+                out.extend(objects[k] for k in order[lo:hi])
+            else:
+                out.extend(objects[k] for k in order)
+        return out
+
+    def _check_list_rv(self, opts: ListOptions) -> int | None:
+        """Validate the resourceVersion parameters of a LIST; returns a pinned index or None."""
+        rv, match = opts.resource_version, opts.resource_version_match
+        if match not in ("", "NotOlderThan", "Exact"):
+            raise status.bad_request(
+                f"invalid resourceVersionMatch {match!r}: must be NotOlderThan or Exact"
+            )
+        if match and not rv:
+            raise status.bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is set"
+            )
+        if rv in ("", "0"):
+            if match == "Exact":
+                raise status.bad_request(
+                    'resourceVersionMatch "Exact" is forbidden for resourceVersion "0"'
+                )
+            return None
+        index = rvs.parse_list_resource_version(rv, self._storage.prefix)
+        if index > self._storage._index:
+            raise status.timeout(
+                f"Too large resource version: {rv}, current: "
+                f"{rvs.to_list_resource_version(self._storage.prefix, self._storage._index)}"
+            )
+        if match == "Exact":
+            latest = (
+                self._ring_indexes[(self._next_seq - 1) % self._capacity] if self._next_seq else 0
+            )
+            if latest > index:
+                raise status.expired(
+                    f"too old resource version: {rv}: only the latest state is kept in memory"
+                )
+            return index
+        return None
+
+    def list(self, opts: ListOptions = ListOptions()) -> ListResult:
+        """One page of the objects selected by ``opts`` (shared; do not mutate).
+
+        Without ``continue_token`` the page is cut from a snapshot of the current
+        state (``resource_version`` ``""``/``"0"``/any version not newer than the
+        storage; ``Exact`` only when nothing of this type changed since). With
+        ``limit`` the rest of the snapshot is kept for the continue token, so
+        pages are stable and consistent; a token whose snapshot was evicted or
+        that another instance issued raises ``GoneError`` (410 Expired). Bad
+        parameters raise ``BadRequestError``.
+        """
+        flt = opts.object_filter()
+        if opts.limit < 0:
+            raise status.bad_request(f"invalid limit {opts.limit}: must not be negative")
+        snapshot_id: str | None = None
+        if opts.continue_token:
+            if opts.resource_version not in ("", "0"):
+                raise status.bad_request(
+                    "specifying resource version is not allowed when using continue"
+                )
+            snapshot_id, offset = self._decode_continue(opts.continue_token)
+            with self._lock:
+                snap = self._snapshots.get(snapshot_id)
+                if snap is None:
+                    raise status.expired(
+                        "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter."
+                    )
+                self._snapshots.move_to_end(snapshot_id)
+        else:
+            offset = 0
+            with self._lock:
+                pinned = self._check_list_rv(opts)
+                snap = _Snapshot(self._snapshot_entries(flt), self._storage._index)
+                if pinned is not None:
+                    snap.index = pinned
+        entries = snap.entries
+        if flt.selects_everything_in_scope:
+            page = (
+                entries
+                if not opts.limit and not offset
+                else entries[offset : (offset + opts.limit if opts.limit else None)]
+            )
+            end = offset + len(page)
+        else:
+            page = []
+            end = offset
+            total = len(entries)
+            while end < total and (not opts.limit or len(page) < opts.limit):
+                entry = entries[end]
+                end += 1
+                if flt.in_scope(entry.cluster, entry.namespace) and flt.matches_object(
+                    entry.object
+                ):
+                    page.append(entry)
+        token = ""
+        remaining: int | None = None
+        if end < len(entries) and opts.limit:
+            with self._lock:
+                if snapshot_id is None:
+                    snapshot_id = secrets.token_hex(8)
+                    self._snapshots[snapshot_id] = snap
+                    while len(self._snapshots) > self._storage.max_snapshots:
+                        self._snapshots.popitem(last=False)
+            token = self._encode_continue(snapshot_id, end)
+            if flt.selects_everything_in_scope:
+                remaining = len(entries) - end
+        elif snapshot_id is not None:
+            with self._lock:
+                self._snapshots.pop(snapshot_id, None)
+        return ListResult(
+            page, rvs.to_list_resource_version(self._storage.prefix, snap.index), token, remaining
+        )
+
+    def _encode_continue(self, snapshot_id: str, offset: int) -> str:
+        raw = orjson.dumps({"p": self._storage.prefix, "s": snapshot_id, "o": offset})
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _decode_continue(self, token: str) -> tuple[str, int]:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            decoded = orjson.loads(raw)
+            prefix, snapshot_id, offset = decoded["p"], decoded["s"], decoded["o"]
+        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+            raise status.bad_request(f"invalid continue token {token!r}") from exc
+        if not isinstance(snapshot_id, str) or not isinstance(offset, int) or offset < 0:
+            raise status.bad_request(f"invalid continue token {token!r}")
+        if prefix != self._storage.prefix:
+            raise status.expired(
+                "The provided continue parameter was issued by another storage instance; "
+                "start a new list without the continue parameter."
+            )
+        return snapshot_id, offset
+
+    # -- watch ----------------------------------------------------------------------------
+
+    def _first_seq_after(self, index: int) -> int:
+        """Sequence number of the first retained event with an index above ``index``. Lock held."""
+        lo = max(0, self._next_seq - self._capacity)
+        hi = self._next_seq
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._ring_indexes[mid % self._capacity] <= index:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def watch(self, opts: ListOptions = ListOptions()) -> Watch:
+        """Start a watch; iterate the returned ``Watch`` for ``StorageEvent``s.
+
+        ``resource_version``: ``""`` or ``"0"`` first replays the current state as
+        ADDED events (unless ``send_initial_events`` is False); a list or object
+        version streams the events after it (``GoneError`` when they left the
+        window, a ``504`` ApiError when it is newer than the storage); JSON
+        ``{"cluster": "original rv"}`` resumes per cluster. ``send_initial_events``
+        ends the replay with a bookmark annotated ``INITIAL_EVENTS_END_ANNOTATION``.
+        Raises before returning, so callers can answer with an error status.
+        """
+        flt = opts.object_filter()
+        if opts.send_initial_events is not None and opts.send_initial_events:
+            if opts.resource_version_match != "NotOlderThan":
+                raise status.bad_request(
+                    "sendInitialEvents requires resourceVersionMatch=NotOlderThan"
+                )
+            if not opts.allow_watch_bookmarks:
+                raise status.bad_request("sendInitialEvents requires allowWatchBookmarks=true")
+        elif opts.resource_version_match and opts.send_initial_events is None:
+            raise status.bad_request(
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+            )
+        start = rvs.parse_watch_resource_version(opts.resource_version, self._storage.prefix)
+        with self._lock:
+            initial: list[StoredObject] | None = None
+            cluster_floor: dict[str, int] | None = None
+            current = self._storage._index
+            if opts.send_initial_events:
+                initial = self._snapshot_entries(flt)
+                cursor = self._next_seq
+            elif start.cluster_versions is not None:
+                cluster_floor = {}
+                for cluster, rv in start.cluster_versions.items():
+                    try:
+                        floor = int(rv)
+                    except ValueError:
+                        raise status.bad_request(
+                            f"invalid resource version {rv!r} for cluster {cluster!r}"
+                        ) from None
+                    if self._dropped_original.get(cluster, -1) > floor:
+                        raise status.expired(
+                            f"too old resource version {rv!r} for cluster {cluster!r}"
+                        )
+                    cluster_floor[cluster] = floor
+                cursor = max(0, self._next_seq - self._capacity)
+            elif start.index is None:
+                if opts.send_initial_events is None:
+                    initial = self._snapshot_entries(flt)
+                cursor = self._next_seq
+            else:
+                if start.index > current:
+                    raise status.timeout(
+                        f"Too large resource version: {opts.resource_version}, current: "
+                        f"{rvs.to_list_resource_version(self._storage.prefix, current)}"
+                    )
+                if start.index < self._dropped_index:
+                    oldest = rvs.to_list_resource_version(self._storage.prefix, self._dropped_index)
+                    raise status.expired(
+                        f"too old resource version: {opts.resource_version} (oldest: {oldest})"
+                    )
+                cursor = self._first_seq_after(start.index)
+            self._watchers += 1
+        return Watch(
+            self,
+            flt,
+            cursor=cursor,
+            index=current,
+            initial=initial,
+            initial_end_bookmark=bool(opts.send_initial_events),
+            allow_bookmarks=opts.allow_watch_bookmarks,
+            cluster_floor=cluster_floor,
+            now_index=current if cluster_floor is not None else None,
+        )
+
+    def _read(self, cursor: int) -> tuple[builtins.list[StorageEvent], int, bool]:
+        """Events from ``cursor`` on (at most one batch); ``lost`` if they left the ring."""
+        with self._lock:
+            end = min(self._next_seq, cursor + _READ_BATCH)
+            if cursor < self._next_seq - self._capacity:
+                return [], cursor, True
+            ring, cap = self._ring, self._capacity
+            events = [cast(StorageEvent, ring[seq % cap]) for seq in range(cursor, end)]
+            return events, end, False
+
+    def _lag(self, cursor: int) -> int:
+        return self._next_seq - cursor
+
+    def _waiter(self) -> asyncio.Future[None]:
+        with self._lock:
+            waiter = self._wakeup
+            if waiter is None or waiter.done():
+                waiter = self._wakeup = asyncio.get_running_loop().create_future()
+            return waiter
+
+    def _bookmark(self, index: int, annotations: dict[str, str] | None = None) -> StorageEvent:
+        meta: dict[str, Any] = {
+            "resourceVersion": rvs.to_list_resource_version(self._storage.prefix, index)
+        }
+        if annotations:
+            meta["annotations"] = annotations
+        obj = {"kind": self.info.kind, "apiVersion": self.info.api_version, "metadata": meta}
+        entry = StoredObject(obj, cluster="", key="", namespace="", index=index, original_rv="")
+        return StorageEvent("BOOKMARK", entry, index)
+
+    def _caught_up_index(self, cursor: int) -> int | None:
+        """The storage index a caught-up watcher can vouch for, else ``None``."""
+        with self._lock:
+            if cursor == self._next_seq:
+                return self._storage._index
+            return None
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    loop = waiter.get_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        if not waiter.done():
+            waiter.set_result(None)
+        return
+    with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
+        loop.call_soon_threadsafe(_set_done, waiter)
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Watch:
+    """An open watch: an async iterator of ``StorageEvent``s, in storage order.
+
+    Not thread-safe: iterate from one task. Ends (``StopAsyncIteration``) after
+    ``stop()`` or when cut off for lagging (``cut_off`` is then True and the
+    consumer may resume from ``resource_version``). Label and field selectors
+    apply to events: an object that stops matching arrives as DELETED, one that
+    starts matching as ADDED. Use as an async context manager or call ``stop()``.
+    """
+
+    def __init__(
+        self,
+        rs: ResourceStorage,
+        flt: ObjectFilter,
+        *,
+        cursor: int,
+        index: int,
+        initial: list[StoredObject] | None,
+        initial_end_bookmark: bool,
+        allow_bookmarks: bool,
+        cluster_floor: dict[str, int] | None,
+        now_index: int | None,
+    ) -> None:
+        self._rs = rs
+        self._filter = flt
+        self._cursor = cursor
+        self._backlog_end = rs._next_seq
+        self._pending: collections.deque[StorageEvent] = collections.deque()
+        self._allow_bookmarks = allow_bookmarks
+        self._cluster_floor = cluster_floor
+        self._now_index = now_index
+        self._stopped = False
+        self._closed = False
+        self.cut_off = False
+        self.last_index = index
+        """Index of the newest event delivered (or vouched for by a bookmark)."""
+        if initial is not None:
+            for entry in initial:
+                if flt.matches_object(entry.object):
+                    self._pending.append(StorageEvent("ADDED", entry, entry.index))
+            if initial_end_bookmark:
+                self._pending.append(rs._bookmark(index, {INITIAL_EVENTS_END_ANNOTATION: "true"}))
+
+    @property
+    def resource_version(self) -> str:
+        """The list resourceVersion to resume from after this watch ends."""
+        return rvs.to_list_resource_version(self._rs._storage.prefix, self.last_index)
+
+    def stop(self) -> None:
+        """End the watch; a pending ``__anext__`` returns StopAsyncIteration soon after."""
+        self._stopped = True
+        self._close()
+        with self._rs._lock:
+            waiter = self._rs._wakeup
+        if waiter is not None:
+            _wake(waiter)
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with self._rs._lock:
+                self._rs._watchers -= 1
+
+    async def __aenter__(self) -> Watch:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __aiter__(self) -> AsyncIterator[StorageEvent]:
+        return self
+
+    def _accept(self, event: StorageEvent) -> StorageEvent | None:
+        flt = self._filter
+        entry = event.entry
+        if not flt.in_scope(entry.cluster, entry.namespace):
+            return None
+        if self._cluster_floor is not None:
+            floor = self._cluster_floor.get(entry.cluster)
+            if floor is None:
+                if event.index <= (self._now_index or 0):
+                    return None
+            else:
+                try:
+                    if int(entry.original_rv) <= floor:
+                        return None
+                except ValueError:
+                    pass
+        if flt.selects_everything_in_scope:
+            return event
+        now = flt.matches_object(entry.object)
+        if event.type == "MODIFIED" and event.previous is not None:
+            before = flt.matches_object(event.previous.object)
+            if now and before:
+                return event
+            if now:
+                return event.retyped("ADDED")
+            if before:
+                return event.retyped("DELETED")
+            return None
+        if event.type == "DELETED" and event.previous is not None:
+            return event if flt.matches_object(event.previous.object) or now else None
+        return event if now else None
+
+    def _pop(self) -> StorageEvent:
+        event = self._pending.popleft()
+        if event.index > self.last_index:
+            self.last_index = event.index
+        return event
+
+    def _fill(self) -> bool:
+        """Move the events available now into the pending queue; False when none were."""
+        rs = self._rs
+        # Lag counts only events that arrived after the watch started: a watch that
+        # resumes from an old version may work through its backlog at its own pace.
+        if rs._lag(max(self._cursor, self._backlog_end)) > rs._storage.max_watch_lag:
+            self._cut()
+            return False
+        events, self._cursor, lost = rs._read(self._cursor)
+        if lost:
+            self._cut()
+            return False
+        for event in events:
+            accepted = self._accept(event)
+            if accepted is not None:
+                self._pending.append(accepted)
+            elif event.index > self.last_index and not self._pending:
+                self.last_index = event.index
+        return bool(events)
+
+    async def __anext__(self) -> StorageEvent:
+        rs = self._rs
+        while True:
+            if self._pending:
+                return self._pop()
+            if self._stopped:
+                self._close()
+                raise StopAsyncIteration
+            if self._fill() or self._stopped:
+                continue
+            waiter = rs._waiter()
+            if rs._lag(self._cursor) > 0 or self._stopped:
+                continue
+            timeout = rs._storage.bookmark_interval if self._allow_bookmarks else None
+            done, _ = await asyncio.wait({waiter}, timeout=timeout)
+            if not done and not self._stopped:
+                index = rs._caught_up_index(self._cursor)
+                if index is not None and index >= self.last_index:
+                    self._pending.append(rs._bookmark(index))
+
+    async def next_batch(self, max_events: int = 1024) -> builtins.list[StorageEvent]:
+        """Wait for at least one event, then return every event available now (up to
+        ``max_events``) without waiting further; ``[]`` once the watch has ended.
+        """
+        try:
+            batch = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
+        while len(batch) < max_events:
+            if not self._pending and (self._stopped or not self._fill()):
+                break
+            if self._pending:
+                batch.append(self._pop())
+        return batch
+
+    def _cut(self) -> None:
+        self.cut_off = True
+        self._stopped = True
+
+
+class ClusterResourceStore:
+    """One cluster's objects of one resource type, as a cache ``Store``.
+
+    Lets a Reflector write a member cluster's objects straight into the storage.
+    Keys are ``namespace/name``. ``replace`` applies a relist as a diff: ADDED or
+    MODIFIED only for objects whose original resourceVersion changed, DELETED for
+    keys that vanished, all in one atomic step. Reads return stored (stamped)
+    objects, shared. Thread-safe.
+    """
+
+    def __init__(self, resource_storage: ResourceStorage, cluster: str) -> None:
+        self.resource_storage = resource_storage
+        self.cluster = cluster
+
+    def add(self, obj: Obj) -> None:
+        """Create or update ``obj``."""
+        self.resource_storage.upsert(self.cluster, obj)
+
+    def update(self, obj: Obj) -> None:
+        """Create or update ``obj``."""
+        self.resource_storage.upsert(self.cluster, obj)
+
+    def delete(self, obj: Any) -> None:
+        """Delete the object (or tombstone / explicit key); absent keys are ignored."""
+        key = keys.meta_namespace_key(obj)
+        final = obj if isinstance(obj, Mapping) else None
+        if isinstance(obj, keys.DeletedFinalStateUnknown) and isinstance(obj.obj, Mapping):
+            final = obj.obj
+        with self.resource_storage._lock:
+            if self.resource_storage.get_entry(self.cluster, key) is None:
+                return
+            self.resource_storage.delete_by_key(self.cluster, key, final_state=final)
+
+    def list(self) -> builtins.list[Obj]:
+        """Every stored object of the cluster (shared)."""
+        return [e.object for e in self.resource_storage._clusters.get(self.cluster, {}).values()]
+
+    def list_keys(self) -> builtins.list[str]:
+        """Every key of the cluster."""
+        return list(self.resource_storage._clusters.get(self.cluster, {}))
+
+    def get(self, obj: Any) -> Obj | None:
+        """The stored object with ``obj``'s key, or ``None``."""
+        return self.get_by_key(keys.meta_namespace_key(obj))
+
+    def get_by_key(self, key: str) -> Obj | None:
+        """The stored object with ``key``, or ``None``."""
+        entry = self.resource_storage.get_entry(self.cluster, key)
+        return None if entry is None else entry.object
+
+    def replace(self, objs: Iterable[Obj], resource_version: str = "") -> None:
+        """Make the cluster's content exactly ``objs``, emitting only real changes."""
+        rs = self.resource_storage
+        with rs._lock:
+            current = rs._objects(self.cluster)
+            seen: set[str] = set()
+            for obj in objs:
+                key, _ = rs._key_of(obj)
+                seen.add(key)
+                entry = current.get(key)
+                original = ResourceStorage._original_rv(obj)
+                if entry is not None and original and entry.original_rv == original:
+                    continue
+                rs.upsert(self.cluster, obj)
+            for key in [k for k in current if k not in seen]:
+                rs.delete_by_key(self.cluster, key)
+
+    def resync(self) -> None:
+        """Nothing to do: the storage is the source of truth."""
+
+
+class MemoryStorage:
+    """Every resource type of every cluster, with one storage-wide event order.
+
+    ``prefix`` (random by default) names this instance in resourceVersions;
+    ``event_window`` events per resource type are kept for watches resuming from
+    an older version; ``max_watch_lag`` bounds how far a watcher may fall behind
+    before it is cut off; ``max_snapshots`` bounds LIST snapshots kept for
+    continue tokens; ``bookmark_interval`` (seconds) spaces watch bookmarks.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str | None = None,
+        event_window: int = 100_000,
+        max_watch_lag: int | None = None,
+        max_snapshots: int = 64,
+        bookmark_interval: float = 60.0,
+    ) -> None:
+        if event_window < 1:
+            raise errors.ConfigError("must be at least 1", field="event_window")
+        self.prefix = prefix or rvs.new_prefix()
+        if "." in self.prefix or not self.prefix:
+            raise errors.ConfigError(
+                "must be non-empty without '.'", field="prefix", expression=self.prefix
+            )
+        self.event_window = event_window
+        self.max_watch_lag = (
+            max_watch_lag if max_watch_lag is not None else (max(1, event_window * 3 // 4))
+        )
+        self.max_snapshots = max_snapshots
+        self.bookmark_interval = bookmark_interval
+        self._lock = threading.RLock()
+        self._index = 0
+        self._clusters: set[str] = set()
+        self._resources: dict[GroupVersionResource, ResourceStorage] = {}
+
+    def _next_index(self) -> int:
+        self._index += 1
+        return self._index
+
+    @property
+    def index(self) -> int:
+        """The newest index issued (0 before the first write)."""
+        return self._index
+
+    @property
+    def resource_version(self) -> str:
+        """The current list resourceVersion of the whole storage."""
+        return rvs.to_list_resource_version(self.prefix, self._index)
+
+    # -- clusters -------------------------------------------------------------------------
+
+    def prepare_cluster(self, cluster: str) -> None:
+        """Allow writes for ``cluster`` (idempotent)."""
+        if not cluster or "/" in cluster:
+            raise errors.ConfigError(
+                "cluster names must be non-empty without '/'", field="cluster", expression=cluster
+            )
+        with self._lock:
+            self._clusters.add(cluster)
+
+    def clusters(self) -> list[str]:
+        """Prepared clusters, sorted."""
+        with self._lock:
+            return sorted(self._clusters)
+
+    def has_cluster(self, cluster: str) -> bool:
+        """Whether ``cluster`` was prepared and not cleaned."""
+        return cluster in self._clusters
+
+    def clean_cluster(self, cluster: str) -> None:
+        """Delete every object of ``cluster`` (DELETED events) and forget the cluster."""
+        with self._lock:
+            for rs in self._resources.values():
+                rs.clean_cluster(cluster)
+            self._clusters.discard(cluster)
+
+    def clean_cluster_resource(self, cluster: str, gvr: GroupVersionResource) -> None:
+        """Delete every object of one resource type of ``cluster``."""
+        with self._lock:
+            rs = self._resources.get(gvr)
+            if rs is not None:
+                rs.clean_cluster(cluster)
+
+    def get_resource_versions(self, cluster: str) -> dict[GroupVersionResource, dict[str, str]]:
+        """``{gvr: {key: original resourceVersion}}`` of everything ``cluster`` holds."""
+        with self._lock:
+            return {
+                gvr: versions
+                for gvr, rs in self._resources.items()
+                if (versions := rs.resource_versions(cluster))
+            }
+
+    # -- resource types -------------------------------------------------------------------
+
+    def new_resource_storage(
+        self,
+        gvr: GroupVersionResource | ResourceInfo,
+        *,
+        namespaced: bool = True,
+        kind: str = "",
+        list_kind: str = "",
+        singular: str = "",
+        short_names: tuple[str, ...] = (),
+        categories: tuple[str, ...] = (),
+    ) -> ResourceStorage:
+        """Register a resource type (or return the one already registered)."""
+        info = (
+            gvr
+            if isinstance(gvr, ResourceInfo)
+            else ResourceInfo(
+                gvr,
+                kind=kind,
+                namespaced=namespaced,
+                list_kind=list_kind,
+                singular=singular,
+                short_names=short_names,
+                categories=categories,
+            )
+        )
+        with self._lock:
+            rs = self._resources.get(info.gvr)
+            if rs is None:
+                rs = self._resources[info.gvr] = ResourceStorage(self, info)
+            return rs
+
+    def resource_storage(self, gvr: GroupVersionResource) -> ResourceStorage:
+        """The storage of a registered type; raises ``NotFoundError`` otherwise."""
+        rs = self._resources.get(gvr)
+        if rs is None:
+            raise status.not_found(gvr.resource, "", gvr.group)
+        return rs
+
+    def resource_storages(self) -> list[ResourceStorage]:
+        """Every registered type, in registration order."""
+        with self._lock:
+            return list(self._resources.values())
+
+    def cluster_store(self, cluster: str, gvr: GroupVersionResource) -> ClusterResourceStore:
+        """A cache ``Store`` over one cluster's objects of ``gvr``."""
+        return ClusterResourceStore(self.resource_storage(gvr), cluster)

@@ -1,0 +1,393 @@
+"""MemoryStorage: writes, LIST (pages, versions) and WATCH (window, selectors, bookmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from kubemirror import errors
+from kubemirror.keys import DeletedFinalStateUnknown
+from kubemirror.multicluster import resource_version as rvs
+from kubemirror.multicluster.storage import (
+    CLUSTER_ANNOTATION,
+    INITIAL_EVENTS_END_ANNOTATION,
+    ClusterResourceStore,
+    ListOptions,
+    MemoryStorage,
+    ResourceStorage,
+    StorageEvent,
+    Watch,
+)
+from kubemirror.testing import PODS, make_pod, new_storage
+from kubemirror.types import GroupVersionResource, Obj
+
+
+@pytest.fixture
+def mem() -> MemoryStorage:
+    storage = new_storage(prefix="p", event_window=64)
+    storage.prepare_cluster("a")
+    storage.prepare_cluster("b")
+    return storage
+
+
+@pytest.fixture
+def pods(mem: MemoryStorage) -> ResourceStorage:
+    return mem.resource_storage(PODS)
+
+
+def names(objs: Sequence[Obj]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs]
+
+
+async def take(watch: Watch, n: int) -> list[StorageEvent]:
+    out: list[StorageEvent] = []
+    async with asyncio.timeout(5):
+        async for event in watch:
+            out.append(event)
+            if len(out) == n:
+                break
+    return out
+
+
+def test_create_stamps_version_cluster_and_type(pods: ResourceStorage) -> None:
+    pod = make_pod("web-1", resource_version="123")
+    del pod["kind"], pod["apiVersion"]
+    stored = pods.create("a", pod)
+    assert stored["metadata"]["resourceVersion"] == "p.1.123"
+    assert stored["metadata"]["annotations"][CLUSTER_ANNOTATION] == "a"
+    assert (stored["kind"], stored["apiVersion"]) == ("Pod", "v1")
+    assert CLUSTER_ANNOTATION not in pod["metadata"]["annotations"], "caller's object mutated"
+    assert pods.get("a", "default", "web-1") is stored
+    assert pods.get("b", "default", "web-1") is None
+
+
+def test_api_write_without_version_uses_the_index(pods: ResourceStorage) -> None:
+    stored = pods.create("a", make_pod("x"))
+    assert stored["metadata"]["resourceVersion"] == "p.1.1"
+
+
+def test_write_errors_carry_statuses(pods: ResourceStorage, mem: MemoryStorage) -> None:
+    pods.create("a", make_pod("x"))
+    with pytest.raises(errors.ConflictError) as exists:
+        pods.create("a", make_pod("x"))
+    assert exists.value.reason == "AlreadyExists"
+    with pytest.raises(errors.NotFoundError):
+        pods.update("a", make_pod("y"))
+    with pytest.raises(errors.ConflictError) as stale:
+        pods.update("a", make_pod("x"), expected_resource_version="p.0.0")
+    assert stale.value.reason == "Conflict"
+    nameless = make_pod("z")
+    del nameless["metadata"]["name"]
+    with pytest.raises(errors.InvalidError) as invalid:
+        pods.create("a", nameless)
+    assert invalid.value.code == 422
+    with pytest.raises(errors.NotFoundError, match="nowhere"):
+        pods.create("nowhere", make_pod("x"))
+    assert mem.index == 1, "failed writes must not consume an index"
+
+
+def test_one_index_orders_all_resources_and_clusters(mem: MemoryStorage) -> None:
+    pods = mem.resource_storage(PODS)
+    cms = mem.resource_storage(GroupVersionResource("", "v1", "configmaps"))
+    a = pods.create("a", make_pod("x"))
+    b = cms.create("b", {"metadata": {"name": "c", "namespace": "default"}, "data": {}})
+    c = (
+        pods.update("b", make_pod("x"))
+        if pods.get("b", "default", "x")
+        else pods.create("b", make_pod("x"))
+    )
+    indexes = [
+        rvs.parse_memory_resource_version(o["metadata"]["resourceVersion"])[1] for o in (a, b, c)
+    ]
+    assert indexes == [1, 2, 3]
+
+
+def test_list_filters_and_orders(pods: ResourceStorage) -> None:
+    pods.create("b", make_pod("z", "ns1", {"app": "web"}))
+    pods.create("a", make_pod("y", "ns2", {"app": "db"}))
+    pods.create("a", make_pod("x", "ns1", {"app": "web"}, phase="Pending"))
+    assert names(pods.list().items) == ["x", "y", "z"]
+    assert names(pods.list(ListOptions(clusters=("b",))).items) == ["z"]
+    assert names(pods.list(ListOptions(namespace="ns1")).items) == ["x", "z"]
+    assert names(pods.list(ListOptions(label_selector="app=web")).items) == ["x", "z"]
+    assert names(pods.list(ListOptions(label_selector="app in (db)")).items) == ["y"]
+    assert names(pods.list(ListOptions(field_selector="status.phase=Pending")).items) == ["x"]
+    assert names(pods.list(ListOptions(field_selector="metadata.name!=x")).items) == ["y", "z"]
+    assert pods.list().resource_version == "p.3"
+
+
+def test_bad_selector_is_bad_request(pods: ResourceStorage) -> None:
+    with pytest.raises(errors.BadRequestError, match="labelSelector"):
+        pods.list(ListOptions(label_selector="a in b"))
+    with pytest.raises(errors.BadRequestError, match="fieldSelector"):
+        pods.list(ListOptions(field_selector="nonsense"))
+
+
+def test_pages_are_a_consistent_snapshot(pods: ResourceStorage) -> None:
+    for i in range(10):
+        pods.create("a", make_pod(f"p{i:02d}"))
+    first = pods.list(ListOptions(limit=4))
+    assert names(first.items) == ["p00", "p01", "p02", "p03"]
+    assert first.remaining_item_count == 6
+    # Writes between pages do not show up in the remaining pages.
+    pods.delete("a", make_pod("p05"))
+    pods.create("a", make_pod("p99"))
+    second = pods.list(ListOptions(limit=4, continue_token=first.continue_token))
+    third = pods.list(ListOptions(limit=4, continue_token=second.continue_token))
+    assert names(second.items) == ["p04", "p05", "p06", "p07"]
+    assert names(third.items) == ["p08", "p09"]
+    assert third.continue_token == ""
+    assert {first.resource_version, second.resource_version, third.resource_version} == {"p.10"}
+
+
+def test_pages_with_selector_skip_non_matching(pods: ResourceStorage) -> None:
+    for i in range(10):
+        pods.create("a", make_pod(f"p{i}", labels={"even": str(i % 2 == 0).lower()}))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = pods.list(ListOptions(limit=2, label_selector="even=true", continue_token=token))
+        seen += names(page.items)
+        assert page.remaining_item_count is None
+        token = page.continue_token
+        if not token:
+            break
+    assert seen == ["p0", "p2", "p4", "p6", "p8"]
+
+
+def test_evicted_or_foreign_continue_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> None:
+    mem.max_snapshots = 1
+    for i in range(5):
+        pods.create("a", make_pod(f"p{i}"))
+    old = pods.list(ListOptions(limit=1)).continue_token
+    pods.list(ListOptions(limit=1))
+    with pytest.raises(errors.GoneError):
+        pods.list(ListOptions(limit=1, continue_token=old))
+    other = new_storage(prefix="q")
+    other.prepare_cluster("a")
+    other_pods = other.resource_storage(PODS)
+    for i in range(3):
+        other_pods.create("a", make_pod(f"p{i}"))
+    foreign = other_pods.list(ListOptions(limit=1)).continue_token
+    with pytest.raises(errors.GoneError):
+        pods.list(ListOptions(limit=1, continue_token=foreign))
+    with pytest.raises(errors.BadRequestError):
+        pods.list(ListOptions(limit=1, continue_token="!!notatoken"))
+    with pytest.raises(errors.BadRequestError):
+        pods.list(ListOptions(limit=1, continue_token=old, resource_version="p.1"))
+
+
+@pytest.mark.parametrize(
+    ("rv", "match", "error"),
+    [
+        ("", "Exact", errors.BadRequestError),
+        ("0", "Exact", errors.BadRequestError),
+        ("p.2", "Sometimes", errors.BadRequestError),
+        ("p.99", "", errors.ApiError),
+        ("q.1", "", errors.GoneError),
+        ("p.1", "Exact", errors.GoneError),
+        ("p.x", "", errors.BadRequestError),
+    ],
+    ids=["exact-unset", "exact-zero", "bad-match", "too-large", "foreign", "exact-old", "junk"],
+)
+def test_list_version_errors(
+    pods: ResourceStorage, rv: str, match: str, error: type[errors.ApiError]
+) -> None:
+    pods.create("a", make_pod("x"))
+    pods.create("a", make_pod("y"))
+    with pytest.raises(error):
+        pods.list(ListOptions(resource_version=rv, resource_version_match=match))
+
+
+def test_list_versions_that_are_served(pods: ResourceStorage) -> None:
+    pods.create("a", make_pod("x"))
+    pods.create("a", make_pod("y"))
+    assert pods.list(ListOptions(resource_version="0")).resource_version == "p.2"
+    assert pods.list(ListOptions(resource_version="p.1")).resource_version == "p.2"
+    exact = pods.list(ListOptions(resource_version="p.2", resource_version_match="Exact"))
+    assert exact.resource_version == "p.2"
+    assert len(exact.items) == 2
+
+
+def test_get_resource_versions_and_clean(mem: MemoryStorage, pods: ResourceStorage) -> None:
+    pods.create("a", make_pod("x", resource_version="10"))
+    pods.create("b", make_pod("y", resource_version="20"))
+    assert mem.get_resource_versions("a") == {PODS: {"default/x": "10"}}
+    mem.clean_cluster("a")
+    assert mem.get_resource_versions("a") == {}
+    assert not mem.has_cluster("a")
+    assert names(pods.list().items) == ["y"]
+    mem.clean_cluster_resource("b", PODS)
+    assert pods.list().items == []
+
+
+async def test_watch_from_empty_version_replays_state_then_streams(pods: ResourceStorage) -> None:
+    pods.create("a", make_pod("x"))
+    watch = pods.watch()
+    pods.create("b", make_pod("y"))
+    events = await take(watch, 2)
+    assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
+        ("ADDED", "x"),
+        ("ADDED", "y"),
+    ]
+    assert events[1].line().startswith(b'{"type":"ADDED","object":{')
+    watch.stop()
+    assert pods.watcher_count == 0
+
+
+async def test_watch_from_version_sees_exactly_later_events(pods: ResourceStorage) -> None:
+    pods.create("a", make_pod("x"))
+    mark = pods.list().resource_version
+    pods.update("a", make_pod("x", phase="Failed"))
+    pods.create("b", make_pod("y"))
+    pods.delete("a", make_pod("x"))
+    async with pods.watch(ListOptions(resource_version=mark)) as watch:
+        events = await take(watch, 3)
+    assert [(e.type, e.cluster) for e in events] == [
+        ("MODIFIED", "a"),
+        ("ADDED", "b"),
+        ("DELETED", "a"),
+    ]
+    indexes = [e.index for e in events]
+    assert indexes == sorted(indexes)
+    assert indexes[0] == 2
+
+
+async def test_watch_older_than_window_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> None:
+    for i in range(100):
+        pods.create("a", make_pod(f"p{i}"))
+    with pytest.raises(errors.GoneError):
+        pods.watch(ListOptions(resource_version="p.3"))
+    with pytest.raises(errors.ApiError) as future:
+        pods.watch(ListOptions(resource_version="p.1000"))
+    assert future.value.code == 504
+    pods.watch(ListOptions(resource_version="p.60")).stop()
+
+
+async def test_slow_watcher_is_cut_off_and_can_resume(mem: MemoryStorage) -> None:
+    mem.max_watch_lag = 10
+    pods = mem.resource_storage(PODS)
+    watch = pods.watch(ListOptions(resource_version=mem.resource_version))
+    pods.create("a", make_pod("first"))
+    [first] = await take(watch, 1)
+    for i in range(20):
+        pods.create("a", make_pod(f"p{i}"))
+    rest = [e async for e in watch]
+    assert watch.cut_off
+    assert rest == []
+    async with pods.watch(ListOptions(resource_version=watch.resource_version)) as resumed:
+        events = await take(resumed, 20)
+    assert [e.object["metadata"]["name"] for e in events] == [f"p{i}" for i in range(20)]
+    assert first.object["metadata"]["name"] == "first"
+
+
+async def test_selector_transitions_become_added_and_deleted(pods: ResourceStorage) -> None:
+    watch = pods.watch(ListOptions(resource_version="p.0", label_selector="app=web"))
+    pods.create("a", make_pod("x", labels={"app": "db"}))
+    pods.update("a", make_pod("x", labels={"app": "web"}))
+    pods.update("a", make_pod("x", labels={"app": "web", "v": "2"}))
+    pods.update("a", make_pod("x", labels={"app": "db"}))
+    pods.delete("a", make_pod("x"))
+    pods.create("a", make_pod("sentinel", labels={"app": "web"}))
+    events = await take(watch, 4)
+    watch.stop()
+    assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED", "ADDED"]
+
+
+async def test_send_initial_events_ends_with_annotated_bookmark(pods: ResourceStorage) -> None:
+    pods.create("a", make_pod("x"))
+    pods.create("b", make_pod("y"))
+    opts = ListOptions(
+        send_initial_events=True,
+        resource_version_match="NotOlderThan",
+        allow_watch_bookmarks=True,
+    )
+    async with pods.watch(opts) as watch:
+        events = await take(watch, 3)
+    assert [e.type for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+    meta = events[2].object["metadata"]
+    assert meta["annotations"] == {INITIAL_EVENTS_END_ANNOTATION: "true"}
+    assert meta["resourceVersion"] == "p.2"
+    with pytest.raises(errors.BadRequestError):
+        pods.watch(ListOptions(send_initial_events=True, allow_watch_bookmarks=True))
+
+
+async def test_idle_watch_with_bookmarks_gets_one(mem: MemoryStorage) -> None:
+    mem.bookmark_interval = 0.01
+    pods = mem.resource_storage(PODS)
+    mem.resource_storage(GroupVersionResource("", "v1", "configmaps")).create(
+        "a", {"metadata": {"name": "c", "namespace": "n"}}
+    )
+    async with pods.watch(ListOptions(resource_version="p.0", allow_watch_bookmarks=True)) as w:
+        [bookmark] = await take(w, 1)
+    assert bookmark.type == "BOOKMARK"
+    assert bookmark.object["metadata"]["resourceVersion"] == "p.1"
+
+
+async def test_json_cluster_versions_resume_per_cluster(pods: ResourceStorage) -> None:
+    pods.create("a", make_pod("old", resource_version="5"))
+    pods.create("a", make_pod("new", resource_version="7"))
+    pods.create("b", make_pod("other", resource_version="1"))
+    watch = pods.watch(ListOptions(resource_version='{"a": "5"}'))
+    pods.create("b", make_pod("later", resource_version="2"))
+    events = await take(watch, 2)
+    watch.stop()
+    assert [e.object["metadata"]["name"] for e in events] == ["new", "later"]
+
+
+async def test_stop_wakes_a_waiting_iterator(pods: ResourceStorage) -> None:
+    watch = pods.watch(ListOptions(resource_version="p.0"))
+
+    async def drain() -> list[StorageEvent]:
+        return [e async for e in watch]
+
+    task = asyncio.create_task(drain())
+    await asyncio.sleep(0)
+    watch.stop()
+    assert await asyncio.wait_for(task, 5) == []
+
+
+async def test_writes_from_threads_wake_watchers() -> None:
+    mem = new_storage(prefix="p", event_window=1000)
+    mem.prepare_cluster("a")
+    mem.prepare_cluster("b")
+    pods = mem.resource_storage(PODS)
+    watch = pods.watch(ListOptions(resource_version="p.0"))
+
+    def writer(cluster: str) -> None:
+        for i in range(50):
+            pods.create(cluster, make_pod(f"{cluster}-{i}"))
+
+    threads = [threading.Thread(target=writer, args=(c,)) for c in ("a", "b")]
+    for t in threads:
+        t.start()
+    events = await take(watch, 100)
+    for t in threads:
+        t.join()
+    watch.stop()
+    assert [e.index for e in events] == list(range(1, 101))
+    per_cluster = [e.object["metadata"]["name"] for e in events if e.cluster == "a"]
+    assert per_cluster == [f"a-{i}" for i in range(50)]
+
+
+def test_cluster_store_replace_emits_only_changes(pods: ResourceStorage) -> None:
+    store = ClusterResourceStore(pods, "a")
+    store.replace([make_pod("x", resource_version="1"), make_pod("y", resource_version="1")], "1")
+    before = pods.list().resource_version
+    store.replace([make_pod("x", resource_version="1"), make_pod("z", resource_version="2")], "2")
+    assert sorted(store.list_keys()) == ["default/x", "default/z"]
+    events = pods._read(pods._first_seq_after(rvs.parse_list_resource_version(before)))[0]
+    assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
+        ("ADDED", "z"),
+        ("DELETED", "y"),
+    ]
+    store.update(make_pod("x", resource_version="3"))
+    assert store.get_by_key("default/x")["metadata"]["resourceVersion"].endswith(".3")  # type: ignore[index]
+    store.delete(DeletedFinalStateUnknown("default/x", None))
+    store.delete(make_pod("absent"))
+    assert store.get(make_pod("x")) is None
+    assert [o["metadata"]["name"] for o in store.list()] == ["z"]
+    store.resync()
