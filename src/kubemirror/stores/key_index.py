@@ -105,18 +105,15 @@ class KeyIndex(Generic[V]):
     m values in b buckets. Not thread-safe.
     """
 
-    __slots__ = ("_num_keys", "_root", "_where")
+    __slots__ = ("_root", "_where", "num_keys")
 
     def __init__(self, num_keys: int) -> None:
         if not isinstance(num_keys, int) or isinstance(num_keys, bool) or num_keys < 1:
             raise errors.StoreError(f"num_keys must be a positive integer, got {num_keys!r}")
-        self._num_keys = num_keys
+        self.num_keys = num_keys
+        """How many keys every value is stored under (read-only by convention)."""
         self._root: _Node = {}
         self._where: dict[NamespacedName, tuple[str, ...]] = {}
-
-    @property
-    def num_keys(self) -> int:
-        return self._num_keys
 
     def __len__(self) -> int:
         return len(self._where)
@@ -185,8 +182,13 @@ class KeyIndex(Generic[V]):
 
     def exact(self, keys: tuple[str, ...]) -> tuple[V, ...]:
         """The bucket under ``keys`` (all ``num_keys`` of them) as a cached tuple."""
-        bucket = self._bucket(keys)
-        return _EMPTY if bucket is None else bucket.values()
+        node: Any = self._root
+        for key in keys:
+            node = node.get(key)
+            if node is None:
+                return _EMPTY
+        view: tuple[V, ...] | None = node.view
+        return view if view is not None else cast("_Bucket[V]", node).values()
 
     def prefix(self, keys: tuple[str, ...]) -> tuple[V, ...]:
         """Every value under the key prefix ``keys``, sorted by namespace/name.

@@ -141,12 +141,21 @@ class MemoryStore:
         Do not mutate the objects; ``copy=True`` returns a list of deep copies.
         Raises ``StoreError`` unless 1 to ``num_keys`` string keys are given.
         """
-        key_tuple = key_index.check_keys(keys, self._index.num_keys, partial=True)
-        with self._lock:
-            if len(key_tuple) == self._index.num_keys:
-                found = self._index.exact(key_tuple)
-            else:
-                found = self._index.prefix(key_tuple)
+        index = self._index
+        if len(keys) == index.num_keys:
+            # Hot path: validate the keys only when nothing is found (a stored bucket
+            # can only be reached through string keys).
+            try:
+                with self._lock:
+                    found = index.exact(keys)
+            except TypeError:  # an unhashable key
+                found = ()
+            if not found:
+                key_index.check_keys(keys, index.num_keys, partial=False)
+        else:
+            key_tuple = key_index.check_keys(keys, index.num_keys, partial=True)
+            with self._lock:
+                found = index.prefix(key_tuple)
         return [deep_copy(obj) for obj in found] if copy else found
 
     async def aget(self, *keys: str, copy: bool = False) -> Sequence[Obj]:
