@@ -670,3 +670,20 @@ def test_store_writer_replace_diffs_by_resource_version() -> None:
     writer.delete(keys.DeletedFinalStateUnknown("ns/a", None))
     assert reports[-1] == (ChangeStats(deleted=1), False)
     assert sorted(writer.list_keys()) == ["ns/b", "ns/d"]
+
+
+async def test_sync_callback_may_read_a_cached_store_with_misses(client: KubeClient) -> None:
+    """Sync callbacks run in a worker thread, so a CachedStore's sync ``get`` can fetch
+    through the watcher's loop instead of deadlocking it."""
+    await client.create(PODS, make_pod("a"), "default")
+    seen: list[list[str]] = []
+
+    def on_sync_complete(store: IndexedStore, count: int) -> None:
+        seen.append(names(store.get("default")))  # a miss: fetched over HTTP
+
+    cfg = watcher_config(
+        Recorder(), store_type=StoreType.CACHED, on_sync_complete=on_sync_complete
+    )
+    async with watcher.Watcher(cfg, client) as w:
+        await asyncio.wait_for(w.wait_for_sync(), 10)
+    assert seen == [["a"]]

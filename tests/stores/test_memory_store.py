@@ -207,3 +207,11 @@ class MemoryStoreModel(RuleBasedStateMachine):
 
 TestMemoryStoreModel = MemoryStoreModel.TestCase
 TestMemoryStoreModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_deep_copy_copies_every_container_and_keeps_scalars() -> None:
+    original = {"a": [1, {"b": (2, 3)}], "m": {"x": None, "f": 1.5, "t": True}}
+    copied = stores.deep_copy(original)
+    assert copied == {"a": [1, {"b": [2, 3]}], "m": {"x": None, "f": 1.5, "t": True}}
+    assert copied["a"] is not original["a"]
+    assert copied["m"] is not original["m"]

@@ -122,22 +122,49 @@ def resource_version(obj: Obj) -> str:
 
 
 def deep_copy(obj: Obj) -> MutableObj:
-    """A deep copy of a decoded-JSON object the caller may mutate freely.
+    """A deep copy of a decoded-JSON object that the caller may mutate freely.
 
-    Copies dicts and lists (and any other ``Mapping``/sequence containers as
-    dict/list); scalars are immutable and shared. About 5x faster than
-    ``copy.deepcopy`` on Kubernetes objects.
+    Dicts and lists are copied (other mappings and tuples become dicts and lists);
+    scalars are immutable and shared. Faster than ``copy.deepcopy`` (no memo, no
+    reduce protocol) and, unlike a JSON round trip, keeps every value's type.
     """
-    return _copy_mapping(obj)
+    return _copy_dict(obj)
 
 
-def _copy_mapping(obj: Mapping[str, Any]) -> MutableObj:
-    return {key: _copy_value(value) for key, value in obj.items()}
+def _copy_dict(obj: Mapping[str, Any]) -> MutableObj:
+    out: MutableObj = {}
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is dict:
+            value = _copy_dict(value)
+        elif kind is list:
+            value = _copy_list(value)
+        elif kind not in _SCALARS:
+            value = _copy_other(value)
+        out[key] = value
+    return out
 
 
-def _copy_value(value: Any) -> Any:
-    if isinstance(value, dict | Mapping):
-        return _copy_mapping(value)
+def _copy_list(items: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in items:
+        kind = type(value)
+        if kind is dict:
+            value = _copy_dict(value)
+        elif kind is list:
+            value = _copy_list(value)
+        elif kind not in _SCALARS:
+            value = _copy_other(value)
+        out.append(value)
+    return out
+
+
+def _copy_other(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _copy_dict(value)
     if isinstance(value, list | tuple):
-        return [_copy_value(item) for item in value]
+        return _copy_list(value)
     return value
+
+
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
