@@ -276,6 +276,9 @@ class WatcherConfig:
       initial_count)`` (optional): plain or ``async`` functions.
     * ``call_on_change_during_sync``: also report the initial bulk load through
       ``on_change`` (with ``is_initial_sync=True``), before ``on_sync_complete``.
+
+    The seed's ``Context`` field has no counterpart: cancellation is
+    ``Watcher.run(stop)`` / ``await watcher.stop()``.
     """
 
     gvr: GroupVersionResource | None = None
@@ -391,7 +394,8 @@ class SingleWatcherConfig:
     at once (no debounce) for every change after the initial sync — on deletion
     with the last known state of the object (check ``SingleWatcher.current``,
     then ``None``). ``on_sync_complete(obj)`` gets the state after the initial
-    list (``None`` if the object does not exist).
+    list (``None`` if the object does not exist). Cancellation (the seed's
+    ``Context``) is ``SingleWatcher.run(stop)`` / ``await watcher.stop()``.
     """
 
     gvr: GroupVersionResource | None = None
