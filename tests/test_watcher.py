@@ -34,6 +34,7 @@ from kubemirror.watcher import (
     StoreType,
     WatcherConfig,
 )
+from kubemirror.watcher.watcher import _StoreWriter
 from tests.stores.support import FakeClock
 
 PODS = GroupVersionResource("", "v1", "pods")
@@ -648,7 +649,7 @@ def test_store_writer_replace_diffs_by_resource_version() -> None:
     """A relist's replace yields creates, modifies and deletes; unchanged objects are skipped."""
     store = MemoryStore(1)
     reports: list[tuple[ChangeStats, bool]] = []
-    writer = watcher._StoreWriter(
+    writer = _StoreWriter(
         store, (paths.FieldPath.compile("metadata.name"),),
         lambda s, r: reports.append((s, r)), "test"
     )
