@@ -19,7 +19,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from kubemirror import errors, keys, paths, selectors, watcher
+from kubemirror import errors, keys, listwatch, paths, selectors, watcher
 from kubemirror.client import ClientConfig, KubeClient
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer
@@ -688,3 +688,14 @@ async def test_sync_callback_may_read_a_cached_store_with_misses(client: KubeCli
     async with watcher.Watcher(cfg, client) as w:
         await asyncio.wait_for(w.wait_for_sync(), 10)
     assert seen == [["a"]]
+
+
+async def test_any_lister_watcher_as_source(client: KubeClient) -> None:
+    await client.create(PODS, make_pod("a"), "default")
+    lw = listwatch.ListWatch(client, PODS, "default")
+    with pytest.raises(errors.ConfigError) as info:
+        watcher.Watcher(watcher_config(Recorder(), store_type=StoreType.CACHED), lw)
+    assert info.value.field == "fetch"
+    async with watcher.Watcher(watcher_config(Recorder()), lw) as w:
+        await asyncio.wait_for(w.wait_for_sync(), 10)
+        assert names(w.store.get("default")) == ["a"]
