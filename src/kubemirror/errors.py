@@ -8,6 +8,8 @@ attributes, so callers can act on it without parsing the message::
     │   ├── SelectorError                             malformed label/field selector
     │   └── FieldPathError                            malformed IndexBy/IgnoreFields path
     ├── KeyFuncError(obj, reason)                     an object has no usable key
+    ├── IndexFuncError(index_name, obj, reason)       an index function failed on an object
+    ├── UnknownIndexError(index_name)                 no index of that name (also a LookupError)
     ├── StoreError(keys, reason)                      multi-key store misuse
     │   └── FetchError(namespace, name, keys, cause)  CachedStore could not fetch an object
     ├── FIFOClosedError                               pop on a closed queue
@@ -40,6 +42,7 @@ __all__ = [
     "FetchError",
     "FieldPathError",
     "GoneError",
+    "IndexFuncError",
     "InvalidError",
     "KVStoreError",
     "KeyFuncError",
@@ -51,6 +54,7 @@ __all__ = [
     "StoreError",
     "TransportError",
     "UnauthorizedError",
+    "UnknownIndexError",
     "api_error_from_status",
 ]
 
@@ -109,6 +113,29 @@ class KeyFuncError(KubemirrorError):
         self.obj = obj
         self.reason = reason
         super().__init__(f"cannot compute key for {_describe(obj)}: {reason}")
+
+
+class IndexFuncError(KubemirrorError):
+    """The index function ``index_name`` failed on ``obj`` (raised or returned a non-list).
+
+    The store that called it is left unchanged. ``reason`` describes the failure; the
+    original exception, if any, is chained as ``__cause__``.
+    """
+
+    def __init__(self, index_name: str, obj: object, reason: str) -> None:
+        self.index_name = index_name
+        self.obj = obj
+        self.reason = reason
+        super().__init__(f"index {index_name!r} failed on {_describe(obj)}: {reason}")
+
+
+class UnknownIndexError(KubemirrorError, LookupError):
+    """A lookup named an index that the store does not have."""
+
+    def __init__(self, index_name: str, known: Sequence[str] = ()) -> None:
+        self.index_name = index_name
+        self.known = tuple(known)
+        super().__init__(f"no index named {index_name!r} (known: {sorted(self.known)!r})")
 
 
 class StoreError(KubemirrorError):

@@ -391,3 +391,20 @@ def test_cluster_store_replace_emits_only_changes(pods: ResourceStorage) -> None
     assert store.get(make_pod("x")) is None
     assert [o["metadata"]["name"] for o in store.list()] == ["z"]
     store.resync()
+
+
+async def test_thousands_of_watchers_share_one_encoding() -> None:
+    mem = new_storage(prefix="p", event_window=1000)
+    mem.prepare_cluster("a")
+    pods = mem.resource_storage(PODS)
+    watches = [pods.watch(ListOptions(resource_version="p.0")) for _ in range(2000)]
+    for i in range(10):
+        pods.create("a", make_pod(f"p{i}"))
+    batches = await asyncio.gather(*(w.next_batch() for w in watches))
+    for w in watches:
+        w.stop()
+    assert all(len(batch) == 10 for batch in batches)
+    first = batches[0]
+    assert all(batch[i] is first[i] for batch in batches for i in range(10)), "events shared"
+    assert all(batch[3].line() is first[3].line() for batch in batches)
+    assert pods.watcher_count == 0

@@ -28,11 +28,13 @@ from kubemirror.multicluster.storage import (
     StoredObject,
     Watch,
 )
+from kubemirror.multicluster.synchro import ClusterSynchro, StorageListerWatcher
 
 __all__ = [
     "BUILTIN_RESOURCES",
     "CLUSTER_ANNOTATION",
     "ClusterResourceStore",
+    "ClusterSynchro",
     "INITIAL_EVENTS_END_ANNOTATION",
     "KubeApiServer",
     "ListOptions",
@@ -41,6 +43,7 @@ __all__ = [
     "ResourceInfo",
     "ResourceStorage",
     "StorageEvent",
+    "StorageListerWatcher",
     "StoredObject",
     "Watch",
     "WatchStart",

@@ -1008,11 +1008,15 @@ class ClusterResourceStore:
 
     def list(self) -> builtins.list[Obj]:
         """Every stored object of the cluster (shared)."""
-        return [e.object for e in self.resource_storage._clusters.get(self.cluster, {}).values()]
+        rs = self.resource_storage
+        with rs._lock:
+            return [e.object for e in rs._clusters.get(self.cluster, {}).values()]
 
     def list_keys(self) -> builtins.list[str]:
         """Every key of the cluster."""
-        return list(self.resource_storage._clusters.get(self.cluster, {}))
+        rs = self.resource_storage
+        with rs._lock:
+            return list(rs._clusters.get(self.cluster, {}))
 
     def get(self, obj: Any) -> Obj | None:
         """The stored object with ``obj``'s key, or ``None``."""
