@@ -15,6 +15,7 @@ PACKAGES = [
     "kubemirror.client",
     "kubemirror.multicluster",
     "kubemirror.kvstore",
+    "kubemirror.selectors",
 ]
 
 
