@@ -11,6 +11,7 @@ attributes, so callers can act on it without parsing the message::
     ├── IndexFuncError(index_name, obj, reason)       an index function failed on an object
     ├── UnknownIndexError(index_name)                 no index of that name (also a LookupError)
     ├── StoreError(keys, reason)                      multi-key store misuse
+    │   └── FetchError(namespace, name, keys, cause)  CachedStore could not fetch an object
     ├── FIFOClosedError                               pop on a closed queue
     ├── Requeue                                       raised by a pop callback to put deltas back
     ├── TransportError                                connection, TLS, timeout (wraps the cause)
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "FIFOClosedError",
+    "FetchError",
     "FieldPathError",
     "GoneError",
     "IndexFuncError",
@@ -154,6 +156,22 @@ class StoreError(KubemirrorError):
         self.keys = tuple(keys)
         suffix = f" (keys {list(self.keys)!r})" if self.keys else ""
         super().__init__(f"{reason}{suffix}")
+
+
+class FetchError(StoreError):
+    """A ``CachedStore`` fetch of ``namespace/name`` failed; ``cause`` is the error.
+
+    Nothing is cached for the object, so the next read fetches again.
+    """
+
+    def __init__(
+        self, namespace: str, name: str, keys: Sequence[str], cause: BaseException
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.cause = cause
+        where = f"{namespace}/{name}" if namespace else name
+        super().__init__(f"fetching {where} failed: {cause!r}", keys)
 
 
 class FIFOClosedError(KubemirrorError):

@@ -1,3 +1,19 @@
-"""kubemirror.stores (see DESIGN.md)."""
+"""Multi-key indexed stores: ``MemoryStore`` (whole objects) and ``CachedStore`` (references
+plus an API-backed LRU cache), both implementing ``IndexedStore``.
 
-__all__: list[str] = []
+Synchronous and thread-safe; see DESIGN.md "stores/".
+"""
+
+from kubemirror.stores.cached_store import DEFAULT_MAX_CACHE_SIZE, CachedStore, Fetch
+from kubemirror.stores.indexed_store import IndexedStore, ObjectRef, deep_copy
+from kubemirror.stores.memory_store import MemoryStore
+
+__all__ = [
+    "CachedStore",
+    "DEFAULT_MAX_CACHE_SIZE",
+    "Fetch",
+    "IndexedStore",
+    "MemoryStore",
+    "ObjectRef",
+    "deep_copy",
+]

@@ -1,0 +1,170 @@
+"""The contract shared by the multi-key stores: ``IndexedStore``, ``ObjectRef``, helpers.
+
+``IndexedStore`` is the seed's ``types.Store`` interface (haproxy-template-ic): objects
+indexed by the values of the configured ``IndexBy`` field paths, one string per
+path, looked up by all keys or by a prefix of them. ``MemoryStore`` and
+``CachedStore`` implement it; the watcher layer writes into either.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from kubemirror import errors, paths
+from kubemirror.stores.key_index import NamespacedName
+from kubemirror.types import MutableObj, Obj
+
+__all__ = [
+    "IndexedStore",
+    "ObjectRef",
+    "compile_ignore_fields",
+    "deep_copy",
+    "object_ref",
+    "resource_version",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """What a store knows about one object without holding it.
+
+    ``keys`` is the composite index key it is stored under; ``resource_version`` is
+    ``metadata.resourceVersion`` as last written (``""`` if the object had none).
+    """
+
+    namespace: str
+    name: str
+    keys: tuple[str, ...]
+    resource_version: str
+
+
+@runtime_checkable
+class IndexedStore(Protocol):
+    """Objects indexed by composite keys (one string per ``IndexBy`` path).
+
+    Implementations are thread-safe. Reads share stored objects: never mutate what
+    ``get``/``list`` return. An object is identified by its namespace/name: writing
+    one that is already stored replaces it (moving it if its keys changed).
+    """
+
+    @property
+    def num_keys(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def mod_count(self) -> int: ...
+
+    def add(self, obj: Obj, keys: Sequence[str]) -> None: ...
+
+    def update(self, obj: Obj, keys: Sequence[str]) -> None: ...
+
+    def delete(self, *keys: str) -> int: ...
+
+    def delete_by_name(self, namespace: str, name: str) -> bool: ...
+
+    def clear(self) -> None: ...
+
+    def get(self, *keys: str, copy: bool = False) -> Sequence[Obj]: ...
+
+    async def aget(self, *keys: str, copy: bool = False) -> Sequence[Obj]: ...
+
+    def list(self, copy: bool = False) -> builtins.list[Obj]: ...
+
+    async def alist(self, copy: bool = False) -> builtins.list[Obj]: ...
+
+    def ref(self, namespace: str, name: str) -> ObjectRef | None: ...
+
+    def refs(self) -> builtins.list[ObjectRef]: ...
+
+
+def object_ref(obj: Obj, keys: Sequence[str]) -> tuple[NamespacedName, str]:
+    """Return ``((namespace, name), resource_version)`` of ``obj``.
+
+    Raises ``StoreError`` naming ``keys`` when the object has no string
+    ``metadata.name``.
+    """
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    if not isinstance(meta, Mapping):
+        raise errors.StoreError("object has no metadata", keys)
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise errors.StoreError(f"object has no usable metadata.name ({name!r})", keys)
+    namespace = meta.get("namespace") or ""
+    if not isinstance(namespace, str):
+        raise errors.StoreError(f"metadata.namespace must be a string, got {namespace!r}", keys)
+    rv = meta.get("resourceVersion") or ""
+    return (namespace, name), rv if isinstance(rv, str) else str(rv)
+
+
+def compile_ignore_fields(
+    ignore_fields: Iterable[str | paths.FieldPath],
+) -> tuple[paths.FieldPath, ...]:
+    """Compile ``IgnoreFields`` expressions (``FieldPath`` values pass through).
+
+    Raises ``FieldPathError`` (a ``ConfigError``) naming ``ignore_fields[i]``.
+    """
+    items = list(ignore_fields)
+    exprs = [item for item in items if isinstance(item, str)]
+    compiled = iter(paths.compile_all(exprs, "ignore_fields"))
+    return tuple(next(compiled) if isinstance(item, str) else item for item in items)
+
+
+def resource_version(obj: Obj) -> str:
+    """``metadata.resourceVersion`` of ``obj``, or ``""``."""
+    meta = obj.get("metadata")
+    rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return rv if isinstance(rv, str) else ""
+
+
+def deep_copy(obj: Obj) -> MutableObj:
+    """A deep copy of a decoded-JSON object that the caller may mutate freely.
+
+    Dicts and lists are copied (other mappings and tuples become dicts and lists);
+    scalars are immutable and shared. Faster than ``copy.deepcopy`` (no memo, no
+    reduce protocol) and, unlike a JSON round trip, keeps every value's type.
+    """
+    return _copy_dict(obj)
+
+
+def _copy_dict(obj: Mapping[str, Any]) -> MutableObj:
+    out: MutableObj = {}
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is dict:
+            value = _copy_dict(value)
+        elif kind is list:
+            value = _copy_list(value)
+        elif kind not in _SCALARS:
+            value = _copy_other(value)
+        out[key] = value
+    return out
+
+
+def _copy_list(items: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in items:
+        kind = type(value)
+        if kind is dict:
+            value = _copy_dict(value)
+        elif kind is list:
+            value = _copy_list(value)
+        elif kind not in _SCALARS:
+            value = _copy_other(value)
+        out.append(value)
+    return out
+
+
+def _copy_other(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _copy_dict(value)
+    if isinstance(value, list | tuple):
+        return _copy_list(value)
+    return value
+
+
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})

@@ -1,0 +1,309 @@
+"""``Watcher``: a collection mirrored into an indexed store, with debounced callbacks.
+
+The ``watcher`` layer, above ``reflector`` (haproxy-template-ic ``k8s/watcher``).
+One ``Reflector`` writes through a small ``ReflectorStore`` adapter straight into a
+``MemoryStore`` or ``CachedStore`` (keys from the ``IndexBy`` field paths; no
+second copy of the objects) that counts ``ChangeStats``; a ``Debouncer`` turns
+them into at most one ``on_change`` per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubemirror import errors, keys, listwatch, paths, reflector
+from kubemirror.client import transport
+from kubemirror.stores import cached_store, indexed_store, memory_store
+from kubemirror.types import Clock, GroupVersionResource, MonotonicClock, Obj
+from kubemirror.watcher import thread
+from kubemirror.watcher.config import StoreType, WatcherConfig, compile_paths, invoke
+from kubemirror.watcher.debouncer import ChangeStats, Debouncer
+
+__all__ = ["Watcher"]
+
+log = logging.getLogger(__name__)
+
+
+class _StoreWriter:
+    """The ``ReflectorStore`` a ``Watcher`` hands its reflector: writes into the indexed
+    store, computing keys from ``index_by``, and reports ``ChangeStats`` per write.
+
+    A replace diffs against the store by resourceVersion: new objects are created,
+    changed ones modified, missing ones deleted, unchanged ones left alone. An
+    object the store rejects (no ``metadata.name``) is logged and counted in
+    ``rejected``; it never stops the watch. Called on the event loop only.
+    """
+
+    def __init__(
+        self,
+        store: indexed_store.IndexedStore,
+        index_by: tuple[paths.FieldPath, ...],
+        report: Callable[[ChangeStats, bool], None],
+        name: str,
+    ) -> None:
+        self.store = store
+        self.index_by = index_by
+        self.report = report
+        self.name = name
+        self.rejected = 0
+
+    def keys_for(self, obj: Obj) -> list[str]:
+        return [path.index_value(obj) or "" for path in self.index_by]
+
+    def _write(self, obj: Obj) -> ChangeStats:
+        """Upsert ``obj``; returns created=1, modified=1 or nothing (same version)."""
+        try:
+            (namespace, name), rv = indexed_store.object_ref(obj, ())
+            keys = self.keys_for(obj)
+            old = self.store.ref(namespace, name)
+            if old is not None and rv and old.resource_version == rv and old.keys == tuple(keys):
+                return ChangeStats()
+            self.store.update(obj, keys)
+        except errors.StoreError as exc:
+            self.rejected += 1
+            log.warning("%s: object not stored: %s (%s)", self.name, exc, _describe(obj))
+            return ChangeStats()
+        return ChangeStats(modified=1) if old is not None else ChangeStats(created=1)
+
+    def add(self, obj: Any) -> None:
+        self.report(self._write(obj), False)
+
+    def update(self, obj: Any) -> None:
+        self.report(self._write(obj), False)
+
+    def delete(self, obj: Any) -> None:
+        try:
+            namespace, name = keys.split_meta_namespace_key(keys.meta_namespace_key(obj))
+        except errors.KeyFuncError as exc:
+            self.rejected += 1
+            log.warning("%s: delete event without a usable key: %s", self.name, exc)
+            return
+        if self.store.delete_by_name(namespace, name):
+            self.report(ChangeStats(deleted=1), False)
+
+    def replace(self, objs: list[Any], resource_version: str = "") -> None:
+        total = ChangeStats()
+        seen: set[tuple[str, str]] = set()
+        for obj in objs:
+            total = total + self._write(obj)
+            meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+            if isinstance(meta, Mapping):
+                seen.add((meta.get("namespace") or "", str(meta.get("name"))))
+        deleted = 0
+        for ref in self.store.refs():
+            if (ref.namespace, ref.name) not in seen and self.store.delete_by_name(
+                ref.namespace, ref.name
+            ):
+                deleted += 1
+        self.report(total + ChangeStats(deleted=deleted), True)
+
+    def resync(self) -> None:
+        """Nothing to do: the store is the cache."""
+
+    def list_keys(self) -> list[str]:
+        return [f"{r.namespace}/{r.name}" if r.namespace else r.name for r in self.store.refs()]
+
+
+def _describe(obj: object) -> str:
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    if isinstance(meta, Mapping):
+        return f"{meta.get('namespace') or ''}/{meta.get('name')}"
+    return f"{type(obj).__name__}"
+
+
+class Watcher(reflector.Runner):
+    """Mirrors the collection ``config`` describes into ``store`` and reports changes.
+
+    ``source`` is a ``KubeClient`` (the watcher builds the ``ListWatch`` and, for
+    a ``CACHED`` store, fetches with the client's GET) or any ``ListerWatcher``
+    (then a ``CACHED`` store needs ``fetch``). The config is defaulted and
+    validated here: a bad config raises ``ConfigError`` before anything runs.
+
+    Callback order, all from one task so calls never overlap: with
+    ``call_on_change_during_sync``, ``on_change(store, stats)`` for the initial
+    load (``is_initial_sync=True``); then ``on_sync_complete(store, count)``
+    exactly once; then debounced ``on_change`` calls (see ``Debouncer``; the
+    last batch is flushed when the watcher stops). Relists after a lost watch
+    are diffed and reported as ordinary changes. Sync callbacks run in a worker
+    thread, coroutine callbacks on the loop; an exception is logged and the
+    watch goes on. ``store`` may be read at any time from any thread.
+
+    Run it with ``await run(stop)``, ``start()``/``await stop()``, ``async with``,
+    or ``start_in_thread()`` from plain code. ``clock`` drives the debouncer.
+    """
+
+    def __init__(
+        self,
+        config: WatcherConfig,
+        source: transport.KubeClient | listwatch.ListerWatcher,
+        *,
+        fetch: cached_store.Fetch | None = None,
+        clock: Clock | None = None,
+        page_size: int = 500,
+        resync_period: float = 0.0,
+    ) -> None:
+        config.set_defaults()
+        config.validate()
+        assert config.gvr is not None
+        assert config.cache_ttl is not None
+        assert config.debounce_interval is not None
+        self.config = config
+        gvr = config.gvr
+        namespace = config.watch_namespace()
+        index_by = compile_paths(config.index_by, "index_by")
+        ignore = compile_paths(config.ignore_fields, "ignore_fields")
+        self.source = source
+        if isinstance(source, transport.KubeClient):
+            lister_watcher: listwatch.ListerWatcher = listwatch.ListWatch(
+                source, gvr, namespace or None, label_selector=str(config.selector())
+            )
+            if fetch is None:
+                fetch = _client_fetch(source, gvr)
+        else:
+            lister_watcher = source
+        self._clock: Clock = clock or MonotonicClock()
+        self.store: indexed_store.IndexedStore
+        if config.store_type is StoreType.CACHED:
+            if fetch is None:
+                raise errors.ConfigError(
+                    "a CACHED store needs fetch= when the source is not a KubeClient",
+                    field="fetch",
+                )
+            self.store = cached_store.CachedStore(
+                len(index_by),
+                fetch,
+                config.cache_ttl,
+                max_size=config.cache_max_size,
+                clock=self._clock,
+                ignore_fields=ignore,
+            )
+        else:
+            self.store = memory_store.MemoryStore(len(index_by), ignore_fields=ignore)
+        self.name = f"{gvr}" + (f" in {namespace}" if namespace else "")
+        self._writer = _StoreWriter(self.store, index_by, self._record, self.name)
+        self.reflector = reflector.Reflector(
+            lister_watcher,
+            self._writer,
+            page_size=page_size,
+            resync_period=resync_period,
+            name=self.name,
+        )
+        self._debouncer = Debouncer(config.debounce_interval, self._clock)
+        self._listed = False
+        self._sync_stats: ChangeStats | None = None
+        self._initial_count = 0
+        self._sync_reported = False
+        self._synced = asyncio.Event()
+        self._wake: asyncio.Event | None = None
+
+    @property
+    def rejected(self) -> int:
+        """Objects the store refused (no usable name); each was logged."""
+        return self._writer.rejected
+
+    @property
+    def initial_count(self) -> int:
+        """How many objects the initial list stored (0 before the sync)."""
+        return self._initial_count
+
+    def has_synced(self) -> bool:
+        """True once ``on_sync_complete`` has returned (or would have, if unset)."""
+        return self._synced.is_set()
+
+    async def wait_for_sync(self) -> None:
+        """Wait until ``has_synced()``."""
+        await self._synced.wait()
+
+    def _record(self, stats: ChangeStats, from_replace: bool) -> None:
+        """Called by the store writer, on the loop, for every write."""
+        if not self._listed:
+            if not from_replace:
+                return  # nothing writes before the first list; keep the invariant cheap
+            self._listed = True
+            self._initial_count = self.store.size
+            if self.config.call_on_change_during_sync and not stats.is_empty:
+                self._sync_stats = dataclasses.replace(stats, is_initial_sync=True)
+        else:
+            self._debouncer.record(stats)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Watch until ``stop`` is set; then stop the reflector and flush pending changes."""
+        stop = stop or asyncio.Event()
+        if isinstance(self.store, cached_store.CachedStore):
+            self.store.bind_loop(asyncio.get_running_loop())
+        self._wake = asyncio.Event()
+        reflector_stop = asyncio.Event()
+        stopping = asyncio.Event()
+        reflector_task = asyncio.ensure_future(self.reflector.run(reflector_stop))
+        dispatcher = asyncio.ensure_future(self._dispatch(stopping))
+        try:
+            await stop.wait()
+        finally:
+            reflector_stop.set()
+            await asyncio.gather(reflector_task, return_exceptions=True)
+            stopping.set()
+            self._wake.set()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            stats = self._debouncer.flush()
+            if stats is not None and self._sync_reported:
+                await self._on_change(stats)
+
+    async def _on_change(self, stats: ChangeStats) -> None:
+        assert self.config.on_change is not None
+        await invoke(self.config.on_change, f"{self.name}: on_change", self.store, stats)
+
+    async def _dispatch(self, stopping: asyncio.Event) -> None:
+        """The one task calling back: the sync report first, then debounced batches."""
+        wake = self._wake
+        assert wake is not None
+        while True:
+            if self._listed and not self._sync_reported:
+                await self._report_sync()
+                continue
+            if stopping.is_set():
+                return
+            deadline = self._debouncer.deadline() if self._sync_reported else None
+            timeout = None if deadline is None else max(0.0, deadline - self._clock.now())
+            if timeout is None or timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+            wake.clear()
+            if self._sync_reported and (stats := self._debouncer.pop_due()) is not None:
+                await self._on_change(stats)
+
+    async def _report_sync(self) -> None:
+        stats, self._sync_stats = self._sync_stats, None
+        if stats is not None:
+            await self._on_change(stats)
+        if self.config.on_sync_complete is not None:
+            await invoke(
+                self.config.on_sync_complete,
+                f"{self.name}: on_sync_complete",
+                self.store,
+                self._initial_count,
+            )
+        self._sync_reported = True
+        self._synced.set()
+
+    def start_in_thread(self) -> thread.WatcherThread:
+        """Run on a new event loop in a daemon thread; see ``WatcherThread``."""
+        return thread.WatcherThread(self).start()
+
+
+def _client_fetch(
+    client: transport.KubeClient, gvr: GroupVersionResource
+) -> cached_store.Fetch:
+    async def fetch(namespace: str, name: str) -> Obj | None:
+        try:
+            return await client.get(gvr, name, namespace or None)
+        except errors.NotFoundError:
+            return None
+
+    return fetch
