@@ -1,20 +1,9 @@
-"""The ``kubemirror`` command: demo, watch, serve, kv (typer + rich)."""
+"""The ``kubemirror`` command: ``demo``, ``watch``, ``serve`` and ``kv`` (typer + rich).
 
-from __future__ import annotations
+The top layer (see DESIGN.md). ``app`` is the typer application and ``main``
+the console-script entry point; each command lives in its own module.
+"""
 
-import typer
+from kubemirror.cli.app import app, main
 
-import kubemirror
-
-app = typer.Typer(name="kubemirror", no_args_is_help=True, add_completion=False)
-
-
-@app.command()
-def version() -> None:
-    """Print the kubemirror version."""
-    typer.echo(kubemirror.__version__)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
+__all__ = ["app", "main"]
