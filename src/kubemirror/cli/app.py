@@ -131,13 +131,13 @@ def _run(
             raise
         explained = failures.explain(exc)
         if explained is None:
-            typer.echo(
-                f"error: unexpected {type(exc).__name__}: {exc}. This is a bug: run again with "
-                "--debug for the traceback and report it.",
-                err=True,
+            message = (
+                f"unexpected {type(exc).__name__}: {exc}. This is a bug: run again with "
+                "--debug for the traceback and report it."
             )
         else:
-            typer.echo(f"error: {explained}", err=True)
+            message = str(explained)
+        typer.echo(f"error: {failures.one_line(message)}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code or 0)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -434,18 +433,6 @@ class _DemoSession:
         )
 
 
-def install_stop_handlers(stop: asyncio.Event) -> None:
-    """Ctrl-C and SIGTERM set ``stop``; a second Ctrl-C interrupts at once."""
-    loop = asyncio.get_running_loop()
-
-    def first() -> None:
-        stop.set()
-        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C raises KeyboardInterrupt
-
-    loop.add_signal_handler(signal.SIGINT, first)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-
-
 async def _stop_after(seconds: float, stop: asyncio.Event) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
@@ -461,7 +448,7 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     cluster = DemoCluster(spec, options.host, options.port)
     cluster.start()
     stop = asyncio.Event()
-    install_stop_handlers(stop)
+    ui.install_stop_handlers(stop)
     session = _DemoSession(cluster, options)
     timer = (
         asyncio.ensure_future(_stop_after(options.duration, stop))

@@ -9,11 +9,12 @@ Secrets never reach the message: errors carry URLs, names and expressions only.
 from __future__ import annotations
 
 import errno
+import os
 import ssl
 
 from kubemirror import errors
 
-__all__ = ["explain", "root_cause"]
+__all__ = ["explain", "one_line", "root_cause"]
 
 _SELECTOR_HINT = (
     "Write selectors as key=value, key!=value, key in (a,b), key notin (a,b), key or !key, "
@@ -22,6 +23,11 @@ _SELECTOR_HINT = (
 _PATH_HINT = (
     "Write field paths like metadata.namespace, metadata.labels['app'] or spec.rules[0].host"
 )
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) collapsed to one space."""
+    return " ".join(text.split())
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -45,8 +51,8 @@ def _cause_text(exc: BaseException) -> str:
         return f"TLS certificate verification failed ({cause.verify_message})"
     if isinstance(cause, ssl.SSLError):
         return f"TLS error ({cause.reason or cause})"
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
+    if isinstance(cause, OSError) and (cause.errno or cause.strerror):
+        return os.strerror(cause.errno) if cause.errno else str(cause.strerror)
     if isinstance(cause, TimeoutError):
         return "timed out"
     text = str(cause) or type(cause).__name__

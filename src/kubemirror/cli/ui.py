@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import Callable
 
 from rich.console import Console, RenderableType
@@ -31,6 +32,7 @@ __all__ = [
     "fmt_bytes",
     "fmt_count",
     "fmt_seconds",
+    "install_stop_handlers",
     "key_value_table",
     "rss_bytes",
     "run_live",
@@ -171,3 +173,15 @@ async def run_live(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
             live.update(render(), refresh=True)
+
+
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    """Ctrl-C and SIGTERM set ``stop``; a second Ctrl-C interrupts at once."""
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C raises KeyboardInterrupt
+
+    loop.add_signal_handler(signal.SIGINT, first)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
