@@ -165,7 +165,8 @@ class _WatchSession:
         self.stats = MirrorStats()
         self.events_meter = RateMeter()
         self.what = target.resource.gvr.resource
-        self.title = self.what + (f".{target.resource.gvr.group}" if target.resource.gvr.group else "")
+        group = target.resource.gvr.group
+        self.title = f"{self.what}.{group}" if group else self.what
         self.sync_bar = ui.SyncBar(self.what)
         self.recent: collections.deque[str] = collections.deque(maxlen=_RECENT)
         self.started = time.monotonic()
@@ -287,7 +288,7 @@ class _WatchSession:
                 (
                     "changes since sync",
                     f"[green]+{stats.created:,}[/]  [yellow]~{stats.modified:,}[/]  "
-                    f"[red]-{stats.deleted:,}[/]  in {stats.calls:,} report{'s' if stats.calls != 1 else ''} "
+                    f"[red]-{stats.deleted:,}[/]  in {stats.calls:,} on_change calls "
                     f"(debounced {ui.fmt_seconds(self.options.debounce)})",
                 ),
                 ("watch events/s", f"[bold]{ui.fmt_count(rate)}[/] (last 3 s)"),
