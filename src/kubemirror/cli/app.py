@@ -301,6 +301,10 @@ def serve(
         bool | None,
         typer.Option("--read-only/--read-write", help="Reject writes (default: read-only)."),
     ] = None,
+    metrics: Annotated[
+        bool | None,
+        typer.Option("--metrics/--no-metrics", help="Serve /metrics (needs kubemirror[metrics])."),
+    ] = None,
     write_kubeconfig: Annotated[
         Path | None,
         typer.Option("--write-kubeconfig", help="Write a kubeconfig for this server here."),
@@ -329,6 +333,7 @@ def serve(
         token_file=str(token_file) if token_file else None,
         insecure=insecure,
         read_only=read_only,
+        metrics=metrics,
         write_kubeconfig=str(write_kubeconfig) if write_kubeconfig else None,
         duration=duration,
     )
