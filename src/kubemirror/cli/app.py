@@ -68,7 +68,7 @@ Etcd = Annotated[
     str | None,
     typer.Option(
         "--etcd",
-        envvar="KUBEMIRROR_ETCD",
+        envvar="KUBEMIRROR_ETCD_URL",
         help="etcd URL (http://127.0.0.1:2379). Without it: an embedded demo keyspace.",
     ),
 ]

@@ -461,10 +461,10 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     live = asyncio.ensure_future(ui.run_live(console, session.render, stop, plain=session.plain))
     mirror_started = time.monotonic()
     try:
-        await _race(cluster.wait_populated(), stop)
+        await ui.race_stop(cluster.wait_populated(), stop)
         if not stop.is_set():
             session.watcher.start()
-            await _race(session.watcher.wait_for_sync(), stop)
+            await ui.race_stop(session.watcher.wait_for_sync(), stop)
             if session.stats.synced_at is not None:
                 mirror_started = session.stats.synced_at
                 if not console.is_terminal:
@@ -494,17 +494,3 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
         console.print(line, highlight=False, soft_wrap=True)
     return report
 
-
-async def _race(awaitable: Any, stop: asyncio.Event) -> None:
-    """Await ``awaitable`` unless ``stop`` is set first (then cancel it)."""
-    task = asyncio.ensure_future(awaitable)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (task, stopper):
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
