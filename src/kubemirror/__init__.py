@@ -20,6 +20,9 @@ from kubemirror.keys import (
     meta_namespace_key,
     split_meta_namespace_key,
 )
+from kubemirror.multicluster import KubeApiServer, MemoryStorage
+from kubemirror.paths import FieldPath, compile_all, remove_fields
+from kubemirror.selectors import FieldSelector, LabelSelector
 from kubemirror.types import GroupVersionResource, Obj
 
 __version__ = "0.1.0"
@@ -30,13 +33,20 @@ __all__ = [
     "DeletedFinalStateUnknown",
     "ExplicitKey",
     "FIFOClosedError",
+    "FieldPath",
+    "FieldSelector",
     "GoneError",
     "GroupVersionResource",
     "KeyFuncError",
+    "KubeApiServer",
     "KubemirrorError",
+    "LabelSelector",
+    "MemoryStorage",
     "Obj",
     "StoreError",
+    "compile_all",
     "meta_namespace_index_func",
     "meta_namespace_key",
+    "remove_fields",
     "split_meta_namespace_key",
 ]

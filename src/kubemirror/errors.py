@@ -9,6 +9,8 @@ attributes, so callers can act on it without parsing the message::
     │   └── FieldPathError                            malformed IndexBy/IgnoreFields path
     ├── CommandError(message, hint)                   a CLI command cannot run as asked
     ├── KeyFuncError(obj, reason)                     an object has no usable key
+    ├── IndexFuncError(index_name, obj, reason)       an index function failed on an object
+    ├── UnknownIndexError(index_name)                 no index of that name (also a LookupError)
     ├── StoreError(keys, reason)                      multi-key store misuse
     ├── FIFOClosedError                               pop on a closed queue
     ├── Requeue                                       raised by a pop callback to put deltas back
@@ -21,7 +23,10 @@ attributes, so callers can act on it without parsing the message::
     │   ├── GoneError                                 410 (expired resourceVersion/continue)
     │   └── InvalidError                              422
     └── KVStoreError                                  kvstore backend failures
-        └── LeaseExpiredError
+        ├── LeaseExpiredError                         a lease keys were attached to expired
+        ├── KVStoreUnavailableError(operation, key)   unreachable; a write's outcome is unknown
+        └── KVStoreStateError                         call not allowed in the component's state
+            └── KVStoreClosedError                    use of a closed backend or store
 
 Transport-level causes are chained with ``raise ... from exc``.
 """
@@ -40,8 +45,12 @@ __all__ = [
     "FIFOClosedError",
     "FieldPathError",
     "GoneError",
+    "IndexFuncError",
     "InvalidError",
+    "KVStoreClosedError",
     "KVStoreError",
+    "KVStoreStateError",
+    "KVStoreUnavailableError",
     "KeyFuncError",
     "KubemirrorError",
     "LeaseExpiredError",
@@ -51,6 +60,7 @@ __all__ = [
     "StoreError",
     "TransportError",
     "UnauthorizedError",
+    "UnknownIndexError",
     "api_error_from_status",
 ]
 
@@ -122,6 +132,29 @@ class KeyFuncError(KubemirrorError):
         self.obj = obj
         self.reason = reason
         super().__init__(f"cannot compute key for {_describe(obj)}: {reason}")
+
+
+class IndexFuncError(KubemirrorError):
+    """The index function ``index_name`` failed on ``obj`` (raised or returned a non-list).
+
+    The store that called it is left unchanged. ``reason`` describes the failure; the
+    original exception, if any, is chained as ``__cause__``.
+    """
+
+    def __init__(self, index_name: str, obj: object, reason: str) -> None:
+        self.index_name = index_name
+        self.obj = obj
+        self.reason = reason
+        super().__init__(f"index {index_name!r} failed on {_describe(obj)}: {reason}")
+
+
+class UnknownIndexError(KubemirrorError, LookupError):
+    """A lookup named an index that the store does not have."""
+
+    def __init__(self, index_name: str, known: Sequence[str] = ()) -> None:
+        self.index_name = index_name
+        self.known = tuple(known)
+        super().__init__(f"no index named {index_name!r} (known: {sorted(self.known)!r})")
 
 
 class StoreError(KubemirrorError):
@@ -201,6 +234,38 @@ class KVStoreError(KubemirrorError):
 
 class LeaseExpiredError(KVStoreError):
     """The lease a key was attached to has expired."""
+
+
+class KVStoreUnavailableError(KVStoreError):
+    """The kvstore could not be reached (connection refused or lost, timeout).
+
+    ``operation`` is the backend call (``"update"``, ``"delete"``, ...) and ``key`` the
+    key or prefix it was about. For a write the outcome is unknown: it may have been
+    applied. kvstore writes are idempotent, so retrying the same write is safe.
+    """
+
+    def __init__(self, operation: str, key: str, cause: BaseException | None = None) -> None:
+        self.operation = operation
+        self.key = key
+        self.cause = cause
+        detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"kvstore unavailable during {operation} of {key!r}{detail}")
+
+
+class KVStoreStateError(KVStoreError):
+    """A kvstore component was used in a state that does not allow the call.
+
+    Examples: ``drain()`` while a watch runs, ``register()`` after ``run()`` started,
+    starting a component twice.
+    """
+
+
+class KVStoreClosedError(KVStoreStateError):
+    """The backend or store was already closed."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what} is closed")
 
 
 _API_ERRORS_BY_CODE: dict[int, type[ApiError]] = {

@@ -279,3 +279,112 @@ async def test_runtime_registered_and_crd_resources(
     )
     listed = await get_json(http, f"{url}/apis/example.org/v1alpha1/gadgets")
     assert listed["kind"] == "GadgetList"
+
+
+async def read_events(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, Any]]:
+    async with asyncio.timeout(10):
+        return [orjson.loads(await resp.content.readline()) for _ in range(n)]
+
+
+async def test_streaming_list_with_initial_events_and_bookmark(
+    kube_api_server: KubeApiServer, kube_storage: MemoryStorage, http: aiohttp.ClientSession
+) -> None:
+    seed(kube_storage, [make_pod("a"), make_pod("b")])
+    url = (
+        f"{kube_api_server.url}/api/v1/watch/pods?sendInitialEvents=true"
+        "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+    )
+    async with http.get(url) as resp:
+        events = await read_events(resp, 3)
+        seed(kube_storage, [make_pod("c")])
+        [later] = await read_events(resp, 1)
+    assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+    bookmark = events[2]["object"]["metadata"]
+    assert bookmark["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert bookmark["resourceVersion"] == f"{kube_storage.prefix}.2"
+    assert (later["type"], later["object"]["metadata"]["name"]) == ("ADDED", "c")
+
+
+async def test_idle_watch_gets_bookmarks(
+    kube_storage: MemoryStorage, http: aiohttp.ClientSession
+) -> None:
+    kube_storage.bookmark_interval = 0.05
+    async with KubeApiServer(kube_storage) as server:
+        rv = kube_storage.resource_version
+        url = f"{server.url}/api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"
+        async with http.get(url) as resp:
+            [event] = await read_events(resp, 1)
+    assert event["type"] == "BOOKMARK"
+    assert event["object"]["metadata"]["resourceVersion"] == rv
+
+
+async def test_watch_as_table_for_kubectl(
+    kube_api_server: KubeApiServer, kube_storage: MemoryStorage, http: aiohttp.ClientSession
+) -> None:
+    headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    url = (
+        f"{kube_api_server.url}/api/v1/pods?watch=1&resourceVersion={kube_storage.resource_version}"
+    )
+    async with http.get(url, headers=headers) as resp:
+        seed(kube_storage, [make_pod("t1"), make_pod("t2", phase="Failed")])
+        first, second = await read_events(resp, 2)
+    assert first["object"]["kind"] == "Table"
+    assert [c["name"] for c in first["object"]["columnDefinitions"]][:3] == [
+        "Name",
+        "Ready",
+        "Status",
+    ]
+    assert second["object"]["columnDefinitions"] == []
+    assert second["object"]["rows"][0]["cells"][:3] == ["t2", "2/2", "Failed"]
+    assert second["object"]["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+
+
+async def test_many_http_watchers_each_get_every_event(
+    kube_api_server: KubeApiServer, kube_storage: MemoryStorage
+) -> None:
+    pods = kube_storage.resource_storage(PODS)
+    watchers = 150
+    rv = kube_storage.resource_version
+    url = f"{kube_api_server.url}/api/v1/pods?watch=1&resourceVersion={rv}"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        responses = [await session.get(url) for _ in range(watchers)]
+        try:
+            await wait_until(lambda: pods.watcher_count == watchers)
+            seed(kube_storage, [make_pod(f"p{i}") for i in range(20)])
+            results = await asyncio.gather(*(read_events(r, 20) for r in responses))
+        finally:
+            for resp in responses:
+                resp.close()
+    expected = [f"p{i}" for i in range(20)]
+    for events in results:
+        assert [e["object"]["metadata"]["name"] for e in events] == expected
+    await wait_until(lambda: pods.watcher_count == 0)
+
+
+async def test_stop_ends_open_watches(kube_storage: MemoryStorage) -> None:
+    pods = kube_storage.resource_storage(PODS)
+    server = KubeApiServer(kube_storage)
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        resp = await session.get(f"{server.url}/api/v1/pods?watch=1")
+        await wait_until(lambda: pods.watcher_count == 1)
+        await server.stop()
+        async with asyncio.timeout(10):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
+        resp.close()
+    assert pods.watcher_count == 0
+
+
+async def test_client_that_stops_reading_is_disconnected(kube_storage: MemoryStorage) -> None:
+    pods = kube_storage.resource_storage(PODS)
+    async with KubeApiServer(kube_storage, watch_write_timeout=0.3) as server:
+        url = f"{server.url}/api/v1/pods?watch=1&resourceVersion={kube_storage.resource_version}"
+        async with aiohttp.ClientSession() as session:
+            resp = await session.get(url)  # never read: socket buffers fill up
+            await wait_until(lambda: pods.watcher_count == 1)
+            big = "x" * 20_000
+            seed(kube_storage, [make_pod(f"p{i}", annotations={"pad": big}) for i in range(2000)])
+            await wait_until(lambda: pods.watcher_count == 0, within=20)
+            resp.close()

@@ -1,3 +1,68 @@
-"""kubemirror.cache (see DESIGN.md)."""
+"""kubemirror.cache: client-go ``tools/cache`` parity for Python.
 
-__all__: list[str] = []
+Stores (``Store``, ``Indexer``, ``ThreadSafeStore``, ``ExpirationCache``/``TTLStore``,
+``UndeltaStore``), queues (``FIFO``, ``DeltaFIFO``) and listers over plain-dict
+Kubernetes objects. Synchronous and thread-safe; blocking pops have ``apop`` twins
+that never block an event loop. Stored objects are shared with readers: never
+mutate what a read returns (``copy=True`` / ``deep_copy`` give you your own).
+"""
+
+from kubemirror.cache.delta_fifo import Delta, DeltaFIFO, Deltas, DeltaType
+from kubemirror.cache.expiration_cache import (
+    ExpirationCache,
+    ExpirationPolicy,
+    TimestampedEntry,
+    TTLPolicy,
+    TTLStore,
+)
+from kubemirror.cache.fifo import FIFO
+from kubemirror.cache.index import NAMESPACE_INDEX, Indexer, new_store
+from kubemirror.cache.listers import (
+    ControllerLister,
+    GenericLister,
+    LabelMatcher,
+    NamespaceLister,
+    NodeConditionLister,
+    NodeLister,
+    PodLister,
+    ServiceLister,
+)
+from kubemirror.cache.store import KeyGetter, KeyLister, KeyListerGetter, Store, deep_copy
+from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
+from kubemirror.cache.undelta_store import PushFunc, UndeltaStore
+from kubemirror.keys import DeletedFinalStateUnknown, ExplicitKey
+
+__all__ = [
+    "ControllerLister",
+    "DeletedFinalStateUnknown",
+    "Delta",
+    "DeltaFIFO",
+    "DeltaType",
+    "Deltas",
+    "ExpirationCache",
+    "ExpirationPolicy",
+    "ExplicitKey",
+    "FIFO",
+    "GenericLister",
+    "Indexer",
+    "Indexers",
+    "KeyGetter",
+    "KeyLister",
+    "KeyListerGetter",
+    "LabelMatcher",
+    "NAMESPACE_INDEX",
+    "NamespaceLister",
+    "NodeConditionLister",
+    "NodeLister",
+    "PodLister",
+    "PushFunc",
+    "ServiceLister",
+    "Store",
+    "TTLPolicy",
+    "TTLStore",
+    "ThreadSafeStore",
+    "TimestampedEntry",
+    "UndeltaStore",
+    "deep_copy",
+    "new_store",
+]

@@ -18,12 +18,15 @@ from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
-    INITIAL_EVENTS_END_ANNOTATION,
     ClusterResourceStore,
     ListOptions,
     ListResult,
     MemoryStorage,
     ResourceStorage,
+)
+from kubemirror.multicluster.synchro import ClusterSynchro, StorageListerWatcher
+from kubemirror.multicluster.watch_cache import (
+    INITIAL_EVENTS_END_ANNOTATION,
     StorageEvent,
     StoredObject,
     Watch,
@@ -33,6 +36,7 @@ __all__ = [
     "BUILTIN_RESOURCES",
     "CLUSTER_ANNOTATION",
     "ClusterResourceStore",
+    "ClusterSynchro",
     "INITIAL_EVENTS_END_ANNOTATION",
     "KubeApiServer",
     "ListOptions",
@@ -41,6 +45,7 @@ __all__ = [
     "ResourceInfo",
     "ResourceStorage",
     "StorageEvent",
+    "StorageListerWatcher",
     "StoredObject",
     "Watch",
     "WatchStart",

@@ -32,13 +32,12 @@ from aiohttp import web
 
 from kubemirror import errors
 from kubemirror.multicluster import patch as patches
-from kubemirror.multicluster import request_info, status, table
+from kubemirror.multicluster import request_info, status, table, watch_cache
 from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
     MemoryStorage,
     ResourceStorage,
-    StorageEvent,
 )
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
@@ -80,11 +79,16 @@ class KubeApiServer:
     """Serves ``storage`` over HTTP(S) on ``host``:``port`` (0 picks a free port).
 
     ``tokens``: accepted bearer tokens (``None`` disables authentication);
-    ``read_only`` rejects writes with 405; writes at the root go to
-    ``default_cluster`` (prepared on start) unless the object names its cluster
-    in the ``CLUSTER_ANNOTATION``. Every ``BUILTIN_RESOURCES`` type is
-    registered unless ``builtin_resources=False``. ``watch_timeout`` caps a watch
-    without ``timeoutSeconds``. Not thread-safe: use from the loop that started it.
+    ``read_only`` rejects writes with 405. Writes at the root go to
+    ``default_cluster`` (prepared here) unless the object names its cluster in the
+    ``CLUSTER_ANNOTATION``; named reads, patches and deletes at the root act on
+    ``default_cluster`` when it holds the object, else on the first cluster (by
+    name) that does; under ``/clusters/<name>/`` everything acts on that cluster.
+    Every ``BUILTIN_RESOURCES`` type is registered unless ``builtin_resources=False``.
+    A watch whose client takes no write for ``watch_write_timeout`` seconds is
+    disconnected (it may resume from its last resourceVersion); ``watch_timeout``
+    caps a watch without ``timeoutSeconds``. Not thread-safe: use from the loop
+    that started it.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class KubeApiServer:
         ca_data: bytes | None = None,
         builtin_resources: bool = True,
         watch_timeout: float = 1800.0,
+        watch_write_timeout: float = 60.0,
     ) -> None:
         self.storage = storage
         self.host = host
@@ -110,6 +115,7 @@ class KubeApiServer:
         self.default_cluster = default_cluster
         self.ca_data = ca_data
         self.watch_timeout = watch_timeout
+        self.watch_write_timeout = watch_write_timeout
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._watch_tasks: set[asyncio.Task[Any]] = set()
@@ -519,6 +525,7 @@ class KubeApiServer:
         for start in range(0, len(entries), _LIST_CHUNK):
             chunk = b",".join(e.encoded() for e in entries[start : start + _LIST_CHUNK])
             await response.write((b"," + chunk) if start else chunk)
+            await asyncio.sleep(0)  # let other requests run between chunks
         await response.write(b"]}")
         await response.write_eof()
         return response
@@ -551,7 +558,18 @@ class KubeApiServer:
                         first_table = False
                     else:
                         lines = [e.line() for e in batch]
-                    await response.write(b"".join(lines))
+                    try:
+                        async with asyncio.timeout(self.watch_write_timeout):
+                            await response.write(b"".join(lines))
+                    except TimeoutError:
+                        log.warning(
+                            "closing watch of %s for %s: client stopped reading",
+                            rs.gvr,
+                            request.remote,
+                        )
+                        if request.transport is not None:
+                            request.transport.abort()
+                        return response
         except TimeoutError:
             pass
         except (ConnectionResetError, asyncio.CancelledError):
@@ -567,7 +585,10 @@ class KubeApiServer:
 
     @staticmethod
     def _table_line(
-        rs: ResourceStorage, event: StorageEvent, include_object: str, with_columns: bool
+        rs: ResourceStorage,
+        event: watch_cache.StorageEvent,
+        include_object: str,
+        with_columns: bool,
     ) -> bytes:
         if event.type == "BOOKMARK":
             return event.line()

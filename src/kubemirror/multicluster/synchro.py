@@ -1,0 +1,331 @@
+"""Cluster synchro: feeds a ``MemoryStorage`` from member clusters (multicluster layer).
+
+For every (cluster, resource) a ``Reflector`` lists and watches the member
+cluster and writes straight into the storage through a ``ClusterResourceStore``
+(the storage *is* the informer's store: no second copy, relists become diffs).
+``set_clusters`` reconciles the configured clusters: new ones are prepared and
+started, removed ones are stopped and cleaned (``clean_cluster``, which emits
+DELETED events to watchers). ``StorageListerWatcher`` is a ``ListerWatcher``
+over a storage itself, so one storage can mirror another. asyncio only: drive a
+synchro from one event loop (``run(stop)``, ``start``/``stop``, ``async with``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, Self
+
+from kubemirror.multicluster import watch_cache
+from kubemirror.multicluster.resources import ResourceInfo
+from kubemirror.multicluster.storage import (
+    ClusterResourceStore,
+    ListOptions,
+    ListResult,
+    MemoryStorage,
+    ResourceStorage,
+)
+from kubemirror.types import GroupVersionResource, WatchEvent
+
+__all__ = [
+    "ClusterSynchro",
+    "ListerWatcherFactory",
+    "ReflectorFactory",
+    "Runnable",
+    "StorageListerWatcher",
+    "default_reflector_factory",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Runnable(Protocol):
+    """What the synchro needs from a reflector: run until ``stop`` is set."""
+
+    async def run(self, stop: asyncio.Event | None = None) -> None: ...
+
+
+class ListerWatcherFactory(Protocol):
+    """Builds the ``ListerWatcher`` of one resource type of one member cluster."""
+
+    def __call__(self, cluster: str, gvr: GroupVersionResource) -> Any: ...
+
+
+ReflectorFactory = Callable[..., Runnable]
+"""``factory(lister_watcher, store, *, resync_period, page_size, name) -> Runnable``."""
+
+
+def default_reflector_factory(
+    lister_watcher: Any,
+    store: ClusterResourceStore,
+    *,
+    resync_period: float = 0.0,
+    page_size: int = 500,
+    name: str = "",
+) -> Runnable:
+    """``kubemirror.reflector.Reflector(lister_watcher, store, ...)``, imported on first use."""
+    module = importlib.import_module("kubemirror.reflector")
+    reflector: Runnable = module.Reflector(
+        lister_watcher, store, resync_period=resync_period, page_size=page_size, name=name
+    )
+    return reflector
+
+
+@dataclass(slots=True)
+class _Feed:
+    cluster: str
+    gvr: GroupVersionResource
+    runner: Runnable
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+class ClusterSynchro:
+    """Keeps ``storage`` equal to the member clusters' resources.
+
+    ``lister_watcher_for(cluster, gvr)`` supplies each cluster's ListerWatcher
+    (for example ``ListWatch(client_of[cluster], gvr)``); ``reflector_factory``
+    builds the reflector (default: ``kubemirror.reflector.Reflector``). A
+    reflector that crashes is logged and restarted after ``restart_delay``
+    seconds. Not thread-safe: use from one event loop.
+    """
+
+    def __init__(
+        self,
+        storage: MemoryStorage,
+        lister_watcher_for: ListerWatcherFactory,
+        *,
+        reflector_factory: ReflectorFactory = default_reflector_factory,
+        page_size: int = 500,
+        resync_period: float = 0.0,
+        restart_delay: float = 1.0,
+    ) -> None:
+        self.storage = storage
+        self.lister_watcher_for = lister_watcher_for
+        self.reflector_factory = reflector_factory
+        self.page_size = page_size
+        self.resync_period = resync_period
+        self.restart_delay = restart_delay
+        self._feeds: dict[tuple[str, GroupVersionResource], _Feed] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    # -- configuration --------------------------------------------------------------------
+
+    def clusters(self) -> list[str]:
+        """Clusters being synchronised, sorted."""
+        return sorted({cluster for cluster, _ in self._feeds})
+
+    def resources(self, cluster: str) -> list[GroupVersionResource]:
+        """Resource types synchronised for ``cluster``."""
+        return sorted((g for c, g in self._feeds if c == cluster), key=str)
+
+    def _resource_storage(self, resource: GroupVersionResource | ResourceInfo) -> ResourceStorage:
+        if isinstance(resource, ResourceInfo):
+            return self.storage.new_resource_storage(resource)
+        return self.storage.resource_storage(resource)
+
+    async def add_cluster(
+        self, cluster: str, resources: Iterable[GroupVersionResource | ResourceInfo]
+    ) -> None:
+        """Prepare ``cluster`` and start one reflector per resource type not yet running.
+
+        Resource types must be registered in the storage (or given as
+        ``ResourceInfo`` to register them). Raises ``NotFoundError`` otherwise.
+        """
+        self.storage.prepare_cluster(cluster)
+        for resource in resources:
+            rs = self._resource_storage(resource)
+            key = (cluster, rs.gvr)
+            if key in self._feeds:
+                continue
+            store = ClusterResourceStore(rs, cluster)
+            lw = self.lister_watcher_for(cluster, rs.gvr)
+            name = f"{cluster}/{rs.gvr}"
+            runner = self.reflector_factory(
+                lw, store, resync_period=self.resync_period, page_size=self.page_size, name=name
+            )
+            stop = asyncio.Event()
+            task = asyncio.get_running_loop().create_task(
+                self._supervise(name, runner, stop), name=f"synchro {name}"
+            )
+            self._feeds[key] = _Feed(cluster, rs.gvr, runner, stop, task)
+            log.info("synchro: started %s", name)
+
+    async def remove_resource(self, cluster: str, gvr: GroupVersionResource) -> None:
+        """Stop synchronising one resource type of ``cluster`` and delete its objects."""
+        feed = self._feeds.pop((cluster, gvr), None)
+        if feed is not None:
+            await self._stop_feed(feed)
+        self.storage.clean_cluster_resource(cluster, gvr)
+
+    async def remove_cluster(self, cluster: str) -> None:
+        """Stop every reflector of ``cluster`` and clean it out of the storage."""
+        feeds = [f for k, f in self._feeds.items() if k[0] == cluster]
+        for feed in feeds:
+            del self._feeds[(feed.cluster, feed.gvr)]
+        await asyncio.gather(*(self._stop_feed(f) for f in feeds))
+        self.storage.clean_cluster(cluster)
+        log.info("synchro: removed cluster %s", cluster)
+
+    async def set_clusters(
+        self, desired: Mapping[str, Iterable[GroupVersionResource | ResourceInfo]]
+    ) -> None:
+        """Reconcile to exactly ``desired`` (cluster -> resource types).
+
+        Clusters that went away are removed and cleaned; resource types dropped
+        from a cluster are stopped and cleaned; new ones are started.
+        """
+        for cluster in self.clusters():
+            if cluster not in desired:
+                await self.remove_cluster(cluster)
+        for cluster, resources in desired.items():
+            wanted = [self._resource_storage(r).gvr for r in resources]
+            for gvr in self.resources(cluster):
+                if gvr not in wanted:
+                    await self.remove_resource(cluster, gvr)
+            await self.add_cluster(cluster, [self._resource_storage(g).info for g in wanted])
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def _supervise(self, name: str, runner: Runnable, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await runner.run(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("synchro: reflector %s crashed; restarting", name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.restart_delay)
+            else:
+                if not stop.is_set():
+                    log.warning("synchro: reflector %s returned early; restarting", name)
+
+    @staticmethod
+    async def _stop_feed(feed: _Feed) -> None:
+        feed.stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(feed.task), 10)
+        except TimeoutError:
+            feed.task.cancel()
+            await asyncio.gather(feed.task, return_exceptions=True)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Wait until ``stop`` is set, then stop every reflector (the data stays)."""
+        stop = stop or asyncio.Event()
+        try:
+            await stop.wait()
+        finally:
+            feeds = list(self._feeds.values())
+            self._feeds.clear()
+            await asyncio.gather(*(self._stop_feed(f) for f in feeds))
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in the background of the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._stop_event = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self.run(self._stop_event))
+        return self._task
+
+    async def stop(self) -> None:
+        """Stop every reflector and wait for them."""
+        if self._task is not None and self._stop_event is not None:
+            self._stop_event.set()
+            await self._task
+            self._task = None
+        else:
+            await self.run(_set_event())
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+class _EventStream:
+    """Adapts a storage ``Watch`` to the ``EventStream`` protocol (dict events, ``aclose``)."""
+
+    def __init__(self, watch: watch_cache.Watch, timeout: float | None) -> None:
+        self._watch = watch
+        self._deadline = (
+            asyncio.get_running_loop().time() + timeout if timeout and timeout > 0 else None
+        )
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        if self._deadline is None:
+            event = await self._watch.__anext__()
+        else:
+            remaining = self._deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                self._watch.stop()
+                raise StopAsyncIteration
+            try:
+                event = await asyncio.wait_for(self._watch.__anext__(), remaining)
+            except TimeoutError:
+                self._watch.stop()
+                raise StopAsyncIteration from None
+        out: WatchEvent = {"type": event.type, "object": dict(event.object)}
+        return out
+
+    async def aclose(self) -> None:
+        self._watch.stop()
+
+
+class StorageListerWatcher:
+    """A ``ListerWatcher`` over one resource type of a storage (optionally one cluster).
+
+    Accepts any options object with the ``ListOptions`` attribute names
+    (``label_selector``, ``limit``, ``continue_token``, ``resource_version``...),
+    so the client layer's options work too. Lists return the storage's
+    ``ListResult`` (``items``, ``resource_version``, ``continue_token``); watches
+    yield ``WatchEvent`` dicts. Errors are the storage's ``ApiError``s (410 etc.).
+    """
+
+    def __init__(self, resource_storage: ResourceStorage, cluster: str | None = None) -> None:
+        self.resource_storage = resource_storage
+        self.cluster = cluster
+
+    def _options(self, opts: Any) -> ListOptions:
+        send = getattr(opts, "send_initial_events", None)
+        return ListOptions(
+            clusters=(self.cluster,) if self.cluster else (),
+            namespace=getattr(opts, "namespace", None),
+            label_selector=getattr(opts, "label_selector", "") or "",
+            field_selector=getattr(opts, "field_selector", "") or "",
+            limit=getattr(opts, "limit", 0) or 0,
+            continue_token=getattr(opts, "continue_token", "") or "",
+            resource_version=getattr(opts, "resource_version", "") or "",
+            resource_version_match=getattr(opts, "resource_version_match", "") or "",
+            allow_watch_bookmarks=bool(getattr(opts, "allow_watch_bookmarks", False)),
+            send_initial_events=True if send else None,
+        )
+
+    async def list(self, opts: Any = None) -> ListResult:
+        """One page of the collection."""
+        return self.resource_storage.list(self._options(opts))
+
+    async def watch(self, opts: Any = None) -> _EventStream:
+        """A stream of watch events; ends after ``timeout_seconds`` when given."""
+        watch = self.resource_storage.watch(self._options(opts))
+        timeout = getattr(opts, "timeout_seconds", None)
+        return _EventStream(watch, float(timeout) if timeout else None)
+
+    def __str__(self) -> str:
+        where = f" of {self.cluster}" if self.cluster else ""
+        return f"storage {self.resource_storage.gvr}{where}"

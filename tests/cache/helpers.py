@@ -1,0 +1,35 @@
+"""Helpers for the cache tests: a hand-driven clock and a small object builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FakeClock:
+    """A ``types.Clock`` that only moves when told to (tests never sleep)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def obj(
+    name: str,
+    namespace: str | None = "ns",
+    *,
+    labels: dict[str, str] | None = None,
+    rv: str = "1",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A minimal Kubernetes-like object."""
+    meta: dict[str, Any] = {"name": name, "resourceVersion": rv}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if labels is not None:
+        meta["labels"] = labels
+    return {"kind": "Pod", "metadata": meta, **extra}
