@@ -403,4 +403,4 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point (``kubemirror``)."""
-    app()
+    app(prog_name="kubemirror")

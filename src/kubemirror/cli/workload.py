@@ -212,8 +212,11 @@ class Workload:
     # -- churn ----------------------------------------------------------------------------
 
     def step(self, writes: int) -> int:
-        """Perform about ``writes`` writes of churn (at least that many); returns how many."""
+        """Perform at least ``writes`` writes of churn (none for an empty workload); returns
+        how many."""
         before = self.stats.total
+        if not self._deployments:
+            return 0  # an empty workload has nothing to change
         self._finish_pending(time.monotonic())
         while self.stats.total - before < writes:
             roll = self._rng.random()
