@@ -25,13 +25,11 @@ pytest.importorskip("kubemirror.client.transport", reason="kubemirror.client has
 KUBECTL = shutil.which("kubectl")
 ANSI = re.compile(rb"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>])")
 
-requires_kubectl = [
-    pytest.mark.kubectl,
-    pytest.mark.skipif(
-        KUBECTL is None and os.environ.get("KUBEMIRROR_REQUIRE_KUBECTL") != "1",
-        reason="kubectl is not installed (set KUBEMIRROR_REQUIRE_KUBECTL=1 to fail instead)",
-    ),
-]
+skip_without_kubectl = pytest.mark.skipif(
+    KUBECTL is None and os.environ.get("KUBEMIRROR_REQUIRE_KUBECTL") != "1",
+    reason="kubectl is not installed (set KUBEMIRROR_REQUIRE_KUBECTL=1 to fail instead)",
+)
+"""With ``pytest.mark.kubectl``: skip when kubectl is absent, unless CI requires it."""
 
 
 def cli_env(**extra: str) -> dict[str, str]:
