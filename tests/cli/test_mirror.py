@@ -56,7 +56,7 @@ def test_progress_without_a_total_learns_it_at_the_end() -> None:
     progress = SyncProgress(clock=FakeClock())
     progress.start()
     progress.record_page(10, None, more=True)
-    assert progress.total is None
+    assert (progress.total, progress.listed) == (None, 10)
     progress.record_page(5, None, more=False)
     assert (progress.total, progress.done) == (15, True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,8 @@ def test_bad_config_names_the_culprit(
     path = tmp_path / "serve.yaml"
     path.write_text(text)
     with pytest.raises((errors.ConfigError, errors.CommandError)) as info:
-        load_serve_config(ServeFlags(**{**_fields(flags), "config": str(path)}))
+        load_serve_config(dataclasses.replace(flags, config=str(path)))
     assert needle in str(info.value)
-
-
-def _fields(flags: ServeFlags) -> dict[str, object]:
-    return {name: getattr(flags, name) for name in flags.__slots__}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

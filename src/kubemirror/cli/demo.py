@@ -469,7 +469,7 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
                 mirror_started = session.stats.synced_at
                 if not console.is_terminal:
                     console.print(
-                        f"Synced {session.stats.synced_count:,} pods in "
+                        f"synced {session.stats.synced_count:,} pods in "
                         f"{ui.fmt_seconds(session.progress.seconds)}",
                         highlight=False,
                     )
