@@ -243,21 +243,26 @@ class _DemoSession:
         )
         self.watcher = watcher.Watcher(config, source)
         self._events_at_sync = 0
+        self._synced_wall: float | None = None
 
     # -- measurements ---------------------------------------------------------------------
 
     def _observe(self, event: WatchEvent) -> None:
-        if event["type"] == "DELETED" or not self.stats.synced:
-            return  # a deletion carries the last written state; pre-sync events waited for it
+        """Latency of each write made after the initial sync (a deletion carries the last
+        written state, so it has no write time of its own)."""
+        if event["type"] == "DELETED" or self._synced_wall is None:
+            return
         annotations = event["object"].get("metadata", {}).get("annotations")
-        if annotations:
-            written = annotations.get(WRITTEN_AT_ANNOTATION)
-            if written:
-                with contextlib.suppress(ValueError):
-                    self.latency.add(max(0.0, time.time() - float(written)))
+        written = annotations.get(WRITTEN_AT_ANNOTATION) if annotations else None
+        if written:
+            with contextlib.suppress(ValueError):
+                at = float(written)
+                if at >= self._synced_wall:
+                    self.latency.add(max(0.0, time.time() - at))
 
     async def _on_sync_complete(self, store: indexed_store.IndexedStore, count: int) -> None:
         self._events_at_sync = self.watcher.reflector.stats.events
+        self._synced_wall = time.time()
         await self.stats.on_sync_complete(store, count)
 
     @property
