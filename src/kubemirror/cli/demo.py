@@ -451,7 +451,7 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     """
     spec = WorkloadSpec(pods=options.pods, churn=options.churn, seed=options.seed)
     cluster = DemoCluster(spec, options.host, options.port)
-    cluster.start()
+    await asyncio.to_thread(cluster.start)
     stop = asyncio.Event()
     ui.install_stop_handlers(stop)
     session = _DemoSession(cluster, options)

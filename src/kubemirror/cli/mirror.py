@@ -16,7 +16,7 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Self
 
 from kubemirror import listwatch, watcher
 from kubemirror.stores import indexed_store
@@ -185,7 +185,7 @@ class MirrorStats:
     """What a ``Watcher`` reported: the initial count and every debounced change batch.
 
     Pass ``on_change`` and ``on_sync_complete`` to the ``WatcherConfig`` (they are
-    coroutines, so they run on the loop). ``listeners`` are called with each batch.
+    coroutines, so they run on the loop).
     """
 
     synced_count: int | None = None
@@ -196,9 +196,6 @@ class MirrorStats:
     calls: int = 0
     last: watcher.ChangeStats | None = None
     last_at: float | None = None
-    listeners: list[Callable[[watcher.ChangeStats, indexed_store.IndexedStore], Any]] = field(
-        default_factory=list
-    )
 
     @property
     def synced(self) -> bool:
@@ -222,5 +219,3 @@ class MirrorStats:
         self.calls += 1
         self.last = stats
         self.last_at = time.time()
-        for listener in self.listeners:
-            listener(stats, store)

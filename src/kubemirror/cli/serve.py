@@ -18,7 +18,7 @@ import datetime
 import ipaddress
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,8 +329,8 @@ def check_security(config: ServeConfig) -> ssl.SSLContext | None:
 class MirrorApiServer(KubeApiServer):
     """A ``KubeApiServer`` whose ``/readyz`` follows the mirror and which serves ``/metrics``.
 
-    ``ready()`` (with a reason) decides ``/readyz``: 200 ``ok`` once every member
-    cluster has synced, else 503 naming what is still syncing. ``/metrics``
+    ``readiness()`` lists what is still syncing: ``/readyz`` answers 200 ``ok``
+    when it is empty, else 503 naming it. ``/metrics``
     (behind the bearer tokens, like the API) is served when ``prometheus`` and a
     ``collector`` are given, else 404.
     """
@@ -338,13 +338,30 @@ class MirrorApiServer(KubeApiServer):
     def __init__(
         self,
         storage: MemoryStorage,
-        *args: Any,
-        readiness: Any = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        tokens: Iterable[str] | None = None,
+        read_only: bool = False,
+        default_cluster: str = "default",
+        *,
+        readiness: Callable[[], list[str]] | None = None,
         prometheus: Prometheus | None = None,
         collector: MirrorCollector | None = None,
-        **kwargs: Any,
+        ca_data: bytes | None = None,
+        builtin_resources: bool = True,
     ) -> None:
-        super().__init__(storage, *args, **kwargs)
+        super().__init__(
+            storage,
+            host,
+            port,
+            ssl_context,
+            tokens,
+            read_only,
+            default_cluster,
+            ca_data=ca_data,
+            builtin_resources=builtin_resources,
+        )
         self.readiness = readiness
         self._prometheus = prometheus
         self._registry = (
