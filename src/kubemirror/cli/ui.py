@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -26,7 +26,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kubemirror.cli.mirror import SyncProgress
+if TYPE_CHECKING:
+    from kubemirror.cli.mirror import SyncProgress
+
 
 __all__ = [
     "SyncBar",
