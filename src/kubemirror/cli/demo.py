@@ -438,13 +438,6 @@ class _DemoSession:
         )
 
 
-async def _stop_after(seconds: float, stop: asyncio.Event) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        stop.set()
-
-
 async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     """Run the demo until Ctrl-C, SIGTERM or ``options.duration``; returns the report
     (already printed). Raises ``OSError`` if the port cannot be bound.
@@ -455,11 +448,9 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     stop = asyncio.Event()
     ui.install_stop_handlers(stop)
     session = _DemoSession(cluster, options)
-    timer = (
-        asyncio.ensure_future(_stop_after(options.duration, stop))
-        if options.duration is not None
-        else None
-    )
+    timer = None
+    if options.duration is not None:
+        timer = asyncio.get_running_loop().call_later(options.duration, stop.set)
     if not console.is_terminal:
         console.print(f"Embedded Kubernetes API server at {cluster.url}", highlight=False)
         console.print(f"Try: kubectl --server {cluster.url} get pods -A", highlight=False)
