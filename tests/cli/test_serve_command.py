@@ -80,6 +80,7 @@ async def test_serve_answers_kubectl_with_a_token_and_refuses_without(
     assert code != 0
     assert "read-only" in out
 
+    assert served.stat().st_mode & 0o777 == 0o600, "the kubeconfig holds a token"
     config = yaml.safe_load(served.read_text())
     url = config["clusters"][0]["cluster"]["server"]
     context = ssl.create_default_context(cadata=ca.decode())

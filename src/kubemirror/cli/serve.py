@@ -555,17 +555,18 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
                     await synchro.add_cluster(spec.name, mirror.resources[spec.name])
                 for line in _describe(config, server):
                     console.print(line, highlight=False, soft_wrap=True)
+                example = config.clusters[0].resources[0] if config.clusters else "pods"
                 if config.write_kubeconfig:
-                    server.write_kubeconfig(
-                        config.write_kubeconfig, token=config.tokens[0] if config.tokens else None
-                    )
+                    _write_private_kubeconfig(server, config)
                     console.print(
-                        f"  kubectl --kubeconfig {config.write_kubeconfig} get pods -A",
+                        f"  kubectl --kubeconfig {config.write_kubeconfig} get {example} -A",
                         highlight=False,
                         soft_wrap=True,
                     )
                 elif not server.ssl_context and not config.tokens:
-                    console.print(f"  kubectl --server {server.url} get pods -A", highlight=False)
+                    console.print(
+                        f"  kubectl --server {server.url} get {example} -A", highlight=False
+                    )
                 if flags.duration is not None:
                     asyncio.get_running_loop().call_later(flags.duration, stop.set)
                 await _report_progress(mirror, storage, console, stop)
@@ -575,6 +576,15 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         await mirror.close()
     _log(console, "stopped")
     return 0
+
+
+def _write_private_kubeconfig(server: KubeApiServer, config: ServeConfig) -> None:
+    """Write the kubeconfig readable by its owner only (it may hold a token)."""
+    assert config.write_kubeconfig is not None
+    path = os.path.expanduser(config.write_kubeconfig)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    server.write_kubeconfig(path, token=config.tokens[0] if config.tokens else None)
 
 
 def _read_bytes(path: str) -> bytes:
