@@ -120,6 +120,18 @@ async def test_watch_with_duration_exits_0(kubeconfig: str) -> None:
     assert "synced 0 deployments in" in result.stdout
 
 
+async def test_watch_a_bare_server_url(kube_api_server: KubeApiServer, kubeconfig: str) -> None:
+    """``--server URL`` needs no kubeconfig (the demo's server is used this way)."""
+    result = await run_cli("watch", "pods", "-n", "data", "--server", kube_api_server.url,
+                           "--duration", "0.5")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "synced 3 pods in" in result.stdout
+    both = await run_cli("watch", "pods", "--server", kube_api_server.url,
+                         "--kubeconfig", kubeconfig)  # fmt: skip
+    assert both.returncode == 1
+    assert "--server cannot be combined" in both.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -222,6 +222,14 @@ def watch(
     ] = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="API server URL to use instead of a kubeconfig, without credentials "
+            "(e.g. the demo's).",
+        ),
+    ] = None,
     output: Output = OutputFormat.TEXT,
     debounce: Annotated[
         float, typer.Option("--debounce", min=0.0, help="Seconds between change reports.")
@@ -246,6 +254,7 @@ def watch(
         ignore_fields=tuple(ignore_field or ()),
         context=context,
         kubeconfig=str(kubeconfig) if kubeconfig else None,
+        server=server,
         json=output is OutputFormat.JSON,
         debounce=debounce,
         duration=duration,

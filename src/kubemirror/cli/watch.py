@@ -52,6 +52,7 @@ class WatchOptions:
     ignore_fields: tuple[str, ...] = ()
     context: str | None = None
     kubeconfig: str | None = None
+    server: str | None = None
     json: bool = False
     debounce: float = 1.0
     duration: float | None = None
@@ -351,7 +352,15 @@ async def run_watch(options: WatchOptions, console: Console) -> int:
     watch starts if the request cannot work.
     """
     check_locally(options)
-    config = await load_client_config(options.kubeconfig, options.context)
+    if options.server is not None:
+        if options.kubeconfig is not None or options.context is not None:
+            raise errors.CommandError(
+                "--server cannot be combined with --kubeconfig or --context",
+                "Use either a kubeconfig (and context) or a bare --server URL",
+            )
+        config = client_config.ClientConfig.for_server(options.server)
+    else:
+        config = await load_client_config(options.kubeconfig, options.context)
     async with transport.KubeClient(config) as client:
         target = await resolve_target(client, options)
         session = _WatchSession(client, target, options, console)
