@@ -263,6 +263,7 @@ class _DemoSession:
     async def _on_sync_complete(self, store: indexed_store.IndexedStore, count: int) -> None:
         self._events_at_sync = self.watcher.reflector.stats.events
         self._synced_wall = time.time()
+        self.events_meter.sample(0)  # rates count from here
         await self.stats.on_sync_complete(store, count)
 
     @property
