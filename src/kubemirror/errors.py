@@ -7,6 +7,7 @@ attributes, so callers can act on it without parsing the message::
     ├── ConfigError(field, expression, position)      also a ValueError
     │   ├── SelectorError                             malformed label/field selector
     │   └── FieldPathError                            malformed IndexBy/IgnoreFields path
+    ├── CommandError(message, hint)                   a CLI command cannot run as asked
     ├── KeyFuncError(obj, reason)                     an object has no usable key
     ├── IndexFuncError(index_name, obj, reason)       an index function failed on an object
     ├── UnknownIndexError(index_name)                 no index of that name (also a LookupError)
@@ -41,6 +42,7 @@ from typing import Any
 __all__ = [
     "ApiError",
     "BadRequestError",
+    "CommandError",
     "ConfigError",
     "ConflictError",
     "FIFOClosedError",
@@ -114,6 +116,19 @@ class SelectorError(ConfigError):
 
 class FieldPathError(ConfigError):
     """A field path (``IndexBy``/``IgnoreFields`` expression) that does not compile."""
+
+
+class CommandError(KubemirrorError):
+    """A ``kubemirror`` command cannot do what it was asked.
+
+    ``message`` says what went wrong, ``hint`` how to fix it (both one sentence);
+    the command prints them on one line and exits non-zero.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message}. {hint}" if hint else message)
 
 
 class KeyFuncError(KubemirrorError):

@@ -1,0 +1,416 @@
+"""The ``kubemirror`` command line: typer commands, logging, and error reporting.
+
+Part of the ``cli`` layer. Each command parses its options here and runs its
+asyncio implementation (``demo``, ``watch``, ``serve``, ``kv`` modules, imported
+when the command runs so ``--help`` stays fast). Errors are printed as one line
+saying what went wrong and how to fix it, with exit code 1; ``--debug`` shows
+the traceback and debug logs instead. Ctrl-C stops a running command cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kubemirror.cli import failures
+
+__all__ = ["OutputFormat", "app", "main"]
+
+app = typer.Typer(
+    name="kubemirror",
+    help="Live, indexed, in-memory mirrors of Kubernetes resources and etcd key spaces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens
+    rich_markup_mode="rich",
+)
+kv_app = typer.Typer(
+    help="Inspect and watch a kvstore prefix (etcd with --etcd, else an embedded demo keyspace).",
+    no_args_is_help=True,
+)
+app.add_typer(kv_app, name="kv")
+
+
+class OutputFormat(enum.StrEnum):
+    """How ``watch`` and ``kv watch`` print: a live screen / text lines, or JSON lines."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass(slots=True)
+class _Globals:
+    debug: bool = False
+    verbose: bool = False
+
+
+Debug = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks and debug logs.", envvar="KUBEMIRROR_DEBUG"),
+]
+Kubeconfig = Annotated[
+    Path | None,
+    typer.Option("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."),
+]
+Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")]
+Duration = Annotated[
+    float | None,
+    typer.Option("--duration", min=0.0, help="Exit (status 0) after this many seconds."),
+]
+Etcd = Annotated[
+    str | None,
+    typer.Option(
+        "--etcd",
+        envvar="KUBEMIRROR_ETCD_URL",
+        help="etcd URL (http://127.0.0.1:2379). Without it: an embedded demo keyspace.",
+    ),
+]
+Output = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", help="text (live screen on a terminal) or json lines."),
+]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Debug = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    """Live, indexed, in-memory mirrors of Kubernetes resources and etcd key spaces.
+
+    Start with [bold]kubemirror demo[/]: no cluster needed.
+    """
+    ctx.obj = _Globals(debug=debug, verbose=verbose)
+
+
+def _globals(ctx: typer.Context) -> _Globals:
+    node: typer.Context | None = ctx
+    while node is not None:
+        if isinstance(node.obj, _Globals):
+            return node.obj
+        node = node.parent  # type: ignore[assignment]
+    return _Globals()
+
+
+def _setup_logging(debug: bool, verbose: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=debug, rich_tracebacks=debug, markup=False
+    )
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    if not debug:
+        for noisy in ("aiohttp.access", "asyncio"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(
+    ctx: typer.Context, debug: bool, body: Callable[[], Coroutine[Any, Any, int | None]]
+) -> None:
+    """Run ``body`` on a new event loop; report errors as one line (or raise with --debug)."""
+    options = _globals(ctx)
+    debug = debug or options.debug
+    _setup_logging(debug, options.verbose)
+    try:
+        code = asyncio.run(body(), debug=False)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        explained = failures.explain(exc)
+        if explained is None:
+            message = (
+                f"unexpected {type(exc).__name__}: {exc}. This is a bug: run again with "
+                "--debug for the traceback and report it."
+            )
+        else:
+            message = str(explained)
+        typer.echo(f"error: {failures.one_line(message)}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code or 0)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    pods: Annotated[int, typer.Option("--pods", min=0, help="Pods in the workload.")] = 5000,
+    churn: Annotated[
+        float, typer.Option("--churn", min=0.0, help="Object writes per second (churn).")
+    ] = 100.0,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="API server port (0: any free one).")
+    ] = 0,
+    duration: Duration = None,
+    seed: Annotated[int, typer.Option("--seed", help="Workload random seed.")] = 0,
+    debug: Debug = False,
+) -> None:
+    """Mirror a generated cluster live: no cluster or configuration needed.
+
+    Starts an embedded Kubernetes-compatible API server with thousands of pods
+    that keep changing, mirrors them with an indexed Watcher, and shows the
+    initial sync, then change counts, store size, events/s and latency.
+    Point kubectl at it with the command it prints. Ctrl-C exits; on exit the
+    mirror is checked against the server (exit status 1 if they differ).
+    """
+    from kubemirror.cli import demo as demo_mod
+
+    options = demo_mod.DemoOptions(
+        pods=pods, churn=churn, port=port, duration=duration, seed=seed
+    )
+
+    async def body() -> int:
+        report = await demo_mod.run_demo(options, _console())
+        return 0 if report.matches else 1
+
+    _run(ctx, debug, body)
+
+
+# -- watch ----------------------------------------------------------------------------------
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    resource: Annotated[
+        str, typer.Argument(help="What to mirror: pods, deploy, deployments.apps, a CRD plural…")
+    ],
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Namespace (default: the context's)."),
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Mirror every namespace.")
+    ] = False,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Label selector (app=web,tier!=db).")
+    ] = None,
+    field_selector: Annotated[
+        str | None, typer.Option("--field-selector", help="Field selector (spec.nodeName=n1).")
+    ] = None,
+    index_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index-by",
+            help="Field path to index by (repeat for a composite key). "
+            "Default: metadata.namespace.",
+        ),
+    ] = None,
+    ignore_field: Annotated[
+        list[str] | None,
+        typer.Option("--ignore-field", help="Field path dropped before storing (repeatable)."),
+    ] = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="API server URL to use instead of a kubeconfig, without credentials "
+            "(e.g. the demo's).",
+        ),
+    ] = None,
+    output: Output = OutputFormat.TEXT,
+    debounce: Annotated[
+        float, typer.Option("--debounce", min=0.0, help="Seconds between change reports.")
+    ] = 1.0,
+    duration: Duration = None,
+    debug: Debug = False,
+) -> None:
+    """Mirror a resource of a real cluster (from kubeconfig) and report its changes.
+
+    Shows progress during the initial sync, then debounced change stats;
+    [bold]-o json[/] prints one JSON object per line for scripts.
+    """
+    from kubemirror.cli import watch as watch_mod
+
+    options = watch_mod.WatchOptions(
+        resource=resource,
+        namespace=namespace,
+        all_namespaces=all_namespaces,
+        label_selector=selector or "",
+        field_selector=field_selector or "",
+        index_by=tuple(index_by or ()),
+        ignore_fields=tuple(ignore_field or ()),
+        context=context,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+        server=server,
+        json=output is OutputFormat.JSON,
+        debounce=debounce,
+        duration=duration,
+    )
+    _run(ctx, debug, lambda: watch_mod.run_watch(options, _console()))
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file (flags override it).")
+    ] = None,
+    cluster: Annotated[
+        list[str] | None,
+        typer.Option("--cluster", help="NAME=CONTEXT of a member cluster (repeatable)."),
+    ] = None,
+    resource: Annotated[
+        list[str] | None,
+        typer.Option("--resource", "-r", help="Resources to mirror: pods,deployments.apps"),
+    ] = None,
+    kubeconfig: Kubeconfig = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Listen port (default 6443).")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="TLS private key (PEM).")
+    ] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--token", envvar="KUBEMIRROR_TOKEN", help="Accepted bearer token (repeatable)."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File of accepted tokens, one a line.")
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Allow a non-loopback address without TLS and tokens."
+        ),
+    ] = False,
+    read_only: Annotated[
+        bool | None,
+        typer.Option("--read-only/--read-write", help="Reject writes (default: read-only)."),
+    ] = None,
+    metrics: Annotated[
+        bool | None,
+        typer.Option("--metrics/--no-metrics", help="Serve /metrics (needs kubemirror[metrics])."),
+    ] = None,
+    write_kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--write-kubeconfig", help="Write a kubeconfig for this server here."),
+    ] = None,
+    duration: Duration = None,
+    debug: Debug = False,
+) -> None:
+    """Serve member clusters' resources through one Kubernetes-compatible API.
+
+    Every cluster is mirrored into memory and served aggregated at / and per
+    cluster under /clusters/NAME, so kubectl works against it. Also serves
+    /healthz, /readyz (ready once every cluster synced) and /metrics (Prometheus).
+    """
+    from kubemirror.cli import serve as serve_mod
+
+    flags = serve_mod.ServeFlags(
+        config=str(config) if config else None,
+        clusters=tuple(cluster or ()),
+        resources=tuple(resource or ()),
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+        host=host,
+        port=port,
+        tls_cert=str(tls_cert) if tls_cert else None,
+        tls_key=str(tls_key) if tls_key else None,
+        tokens=tuple(token or ()),
+        token_file=str(token_file) if token_file else None,
+        insecure=insecure,
+        read_only=read_only,
+        metrics=metrics,
+        write_kubeconfig=str(write_kubeconfig) if write_kubeconfig else None,
+        duration=duration,
+    )
+    _run(ctx, debug, lambda: serve_mod.run_serve(flags, _console()))
+
+
+# -- kv -------------------------------------------------------------------------------------
+
+
+@kv_app.command("list")
+def kv_list(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(help="Key prefix (\"\" for every key).")] = "",
+    etcd: Etcd = None,
+    output: Output = OutputFormat.TEXT,
+    debug: Debug = False,
+) -> None:
+    """List the keys under PREFIX with their values."""
+    from kubemirror.cli import kv as kv_mod
+
+    _run(ctx, debug, lambda: kv_mod.run_list(etcd, prefix, output is OutputFormat.JSON))
+
+
+@kv_app.command("get")
+def kv_get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The key.")],
+    etcd: Etcd = None,
+    output: Output = OutputFormat.TEXT,
+    debug: Debug = False,
+) -> None:
+    """Print the value of KEY (exit status 1 if it does not exist)."""
+    from kubemirror.cli import kv as kv_mod
+
+    _run(ctx, debug, lambda: kv_mod.run_get(etcd, key, output is OutputFormat.JSON))
+
+
+@kv_app.command("watch")
+def kv_watch(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(help="Key prefix (\"\" for every key).")] = "",
+    etcd: Etcd = None,
+    output: Output = OutputFormat.TEXT,
+    duration: Duration = None,
+    debug: Debug = False,
+) -> None:
+    """Print the keys under PREFIX, then every change, until Ctrl-C."""
+    from kubemirror.cli import kv as kv_mod
+
+    _run(
+        ctx,
+        debug,
+        lambda: kv_mod.run_watch(etcd, prefix, output is OutputFormat.JSON, duration),
+    )
+
+
+# -- version --------------------------------------------------------------------------------
+
+
+@app.command()
+def version() -> None:
+    """Print the kubemirror version."""
+    import kubemirror
+
+    typer.echo(kubemirror.__version__)
+
+
+def main() -> None:
+    """Console-script entry point (``kubemirror``)."""
+    app(prog_name="kubemirror")

@@ -1,0 +1,293 @@
+"""``kubemirror kv``: list, get and watch a kvstore prefix, on etcd or an embedded demo keyspace.
+
+Part of the ``cli`` layer, over ``kubemirror.kvstore`` (``connect``, ``Backend``).
+With ``--etcd URL`` the commands talk to a real etcd v3 server; without it they
+use the in-process ``MemoryBackend``, seeded by ``DemoKeyspace`` with
+Cilium-style keys (nodes, identities, endpoint IPs) that keep changing, so the
+commands can be tried with nothing installed. Values print as text when they
+are UTF-8 (JSON compacted), else as ``base64:...``; ``-o json`` prints one JSON
+object per line. An etcd that does not answer in ``CONNECT_TIMEOUT`` seconds is
+reported as unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import random
+import sys
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+
+from kubemirror import errors, kvstore
+from kubemirror.cli import ui
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DEMO_PREFIX",
+    "DemoKeyspace",
+    "render_value",
+    "run_get",
+    "run_list",
+    "run_watch",
+]
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for etcd's first answer before calling it unreachable."""
+
+DEMO_PREFIX = "cilium/state"
+"""Where the demo keyspace lives."""
+
+_MEMORY_URL = "memory://"
+
+
+def render_value(value: bytes) -> str:
+    """UTF-8 text (JSON compacted), or ``base64:...`` for binary values."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode("ascii")
+    if text[:1] in "{[":
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.dumps(orjson.loads(text)).decode()
+    if text.isprintable():
+        return text
+    return "base64:" + base64.b64encode(value).decode("ascii")
+
+
+def _json_value(value: bytes) -> dict[str, Any]:
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"value_base64": base64.b64encode(value).decode("ascii")}
+
+
+def _emit(record: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(record).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+class DemoKeyspace:
+    """Cilium-style keys in a kvstore, and a churn that keeps changing them.
+
+    ``seed()`` writes nodes, security identities and endpoint IPs under
+    ``DEMO_PREFIX``; ``run(stop)`` then moves endpoints around (create/delete)
+    and refreshes node heartbeats (modify), ``rate`` changes per second.
+    Deterministic for a ``seed``. Use from the backend's event loop.
+    """
+
+    def __init__(self, backend: kvstore.Backend, *, rate: float = 4.0, seed: int = 0) -> None:
+        self.backend = backend
+        self.rate = rate
+        self._rng = random.Random(seed)
+        self._nodes = [f"node-{zone}-{i:02d}" for zone in "abc" for i in range(1, 3)]
+        self._identities = {
+            10_000 + i: f"k8s:app={app};k8s:io.kubernetes.pod.namespace={ns};"
+            for i, (app, ns) in enumerate(
+                (app, ns)
+                for ns in ("prod-eu", "payments", "monitoring")
+                for app in ("frontend", "checkout", "redis", "prometheus")
+            )
+        }
+        self._ips: dict[str, int] = {}
+        self._beats = 0
+
+    async def seed(self) -> None:
+        if await self.backend.list_prefix(DEMO_PREFIX):
+            return
+        for i, node in enumerate(self._nodes):
+            await self._write_node(node, i)
+        for identity, labels in self._identities.items():
+            await self.backend.update(
+                f"{DEMO_PREFIX}/identities/v1/id/{identity}", labels.encode()
+            )
+        for _ in range(24):
+            await self._add_ip()
+
+    async def _write_node(self, node: str, index: int) -> None:
+        self._beats += 1
+        value = {
+            "Name": node,
+            "Cluster": "default",
+            "ClusterID": 1,
+            "IPAddresses": [{"Type": "InternalIP", "IP": f"192.168.0.{index + 10}"}],
+            "IPv4AllocCIDR": {"IP": f"10.0.{index}.0", "Mask": "////AA=="},
+            "Heartbeat": self._beats,
+        }
+        await self.backend.update(
+            f"{DEMO_PREFIX}/nodes/v1/default/{node}", orjson.dumps(value)
+        )
+
+    async def _add_ip(self) -> None:
+        rng = self._rng
+        node_index = rng.randrange(len(self._nodes))
+        ip = f"10.0.{node_index}.{rng.randrange(2, 254)}"
+        if ip in self._ips:
+            return
+        identity = rng.choice(list(self._identities))
+        self._ips[ip] = identity
+        value = {
+            "IP": ip,
+            "ID": identity,
+            "HostIP": f"192.168.0.{node_index + 10}",
+            "K8sNamespace": self._identities[identity].split("namespace=")[1].rstrip(";"),
+            "K8sPodName": f"pod-{rng.randrange(16**5):05x}",
+        }
+        await self.backend.update(f"{DEMO_PREFIX}/ip/v1/default/{ip}", orjson.dumps(value))
+
+    async def step(self) -> None:
+        """One change: an endpoint appears or goes, or a node heartbeats."""
+        roll = self._rng.random()
+        if roll < 0.4:
+            await self._add_ip()
+        elif roll < 0.75 and self._ips:
+            ip = self._rng.choice(sorted(self._ips))
+            del self._ips[ip]
+            await self.backend.delete(f"{DEMO_PREFIX}/ip/v1/default/{ip}")
+        else:
+            index = self._rng.randrange(len(self._nodes))
+            await self._write_node(self._nodes[index], index)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """``step`` ``rate`` times per second until ``stop`` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0 / self.rate)
+            if not stop.is_set():
+                await self.step()
+
+
+@contextlib.asynccontextmanager
+async def _open(etcd: str | None) -> AsyncGenerator[kvstore.Backend, None]:
+    """The backend for ``etcd`` (or the seeded demo keyspace), closed afterwards."""
+    backend = kvstore.connect(etcd or _MEMORY_URL)
+    async with backend:
+        if etcd is None:
+            await DemoKeyspace(backend).seed()
+        yield backend
+
+
+async def _answer(etcd: str | None, awaitable: Any) -> Any:
+    """Await a backend call, turning silence or failure into a ``CommandError``."""
+    where = etcd or "the demo keyspace"
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await awaitable
+    except TimeoutError as exc:
+        raise errors.CommandError(
+            f"cannot reach etcd at {where}: no answer within {CONNECT_TIMEOUT:.0f} s",
+            "Check the --etcd URL (e.g. http://127.0.0.1:2379) and that etcd is running",
+        ) from exc
+    except errors.KVStoreUnavailableError as exc:
+        raise errors.CommandError(
+            f"cannot reach etcd at {where} ({_grpc_details(exc)})",
+            "Check the --etcd URL (e.g. http://127.0.0.1:2379) and that etcd is running",
+        ) from exc
+
+
+def _grpc_details(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        details = getattr(cause, "details", None)
+        if callable(details):
+            with contextlib.suppress(Exception):
+                return str(details())
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)
+
+
+async def run_list(etcd: str | None, prefix: str, as_json: bool) -> int:
+    """Print every key under ``prefix`` with its value, sorted by key."""
+    async with _open(etcd) as backend:
+        items = await _answer(etcd, backend.list_prefix(prefix))
+    for key in sorted(items):
+        if as_json:
+            _emit({"key": key, **_json_value(items[key])})
+        else:
+            _print(f"{key}  {render_value(items[key])}")
+    if not as_json:
+        print(f"{len(items):,} keys under {prefix!r}", file=sys.stderr)
+    return 0
+
+
+async def run_get(etcd: str | None, key: str, as_json: bool) -> int:
+    """Print the value of ``key``; ``CommandError`` when it does not exist."""
+    async with _open(etcd) as backend:
+        value = await _answer(etcd, backend.get(key))
+    if value is None:
+        raise errors.CommandError(
+            f"key {key!r} does not exist", "List keys with `kubemirror kv list PREFIX`"
+        )
+    if as_json:
+        _emit({"key": key, **_json_value(value)})
+    else:
+        _print(render_value(value))
+    return 0
+
+
+async def run_watch(
+    etcd: str | None, prefix: str, as_json: bool, duration: float | None
+) -> int:
+    """Print the keys under ``prefix``, then every change, until Ctrl-C or ``duration``."""
+    stop = asyncio.Event()
+    ui.install_stop_handlers(stop)
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, stop.set)
+    async with _open(etcd) as backend:
+        churn = None
+        if etcd is None:
+            churn = asyncio.ensure_future(DemoKeyspace(backend, seed=1).run(stop))
+        events = backend.list_and_watch(prefix)
+        try:
+            await ui.race_stop(_follow(etcd, events, prefix, as_json), stop)
+        finally:
+            stop.set()
+            await events.aclose()
+            if churn is not None:
+                await churn
+    return 0
+
+
+async def _follow(
+    etcd: str | None,
+    events: AsyncGenerator[kvstore.KVEvent, None],
+    prefix: str,
+    as_json: bool,
+) -> None:
+    """Print events; until the listing is done, a silent or failing etcd is an error."""
+    listed = 0
+    listing = True
+    while True:
+        try:
+            event = await (_answer(etcd, anext(events)) if listing else anext(events))
+        except StopAsyncIteration:
+            return
+        if event.type is kvstore.KVEventType.LIST_DONE:
+            listing = False
+            if as_json:
+                _emit({"type": "list-done", "keys": listed})
+            else:
+                print(f"-- {listed:,} keys under {prefix!r}; watching --", file=sys.stderr)
+            continue
+        listed += listing
+        if as_json:
+            record: dict[str, Any] = {
+                "type": event.type.value,
+                "key": event.key,
+                "revision": event.revision,
+            }
+            if event.type is not kvstore.KVEventType.DELETE:
+                record.update(_json_value(event.value))
+            _emit(record)
+        elif event.type is kvstore.KVEventType.DELETE:
+            _print(f"delete {event.key}")
+        else:
+            _print(f"{event.type.value} {event.key}  {render_value(event.value)}")

@@ -1,0 +1,127 @@
+"""Prometheus metrics of ``kubemirror serve``, read from the live objects at scrape time.
+
+Part of the ``cli`` layer; needs the optional ``prometheus_client`` package
+(``pip install 'kubemirror[metrics]'``): ``load_prometheus`` says so clearly
+when it is missing. ``MirrorCollector`` adds nothing to the event path: on each
+scrape it reads the storage sizes and each reflector's ``ReflectorStats``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+from kubemirror import errors, reflector
+from kubemirror.multicluster.storage import MemoryStorage
+from kubemirror.types import GroupVersionResource
+
+__all__ = ["MirrorCollector", "Prometheus", "load_prometheus"]
+
+Feeds = Callable[[], Mapping[tuple[str, GroupVersionResource], reflector.Reflector]]
+
+
+class Prometheus:
+    """The parts of ``prometheus_client`` used here, loaded on demand."""
+
+    def __init__(self, client: ModuleType, core: ModuleType) -> None:
+        self.client = client
+        self.core = core
+
+    @property
+    def content_type(self) -> str:
+        return str(self.client.CONTENT_TYPE_LATEST)
+
+    def registry(self, collector: MirrorCollector) -> Any:
+        registry = self.client.CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        self.client.ProcessCollector(registry=registry)
+        return registry
+
+    def render(self, registry: Any) -> bytes:
+        data: bytes = self.client.generate_latest(registry)
+        return data
+
+
+def load_prometheus() -> Prometheus:
+    """Import ``prometheus_client``; raises ``CommandError`` with the install command."""
+    try:
+        client = importlib.import_module("prometheus_client")
+        core = importlib.import_module("prometheus_client.core")
+    except ImportError as exc:
+        raise errors.CommandError(
+            "the /metrics endpoint needs the prometheus_client package, which is not installed",
+            "Install it with pip install 'kubemirror[metrics]', or pass --no-metrics",
+        ) from exc
+    return Prometheus(client, core)
+
+
+class MirrorCollector:
+    """A Prometheus collector over a ``MemoryStorage`` and the reflectors feeding it.
+
+    ``feeds()`` returns the current ``{(cluster, gvr): Reflector}``; ``ready()``
+    whether every cluster has synced. Called from the scraping request only.
+    """
+
+    def __init__(
+        self,
+        prometheus: Prometheus,
+        storage: MemoryStorage,
+        feeds: Feeds,
+        ready: Callable[[], bool],
+    ) -> None:
+        self.prometheus = prometheus
+        self.storage = storage
+        self.feeds = feeds
+        self.ready = ready
+
+    def collect(self) -> Iterator[Any]:
+        core = self.prometheus.core
+        labels = ["cluster", "resource"]
+        objects = core.GaugeMetricFamily(
+            "kubemirror_objects", "Objects stored, by cluster and resource.", labels=labels
+        )
+        for rs in self.storage.resource_storages():
+            for cluster in rs.clusters():
+                objects.add_metric([cluster, str(rs.gvr)], rs.count(cluster))
+        yield objects
+        watchers = core.GaugeMetricFamily(
+            "kubemirror_api_watches", "Open WATCH requests, by resource.", labels=["resource"]
+        )
+        for rs in self.storage.resource_storages():
+            if rs.watcher_count:
+                watchers.add_metric([str(rs.gvr)], rs.watcher_count)
+        yield watchers
+        yield core.GaugeMetricFamily(
+            "kubemirror_storage_index",
+            "The storage-wide event counter (the newest resourceVersion index).",
+            value=self.storage.index,
+        )
+        yield core.GaugeMetricFamily(
+            "kubemirror_ready", "1 once every cluster has synced.", value=int(self.ready())
+        )
+        synced = core.GaugeMetricFamily(
+            "kubemirror_synced", "1 once the initial list was stored.", labels=labels
+        )
+        counters = {
+            name: core.CounterMetricFamily(f"kubemirror_{name}", text, labels=labels)
+            for name, text in (
+                ("watch_events", "Watch events applied."),
+                ("lists", "Full LISTs (initial and relists)."),
+                ("relists", "Relists after an expired resourceVersion."),
+                ("errors", "List/watch errors (each retried with backoff)."),
+                ("malformed_events", "Watch lines that were not valid events."),
+            )
+        }
+        for (cluster, gvr), feed in sorted(self.feeds().items(), key=lambda kv: str(kv[0])):
+            key = [cluster, str(gvr)]
+            stats = feed.stats
+            synced.add_metric(key, int(feed.has_synced()))
+            counters["watch_events"].add_metric(key, stats.events)
+            counters["lists"].add_metric(key, stats.lists)
+            counters["relists"].add_metric(key, stats.relists)
+            counters["errors"].add_metric(key, stats.errors)
+            counters["malformed_events"].add_metric(key, stats.malformed_events)
+        yield synced
+        yield from counters.values()
