@@ -175,7 +175,7 @@ async def test_410_relists_and_the_replace_drops_objects_deleted_meanwhile(how: 
         # the delete happens while the reflector cannot see it
         lw.gone_on_watch = 1 if how == "gone_on_open" else 0
         lw.streams[0].closed = True
-        server.changed().set()
+        server.wake()
         server.remove("b")
         server.put("d")
         server.compact()
@@ -382,7 +382,7 @@ def test_store_converges_to_the_server_state_under_any_fault_sequence(
                                                           "malformed")]))
                     if lw.streams:
                         lw.streams[-1].closed = True
-                        server.changed().set()
+                        server.wake()
                 await asyncio.sleep(0)
             lw.reconnect()
             await eventually(lambda: caught_up(server, store, refl), what="store == server")

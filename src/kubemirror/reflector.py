@@ -311,13 +311,16 @@ class Reflector(Runner):
                 if need_list:
                     if self.streaming_list:
                         try:
-                            await self._streaming_sync()
-                            need_list = False
-                            continue
+                            stream = await self._streaming_sync()
                         except _StreamingUnsupportedError:
                             self.streaming_list = False
-                    await self._list()
-                    need_list = False
+                        else:
+                            need_list = False
+                            await self._consume_and_close(stream)
+                            continue
+                    if not self.streaming_list:
+                        await self._list()
+                        need_list = False
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 delivered = await self._watch()
@@ -407,12 +410,12 @@ class Reflector(Runner):
             if self.freeze_gc_after_sync:
                 gc.freeze()
 
-    async def _streaming_sync(self) -> None:
+    async def _streaming_sync(self) -> EventStream:
         """Streaming list: a watch with initial events up to the ``initial-events-end`` bookmark.
 
-        On the bookmark, the collected objects replace the store and the same stream
-        goes on as an ordinary watch. Raises ``_StreamingUnsupportedError`` when the
-        server refuses the parameters.
+        On the bookmark, the collected objects replace the store and the still open
+        stream is returned, to be consumed as an ordinary watch. Raises
+        ``_StreamingUnsupportedError`` when the server refuses the parameters.
         """
         opts = ListOptions(
             send_initial_events=True,
@@ -425,6 +428,7 @@ class Reflector(Runner):
         except (errors.BadRequestError, errors.InvalidError) as exc:
             log.info("%s: server does not support streaming lists (%s); using LIST", self.name, exc)
             raise _StreamingUnsupportedError from exc
+        handed_over = False
         try:
             initial: dict[str, Any] = {}
             async for event in stream:
@@ -435,8 +439,8 @@ class Reflector(Runner):
                 if etype == "BOOKMARK":
                     if is_initial_events_end(event):
                         self._replace(list(initial.values()), obj["metadata"]["resourceVersion"])
-                        await self._consume(stream)
-                        return
+                        handed_over = True
+                        return stream
                     continue
                 if self.transform is not None:
                     obj = self._transform(obj)
@@ -454,7 +458,8 @@ class Reflector(Runner):
                 "streaming list ended before its initial-events-end bookmark"
             )
         finally:
-            await stream.aclose()
+            if not handed_over:
+                await stream.aclose()
 
     # -- watching --------------------------------------------------------------------------
 
@@ -469,7 +474,9 @@ class Reflector(Runner):
             timeout_seconds=self._watch_seconds(),
         )
         self.stats.watches += 1
-        stream = await self.lw.watch(opts)
+        return await self._consume_and_close(await self.lw.watch(opts))
+
+    async def _consume_and_close(self, stream: EventStream) -> bool:
         try:
             return await self._consume(stream) > 0
         finally:
