@@ -130,6 +130,16 @@ async def test_exec_plugin_token_is_sent(tls_server: KubeApiServer, tmp_path: Pa
         assert (await client.list(PODS, None, ListOptions())).items == []
 
 
+async def watch_until_error(client: KubeClient, resource_version: str) -> None:
+    """Open a watch; raise the error it answers with (at open or as an ERROR event)."""
+    stream = await client.watch(PODS, "default", ListOptions(
+        resource_version=resource_version, timeout_seconds=1))
+    async with stream:
+        async for event in stream:
+            if event["type"] == "ERROR":
+                raise errors.api_error_from_status(event["object"])
+
+
 async def test_errors_are_mapped_and_connection_failures_wrapped(
     plain_server: KubeApiServer,
 ) -> None:
@@ -141,12 +151,7 @@ async def test_errors_are_mapped_and_connection_failures_wrapped(
         with pytest.raises(errors.ConflictError):
             await client.create(PODS, make_pod("a"), "default")
         with pytest.raises(errors.GoneError):
-            stream = await client.watch(PODS, "default", ListOptions(
-                resource_version="0another0instance.5", timeout_seconds=1))
-            async with stream:
-                async for event in stream:
-                    if event["type"] == "ERROR":
-                        raise errors.api_error_from_status(event["object"])
+            await watch_until_error(client, "0another0instance.5")
         with pytest.raises(errors.BadRequestError):
             await client.list(PODS, "default", ListOptions(label_selector="a in (b"))
     async with KubeClient(ClientConfig("http://127.0.0.1:1")) as client:
