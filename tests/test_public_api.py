@@ -14,6 +14,7 @@ PACKAGES = [
     "kubemirror.client",
     "kubemirror.multicluster",
     "kubemirror.kvstore",
+    "kubemirror.selectors",
 ]
 
 

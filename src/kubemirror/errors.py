@@ -24,7 +24,10 @@ attributes, so callers can act on it without parsing the message::
     │   ├── GoneError                                 410 (expired resourceVersion/continue)
     │   └── InvalidError                              422
     └── KVStoreError                                  kvstore backend failures
-        └── LeaseExpiredError
+        ├── LeaseExpiredError                         a lease keys were attached to expired
+        ├── KVStoreUnavailableError(operation, key)   unreachable; a write's outcome is unknown
+        └── KVStoreStateError                         call not allowed in the component's state
+            └── KVStoreClosedError                    use of a closed backend or store
 
 Transport-level causes are chained with ``raise ... from exc``.
 """
@@ -44,7 +47,10 @@ __all__ = [
     "GoneError",
     "IndexFuncError",
     "InvalidError",
+    "KVStoreClosedError",
     "KVStoreError",
+    "KVStoreStateError",
+    "KVStoreUnavailableError",
     "KeyFuncError",
     "KubemirrorError",
     "LeaseExpiredError",
@@ -238,6 +244,38 @@ class KVStoreError(KubemirrorError):
 
 class LeaseExpiredError(KVStoreError):
     """The lease a key was attached to has expired."""
+
+
+class KVStoreUnavailableError(KVStoreError):
+    """The kvstore could not be reached (connection refused or lost, timeout).
+
+    ``operation`` is the backend call (``"update"``, ``"delete"``, ...) and ``key`` the
+    key or prefix it was about. For a write the outcome is unknown: it may have been
+    applied. kvstore writes are idempotent, so retrying the same write is safe.
+    """
+
+    def __init__(self, operation: str, key: str, cause: BaseException | None = None) -> None:
+        self.operation = operation
+        self.key = key
+        self.cause = cause
+        detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"kvstore unavailable during {operation} of {key!r}{detail}")
+
+
+class KVStoreStateError(KVStoreError):
+    """A kvstore component was used in a state that does not allow the call.
+
+    Examples: ``drain()`` while a watch runs, ``register()`` after ``run()`` started,
+    starting a component twice.
+    """
+
+
+class KVStoreClosedError(KVStoreStateError):
+    """The backend or store was already closed."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what} is closed")
 
 
 _API_ERRORS_BY_CODE: dict[int, type[ApiError]] = {

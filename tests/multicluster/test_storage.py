@@ -1,9 +1,8 @@
-"""MemoryStorage: writes, LIST (pages, versions) and WATCH (window, selectors, bookmarks)."""
+"""MemoryStorage: writes, LIST (pages, versions) and the cluster store; watches are in
+test_watch_cache.py. Fixtures ``mem`` and ``pods`` come from conftest.py."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Sequence
 
 import pytest
@@ -13,43 +12,17 @@ from kubemirror.keys import DeletedFinalStateUnknown
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
-    INITIAL_EVENTS_END_ANNOTATION,
     ClusterResourceStore,
     ListOptions,
     MemoryStorage,
     ResourceStorage,
-    StorageEvent,
-    Watch,
 )
 from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource, Obj
 
 
-@pytest.fixture
-def mem() -> MemoryStorage:
-    storage = new_storage(prefix="p", event_window=64)
-    storage.prepare_cluster("a")
-    storage.prepare_cluster("b")
-    return storage
-
-
-@pytest.fixture
-def pods(mem: MemoryStorage) -> ResourceStorage:
-    return mem.resource_storage(PODS)
-
-
 def names(objs: Sequence[Obj]) -> list[str]:
     return [o["metadata"]["name"] for o in objs]
-
-
-async def take(watch: Watch, n: int) -> list[StorageEvent]:
-    out: list[StorageEvent] = []
-    async with asyncio.timeout(5):
-        async for event in watch:
-            out.append(event)
-            if len(out) == n:
-                break
-    return out
 
 
 def test_create_stamps_version_cluster_and_type(pods: ResourceStorage) -> None:
@@ -224,162 +197,14 @@ def test_get_resource_versions_and_clean(mem: MemoryStorage, pods: ResourceStora
     assert pods.list().items == []
 
 
-async def test_watch_from_empty_version_replays_state_then_streams(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    watch = pods.watch()
-    pods.create("b", make_pod("y"))
-    events = await take(watch, 2)
-    assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
-        ("ADDED", "x"),
-        ("ADDED", "y"),
-    ]
-    assert events[1].line().startswith(b'{"type":"ADDED","object":{')
-    watch.stop()
-    assert pods.watcher_count == 0
-
-
-async def test_watch_from_version_sees_exactly_later_events(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    mark = pods.list().resource_version
-    pods.update("a", make_pod("x", phase="Failed"))
-    pods.create("b", make_pod("y"))
-    pods.delete("a", make_pod("x"))
-    async with pods.watch(ListOptions(resource_version=mark)) as watch:
-        events = await take(watch, 3)
-    assert [(e.type, e.cluster) for e in events] == [
-        ("MODIFIED", "a"),
-        ("ADDED", "b"),
-        ("DELETED", "a"),
-    ]
-    indexes = [e.index for e in events]
-    assert indexes == sorted(indexes)
-    assert indexes[0] == 2
-
-
-async def test_watch_older_than_window_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> None:
-    for i in range(100):
-        pods.create("a", make_pod(f"p{i}"))
-    with pytest.raises(errors.GoneError):
-        pods.watch(ListOptions(resource_version="p.3"))
-    with pytest.raises(errors.ApiError) as future:
-        pods.watch(ListOptions(resource_version="p.1000"))
-    assert future.value.code == 504
-    pods.watch(ListOptions(resource_version="p.60")).stop()
-
-
-async def test_slow_watcher_is_cut_off_and_can_resume(mem: MemoryStorage) -> None:
-    mem.max_watch_lag = 10
-    pods = mem.resource_storage(PODS)
-    watch = pods.watch(ListOptions(resource_version=mem.resource_version))
-    pods.create("a", make_pod("first"))
-    [first] = await take(watch, 1)
-    for i in range(20):
-        pods.create("a", make_pod(f"p{i}"))
-    rest = [e async for e in watch]
-    assert watch.cut_off
-    assert rest == []
-    async with pods.watch(ListOptions(resource_version=watch.resource_version)) as resumed:
-        events = await take(resumed, 20)
-    assert [e.object["metadata"]["name"] for e in events] == [f"p{i}" for i in range(20)]
-    assert first.object["metadata"]["name"] == "first"
-
-
-async def test_selector_transitions_become_added_and_deleted(pods: ResourceStorage) -> None:
-    watch = pods.watch(ListOptions(resource_version="p.0", label_selector="app=web"))
-    pods.create("a", make_pod("x", labels={"app": "db"}))
-    pods.update("a", make_pod("x", labels={"app": "web"}))
-    pods.update("a", make_pod("x", labels={"app": "web", "v": "2"}))
-    pods.update("a", make_pod("x", labels={"app": "db"}))
-    pods.delete("a", make_pod("x"))
-    pods.create("a", make_pod("sentinel", labels={"app": "web"}))
-    events = await take(watch, 4)
-    watch.stop()
-    assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED", "ADDED"]
-
-
-async def test_send_initial_events_ends_with_annotated_bookmark(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    pods.create("b", make_pod("y"))
-    opts = ListOptions(
-        send_initial_events=True,
-        resource_version_match="NotOlderThan",
-        allow_watch_bookmarks=True,
-    )
-    async with pods.watch(opts) as watch:
-        events = await take(watch, 3)
-    assert [e.type for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
-    meta = events[2].object["metadata"]
-    assert meta["annotations"] == {INITIAL_EVENTS_END_ANNOTATION: "true"}
-    assert meta["resourceVersion"] == "p.2"
-    with pytest.raises(errors.BadRequestError):
-        pods.watch(ListOptions(send_initial_events=True, allow_watch_bookmarks=True))
-
-
-async def test_idle_watch_with_bookmarks_gets_one(mem: MemoryStorage) -> None:
-    mem.bookmark_interval = 0.01
-    pods = mem.resource_storage(PODS)
-    mem.resource_storage(GroupVersionResource("", "v1", "configmaps")).create(
-        "a", {"metadata": {"name": "c", "namespace": "n"}}
-    )
-    async with pods.watch(ListOptions(resource_version="p.0", allow_watch_bookmarks=True)) as w:
-        [bookmark] = await take(w, 1)
-    assert bookmark.type == "BOOKMARK"
-    assert bookmark.object["metadata"]["resourceVersion"] == "p.1"
-
-
-async def test_json_cluster_versions_resume_per_cluster(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("old", resource_version="5"))
-    pods.create("a", make_pod("new", resource_version="7"))
-    pods.create("b", make_pod("other", resource_version="1"))
-    watch = pods.watch(ListOptions(resource_version='{"a": "5"}'))
-    pods.create("b", make_pod("later", resource_version="2"))
-    events = await take(watch, 2)
-    watch.stop()
-    assert [e.object["metadata"]["name"] for e in events] == ["new", "later"]
-
-
-async def test_stop_wakes_a_waiting_iterator(pods: ResourceStorage) -> None:
-    watch = pods.watch(ListOptions(resource_version="p.0"))
-
-    async def drain() -> list[StorageEvent]:
-        return [e async for e in watch]
-
-    task = asyncio.create_task(drain())
-    await asyncio.sleep(0)
-    watch.stop()
-    assert await asyncio.wait_for(task, 5) == []
-
-
-async def test_writes_from_threads_wake_watchers() -> None:
-    mem = new_storage(prefix="p", event_window=1000)
-    mem.prepare_cluster("a")
-    mem.prepare_cluster("b")
-    pods = mem.resource_storage(PODS)
-    watch = pods.watch(ListOptions(resource_version="p.0"))
-
-    def writer(cluster: str) -> None:
-        for i in range(50):
-            pods.create(cluster, make_pod(f"{cluster}-{i}"))
-
-    threads = [threading.Thread(target=writer, args=(c,)) for c in ("a", "b")]
-    for t in threads:
-        t.start()
-    events = await take(watch, 100)
-    for t in threads:
-        t.join()
-    watch.stop()
-    assert [e.index for e in events] == list(range(1, 101))
-    per_cluster = [e.object["metadata"]["name"] for e in events if e.cluster == "a"]
-    assert per_cluster == [f"a-{i}" for i in range(50)]
-
-
 def test_cluster_store_replace_emits_only_changes(pods: ResourceStorage) -> None:
     store = ClusterResourceStore(pods, "a")
     store.replace([make_pod("x", resource_version="1"), make_pod("y", resource_version="1")], "1")
     before = pods.list().resource_version
     store.replace([make_pod("x", resource_version="1"), make_pod("z", resource_version="2")], "2")
     assert sorted(store.list_keys()) == ["default/x", "default/z"]
-    events = pods._read(pods._first_seq_after(rvs.parse_list_resource_version(before)))[0]
+    cache = pods._watch_cache
+    events = cache.read(cache.first_seq_after(rvs.parse_list_resource_version(before)))[0]
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
         ("ADDED", "z"),
         ("DELETED", "y"),
@@ -391,20 +216,3 @@ def test_cluster_store_replace_emits_only_changes(pods: ResourceStorage) -> None
     assert store.get(make_pod("x")) is None
     assert [o["metadata"]["name"] for o in store.list()] == ["z"]
     store.resync()
-
-
-async def test_thousands_of_watchers_share_one_encoding() -> None:
-    mem = new_storage(prefix="p", event_window=1000)
-    mem.prepare_cluster("a")
-    pods = mem.resource_storage(PODS)
-    watches = [pods.watch(ListOptions(resource_version="p.0")) for _ in range(2000)]
-    for i in range(10):
-        pods.create("a", make_pod(f"p{i}"))
-    batches = await asyncio.gather(*(w.next_batch() for w in watches))
-    for w in watches:
-        w.stop()
-    assert all(len(batch) == 10 for batch in batches)
-    first = batches[0]
-    assert all(batch[i] is first[i] for batch in batches for i in range(10)), "events shared"
-    assert all(batch[3].line() is first[3].line() for batch in batches)
-    assert pods.watcher_count == 0

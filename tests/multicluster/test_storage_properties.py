@@ -1,11 +1,10 @@
-"""Property tests: LIST always equals a model, and every watch sees exactly the later events."""
+"""Property tests: LIST always equals a model (the watch property is in test_watch_cache.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -207,66 +206,3 @@ TestStorageMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-
-
-_writes = st.lists(
-    st.tuples(
-        st.sampled_from(("create", "update", "delete")),
-        st.sampled_from(CLUSTERS[:2]),
-        st.sampled_from(NAMES[:3]),
-        st.integers(min_value=0, max_value=2),  # writer task that performs it
-    ),
-    min_size=1,
-    max_size=40,
-)
-
-
-@settings(max_examples=40, deadline=None)
-@given(_writes, st.data())
-def test_every_watch_sees_exactly_the_events_after_its_version(
-    writes: list[tuple[str, str, str, int]], data: st.DataObject
-) -> None:
-    asyncio.run(_watch_scenario(writes, data))
-
-
-async def _watch_scenario(writes: list[tuple[str, str, str, int]], data: st.DataObject) -> None:
-    mem = new_storage(prefix="w", event_window=1000)
-    for cluster in CLUSTERS:
-        mem.prepare_cluster(cluster)
-    pods = mem.resource_storage(PODS)
-    log: list[tuple[int, str, str, str]] = []  # (index, type, cluster, name)
-    starts: list[int] = [0]
-
-    async def writer(number: int) -> None:
-        for i, (op, cluster, name, who) in enumerate(writes):
-            if who != number:
-                continue
-            await asyncio.sleep(0)  # interleave the writer tasks
-            obj = pod(name, "n", i)
-            try:
-                if op == "create":
-                    stored = pods.create(cluster, obj)
-                elif op == "update":
-                    stored = pods.update(cluster, obj)
-                else:
-                    stored = pods.delete(cluster, obj)
-            except (errors.ConflictError, errors.NotFoundError):
-                continue
-            index = rvs.parse_memory_resource_version(stored["metadata"]["resourceVersion"])[1]
-            kind = {"create": "ADDED", "update": "MODIFIED", "delete": "DELETED"}[op]
-            log.append((index, kind, cluster, name))
-            starts.append(mem.index)
-
-    await asyncio.gather(*(writer(n) for n in range(3)))
-    log.sort()
-    assert [entry[0] for entry in log] == list(range(1, len(log) + 1)), "indexes are dense"
-    for start in data.draw(st.lists(st.sampled_from(starts), min_size=1, max_size=3)):
-        expected = [e for e in log if e[0] > start]
-        watch = pods.watch(ListOptions(resource_version=rvs.to_list_resource_version("w", start)))
-        got: list[tuple[int, str, str, str]] = []
-        while len(got) < len(expected):
-            async with asyncio.timeout(5):
-                event = await watch.__anext__()
-            got.append((event.index, event.type, event.cluster, event.object["metadata"]["name"]))
-        watch.stop()
-        assert got == expected

@@ -18,17 +18,19 @@ from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
-    INITIAL_EVENTS_END_ANNOTATION,
     ClusterResourceStore,
     ListOptions,
     ListResult,
     MemoryStorage,
     ResourceStorage,
+)
+from kubemirror.multicluster.synchro import ClusterSynchro, StorageListerWatcher
+from kubemirror.multicluster.watch_cache import (
+    INITIAL_EVENTS_END_ANNOTATION,
     StorageEvent,
     StoredObject,
     Watch,
 )
-from kubemirror.multicluster.synchro import ClusterSynchro, StorageListerWatcher
 
 __all__ = [
     "BUILTIN_RESOURCES",

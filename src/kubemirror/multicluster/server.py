@@ -32,13 +32,12 @@ from aiohttp import web
 
 from kubemirror import errors
 from kubemirror.multicluster import patch as patches
-from kubemirror.multicluster import request_info, status, table
+from kubemirror.multicluster import request_info, status, table, watch_cache
 from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
     MemoryStorage,
     ResourceStorage,
-    StorageEvent,
 )
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
@@ -586,7 +585,10 @@ class KubeApiServer:
 
     @staticmethod
     def _table_line(
-        rs: ResourceStorage, event: StorageEvent, include_object: str, with_columns: bool
+        rs: ResourceStorage,
+        event: watch_cache.StorageEvent,
+        include_object: str,
+        with_columns: bool,
     ) -> bytes:
         if event.type == "BOOKMARK":
             return event.line()

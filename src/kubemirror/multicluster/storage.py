@@ -1,4 +1,4 @@
-"""Multi-cluster in-memory resource storage with LIST, WATCH and a bounded event window.
+"""Multi-cluster in-memory resource storage with LIST and WATCH.
 
 The Clusterpedia memory storage v2 (multicluster layer). ``MemoryStorage`` holds
 one ``ResourceStorage`` per resource type; each keeps the objects of every
@@ -7,11 +7,10 @@ cluster, stamped with the cluster name (annotation ``CLUSTER_ANNOTATION``) and a
 orders every write of every cluster and resource; writers (a cluster synchro
 through ``ClusterResourceStore``, API writes through ``create``/``update``/
 ``delete``) may interleave from many tasks or threads: each write is atomic
-under one lock, so no event is lost or reordered. Watchers read a shared ring
-of recent events through their own cursor (one JSON encoding per event, shared
-by all watchers); a watcher that falls more than ``max_watch_lag`` events
-behind is cut off and may resume from its last resourceVersion. LIST pages are
-cut from a consistent snapshot kept for the continue token.
+under one lock, so no event is lost or reordered. Every write is recorded in
+the resource type's ``watch_cache.WatchCache``, the bounded event window that
+watches read. LIST pages are cut from a consistent snapshot kept for the
+continue token.
 
 Stored objects are shared, never copied on reads: do not mutate what ``get``,
 ``list`` or a watch hand out. Writes copy the top-level dict and ``metadata`` of
@@ -21,129 +20,37 @@ after handing it to the storage.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import bisect
 import builtins
 import collections
-import contextlib
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final
 
 import orjson
 
 from kubemirror import errors, keys
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status
+from kubemirror.multicluster import status, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
 __all__ = [
     "CLUSTER_ANNOTATION",
-    "INITIAL_EVENTS_END_ANNOTATION",
     "ClusterResourceStore",
     "ListOptions",
     "ListResult",
     "MemoryStorage",
     "ResourceStorage",
-    "StorageEvent",
-    "StoredObject",
-    "Watch",
 ]
 
 CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
 """Annotation naming the cluster an object belongs to (Clusterpedia's own key)."""
-
-INITIAL_EVENTS_END_ANNOTATION: Final = "k8s.io/initial-events-end"
-"""Set to ``"true"`` on the bookmark that ends a ``sendInitialEvents`` stream."""
-
-EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
-
-_READ_BATCH = 1024
-
-
-class StoredObject:
-    """One stored version of an object, with its JSON encoding computed once on demand.
-
-    Immutable after construction (the encoding cache is filled lazily and never
-    changes). ``object`` is shared: do not mutate it.
-    """
-
-    __slots__ = ("_encoded", "cluster", "index", "key", "namespace", "object", "original_rv")
-
-    def __init__(
-        self, obj: Obj, *, cluster: str, key: str, namespace: str, index: int, original_rv: str
-    ) -> None:
-        self.object = obj
-        self.cluster = cluster
-        self.key = key
-        self.namespace = namespace
-        self.index = index
-        self.original_rv = original_rv
-        self._encoded: bytes | None = None
-
-    def encoded(self) -> bytes:
-        """``orjson`` encoding of ``object``, cached."""
-        data = self._encoded
-        if data is None:
-            data = self._encoded = orjson.dumps(self.object)
-        return data
-
-
-class StorageEvent:
-    """A watch event: ``type`` and the stored ``object`` version it carries.
-
-    ``index`` orders it among all storage events (bookmarks carry the index they
-    vouch for); ``previous`` is the version it replaced (``None`` for ADDED and
-    bookmarks). ``line()`` is the watch-stream JSON line, encoded once and shared.
-    """
-
-    __slots__ = ("_line", "entry", "index", "previous", "type")
-
-    def __init__(
-        self,
-        type_: EventType,
-        entry: StoredObject,
-        index: int,
-        previous: StoredObject | None = None,
-    ) -> None:
-        self.type = type_
-        self.entry = entry
-        self.index = index
-        self.previous = previous
-        self._line: bytes | None = None
-
-    @property
-    def object(self) -> Obj:
-        """The object carried by the event (shared; do not mutate)."""
-        return self.entry.object
-
-    @property
-    def cluster(self) -> str:
-        """The cluster the object belongs to (``""`` for bookmarks)."""
-        return self.entry.cluster
-
-    def line(self) -> bytes:
-        """``{"type":...,"object":...}\\n`` as sent on a watch stream, cached."""
-        data = self._line
-        if data is None:
-            data = self._line = b"".join(
-                (b'{"type":"', self.type.encode(), b'","object":', self.entry.encoded(), b"}\n")
-            )
-        return data
-
-    def as_watch_event(self) -> dict[str, Any]:
-        """The event as a ``WatchEvent``-shaped dict (the object is shared)."""
-        return {"type": self.type, "object": self.entry.object}
-
-    def retyped(self, type_: EventType) -> StorageEvent:
-        """The same object under another event type (selector transitions)."""
-        return StorageEvent(type_, self.entry, self.index, self.previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +90,7 @@ class ListResult:
     ``remaining_item_count`` is set only for a paged list without selectors.
     """
 
-    entries: Sequence[StoredObject]
+    entries: Sequence[watch_cache.StoredObject]
     resource_version: str
     continue_token: str = ""
     remaining_item_count: int | None = None
@@ -196,7 +103,7 @@ class ListResult:
 
 @dataclass(slots=True)
 class _Snapshot:
-    entries: list[StoredObject]
+    entries: list[watch_cache.StoredObject]
     index: int
 
 
@@ -221,18 +128,16 @@ class ResourceStorage:
         self.info = info
         self._storage = storage
         self._lock = storage._lock
-        self._clusters: dict[str, dict[str, StoredObject]] = {}
+        self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
         self._sorted: dict[str, list[str]] = {}
-        capacity = storage.event_window
-        self._capacity = capacity
-        self._ring: list[StorageEvent | None] = [None] * capacity
-        self._ring_indexes: list[int] = [0] * capacity
-        self._next_seq = 0
-        self._dropped_index = 0
-        self._dropped_original: dict[str, int] = {}
         self._snapshots: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._watchers = 0
+        self._watch_cache = watch_cache.WatchCache(
+            storage,
+            storage._lock,
+            capacity=storage.event_window,
+            kind=info.kind,
+            api_version=info.api_version,
+        )
 
     # -- identity --------------------------------------------------------------------------
 
@@ -244,14 +149,14 @@ class ResourceStorage:
     @property
     def watcher_count(self) -> int:
         """Number of open watches."""
-        return self._watchers
+        return self._watch_cache.watcher_count
 
     def __repr__(self) -> str:
         return f"ResourceStorage({self.info.gvr})"
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _objects(self, cluster: str) -> dict[str, StoredObject]:
+    def _objects(self, cluster: str) -> dict[str, watch_cache.StoredObject]:
         objects = self._clusters.get(cluster)
         if objects is None:
             if cluster not in self._storage._clusters:
@@ -298,16 +203,16 @@ class ResourceStorage:
         cluster: str,
         key: str,
         namespace: str,
-        type_: EventType,
+        type_: watch_cache.EventType,
         obj: Obj,
         original_rv: str | None,
-        previous: StoredObject | None,
-    ) -> StoredObject:
+        previous: watch_cache.StoredObject | None,
+    ) -> watch_cache.StoredObject:
         """Assign the next index, store or remove the object, record the event. Lock held."""
         objects = self._objects(cluster)
         index = self._storage._next_index()
         orig = original_rv if original_rv else str(index)
-        entry = StoredObject(
+        entry = watch_cache.StoredObject(
             self._stamp(cluster, obj, index, orig),
             cluster=cluster,
             key=key,
@@ -322,27 +227,8 @@ class ResourceStorage:
             if previous is None:
                 self._sorted.pop(cluster, None)
             objects[key] = entry
-        self._append(StorageEvent(type_, entry, index, previous))
+        self._watch_cache.append(watch_cache.StorageEvent(type_, entry, index, previous))
         return entry
-
-    def _append(self, event: StorageEvent) -> None:
-        slot = self._next_seq % self._capacity
-        old = self._ring[slot]
-        if old is not None:
-            self._dropped_index = old.index
-            try:
-                orig = int(old.entry.original_rv)
-            except ValueError:
-                orig = 0
-            if orig > self._dropped_original.get(old.cluster, -1):
-                self._dropped_original[old.cluster] = orig
-        self._ring[slot] = event
-        self._ring_indexes[slot] = event.index
-        self._next_seq += 1
-        waiter = self._wakeup
-        if waiter is not None:
-            self._wakeup = None
-            _wake(waiter)
 
     @staticmethod
     def _original_rv(obj: Obj) -> str:
@@ -383,21 +269,29 @@ class ResourceStorage:
         """
         key, namespace = self._key_of(obj)
         with self._lock:
-            objects = self._objects(cluster)
-            previous = objects.get(key)
-            if previous is None:
-                raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
-            current_rv = previous.object["metadata"]["resourceVersion"]
-            if expected_resource_version and expected_resource_version != current_rv:
-                raise status.conflict(
-                    self.info.gvr.resource,
-                    key,
-                    "the object has been modified; please apply your changes to the latest "
-                    "version and try again",
-                    self.info.gvr.group,
-                )
+            previous = self._existing(
+                cluster,
+                key,
+                expected_resource_version,
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
             orig = self._original_rv(obj) if original_rv is None else original_rv
             return self._commit(cluster, key, namespace, "MODIFIED", obj, orig, previous).object
+
+    def _existing(
+        self, cluster: str, key: str, expected_resource_version: str | None, conflict: str
+    ) -> watch_cache.StoredObject:
+        """The stored entry of ``key``; ``NotFoundError`` if absent, ``ConflictError``
+        (with the ``conflict`` message) if it is not at ``expected_resource_version``.
+        Lock held."""
+        previous = self._objects(cluster).get(key)
+        if previous is None:
+            raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
+        current_rv = previous.object["metadata"]["resourceVersion"]
+        if expected_resource_version and expected_resource_version != current_rv:
+            raise status.conflict(self.info.gvr.resource, key, conflict, self.info.gvr.group)
+        return previous
 
     def delete(self, cluster: str, obj: Obj) -> Obj:
         """Remove the object named by ``obj`` from ``cluster``; returns its final version.
@@ -419,18 +313,9 @@ class ResourceStorage:
     ) -> Obj:
         """Remove ``key`` (``"ns/name"`` or ``"name"``) from ``cluster``; see ``delete``."""
         with self._lock:
-            objects = self._objects(cluster)
-            previous = objects.get(key)
-            if previous is None:
-                raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
-            current_rv = previous.object["metadata"]["resourceVersion"]
-            if expected_resource_version and expected_resource_version != current_rv:
-                raise status.conflict(
-                    self.info.gvr.resource,
-                    key,
-                    "the resourceVersion precondition failed",
-                    self.info.gvr.group,
-                )
+            previous = self._existing(
+                cluster, key, expected_resource_version, "the resourceVersion precondition failed"
+            )
             state: Obj = previous.object
             orig = previous.original_rv
             if (
@@ -491,7 +376,7 @@ class ResourceStorage:
         entry = self._clusters.get(cluster, {}).get(key)
         return None if entry is None else entry.object
 
-    def get_entry(self, cluster: str, key: str) -> StoredObject | None:
+    def get_entry(self, cluster: str, key: str) -> watch_cache.StoredObject | None:
         """The stored entry for ``key`` in ``cluster``, or ``None``."""
         return self._clusters.get(cluster, {}).get(key)
 
@@ -510,9 +395,9 @@ class ResourceStorage:
         with self._lock:
             return {k: e.original_rv for k, e in self._clusters.get(cluster, {}).items()}
 
-    def _snapshot_entries(self, flt: ObjectFilter) -> list[StoredObject]:
+    def _snapshot_entries(self, flt: ObjectFilter) -> list[watch_cache.StoredObject]:
         """Every in-scope entry in (cluster, key) order. Lock held."""
-        out: list[StoredObject] = []
+        out: list[watch_cache.StoredObject] = []
         for cluster in sorted(self._clusters):
             if flt.clusters and cluster not in flt.clusters:
                 continue
@@ -553,10 +438,7 @@ class ResourceStorage:
                 f"{rvs.to_list_resource_version(self._storage.prefix, self._storage._index)}"
             )
         if match == "Exact":
-            latest = (
-                self._ring_indexes[(self._next_seq - 1) % self._capacity] if self._next_seq else 0
-            )
-            if latest > index:
+            if self._watch_cache.latest_index > index:
                 raise status.expired(
                     f"too old resource version: {rv}: only the latest state is kept in memory"
                 )
@@ -659,19 +541,7 @@ class ResourceStorage:
 
     # -- watch ----------------------------------------------------------------------------
 
-    def _first_seq_after(self, index: int) -> int:
-        """Sequence number of the first retained event with an index above ``index``. Lock held."""
-        lo = max(0, self._next_seq - self._capacity)
-        hi = self._next_seq
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._ring_indexes[mid % self._capacity] <= index:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    def watch(self, opts: ListOptions = ListOptions()) -> Watch:
+    def watch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
         """Start a watch; iterate the returned ``Watch`` for ``StorageEvent``s.
 
         ``resource_version``: ``""`` or ``"0"`` first replays the current state as
@@ -695,282 +565,20 @@ class ResourceStorage:
                 "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
             )
         start = rvs.parse_watch_resource_version(opts.resource_version, self._storage.prefix)
-        with self._lock:
-            initial: list[StoredObject] | None = None
-            cluster_floor: dict[str, int] | None = None
-            current = self._storage._index
-            if opts.send_initial_events:
-                initial = self._snapshot_entries(flt)
-                cursor = self._next_seq
-            elif start.cluster_versions is not None:
-                cluster_floor = {}
-                for cluster, rv in start.cluster_versions.items():
-                    try:
-                        floor = int(rv)
-                    except ValueError:
-                        raise status.bad_request(
-                            f"invalid resource version {rv!r} for cluster {cluster!r}"
-                        ) from None
-                    if self._dropped_original.get(cluster, -1) > floor:
-                        raise status.expired(
-                            f"too old resource version {rv!r} for cluster {cluster!r}"
-                        )
-                    cluster_floor[cluster] = floor
-                cursor = max(0, self._next_seq - self._capacity)
-            elif start.index is None:
-                if opts.send_initial_events is None:
-                    initial = self._snapshot_entries(flt)
-                cursor = self._next_seq
-            else:
-                if start.index > current:
-                    raise status.timeout(
-                        f"Too large resource version: {opts.resource_version}, current: "
-                        f"{rvs.to_list_resource_version(self._storage.prefix, current)}"
-                    )
-                if start.index < self._dropped_index:
-                    oldest = rvs.to_list_resource_version(self._storage.prefix, self._dropped_index)
-                    raise status.expired(
-                        f"too old resource version: {opts.resource_version} (oldest: {oldest})"
-                    )
-                cursor = self._first_seq_after(start.index)
-            self._watchers += 1
-        return Watch(
-            self,
-            flt,
-            cursor=cursor,
-            index=current,
-            initial=initial,
-            initial_end_bookmark=bool(opts.send_initial_events),
-            allow_bookmarks=opts.allow_watch_bookmarks,
-            cluster_floor=cluster_floor,
-            now_index=current if cluster_floor is not None else None,
+        replay = bool(opts.send_initial_events) or (
+            opts.send_initial_events is None
+            and start.index is None
+            and start.cluster_versions is None
         )
-
-    def _read(self, cursor: int) -> tuple[builtins.list[StorageEvent], int, bool]:
-        """Events from ``cursor`` on (at most one batch); ``lost`` if they left the ring."""
         with self._lock:
-            end = min(self._next_seq, cursor + _READ_BATCH)
-            if cursor < self._next_seq - self._capacity:
-                return [], cursor, True
-            ring, cap = self._ring, self._capacity
-            events = [cast(StorageEvent, ring[seq % cap]) for seq in range(cursor, end)]
-            return events, end, False
-
-    def _lag(self, cursor: int) -> int:
-        return self._next_seq - cursor
-
-    def _waiter(self) -> asyncio.Future[None]:
-        with self._lock:
-            waiter = self._wakeup
-            if waiter is None or waiter.done():
-                waiter = self._wakeup = asyncio.get_running_loop().create_future()
-            return waiter
-
-    def _bookmark(self, index: int, annotations: dict[str, str] | None = None) -> StorageEvent:
-        meta: dict[str, Any] = {
-            "resourceVersion": rvs.to_list_resource_version(self._storage.prefix, index)
-        }
-        if annotations:
-            meta["annotations"] = annotations
-        obj = {"kind": self.info.kind, "apiVersion": self.info.api_version, "metadata": meta}
-        entry = StoredObject(obj, cluster="", key="", namespace="", index=index, original_rv="")
-        return StorageEvent("BOOKMARK", entry, index)
-
-    def _caught_up_index(self, cursor: int) -> int | None:
-        """The storage index a caught-up watcher can vouch for, else ``None``."""
-        with self._lock:
-            if cursor == self._next_seq:
-                return self._storage._index
-            return None
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    loop = waiter.get_loop()
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        if not waiter.done():
-            waiter.set_result(None)
-        return
-    with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
-        loop.call_soon_threadsafe(_set_done, waiter)
-
-
-def _set_done(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-class Watch:
-    """An open watch: an async iterator of ``StorageEvent``s, in storage order.
-
-    Not thread-safe: iterate from one task. Ends (``StopAsyncIteration``) after
-    ``stop()`` or when cut off for lagging (``cut_off`` is then True and the
-    consumer may resume from ``resource_version``). Label and field selectors
-    apply to events: an object that stops matching arrives as DELETED, one that
-    starts matching as ADDED. Use as an async context manager or call ``stop()``.
-    """
-
-    def __init__(
-        self,
-        rs: ResourceStorage,
-        flt: ObjectFilter,
-        *,
-        cursor: int,
-        index: int,
-        initial: list[StoredObject] | None,
-        initial_end_bookmark: bool,
-        allow_bookmarks: bool,
-        cluster_floor: dict[str, int] | None,
-        now_index: int | None,
-    ) -> None:
-        self._rs = rs
-        self._filter = flt
-        self._cursor = cursor
-        self._backlog_end = rs._next_seq
-        self._pending: collections.deque[StorageEvent] = collections.deque()
-        self._allow_bookmarks = allow_bookmarks
-        self._cluster_floor = cluster_floor
-        self._now_index = now_index
-        self._stopped = False
-        self._closed = False
-        self.cut_off = False
-        self.last_index = index
-        """Index of the newest event delivered (or vouched for by a bookmark)."""
-        if initial is not None:
-            for entry in initial:
-                if flt.matches_object(entry.object):
-                    self._pending.append(StorageEvent("ADDED", entry, entry.index))
-            if initial_end_bookmark:
-                self._pending.append(rs._bookmark(index, {INITIAL_EVENTS_END_ANNOTATION: "true"}))
-
-    @property
-    def resource_version(self) -> str:
-        """The list resourceVersion to resume from after this watch ends."""
-        return rvs.to_list_resource_version(self._rs._storage.prefix, self.last_index)
-
-    def stop(self) -> None:
-        """End the watch; a pending ``__anext__`` returns StopAsyncIteration soon after."""
-        self._stopped = True
-        self._close()
-        with self._rs._lock:
-            waiter = self._rs._wakeup
-        if waiter is not None:
-            _wake(waiter)
-
-    def _close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with self._rs._lock:
-                self._rs._watchers -= 1
-
-    async def __aenter__(self) -> Watch:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __aiter__(self) -> AsyncIterator[StorageEvent]:
-        return self
-
-    def _accept(self, event: StorageEvent) -> StorageEvent | None:
-        flt = self._filter
-        entry = event.entry
-        if not flt.in_scope(entry.cluster, entry.namespace):
-            return None
-        if self._cluster_floor is not None:
-            floor = self._cluster_floor.get(entry.cluster)
-            if floor is None:
-                if event.index <= (self._now_index or 0):
-                    return None
-            else:
-                try:
-                    if int(entry.original_rv) <= floor:
-                        return None
-                except ValueError:
-                    pass
-        if flt.selects_everything_in_scope:
-            return event
-        now = flt.matches_object(entry.object)
-        if event.type == "MODIFIED" and event.previous is not None:
-            before = flt.matches_object(event.previous.object)
-            if now and before:
-                return event
-            if now:
-                return event.retyped("ADDED")
-            if before:
-                return event.retyped("DELETED")
-            return None
-        if event.type == "DELETED" and event.previous is not None:
-            return event if flt.matches_object(event.previous.object) or now else None
-        return event if now else None
-
-    def _pop(self) -> StorageEvent:
-        event = self._pending.popleft()
-        if event.index > self.last_index:
-            self.last_index = event.index
-        return event
-
-    def _fill(self) -> bool:
-        """Move the events available now into the pending queue; False when none were."""
-        rs = self._rs
-        # Lag counts only events that arrived after the watch started: a watch that
-        # resumes from an old version may work through its backlog at its own pace.
-        if rs._lag(max(self._cursor, self._backlog_end)) > rs._storage.max_watch_lag:
-            self._cut()
-            return False
-        events, self._cursor, lost = rs._read(self._cursor)
-        if lost:
-            self._cut()
-            return False
-        for event in events:
-            accepted = self._accept(event)
-            if accepted is not None:
-                self._pending.append(accepted)
-            elif event.index > self.last_index and not self._pending:
-                self.last_index = event.index
-        return bool(events)
-
-    async def __anext__(self) -> StorageEvent:
-        rs = self._rs
-        while True:
-            if self._pending:
-                return self._pop()
-            if self._stopped:
-                self._close()
-                raise StopAsyncIteration
-            if self._fill() or self._stopped:
-                continue
-            waiter = rs._waiter()
-            if rs._lag(self._cursor) > 0 or self._stopped:
-                continue
-            timeout = rs._storage.bookmark_interval if self._allow_bookmarks else None
-            done, _ = await asyncio.wait({waiter}, timeout=timeout)
-            if not done and not self._stopped:
-                index = rs._caught_up_index(self._cursor)
-                if index is not None and index >= self.last_index:
-                    self._pending.append(rs._bookmark(index))
-
-    async def next_batch(self, max_events: int = 1024) -> builtins.list[StorageEvent]:
-        """Wait for at least one event, then return every event available now (up to
-        ``max_events``) without waiting further; ``[]`` once the watch has ended.
-        """
-        try:
-            batch = [await self.__anext__()]
-        except StopAsyncIteration:
-            return []
-        while len(batch) < max_events:
-            if not self._pending and (self._stopped or not self._fill()):
-                break
-            if self._pending:
-                batch.append(self._pop())
-        return batch
-
-    def _cut(self) -> None:
-        self.cut_off = True
-        self._stopped = True
+            return self._watch_cache.watch(
+                flt,
+                start,
+                resource_version=opts.resource_version,
+                initial=self._snapshot_entries(flt) if replay else None,
+                initial_end_bookmark=bool(opts.send_initial_events),
+                allow_bookmarks=opts.allow_watch_bookmarks,
+            )
 
 
 class ClusterResourceStore:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
+from kubemirror.multicluster import watch_cache
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.storage import (
     ClusterResourceStore,
@@ -27,7 +28,6 @@ from kubemirror.multicluster.storage import (
     ListResult,
     MemoryStorage,
     ResourceStorage,
-    Watch,
 )
 from kubemirror.types import GroupVersionResource, WatchEvent
 
@@ -258,7 +258,7 @@ def _set_event() -> asyncio.Event:
 class _EventStream:
     """Adapts a storage ``Watch`` to the ``EventStream`` protocol (dict events, ``aclose``)."""
 
-    def __init__(self, watch: Watch, timeout: float | None) -> None:
+    def __init__(self, watch: watch_cache.Watch, timeout: float | None) -> None:
         self._watch = watch
         self._deadline = (
             asyncio.get_running_loop().time() + timeout if timeout and timeout > 0 else None
