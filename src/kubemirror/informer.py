@@ -182,19 +182,37 @@ class PrometheusMetrics:
 
 
 class _FifoFeed:
-    """The reflector's view of the DeltaFIFO; reports each relist to the informer."""
+    """The reflector's view of the informer's DeltaFIFO.
 
-    def __init__(self, fifo: delta_fifo.DeltaFIFO, on_replace: Callable[[], None]) -> None:
-        self.add: Callable[[Any], None] = fifo.add
-        self.update: Callable[[Any], None] = fifo.update
-        self.delete: Callable[[Any], None] = fifo.delete
-        self.resync: Callable[[], None] = fifo.resync
+    Each watch write is followed by one pop (applied at once, in FIFO order), so a
+    steady stream never builds a backlog and every replaced object is freed right
+    after its successor is decoded (which keeps CPython's collector idle). Bulk
+    writes (``replace``, ``resync``) only wake the informer's drain task.
+    """
+
+    def __init__(self, fifo: delta_fifo.DeltaFIFO, informer: SharedInformer) -> None:
         self._fifo = fifo
-        self._on_replace = on_replace
+        self._informer = informer
+
+    def add(self, obj: Any) -> None:
+        self._fifo.add(obj)
+        self._informer._pop_one()
+
+    def update(self, obj: Any) -> None:
+        self._fifo.update(obj)
+        self._informer._pop_one()
+
+    def delete(self, obj: Any) -> None:
+        self._fifo.delete(obj)
+        self._informer._pop_one()
 
     def replace(self, objs: list[Any], resource_version: str = "") -> None:
         self._fifo.replace(objs, resource_version)
-        self._on_replace()
+        self._informer._wake_drain()
+
+    def resync(self) -> None:
+        self._fifo.resync()
+        self._informer._wake_drain()
 
 
 class SharedInformer(reflector.Runner):
@@ -235,7 +253,7 @@ class SharedInformer(reflector.Runner):
         )
         self.reflector = reflector.Reflector(
             lw,
-            _FifoFeed(self._fifo, self._check_synced),
+            _FifoFeed(self._fifo, self),
             resync_period=resync_period,
             transform=transform,
             name=self.name,
@@ -246,6 +264,7 @@ class SharedInformer(reflector.Runner):
         self._synced = False
         self._synced_event: asyncio.Event | None = None
         self._running = False
+        self._drain_wake: asyncio.Event | None = None
         self.pops = 0
 
     # -- reads -----------------------------------------------------------------------------
@@ -261,6 +280,11 @@ class SharedInformer(reflector.Runner):
     @property
     def last_sync_resource_version(self) -> str:
         return self.reflector.last_sync_resource_version
+
+    @property
+    def queue_depth(self) -> int:
+        """Keys waiting in the DeltaFIFO (received, not yet applied to the indexer)."""
+        return len(self._fifo)
 
     def has_synced(self) -> bool:
         """True once the first list has been fully applied to the indexer."""
@@ -336,27 +360,63 @@ class SharedInformer(reflector.Runner):
                 await reg._stop()
 
     async def _run_body(self) -> None:
-        await asyncio.gather(self.reflector.run(), self._pop_loop())
+        self._drain_wake = asyncio.Event()
+        if len(self._fifo):
+            self._drain_wake.set()
+        try:
+            await asyncio.gather(self.reflector.run(), self._drain_loop())
+        finally:
+            self._drain_wake = None
 
-    async def _pop_loop(self) -> None:
-        fifo = self._fifo
-        process = self._process
+    def _wake_drain(self) -> None:
+        if self._drain_wake is not None:
+            self._drain_wake.set()
+
+    def _pop_one(self) -> None:
+        """Apply the oldest queued deltas now (called after each watch write)."""
+        try:
+            self._fifo.pop(self._process, timeout=0)
+        except TimeoutError:
+            return
+        except errors.FIFOClosedError:
+            return
+        except Exception:
+            log.exception("%s: applying deltas failed", self.name)
+        self._after_pop()
+
+    def _after_pop(self) -> None:
+        self.pops += 1
+        if not self._synced:
+            self._check_synced()
         metrics = self.metrics
+        if metrics is not None and self.pops % _YIELD_EVERY == 0:
+            metrics.set("store_size", self.name, len(self._indexer))
+            metrics.set("queue_depth", self.name, len(self._fifo))
+
+    async def _drain_loop(self) -> None:
+        """Drain bulk writes (relists, resyncs), yielding to the loop every few hundred keys."""
+        fifo = self._fifo
+        wake = self._drain_wake
+        assert wake is not None
         while True:
-            try:
-                await fifo.apop(process)
-            except errors.FIFOClosedError:
-                return
-            except Exception:
-                log.exception("%s: applying deltas failed", self.name)
-            self.pops += 1
+            await wake.wait()
+            wake.clear()
+            drained = 0
+            while True:
+                try:
+                    fifo.pop(self._process, timeout=0)
+                except TimeoutError:
+                    break
+                except errors.FIFOClosedError:
+                    return
+                except Exception:
+                    log.exception("%s: applying deltas failed", self.name)
+                self._after_pop()
+                drained += 1
+                if drained % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
             if not self._synced:
                 self._check_synced()
-            if self.pops % _YIELD_EVERY == 0:
-                if metrics is not None:
-                    metrics.set("store_size", self.name, len(self._indexer))
-                    metrics.set("queue_depth", self.name, len(fifo))
-                await asyncio.sleep(0)
 
     def _check_synced(self) -> None:
         if self._synced or not self._fifo.has_synced():
