@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from kubemirror import errors, keys, reflector
 from kubemirror.cache import delta_fifo, index
 from kubemirror.cache.thread_safe_store import Indexers
+from kubemirror.client import transport
 from kubemirror.listwatch import ListerWatcher
 from kubemirror.types import KeyFunc
 
@@ -401,22 +402,23 @@ class SharedInformer(reflector.Runner):
         while True:
             await wake.wait()
             wake.clear()
-            drained = 0
-            while True:
+            while self._drain_some(fifo):  # noqa: ASYNC110 - yields between batches
+                await asyncio.sleep(0)
+            if not self._synced:
+                self._check_synced()
+
+    def _drain_some(self, fifo: delta_fifo.DeltaFIFO) -> bool:
+        """Pop up to a few hundred keys with the GC paused; True if more may be queued."""
+        with transport.paused_gc():
+            for _ in range(_YIELD_EVERY):
                 try:
                     fifo.pop(self._process, timeout=0)
-                except TimeoutError:
-                    break
-                except errors.FIFOClosedError:
-                    return
+                except (TimeoutError, errors.FIFOClosedError):
+                    return False
                 except Exception:
                     log.exception("%s: applying deltas failed", self.name)
                 self._after_pop()
-                drained += 1
-                if drained % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-            if not self._synced:
-                self._check_synced()
+        return True
 
     def _check_synced(self) -> None:
         if self._synced or not self._fifo.has_synced():

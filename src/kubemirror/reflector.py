@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from kubemirror import errors, keys
+from kubemirror.client import transport
 from kubemirror.listwatch import EventStream, ListerWatcher, ListOptions
 from kubemirror.types import Obj, WatchEvent
 
@@ -378,7 +379,15 @@ class Reflector(Runner):
     # -- listing ---------------------------------------------------------------------------
 
     async def _list(self) -> None:
-        """Fetch every page at one consistent RV and replace the store's contents."""
+        """Fetch every page at one consistent RV and replace the store's contents.
+
+        The cyclic GC stays paused for the whole list (it only creates objects that
+        survive); it is restored when the list ends or fails.
+        """
+        with transport.paused_gc():
+            await self._list_pages()
+
+    async def _list_pages(self) -> None:
         opts = ListOptions(limit=self.page_size)
         items: list[dict[str, Any]] = []
         while True:
