@@ -207,6 +207,7 @@ async def test_informer_converges_after_faults(env: Env, scenario: Scenario,
         await scenario(env, informer)
         await churn(env, 99)
         await converged(env, informer, replay)
+    assert informer.reflector.streaming_list == streaming  # the server streams lists
     if scenario is expired_continue_token and not streaming:
         assert any("continue=" in r for r in env.proxy.stats.requests)
 

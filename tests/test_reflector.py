@@ -9,6 +9,7 @@ the project's API server, through a fault-injecting proxy, is in test_informer.p
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from typing import Any
 
@@ -329,6 +330,42 @@ async def test_cancelling_run_cancels_cleanly() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_freeze_gc_after_sync_freezes_the_mirrored_objects_once() -> None:
+    server = MemoryServer()
+    for i in range(5):
+        server.put(f"cm{i}")
+    _lw, _store, refl = make(server, freeze_gc_after_sync=True)
+    gc.unfreeze()
+    try:
+        async with refl:
+            await eventually(lambda: refl.has_synced())
+            frozen = gc.get_freeze_count()
+            assert frozen > 0
+            assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
+async def test_gc_is_paused_during_a_list_and_restored_even_when_it_fails() -> None:
+    server = MemoryServer()
+    server.put("a")
+    lw, _store, refl = make(server)
+    states: list[bool] = []
+    original = lw.list
+
+    async def spying_list(opts: Any) -> Any:
+        states.append(gc.isenabled())
+        if len(states) == 1:
+            raise errors.TransportError("first page fails")
+        return await original(opts)
+
+    lw.list = spying_list  # type: ignore[method-assign]
+    async with refl:
+        await eventually(lambda: refl.has_synced())
+    assert states == [False, False]
+    assert gc.isenabled()
 
 
 def test_bad_parameters_are_config_errors() -> None:

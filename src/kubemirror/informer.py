@@ -231,6 +231,11 @@ class SharedInformer(reflector.Runner):
     ``InformerThread`` handle). Objects handed to handlers and returned by the
     indexer are shared: do not mutate them. Handler exceptions are logged with the
     object's key and never stop anything.
+
+    Ordering and cost: each watch event is applied to the indexer as soon as it is
+    received (so a handler sees changes in server order); a relist is drained by a
+    background task in batches of 256 keys with the cyclic GC paused, yielding to
+    the loop between batches.
     """
 
     def __init__(
