@@ -228,6 +228,38 @@ async def test_late_handler_first_receives_the_current_contents(env: Env) -> Non
         await eventually(lambda: "default/d" in late.state)
 
 
+async def test_removed_handler_receives_nothing_more(env: Env) -> None:
+    kept, removed = Replay(), Replay()
+    informer = fast_informer(env)
+    informer.add_event_handler(kept)
+    reg = informer.add_event_handler(removed)
+    async with informer:
+        await create(env, "a")
+        await eventually(lambda: len(removed.state) == 1)
+        await informer.remove_event_handler(reg)
+        await create(env, "b")
+        await eventually(lambda: len(kept.state) == 2)
+    assert list(removed.state) == ["default/a"]
+
+
+async def test_poller_mirrors_an_api_it_polls(env: Env) -> None:
+    """``Poller`` over a real LIST call, into a store computing deltas (Indexer via replace)."""
+    from kubemirror.cache import Indexer
+    from kubemirror.reflector import Poller
+
+    await create(env, "a", "b")
+
+    async def get() -> list[Any]:
+        return (await env.writer.list(PODS, "default", ListOptions())).items
+
+    store = Indexer()
+    async with Poller(get, 0.01, store) as poller:
+        await eventually(lambda: len(store) == 2)
+        await env.writer.delete(PODS, "a", "default")
+        await eventually(lambda: store.list_keys() == ["default/b"])
+    assert poller.errors == 0
+
+
 async def test_raising_handler_is_logged_and_others_still_receive(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
