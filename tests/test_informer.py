@@ -243,7 +243,7 @@ async def test_removed_handler_receives_nothing_more(env: Env) -> None:
 
 
 async def test_poller_mirrors_an_api_it_polls(env: Env) -> None:
-    """``Poller`` over a real LIST call, into a store computing deltas (Indexer via replace)."""
+    """``Poller`` over a real LIST call, replacing an Indexer's content each period."""
     from kubemirror.cache import Indexer
     from kubemirror.reflector import Poller
 
