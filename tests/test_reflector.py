@@ -14,7 +14,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kubemirror import errors
@@ -389,6 +389,8 @@ ops = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
+@example([("put", "a"), ("put", "b"), ("disconnect", ""), ("remove", "a"), ("put", "b"),
+          ("compact", ""), ("reconnect", "")])
 def test_store_converges_to_the_server_state_under_any_fault_sequence(
     steps: list[tuple[str, str]],
 ) -> None:
