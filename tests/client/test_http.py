@@ -22,6 +22,7 @@ from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource
 from tests.certs import Pki, make_pki
+from tests.faultproxy import FaultProxy
 
 TOKEN = "t0ken-very-secret"
 
@@ -202,3 +203,21 @@ async def test_discovery_resolves_names_and_finds_new_crds(plain_server: KubeApi
         widget = await discovery.resolve("wd")
         assert widget.gvr == GroupVersionResource("example.com", "v1", "widgets")
         assert widget.kind == "Widget"
+
+
+async def test_kubeconfig_proxy_url_is_used(plain_server: KubeApiServer, tmp_path: Path) -> None:
+    async with FaultProxy(plain_server.url) as proxy:
+        doc: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "s", "cluster": {"server": plain_server.url,
+                                                   "proxy-url": proxy.url}}],
+            "users": [{"name": "u", "user": {}}],
+            "contexts": [{"name": "c", "context": {"cluster": "s", "user": "u"}}],
+        }
+        path = tmp_path / "config"
+        path.write_text(yaml.safe_dump(doc))
+        config = await load_kube_config(path)
+        assert config.proxy == proxy.url
+        async with KubeClient(config) as client:
+            assert (await client.list(PODS, None, ListOptions())).items == []
+        assert proxy.stats.requests == ["GET /api/v1/pods"]

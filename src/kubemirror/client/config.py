@@ -40,10 +40,19 @@ class ClientConfig:
     Immutable after construction and safe to share between tasks and threads; the
     ``ssl_context`` is built once. ``authorization()`` may run an exec plugin or
     re-read a rotated token file, so it is a coroutine. ``namespace`` is the
-    context's default namespace (``"default"`` when unset).
+    context's default namespace (``"default"`` when unset); ``proxy`` the
+    kubeconfig's ``proxy-url`` (an HTTP proxy), if any.
     """
 
-    __slots__ = ("_auth", "context_name", "namespace", "server", "ssl_context", "tls_server_name")
+    __slots__ = (
+        "_auth",
+        "context_name",
+        "namespace",
+        "proxy",
+        "server",
+        "ssl_context",
+        "tls_server_name",
+    )
 
     def __init__(
         self,
@@ -54,6 +63,7 @@ class ClientConfig:
         tls_server_name: str | None = None,
         namespace: str = "default",
         context_name: str | None = None,
+        proxy: str | None = None,
     ) -> None:
         if not server.startswith(("http://", "https://")):
             raise errors.ConfigError(
@@ -64,6 +74,7 @@ class ClientConfig:
         self.tls_server_name = tls_server_name
         self.namespace = namespace
         self.context_name = context_name
+        self.proxy = proxy
         self._auth = auth
 
     @classmethod
@@ -310,4 +321,5 @@ def _from_configuration(
         tls_server_name=getattr(configuration, "tls_server_name", None),
         namespace=namespace,
         context_name=context_name,
+        proxy=getattr(configuration, "proxy", None) or None,
     )

@@ -355,6 +355,7 @@ class KubeClient:
                 headers=headers,
                 timeout=timeout,
                 server_hostname=self.config.tls_server_name,
+                proxy=self.config.proxy,
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise errors.TransportError(f"{method} {url}: {exc!r}") from exc
