@@ -2,8 +2,9 @@
 
 The ``informer`` layer (client-go ``tools/cache`` shared informer). The
 reflector writes list and watch results into a ``DeltaFIFO`` whose known objects
-are the informer's ``Indexer``; one pop loop applies each key's deltas to the
-indexer and turns them into add/update/delete notifications. Every handler has its
+are the informer's ``Indexer``; each key's deltas are popped in order, applied to
+the indexer and turned into add/update/delete notifications (watch writes at once,
+relists by a draining task). Every handler has its
 own queue and task (like client-go's processorListener), so a slow async handler
 delays only itself, never the pop loop or other handlers. A thread-backed facade
 (``start_in_thread``) serves plain scripts from the same asyncio core.
