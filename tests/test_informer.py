@@ -365,6 +365,11 @@ async def test_indexers_and_prometheus_metrics(env: Env) -> None:
     by_phase = {"phase": lambda o: [o.get("status", {}).get("phase", "")]}
     informer = fast_informer(env, indexers=by_phase, metrics=PrometheusMetrics(registry),
                              name="pods")
+
+    def failing(obj: Any) -> None:
+        raise RuntimeError("counted")
+
+    failing_reg = informer.add_event_handler(on_add=failing)
     async with informer:
         assert await informer.wait_for_sync(10)
         await create(env, "c")
@@ -372,7 +377,9 @@ async def test_indexers_and_prometheus_metrics(env: Env) -> None:
         assert len(informer.get_indexer().by_index("phase", "Running")) == 3
         await eventually(lambda: (registry.get_sample_value(
             "kubemirror_events_total", {"resource": "pods"}) or 0) >= 1)
+        await eventually(lambda: failing_reg.errors == 3)
     assert registry.get_sample_value("kubemirror_store_size", {"resource": "pods"}) >= 2
+    assert registry.get_sample_value("kubemirror_errors_total", {"resource": "pods"}) == 3
 
 
 async def test_start_in_thread_serves_plain_scripts(env: Env) -> None:

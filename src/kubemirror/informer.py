@@ -65,9 +65,10 @@ class HandlerRegistration:
     """
 
     def __init__(self, callbacks: tuple[Callback | None, Callback | None, Callback | None],
-                 name: str) -> None:
+                 name: str, metrics: reflector.MetricsSink | None = None) -> None:
         self.callbacks = callbacks
         self.name = name
+        self.metrics = metrics
         self.errors = 0
         self.delivered = 0
         self._queue: collections.deque[tuple[int, tuple[Any, ...]]] = collections.deque()
@@ -129,6 +130,8 @@ class HandlerRegistration:
                     await result
             except Exception:
                 self.errors += 1
+                if self.metrics is not None:
+                    self.metrics.inc("errors", self.name)
                 log.exception("%s: handler %s.%s failed on %s", self.name,
                               _callback_name(callbacks[kind]), _HANDLER_NAMES[kind],
                               _describe(args[-1]))
@@ -333,7 +336,7 @@ class SharedInformer(reflector.Runner):
         if on_add is None and on_update is None and on_delete is None:
             raise errors.ConfigError("a handler needs on_add, on_update or on_delete",
                                      field="handler")
-        reg = HandlerRegistration((on_add, on_update, on_delete), self.name)
+        reg = HandlerRegistration((on_add, on_update, on_delete), self.name, self.metrics)
         for obj in self._indexer.list():
             reg._push(_ADD, (obj,))
         if self._synced:
