@@ -221,3 +221,33 @@ async def test_kubeconfig_proxy_url_is_used(plain_server: KubeApiServer, tmp_pat
         async with KubeClient(config) as client:
             assert (await client.list(PODS, None, ListOptions())).items == []
         assert proxy.stats.requests == ["GET /api/v1/pods"]
+
+
+async def test_401_reruns_the_exec_plugin_once(tls_server: KubeApiServer, tmp_path: Path,
+                                               pki: Pki) -> None:
+    """The plugin's first token is rejected; after the 401 it is run again and succeeds."""
+    counter = tmp_path / "count"
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json, pathlib\n"
+        f"p = pathlib.Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        f"token = 'stale' if n == 1 else {TOKEN!r}\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',\n"
+        "  'kind': 'ExecCredential', 'status': {'token': token}}))\n"
+    )
+    doc: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "s", "cluster": {"server": tls_server.url,
+                                               "certificate-authority": str(pki.ca_cert)}}],
+        "users": [{"name": "u", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable, "args": [str(plugin)]}}}],
+        "contexts": [{"name": "c", "context": {"cluster": "s", "user": "u"}}],
+    }
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(doc))
+    async with KubeClient(await load_kube_config(path)) as client:
+        assert (await client.list(PODS, None, ListOptions())).items == []
+    assert counter.read_text() == "2"
