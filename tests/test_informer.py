@@ -218,20 +218,6 @@ async def test_informer_converges_after_faults(env: Env, scenario: Scenario,
 # -- handlers ---------------------------------------------------------------------------------
 
 
-async def test_list_watch_for_a_short_name_with_a_label_selector(env: Env) -> None:
-    await create(env, "web-1", "web-2", "db-1")
-    lw = await ListWatch.for_resource(env.client, "po", "default", label_selector="app=web")
-    assert lw.gvr == PODS
-    informer = SharedInformer(lw)
-    async with informer:
-        assert await informer.wait_for_sync(10)
-        await create(env, "web-3", "db-2")
-        await eventually(lambda: len(informer.get_indexer()) == 3)
-    assert sorted(informer.get_indexer().list_keys()) == [
-        "default/web-1", "default/web-2", "default/web-3"]
-    assert str(lw) == "pods.v1 in default [app=web]"
-
-
 async def test_late_handler_first_receives_the_current_contents(env: Env) -> None:
     await create(env, "a", "b", "c")
     informer = fast_informer(env)

@@ -368,6 +368,18 @@ async def test_gc_is_paused_during_a_list_and_restored_even_when_it_fails() -> N
     assert gc.isenabled()
 
 
+async def test_runner_start_is_idempotent_and_stop_without_start_is_a_no_op() -> None:
+    server = MemoryServer()
+    lw, _store, refl = make(server)
+    await refl.stop()
+    task = refl.start()
+    assert refl.start() is task
+    await eventually(lambda: len(lw.streams) == 1)
+    await refl.stop()
+    assert task.done()
+    assert not task.cancelled()
+
+
 def test_bad_parameters_are_config_errors() -> None:
     lw = MemoryListerWatcher(MemoryServer())
     with pytest.raises(errors.ConfigError, match="page_size"):
