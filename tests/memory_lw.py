@@ -43,6 +43,12 @@ class MemoryServer:
             self._changed.set()
             self._changed = None
 
+    def wake(self) -> None:
+        """Wake every stream waiting for news (closed ones then end)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
     def changed(self) -> asyncio.Event:
         if self._changed is None:
             self._changed = asyncio.Event()
@@ -198,7 +204,7 @@ class MemoryListerWatcher:
             self._online = asyncio.Event()
         if self.streams:
             self.streams[-1].closed = True
-        self.server.changed().set()
+        self.server.wake()
 
     def reconnect(self) -> None:
         if self._online is not None:

@@ -9,11 +9,12 @@ the project's API server, through a fault-injecting proxy, is in test_informer.p
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kubemirror import errors
@@ -175,7 +176,7 @@ async def test_410_relists_and_the_replace_drops_objects_deleted_meanwhile(how: 
         # the delete happens while the reflector cannot see it
         lw.gone_on_watch = 1 if how == "gone_on_open" else 0
         lw.streams[0].closed = True
-        server.changed().set()
+        server.wake()
         server.remove("b")
         server.put("d")
         server.compact()
@@ -331,6 +332,54 @@ async def test_cancelling_run_cancels_cleanly() -> None:
         await task
 
 
+async def test_freeze_gc_after_sync_freezes_the_mirrored_objects_once() -> None:
+    server = MemoryServer()
+    for i in range(5):
+        server.put(f"cm{i}")
+    _lw, _store, refl = make(server, freeze_gc_after_sync=True)
+    gc.unfreeze()
+    try:
+        async with refl:
+            await eventually(lambda: refl.has_synced())
+            frozen = gc.get_freeze_count()
+            assert frozen > 0
+            assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
+async def test_gc_is_paused_during_a_list_and_restored_even_when_it_fails() -> None:
+    server = MemoryServer()
+    server.put("a")
+    lw, _store, refl = make(server)
+    states: list[bool] = []
+    original = lw.list
+
+    async def spying_list(opts: Any) -> Any:
+        states.append(gc.isenabled())
+        if len(states) == 1:
+            raise errors.TransportError("first page fails")
+        return await original(opts)
+
+    lw.list = spying_list  # type: ignore[method-assign]
+    async with refl:
+        await eventually(lambda: refl.has_synced())
+    assert states == [False, False]
+    assert gc.isenabled()
+
+
+async def test_runner_start_is_idempotent_and_stop_without_start_is_a_no_op() -> None:
+    server = MemoryServer()
+    lw, _store, refl = make(server)
+    await refl.stop()
+    task = refl.start()
+    assert refl.start() is task
+    await eventually(lambda: len(lw.streams) == 1)
+    await refl.stop()
+    assert task.done()
+    assert not task.cancelled()
+
+
 def test_bad_parameters_are_config_errors() -> None:
     lw = MemoryListerWatcher(MemoryServer())
     with pytest.raises(errors.ConfigError, match="page_size"):
@@ -352,6 +401,8 @@ ops = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
+@example([("put", "a"), ("put", "b"), ("disconnect", ""), ("remove", "a"), ("put", "b"),
+          ("compact", ""), ("reconnect", "")])
 def test_store_converges_to_the_server_state_under_any_fault_sequence(
     steps: list[tuple[str, str]],
 ) -> None:
@@ -382,7 +433,7 @@ def test_store_converges_to_the_server_state_under_any_fault_sequence(
                                                           "malformed")]))
                     if lw.streams:
                         lw.streams[-1].closed = True
-                        server.changed().set()
+                        server.wake()
                 await asyncio.sleep(0)
             lw.reconnect()
             await eventually(lambda: caught_up(server, store, refl), what="store == server")

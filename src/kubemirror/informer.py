@@ -2,8 +2,9 @@
 
 The ``informer`` layer (client-go ``tools/cache`` shared informer). The
 reflector writes list and watch results into a ``DeltaFIFO`` whose known objects
-are the informer's ``Indexer``; one pop loop applies each key's deltas to the
-indexer and turns them into add/update/delete notifications. Every handler has its
+are the informer's ``Indexer``; each key's deltas are popped in order, applied to
+the indexer and turned into add/update/delete notifications (watch writes at once,
+relists by a draining task). Every handler has its
 own queue and task (like client-go's processorListener), so a slow async handler
 delays only itself, never the pop loop or other handlers. A thread-backed facade
 (``start_in_thread``) serves plain scripts from the same asyncio core.
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from kubemirror import errors, keys, reflector
 from kubemirror.cache import delta_fifo, index
 from kubemirror.cache.thread_safe_store import Indexers
+from kubemirror.client import transport
 from kubemirror.listwatch import ListerWatcher
 from kubemirror.types import KeyFunc
 
@@ -63,9 +65,10 @@ class HandlerRegistration:
     """
 
     def __init__(self, callbacks: tuple[Callback | None, Callback | None, Callback | None],
-                 name: str) -> None:
+                 name: str, metrics: reflector.MetricsSink | None = None) -> None:
         self.callbacks = callbacks
         self.name = name
+        self.metrics = metrics
         self.errors = 0
         self.delivered = 0
         self._queue: collections.deque[tuple[int, tuple[Any, ...]]] = collections.deque()
@@ -127,6 +130,8 @@ class HandlerRegistration:
                     await result
             except Exception:
                 self.errors += 1
+                if self.metrics is not None:
+                    self.metrics.inc("errors", self.name)
                 log.exception("%s: handler %s.%s failed on %s", self.name,
                               _callback_name(callbacks[kind]), _HANDLER_NAMES[kind],
                               _describe(args[-1]))
@@ -182,19 +187,37 @@ class PrometheusMetrics:
 
 
 class _FifoFeed:
-    """The reflector's view of the DeltaFIFO; reports each relist to the informer."""
+    """The reflector's view of the informer's DeltaFIFO.
 
-    def __init__(self, fifo: delta_fifo.DeltaFIFO, on_replace: Callable[[], None]) -> None:
-        self.add: Callable[[Any], None] = fifo.add
-        self.update: Callable[[Any], None] = fifo.update
-        self.delete: Callable[[Any], None] = fifo.delete
-        self.resync: Callable[[], None] = fifo.resync
+    Each watch write is followed by one pop (applied at once, in FIFO order), so a
+    steady stream never builds a backlog and every replaced object is freed right
+    after its successor is decoded (which keeps CPython's collector idle). Bulk
+    writes (``replace``, ``resync``) only wake the informer's drain task.
+    """
+
+    def __init__(self, fifo: delta_fifo.DeltaFIFO, informer: SharedInformer) -> None:
         self._fifo = fifo
-        self._on_replace = on_replace
+        self._informer = informer
+
+    def add(self, obj: Any) -> None:
+        self._fifo.add(obj)
+        self._informer._pop_one()
+
+    def update(self, obj: Any) -> None:
+        self._fifo.update(obj)
+        self._informer._pop_one()
+
+    def delete(self, obj: Any) -> None:
+        self._fifo.delete(obj)
+        self._informer._pop_one()
 
     def replace(self, objs: list[Any], resource_version: str = "") -> None:
         self._fifo.replace(objs, resource_version)
-        self._on_replace()
+        self._informer._wake_drain()
+
+    def resync(self) -> None:
+        self._fifo.resync()
+        self._informer._wake_drain()
 
 
 class SharedInformer(reflector.Runner):
@@ -212,6 +235,11 @@ class SharedInformer(reflector.Runner):
     ``InformerThread`` handle). Objects handed to handlers and returned by the
     indexer are shared: do not mutate them. Handler exceptions are logged with the
     object's key and never stop anything.
+
+    Ordering and cost: each watch event is applied to the indexer as soon as it is
+    received (so a handler sees changes in server order); a relist is drained by a
+    background task in batches of 256 keys with the cyclic GC paused, yielding to
+    the loop between batches.
     """
 
     def __init__(
@@ -235,7 +263,7 @@ class SharedInformer(reflector.Runner):
         )
         self.reflector = reflector.Reflector(
             lw,
-            _FifoFeed(self._fifo, self._check_synced),
+            _FifoFeed(self._fifo, self),
             resync_period=resync_period,
             transform=transform,
             name=self.name,
@@ -246,6 +274,7 @@ class SharedInformer(reflector.Runner):
         self._synced = False
         self._synced_event: asyncio.Event | None = None
         self._running = False
+        self._drain_wake: asyncio.Event | None = None
         self.pops = 0
 
     # -- reads -----------------------------------------------------------------------------
@@ -261,6 +290,11 @@ class SharedInformer(reflector.Runner):
     @property
     def last_sync_resource_version(self) -> str:
         return self.reflector.last_sync_resource_version
+
+    @property
+    def queue_depth(self) -> int:
+        """Keys waiting in the DeltaFIFO (received, not yet applied to the indexer)."""
+        return len(self._fifo)
 
     def has_synced(self) -> bool:
         """True once the first list has been fully applied to the indexer."""
@@ -302,7 +336,7 @@ class SharedInformer(reflector.Runner):
         if on_add is None and on_update is None and on_delete is None:
             raise errors.ConfigError("a handler needs on_add, on_update or on_delete",
                                      field="handler")
-        reg = HandlerRegistration((on_add, on_update, on_delete), self.name)
+        reg = HandlerRegistration((on_add, on_update, on_delete), self.name, self.metrics)
         for obj in self._indexer.list():
             reg._push(_ADD, (obj,))
         if self._synced:
@@ -336,27 +370,64 @@ class SharedInformer(reflector.Runner):
                 await reg._stop()
 
     async def _run_body(self) -> None:
-        await asyncio.gather(self.reflector.run(), self._pop_loop())
+        self._drain_wake = asyncio.Event()
+        if len(self._fifo):
+            self._drain_wake.set()
+        try:
+            await asyncio.gather(self.reflector.run(), self._drain_loop())
+        finally:
+            self._drain_wake = None
 
-    async def _pop_loop(self) -> None:
-        fifo = self._fifo
-        process = self._process
+    def _wake_drain(self) -> None:
+        if self._drain_wake is not None:
+            self._drain_wake.set()
+
+    def _pop_one(self) -> None:
+        """Apply the oldest queued deltas now (called after each watch write)."""
+        try:
+            self._fifo.pop(self._process, timeout=0)
+        except TimeoutError:
+            return
+        except errors.FIFOClosedError:
+            return
+        except Exception:
+            log.exception("%s: applying deltas failed", self.name)
+        self._after_pop()
+
+    def _after_pop(self) -> None:
+        self.pops += 1
+        if not self._synced:
+            self._check_synced()
         metrics = self.metrics
+        if metrics is not None and self.pops % _YIELD_EVERY == 0:
+            metrics.set("store_size", self.name, len(self._indexer))
+            metrics.set("queue_depth", self.name, len(self._fifo))
+
+    async def _drain_loop(self) -> None:
+        """Drain bulk writes (relists, resyncs), yielding to the loop every few hundred keys."""
+        fifo = self._fifo
+        wake = self._drain_wake
+        assert wake is not None
         while True:
-            try:
-                await fifo.apop(process)
-            except errors.FIFOClosedError:
-                return
-            except Exception:
-                log.exception("%s: applying deltas failed", self.name)
-            self.pops += 1
+            await wake.wait()
+            wake.clear()
+            while self._drain_some(fifo):  # noqa: ASYNC110 - yields between batches
+                await asyncio.sleep(0)
             if not self._synced:
                 self._check_synced()
-            if self.pops % _YIELD_EVERY == 0:
-                if metrics is not None:
-                    metrics.set("store_size", self.name, len(self._indexer))
-                    metrics.set("queue_depth", self.name, len(fifo))
-                await asyncio.sleep(0)
+
+    def _drain_some(self, fifo: delta_fifo.DeltaFIFO) -> bool:
+        """Pop up to a few hundred keys with the GC paused; True if more may be queued."""
+        with transport.paused_gc():
+            for _ in range(_YIELD_EVERY):
+                try:
+                    fifo.pop(self._process, timeout=0)
+                except (TimeoutError, errors.FIFOClosedError):
+                    return False
+                except Exception:
+                    log.exception("%s: applying deltas failed", self.name)
+                self._after_pop()
+        return True
 
     def _check_synced(self) -> None:
         if self._synced or not self._fifo.has_synced():

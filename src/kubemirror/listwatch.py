@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol, Self
 
-from kubemirror.client import transport
+from kubemirror.client import discovery, transport
 from kubemirror.client.transport import ListOptions, ListResult
 from kubemirror.types import GroupVersionResource, WatchEvent
 
@@ -74,6 +74,31 @@ class ListWatch:
         self.namespace = namespace or None
         self.label_selector = label_selector
         self.field_selector = field_selector
+
+    @classmethod
+    async def for_resource(
+        cls,
+        client: transport.KubeClient,
+        name: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resolver: discovery.Discovery | None = None,
+    ) -> ListWatch:
+        """A ``ListWatch`` for a resource named as users type it (``po``, ``deployments.apps``).
+
+        ``resolver`` shares one discovery cache between calls. ``namespace`` is
+        ignored for cluster-scoped resources. Raises ``ResourceNotFoundError``.
+        """
+        resource = await (resolver or discovery.Discovery(client)).resolve(name)
+        return cls(
+            client,
+            resource.gvr,
+            namespace if resource.namespaced else None,
+            label_selector=label_selector,
+            field_selector=field_selector,
+        )
 
     def _options(self, opts: ListOptions) -> ListOptions:
         if self.label_selector or self.field_selector:

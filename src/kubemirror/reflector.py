@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from kubemirror import errors, keys
+from kubemirror.client import transport
 from kubemirror.listwatch import EventStream, ListerWatcher, ListOptions
 from kubemirror.types import Obj, WatchEvent
 
@@ -239,9 +240,9 @@ class Reflector(Runner):
         self,
         lw: ListerWatcher,
         store: ReflectorStore,
-        *,
         resync_period: float = 0.0,
         page_size: int = 500,
+        *,
         name: str = "",
         streaming_list: bool = False,
         transform: TransformFunc | None = None,
@@ -311,13 +312,16 @@ class Reflector(Runner):
                 if need_list:
                     if self.streaming_list:
                         try:
-                            await self._streaming_sync()
-                            need_list = False
-                            continue
+                            stream = await self._streaming_sync()
                         except _StreamingUnsupportedError:
                             self.streaming_list = False
-                    await self._list()
-                    need_list = False
+                        else:
+                            need_list = False
+                            await self._consume_and_close(stream)
+                            continue
+                    if not self.streaming_list:
+                        await self._list()
+                        need_list = False
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 delivered = await self._watch()
@@ -375,7 +379,15 @@ class Reflector(Runner):
     # -- listing ---------------------------------------------------------------------------
 
     async def _list(self) -> None:
-        """Fetch every page at one consistent RV and replace the store's contents."""
+        """Fetch every page at one consistent RV and replace the store's contents.
+
+        The cyclic GC stays paused for the whole list (it only creates objects that
+        survive); it is restored when the list ends or fails.
+        """
+        with transport.paused_gc():
+            await self._list_pages()
+
+    async def _list_pages(self) -> None:
         opts = ListOptions(limit=self.page_size)
         items: list[dict[str, Any]] = []
         while True:
@@ -407,12 +419,12 @@ class Reflector(Runner):
             if self.freeze_gc_after_sync:
                 gc.freeze()
 
-    async def _streaming_sync(self) -> None:
+    async def _streaming_sync(self) -> EventStream:
         """Streaming list: a watch with initial events up to the ``initial-events-end`` bookmark.
 
-        On the bookmark, the collected objects replace the store and the same stream
-        goes on as an ordinary watch. Raises ``_StreamingUnsupportedError`` when the
-        server refuses the parameters.
+        On the bookmark, the collected objects replace the store and the still open
+        stream is returned, to be consumed as an ordinary watch. Raises
+        ``_StreamingUnsupportedError`` when the server refuses the parameters.
         """
         opts = ListOptions(
             send_initial_events=True,
@@ -425,6 +437,7 @@ class Reflector(Runner):
         except (errors.BadRequestError, errors.InvalidError) as exc:
             log.info("%s: server does not support streaming lists (%s); using LIST", self.name, exc)
             raise _StreamingUnsupportedError from exc
+        handed_over = False
         try:
             initial: dict[str, Any] = {}
             async for event in stream:
@@ -435,8 +448,8 @@ class Reflector(Runner):
                 if etype == "BOOKMARK":
                     if is_initial_events_end(event):
                         self._replace(list(initial.values()), obj["metadata"]["resourceVersion"])
-                        await self._consume(stream)
-                        return
+                        handed_over = True
+                        return stream
                     continue
                 if self.transform is not None:
                     obj = self._transform(obj)
@@ -454,7 +467,8 @@ class Reflector(Runner):
                 "streaming list ended before its initial-events-end bookmark"
             )
         finally:
-            await stream.aclose()
+            if not handed_over:
+                await stream.aclose()
 
     # -- watching --------------------------------------------------------------------------
 
@@ -469,7 +483,9 @@ class Reflector(Runner):
             timeout_seconds=self._watch_seconds(),
         )
         self.stats.watches += 1
-        stream = await self.lw.watch(opts)
+        return await self._consume_and_close(await self.lw.watch(opts))
+
+    async def _consume_and_close(self, stream: EventStream) -> bool:
         try:
             return await self._consume(stream) > 0
         finally:

@@ -31,6 +31,9 @@ __all__ = [
 AuthSource = Callable[[], Awaitable[str | None]]
 """Returns the current ``Authorization`` header value (or ``None``); may refresh it."""
 
+RefreshSource = Callable[[], Awaitable[bool]]
+"""Forces new credentials (after a 401); returns True if they may have changed."""
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -40,10 +43,20 @@ class ClientConfig:
     Immutable after construction and safe to share between tasks and threads; the
     ``ssl_context`` is built once. ``authorization()`` may run an exec plugin or
     re-read a rotated token file, so it is a coroutine. ``namespace`` is the
-    context's default namespace (``"default"`` when unset).
+    context's default namespace (``"default"`` when unset); ``proxy`` the
+    kubeconfig's ``proxy-url`` (an HTTP proxy), if any.
     """
 
-    __slots__ = ("_auth", "context_name", "namespace", "server", "ssl_context", "tls_server_name")
+    __slots__ = (
+        "_auth",
+        "_refresh",
+        "context_name",
+        "namespace",
+        "proxy",
+        "server",
+        "ssl_context",
+        "tls_server_name",
+    )
 
     def __init__(
         self,
@@ -54,6 +67,8 @@ class ClientConfig:
         tls_server_name: str | None = None,
         namespace: str = "default",
         context_name: str | None = None,
+        proxy: str | None = None,
+        refresh: RefreshSource | None = None,
     ) -> None:
         if not server.startswith(("http://", "https://")):
             raise errors.ConfigError(
@@ -64,7 +79,9 @@ class ClientConfig:
         self.tls_server_name = tls_server_name
         self.namespace = namespace
         self.context_name = context_name
+        self.proxy = proxy
         self._auth = auth
+        self._refresh = refresh
 
     @classmethod
     def for_server(
@@ -108,6 +125,13 @@ class ClientConfig:
         if self._auth is None:
             return None
         return await self._auth()
+
+    async def refresh_credentials(self) -> bool:
+        """Get fresh credentials after the server rejected them (401): re-runs an exec
+        plugin. Returns True if a retry may succeed."""
+        if self._refresh is None:
+            return False
+        return await self._refresh()
 
     def __repr__(self) -> str:
         return (
@@ -197,7 +221,7 @@ async def load_kube_config(
     merged = merger.config
     if merged is None:
         raise errors.ConfigError("empty kubeconfig", field="kubeconfig", expression=str(paths))
-    names = [getattr(c, "value", c).get("name") for c in merged.value.get("contexts") or []]
+    names = [c.get("name") for c in _plain(merged.value.get("contexts"))]
     if context is None:
         raise errors.ConfigError(
             "kubeconfig sets no current-context and none was given",
@@ -233,9 +257,32 @@ async def load_kube_config(
         value: str | None = configuration.api_key.get("BearerToken")
         return value
 
+    async def refresh() -> bool:
+        user: Any = (ctx_value.get("context") or {}).get("user")
+        users = {u.get("name"): u.get("user") or {} for u in _plain(merged.value.get("users"))}
+        if "exec" not in users.get(user, {}):
+            return False
+        if hasattr(loader, "exec_plugin_expiry"):
+            del loader.exec_plugin_expiry  # forces the plugin to run again
+        try:
+            await loader.load_from_exec_plugin()
+        except ConfigException as exc:
+            raise errors.ConfigError(
+                f"exec credential plugin failed: {exc}", field="users.exec"
+            ) from exc
+        configuration.api_key["BearerToken"] = loader.token
+        return True
+
     ctx_value: Any = loader.current_context or {}
     namespace = (ctx_value.get("context") or {}).get("namespace") or "default"
-    return _from_configuration(configuration, auth, namespace=namespace, context_name=context)
+    return _from_configuration(
+        configuration, auth, namespace=namespace, context_name=context, refresh=refresh
+    )
+
+
+def _plain(items: Any) -> list[dict[str, Any]]:
+    """kubernetes_asyncio's merged lists hold ``ConfigNode``s or dicts; return dicts."""
+    return [getattr(item, "value", item) for item in items or []]
 
 
 def load_incluster_config(
@@ -292,7 +339,12 @@ def _any_exists(paths: str) -> bool:
 
 
 def _from_configuration(
-    configuration: Any, auth: AuthSource, *, namespace: str, context_name: str | None
+    configuration: Any,
+    auth: AuthSource,
+    *,
+    namespace: str,
+    context_name: str | None,
+    refresh: RefreshSource | None = None,
 ) -> ClientConfig:
     host: str = configuration.host
     ssl_context = None
@@ -310,4 +362,6 @@ def _from_configuration(
         tls_server_name=getattr(configuration, "tls_server_name", None),
         namespace=namespace,
         context_name=context_name,
+        proxy=getattr(configuration, "proxy", None) or None,
+        refresh=refresh,
     )

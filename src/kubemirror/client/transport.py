@@ -340,6 +340,24 @@ class KubeClient:
         body: Any = None,
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout
     ) -> aiohttp.ClientResponse:
+        try:
+            return await self._send_once(method, path, params=params, body=body, timeout=timeout)
+        except errors.UnauthorizedError as exc:
+            if exc.code != 401 or not await self.config.refresh_credentials():
+                raise
+        log.info("%s %s: 401 Unauthorized; retrying once with refreshed credentials",
+                 method, path)
+        return await self._send_once(method, path, params=params, body=body, timeout=timeout)
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout
+    ) -> aiohttp.ClientResponse:
         headers = await self._headers()
         data = None
         if body is not None:
@@ -355,6 +373,7 @@ class KubeClient:
                 headers=headers,
                 timeout=timeout,
                 server_hostname=self.config.tls_server_name,
+                proxy=self.config.proxy,
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise errors.TransportError(f"{method} {url}: {exc!r}") from exc
