@@ -11,11 +11,10 @@ Both ``MemoryBackend`` and ``EtcdBackend`` delegate to it, so they expire alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Protocol
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.kvstore import backend
 
 __all__ = ["LeaseDriver", "LeaseManager"]
@@ -178,6 +177,4 @@ class LeaseManager:
         self._closed = True
         task, self._keepalive = self._keepalive, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await lifecycle.cancel_and_wait([task])
