@@ -46,7 +46,29 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
             await task
 
 
-class Service:
+class _AsyncContext:
+    """``async with``: ``_start()`` on entry, ``stop()`` on exit (for the two bases)."""
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class Service(_AsyncContext):
     """Base class: implement ``run(stop)``; get ``start()``, ``stop()`` and ``async with``.
 
     ``run(stop)`` must return soon after ``stop`` is set (``None`` means run until
@@ -82,20 +104,11 @@ class Service:
         finally:
             self._task = None
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
-class StartStopService:
+class StartStopService(_AsyncContext):
     """Base class: implement ``start()`` and ``stop()``; get ``run(stop)`` and ``async with``.
 
     ``start()`` brings the component up and returns once it is usable; it may be a
@@ -126,15 +139,3 @@ class StartStopService:
             await wait_stopped(stop)
         finally:
             await self.stop()
-
-    async def __aenter__(self) -> Self:
-        await self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

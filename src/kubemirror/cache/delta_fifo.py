@@ -157,21 +157,11 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
 
     def add(self, obj: Any) -> None:
         """Queue an Added delta for ``obj``. Raises ``KeyFuncError``."""
-        if self._transform is not None:
-            obj = self._transform(obj)
-        key = self.key_of(obj)
-        with self._lock:
-            self._populated = True
-            self._queue_locked(key, DeltaType.ADDED, obj)
+        self._write(DeltaType.ADDED, obj)
 
     def update(self, obj: Any) -> None:
         """Queue an Updated delta for ``obj``. Raises ``KeyFuncError``."""
-        if self._transform is not None:
-            obj = self._transform(obj)
-        key = self.key_of(obj)
-        with self._lock:
-            self._populated = True
-            self._queue_locked(key, DeltaType.UPDATED, obj)
+        self._write(DeltaType.UPDATED, obj)
 
     def delete(self, obj: Any) -> None:
         """Queue a Deleted delta for ``obj`` (an object or a tombstone), if its key is known.
@@ -193,12 +183,7 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         """
         if not isinstance(deltas, Deltas):
             raise TypeError(f"add_if_not_present takes Deltas, got {type(deltas).__name__}")
-        key = self.key_of(deltas)
-        with self._lock:
-            self._populated = True
-            if key not in self._items:
-                self._items[key] = deltas
-                self._waiters.wake_all()
+        super().add_if_not_present(deltas)
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Queue a relist: Sync/Replaced per listed object, tombstones for known keys not listed.
@@ -265,6 +250,14 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
             return [deltas[-1].object for deltas in self._items.values()]
 
     # -- internals and KeyedQueue hooks (``_locked``: the caller holds the lock) --
+
+    def _write(self, type_: DeltaType, obj: Any) -> None:
+        if self._transform is not None:
+            obj = self._transform(obj)
+        key = self.key_of(obj)
+        with self._lock:
+            self._populated = True
+            self._queue_locked(key, type_, obj)
 
     def _queue_locked(self, key: str, type_: DeltaType, obj: Any) -> None:
         delta = Delta(type_, obj)

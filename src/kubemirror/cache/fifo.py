@@ -60,15 +60,6 @@ class FIFO(queue.KeyedQueue[Any]):
         """Same as ``add``."""
         self.add(obj)
 
-    def add_if_not_present(self, obj: Any) -> None:
-        """Queue ``obj`` only if nothing is queued under its key (used to retry an item)."""
-        key = self.key_of(obj)
-        with self._lock:
-            self._populated = True
-            if key not in self._items:
-                self._items[key] = obj
-                self._waiters.wake_all()
-
     def delete(self, obj: Any) -> None:
         """Drop the queued object with ``obj``'s key, if any."""
         key = self.key_of(obj)

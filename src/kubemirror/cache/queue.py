@@ -147,6 +147,15 @@ class KeyedQueue(Generic[I]):
         """Return ``obj``'s key; raises ``KeyFuncError`` naming the object."""
         return store.key_of(self._key_func, obj)
 
+    def add_if_not_present(self, item: I) -> None:
+        """Queue ``item`` only if nothing is queued under its key (to retry a popped item)."""
+        key = self.key_of(item)
+        with self._lock:
+            self._populated = True
+            if key not in self._items:
+                self._items[key] = item
+                self._waiters.wake_all()
+
     def close(self) -> None:
         """Close the queue: poppers waiting on (or later popping) an empty queue get
         ``FIFOClosedError``; what is still queued may be drained first."""
