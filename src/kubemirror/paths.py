@@ -14,12 +14,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Final, cast
 
-import orjson
-
-from kubemirror import errors
+from kubemirror import errors, jsontext
 
 __all__ = [
     "FieldPath",
@@ -620,19 +617,6 @@ def compile_all(exprs: Sequence[str], field: str) -> tuple[FieldPath, ...]:
 # --------------------------------------------------------------------------- index values
 
 
-def _go_json_float(number: float) -> str:
-    """Format a float as Go's ``encoding/json`` does (``3`` not ``3.0``, ``1e-7``)."""
-    if number != number or number in (float("inf"), float("-inf")):
-        return repr(number)
-    magnitude = abs(number)
-    if magnitude == 0:
-        return "-0" if str(number).startswith("-") else "0"
-    if 1e-6 <= magnitude < 1e21:
-        text = format(Decimal(repr(number)), "f")
-        return text[:-2] if text.endswith(".0") else text
-    return repr(number).replace("e-0", "e-").replace("e+0", "e+")
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
@@ -647,17 +631,6 @@ def _index_text(value: Any) -> str | None:
         return result
     if value is None:
         return None
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _go_json_float(value)
     if isinstance(value, str):
         return str(value)
-    try:
-        return orjson.dumps(value, default=_jsonable, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
-        return str(value)
+    return jsontext.value_text(value, default=_jsonable)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kubemirror import cache, errors
-from kubemirror.cache import fifo as fifo_mod
+from kubemirror.cache import queue
 from tests.cache.helpers import obj
 
 
@@ -29,14 +29,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def sync_poppers(q: cache.FIFO) -> int:
     """Threads currently blocked in ``q.pop`` (white-box: read from its waiter set)."""
-    waiters: fifo_mod.PopWaiters = q._waiters
+    waiters: queue.PopWaiters = q._waiters
     with q._lock:
         return waiters._sleepers
 
 
 def async_poppers(q: cache.FIFO) -> int:
     """Tasks currently awaiting ``q.apop`` (white-box: read from its waiter set)."""
-    waiters: fifo_mod.PopWaiters = q._waiters
+    waiters: queue.PopWaiters = q._waiters
     with q._lock:
         return len(waiters._futures)
 

@@ -91,3 +91,30 @@ async def test_keepalive_retries_soon_after_errors_and_reports_expiry() -> None:
 def test_ttl_must_be_positive() -> None:
     with pytest.raises(errors.ConfigError, match="lease_ttl"):
         lease.LeaseManager(ScriptedDriver(), 0, "t")
+
+
+async def test_with_lease_retries_once_under_a_new_lease() -> None:
+    manager = lease.LeaseManager(ScriptedDriver(), 60.0, "t")
+    tried: list[int] = []
+
+    async def write(lease_id: int) -> str:
+        tried.append(lease_id)
+        if len(tried) == 1:
+            raise lease.LeaseNotFoundError(lease_id)
+        return "written"
+
+    assert await manager.with_lease("'k'", write) == (101, "written")
+    assert tried == [100, 101]
+    await manager.close()
+
+
+async def test_with_lease_gives_up_when_the_new_lease_is_gone_too() -> None:
+    manager = lease.LeaseManager(ScriptedDriver(), 60.0, "t")
+
+    async def write(lease_id: int) -> None:
+        raise lease.LeaseNotFoundError(lease_id)
+
+    with pytest.raises(errors.LeaseExpiredError, match="'k' expired again"):
+        await manager.with_lease("'k'", write)
+    assert manager.lease_id is None
+    await manager.close()

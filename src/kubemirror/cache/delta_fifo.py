@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import builtins
 import enum
-import inspect
 import logging
-import threading
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from kubemirror import errors, keys, types
-from kubemirror.cache import fifo, store
+from kubemirror.cache import queue, store
 
 __all__ = ["Delta", "DeltaFIFO", "DeltaType", "Deltas"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class DeltaType(enum.StrEnum):
@@ -74,7 +69,7 @@ _DELETED = DeltaType.DELETED
 _DFSU = keys.DeletedFinalStateUnknown
 
 
-class DeltaFIFO:
+class DeltaFIFO(queue.KeyedQueue[Deltas]):
     """A producer/consumer queue of ``Deltas`` per key, popped in first-change order.
 
     Writes append a ``Delta`` to the key's history (queueing the key if it was not
@@ -123,19 +118,7 @@ class DeltaFIFO:
     ``resync`` O(queued + known + listed).
     """
 
-    __slots__ = (
-        "_closed",
-        "_emit_replaced",
-        "_in_flight",
-        "_initial",
-        "_items",
-        "_key_func",
-        "_known_objects",
-        "_lock",
-        "_populated",
-        "_transform",
-        "_waiters",
-    )
+    __slots__ = ("_emit_replaced", "_in_flight", "_known_objects", "_transform")
 
     def __init__(
         self,
@@ -145,17 +128,11 @@ class DeltaFIFO:
         *,
         transform: Callable[[Any], Any] | None = None,
     ) -> None:
-        self._key_func = key_func
+        super().__init__(key_func)
         self._transform = transform
         self._known_objects = known_objects
         self._emit_replaced = emit_delta_type_replaced
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, Deltas] = OrderedDict()
         self._in_flight: dict[str, Deltas] = {}  # popped, process() not finished
-        self._waiters = fifo.PopWaiters(self._lock)
-        self._closed = False
-        self._populated = False
-        self._initial: set[str] = set()  # keys of the first replace not processed yet
 
     def __repr__(self) -> str:
         return (
@@ -174,32 +151,17 @@ class DeltaFIFO:
             obj = obj[-1].object
         if isinstance(obj, _DFSU):
             return obj.key
-        try:
-            return self._key_func(obj)
-        except errors.KubemirrorError:
-            raise
-        except Exception as exc:
-            raise errors.KeyFuncError(obj, repr(exc)) from exc
+        return store.key_of(self._key_func, obj)
 
     # -- writes --------------------------------------------------------------
 
     def add(self, obj: Any) -> None:
         """Queue an Added delta for ``obj``. Raises ``KeyFuncError``."""
-        if self._transform is not None:
-            obj = self._transform(obj)
-        key = self.key_of(obj)
-        with self._lock:
-            self._populated = True
-            self._queue_locked(key, DeltaType.ADDED, obj)
+        self._write(DeltaType.ADDED, obj)
 
     def update(self, obj: Any) -> None:
         """Queue an Updated delta for ``obj``. Raises ``KeyFuncError``."""
-        if self._transform is not None:
-            obj = self._transform(obj)
-        key = self.key_of(obj)
-        with self._lock:
-            self._populated = True
-            self._queue_locked(key, DeltaType.UPDATED, obj)
+        self._write(DeltaType.UPDATED, obj)
 
     def delete(self, obj: Any) -> None:
         """Queue a Deleted delta for ``obj`` (an object or a tombstone), if its key is known.
@@ -221,12 +183,7 @@ class DeltaFIFO:
         """
         if not isinstance(deltas, Deltas):
             raise TypeError(f"add_if_not_present takes Deltas, got {type(deltas).__name__}")
-        key = self.key_of(deltas)
-        with self._lock:
-            self._populated = True
-            if key not in self._items:
-                self._items[key] = deltas
-                self._waiters.wake_all()
+        super().add_if_not_present(deltas)
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Queue a relist: Sync/Replaced per listed object, tombstones for known keys not listed.
@@ -244,26 +201,26 @@ class DeltaFIFO:
         known = self._known_objects
         with self._lock:
             known_keys = known.list_keys() if known is not None else ()
-            queue = self._queue_locked
+            enqueue = self._queue_locked
             for key, obj in pairs:
-                queue(key, action, obj)
+                enqueue(key, action, obj)
             items = self._items
             gone: builtins.list[str] = []
             for key, deltas in list(items.items()):
                 if key not in listed:
                     gone.append(key)
-                    queue(key, _DELETED, _tombstone(key, deltas[-1].object))
+                    enqueue(key, _DELETED, _tombstone(key, deltas[-1].object))
             for key, deltas in self._in_flight.items():
                 last = deltas[-1]
                 if key not in listed and key not in items and last.type is not _DELETED:
                     gone.append(key)
-                    queue(key, _DELETED, _tombstone(key, last.object))
+                    enqueue(key, _DELETED, _tombstone(key, last.object))
             in_flight = self._in_flight
             for key in known_keys:
                 if key in listed or key in items or key in in_flight:
                     continue
                 gone.append(key)
-                queue(key, _DELETED, _DFSU(key, self._known_get(key)))
+                enqueue(key, _DELETED, _DFSU(key, self._known_get(key)))
             if not self._populated:
                 self._populated = True
                 self._initial = listed.union(gone)
@@ -285,103 +242,22 @@ class DeltaFIFO:
                 if obj is not None:
                     self._queue_locked(key, DeltaType.SYNC, obj)
 
-    def close(self) -> None:
-        """Close the queue: poppers waiting on (or later popping) an empty queue get
-        ``FIFOClosedError``."""
-        with self._lock:
-            self._closed = True
-            self._waiters.wake_all()
-
     # -- reads ---------------------------------------------------------------
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return self._closed
-
-    def has_synced(self) -> bool:
-        """True once the first ``replace`` batch has been fully processed, or if another
-        write came before any ``replace``."""
-        with self._lock:
-            return self._populated and not self._initial
 
     def list(self) -> builtins.list[Any]:
         """Return the newest object (or tombstone) of every queued key (shared: do not mutate)."""
         with self._lock:
             return [deltas[-1].object for deltas in self._items.values()]
 
-    def list_keys(self) -> builtins.list[str]:
-        """Return the queued keys in pop order."""
+    # -- internals and KeyedQueue hooks (``_locked``: the caller holds the lock) --
+
+    def _write(self, type_: DeltaType, obj: Any) -> None:
+        if self._transform is not None:
+            obj = self._transform(obj)
+        key = self.key_of(obj)
         with self._lock:
-            return list(self._items)
-
-    def get(self, obj: Any) -> Deltas | None:
-        """Return the queued ``Deltas`` for ``obj``'s key, or ``None``."""
-        return self.get_by_key(self.key_of(obj))
-
-    def get_by_key(self, key: str) -> Deltas | None:
-        """Return the queued ``Deltas`` for ``key``, or ``None`` (immutable; objects shared)."""
-        with self._lock:
-            return self._items.get(key)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    # -- pop -----------------------------------------------------------------
-
-    def pop(self, process: Callable[[Deltas], T], timeout: float | None = None) -> T:
-        """Take the oldest key's ``Deltas``, run ``process`` on them and return its result.
-
-        Blocks until something is queued (``timeout`` -> ``TimeoutError``). Raises
-        ``FIFOClosedError`` when closed and empty; re-raises what ``process`` raised.
-        """
-        key, deltas = self._waiters.wait(self._take_locked, timeout)
-        try:
-            result = process(deltas)
-            fifo.check_not_awaitable(result, self)
-        except errors.Requeue:
-            self._requeue(key, deltas)
-            raise
-        except Exception:
-            self._done(key)
-            raise
-        except BaseException:
-            self._requeue(key, deltas)
-            raise
-        self._done(key)
-        return result
-
-    @overload
-    async def apop(self, process: Callable[[Deltas], Awaitable[T]]) -> T: ...
-
-    @overload
-    async def apop(self, process: Callable[[Deltas], T]) -> T: ...
-
-    async def apop(self, process: Callable[[Deltas], Any]) -> Any:
-        """Async twin of ``pop``: waits without blocking the event loop.
-
-        ``process`` may be a plain or a coroutine function. Cancelling the task while it
-        waits takes nothing; cancelling it while ``process`` runs requeues the deltas.
-        Bound it with ``asyncio.timeout``: a timeout that fires during ``process`` requeues.
-        """
-        key, deltas = await self._waiters.await_(self._take_locked)
-        try:
-            result = process(deltas)
-            if inspect.isawaitable(result):
-                result = await result
-        except errors.Requeue:
-            self._requeue(key, deltas)
-            raise
-        except Exception:
-            self._done(key)
-            raise
-        except BaseException:
-            self._requeue(key, deltas)
-            raise
-        self._done(key)
-        return result
-
-    # -- internals (``_locked``: the caller holds the lock) -------------------
+            self._populated = True
+            self._queue_locked(key, type_, obj)
 
     def _queue_locked(self, key: str, type_: DeltaType, obj: Any) -> None:
         delta = Delta(type_, obj)

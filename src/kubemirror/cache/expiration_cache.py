@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubemirror import errors, keys, types
+from kubemirror import keys, types
+from kubemirror.cache import store
 
 __all__ = ["ExpirationCache", "ExpirationPolicy", "TTLPolicy", "TTLStore", "TimestampedEntry"]
 
@@ -84,12 +85,7 @@ class ExpirationCache:
 
     def key_of(self, obj: Any) -> str:
         """Return ``obj``'s key; raises ``KeyFuncError`` naming the object."""
-        try:
-            return self._key_func(obj)
-        except errors.KubemirrorError:
-            raise
-        except Exception as exc:
-            raise errors.KeyFuncError(obj, repr(exc)) from exc
+        return store.key_of(self._key_func, obj)
 
     def add(self, obj: Any) -> None:
         """Store ``obj`` under its key with a fresh timestamp."""

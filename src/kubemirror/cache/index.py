@@ -13,7 +13,7 @@ import builtins
 from collections.abc import Iterable
 from typing import Any
 
-from kubemirror import errors, keys, types
+from kubemirror import keys, types
 from kubemirror.cache import store, thread_safe_store
 
 __all__ = ["NAMESPACE_INDEX", "Indexer", "new_store"]
@@ -61,34 +61,17 @@ class Indexer:
 
     def key_of(self, obj: Any) -> str:
         """Return ``obj``'s key; raises ``KeyFuncError`` naming the object."""
-        try:
-            return self._key_func(obj)
-        except errors.KubemirrorError:
-            raise
-        except Exception as exc:
-            raise errors.KeyFuncError(obj, repr(exc)) from exc
+        return store.key_of(self._key_func, obj)
 
     # -- Store ---------------------------------------------------------------
 
     def add(self, obj: Any) -> None:
         """Insert or overwrite ``obj`` under its key. Raises ``KeyFuncError``/``IndexFuncError``."""
-        try:
-            key = self._key_func(obj)
-        except errors.KubemirrorError:
-            raise
-        except Exception as exc:
-            raise errors.KeyFuncError(obj, repr(exc)) from exc
-        self._store.update(key, obj)
+        self._store.update(store.key_of(self._key_func, obj), obj)
 
     def update(self, obj: Any) -> None:
         """Same as ``add``: store ``obj`` under its key, replacing the previous object."""
-        try:
-            key = self._key_func(obj)
-        except errors.KubemirrorError:
-            raise
-        except Exception as exc:
-            raise errors.KeyFuncError(obj, repr(exc)) from exc
-        self._store.update(key, obj)
+        self._store.update(store.key_of(self._key_func, obj), obj)
 
     def delete(self, obj: Any) -> None:
         """Remove the object with ``obj``'s key (a tombstone or ``ExplicitKey`` works too)."""

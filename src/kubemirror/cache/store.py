@@ -16,7 +16,9 @@ from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import orjson
 
-__all__ = ["KeyGetter", "KeyLister", "KeyListerGetter", "Store", "deep_copy"]
+from kubemirror import errors, types
+
+__all__ = ["KeyGetter", "KeyLister", "KeyListerGetter", "Store", "deep_copy", "key_of"]
 
 T = TypeVar("T")
 
@@ -80,6 +82,21 @@ class Store(Protocol):
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None: ...
 
     def resync(self) -> None: ...
+
+
+def key_of(key_func: types.KeyFunc, obj: Any) -> str:
+    """Return ``key_func(obj)``: the key a store files ``obj`` under.
+
+    Raises ``KeyFuncError`` naming the object when the key function fails; a
+    ``KubemirrorError`` it raises itself propagates unchanged. Every store and queue
+    of the cache layer computes keys through this, so they fail alike.
+    """
+    try:
+        return key_func(obj)
+    except errors.KubemirrorError:
+        raise
+    except Exception as exc:
+        raise errors.KeyFuncError(obj, repr(exc)) from exc
 
 
 def _not_plain_json(value: object) -> NoReturn:

@@ -171,14 +171,7 @@ class ThreadSafeStore:
             for key in items:
                 vals = computed[key]
                 values[key] = values.get(key, ()) + vals
-                for name, new_vals in zip(new_names, vals, strict=True):
-                    index = indices[name]
-                    for value in new_vals:
-                        bucket = index.get(value)
-                        if bucket is None:
-                            index[value] = {key}
-                        else:
-                            bucket.add(key)
+                _insert(indices, new_names, vals, key)
 
     # -- reads ---------------------------------------------------------------
 
@@ -272,15 +265,7 @@ class ThreadSafeStore:
             )
 
     def _insert_locked(self, key: str, values: _Values) -> None:
-        indices = self._indices
-        for name, vals in zip(self._names, values, strict=True):
-            index = indices[name]
-            for value in vals:
-                bucket = index.get(value)
-                if bucket is None:
-                    index[value] = {key}
-                else:
-                    bucket.add(key)
+        _insert(self._indices, self._names, values, key)
 
     def _move_locked(self, key: str, old: _Values, new: _Values) -> None:
         indices = self._indices
@@ -293,14 +278,28 @@ class ThreadSafeStore:
                     _discard(index, value, key)
             for value in new_vals:
                 if value not in old_vals:
-                    bucket = index.get(value)
-                    if bucket is None:
-                        index[value] = {key}
-                    else:
-                        bucket.add(key)
+                    _add(index, value, key)
 
 
 _MISSING: Any = object()
+
+
+def _insert(
+    indices: dict[str, dict[str, set[str]]], names: tuple[str, ...], values: _Values, key: str
+) -> None:
+    """File ``key`` under each of its ``values`` in the index of the same position in ``names``."""
+    for name, vals in zip(names, values, strict=True):
+        index = indices[name]
+        for value in vals:
+            _add(index, value, key)
+
+
+def _add(index: dict[str, set[str]], value: str, key: str) -> None:
+    bucket = index.get(value)
+    if bucket is None:
+        index[value] = {key}
+    else:
+        bucket.add(key)
 
 
 def _discard(index: dict[str, set[str]], value: str, key: str) -> None:

@@ -82,10 +82,6 @@ def _parse_endpoint(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _LeaseNotFoundError(Exception):
-    """Internal: the server does not know the lease a write named."""
-
-
 class _LeaseCompare:
     """A transaction compare on a key's lease (aetcd only offers value/version/...)."""
 
@@ -103,7 +99,7 @@ class _LeaseCompare:
         return compare
 
 
-class EtcdBackend:
+class EtcdBackend(lease.LeasedSession):
     """A ``Backend`` session on one etcd v3 server (``host:port``, plain HTTP/2).
 
     - Writes and reads that fail because the server is unreachable are retried with
@@ -141,15 +137,13 @@ class EtcdBackend:
             )
         self.request_timeout = request_timeout
         self.retry_timeout = retry_timeout
-        self._name = name or f"etcd {self.endpoint}"
+        super().__init__(lease_ttl, name or f"etcd {self.endpoint}")
         self._client: Any = self._aetcd.Client(
             host=self.host,
             port=self.port,
             timeout=request_timeout,
             options=dict(_GRPC_OPTIONS),
         )
-        self._leases = lease.LeaseManager(self, lease_ttl, self._name)
-        self._closed = False
         self._closed_event = asyncio.Event()
 
     # -- error handling ----------------------------------------------------------
@@ -181,14 +175,22 @@ class EtcdBackend:
             return _UNAVAILABLE
         return _OTHER
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise errors.KVStoreClosedError(f"backend {self._name}")
-
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds, returning early when the backend closes."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._closed_event.wait(), delay)
+
+    async def _backoff(self, delay: float) -> float:
+        """``_pause(delay)``, then return the next watch retry delay (doubled, 1 s at most)."""
+        await self._pause(delay)
+        return min(delay * 2, 1.0)
+
+    def _compacted(self, exc: BaseException, prefix: str) -> bool:
+        """Whether ``exc`` says the watched revision is compacted (logged: relist then)."""
+        if self._classify(exc) != _COMPACTED:
+            return False
+        log.info("%s: watch of %r compacted; relisting", self._name, prefix)
+        return True
 
     async def _call(
         self,
@@ -210,7 +212,7 @@ class EtcdBackend:
                     raise errors.KVStoreClosedError(f"backend {self._name}") from exc
                 kind = self._classify(exc)
                 if kind == _LEASE:
-                    raise _LeaseNotFoundError(str(exc)) from exc
+                    raise lease.LeaseNotFoundError(str(exc)) from exc
                 if kind != _UNAVAILABLE:
                     raise errors.KVStoreError(
                         f"etcd {operation} of {key!r} failed: {exc}"
@@ -238,15 +240,6 @@ class EtcdBackend:
 
     # -- Backend: writes ---------------------------------------------------------
 
-    @property
-    def lease_id(self) -> int | None:
-        return self._leases.lease_id
-
-    @property
-    def lease_ttl(self) -> float:
-        """The requested TTL of the session lease, in seconds."""
-        return self._leases.ttl
-
     async def _put(self, key: str, value: bytes, lease_id: int, if_different: bool) -> bool:
         raw = _encode(key)
         if not if_different:
@@ -273,16 +266,11 @@ class EtcdBackend:
             written = await self._put(key, value, 0, if_different)
             self._leases.detach(key)
             return written
-        for _ in range(2):
-            lease_id = await self._leases.acquire()
-            try:
-                written = await self._put(key, value, lease_id, if_different)
-            except _LeaseNotFoundError:
-                self._leases.expired(lease_id)
-                continue
-            self._leases.attach(key, lease_id)
-            return written
-        raise errors.LeaseExpiredError(f"lease for {key!r} expired again right after grant")
+        lease_id, written = await self._leases.with_lease(
+            repr(key), lambda lease_id: self._put(key, value, lease_id, if_different)
+        )
+        self._leases.attach(key, lease_id)
+        return written
 
     async def update(self, key: str, value: bytes, lease: bool = False) -> None:
         await self._write(key, value, lease, False)
@@ -310,22 +298,18 @@ class EtcdBackend:
         )
 
     async def _write_batch(self, batch: list[tuple[str, bytes | None]], lease_: bool) -> None:
-        lease_id = 0
-        for _ in range(2):
-            if lease_ and any(value is not None for _, value in batch):
-                lease_id = await self._leases.acquire()
-            try:
-                await self._txn(batch, lease_id)
-            except _LeaseNotFoundError:
-                self._leases.expired(lease_id)
-                continue
-            for key, value in batch:
-                if lease_id and value is not None:
-                    self._leases.attach(key, lease_id)
-                else:
-                    self._leases.detach(key)
-            return
-        raise errors.LeaseExpiredError(f"lease for {batch[0][0]!r}... expired again after grant")
+        if lease_ and any(value is not None for _, value in batch):
+            lease_id, _ = await self._leases.with_lease(
+                f"{batch[0][0]!r}...", lambda lease_id: self._txn(batch, lease_id)
+            )
+        else:
+            lease_id = 0
+            await self._txn(batch, lease_id)
+        for key, value in batch:
+            if lease_id and value is not None:
+                self._leases.attach(key, lease_id)
+            else:
+                self._leases.detach(key)
 
     async def delete(self, key: str) -> bool:
         self._check_open()
@@ -419,8 +403,7 @@ class EtcdBackend:
                     return
                 except errors.KVStoreError as exc:
                     log.warning("%s: listing %r failed: %s; retrying", self._name, prefix, exc)
-                    await self._pause(delay)
-                    delay = min(delay * 2, 1.0)
+                    delay = await self._backoff(delay)
                     continue
                 for event in self._diff(known, items):
                     yield event
@@ -433,13 +416,11 @@ class EtcdBackend:
             except Exception as exc:
                 if self._closed:
                     return
-                if self._classify(exc) == _COMPACTED:
-                    log.info("%s: watch of %r compacted; relisting", self._name, prefix)
+                if self._compacted(exc, prefix):
                     need_list = True
                     continue
                 log.debug("%s: watch of %r failed to start: %s", self._name, prefix, exc)
-                await self._pause(delay)
-                delay = min(delay * 2, 1.0)
+                delay = await self._backoff(delay)
                 continue
             try:
                 async for ev in watch:
@@ -463,42 +444,24 @@ class EtcdBackend:
             except Exception as exc:
                 if self._closed:
                     return
-                if self._classify(exc) == _COMPACTED:
-                    log.info("%s: watch of %r compacted; relisting", self._name, prefix)
+                if self._compacted(exc, prefix):
                     need_list = True
                 else:
                     log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix, exc)
-                    await self._pause(delay)
-                    delay = min(delay * 2, 1.0)
+                    delay = await self._backoff(delay)
             else:
                 if not self._closed:  # the server ended the watch: resume, but not in a tight loop
-                    await self._pause(delay)
-                    delay = min(delay * 2, 1.0)
+                    delay = await self._backoff(delay)
             finally:
                 with contextlib.suppress(Exception):
                     await watch.cancel()
 
-    def register_lease_expired_observer(
-        self, prefix: str, observer: backend.LeaseExpiredObserver | None
-    ) -> None:
-        self._leases.register_observer(prefix, observer)
-
     # -- lifecycle -----------------------------------------------------------------
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
         self._closed_event.set()
-        await self._leases.close()
         with contextlib.suppress(Exception):
             await self._client.close()
-
-    async def __aenter__(self) -> EtcdBackend:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"EtcdBackend({self.endpoint!r}, lease_id={self.lease_id})"

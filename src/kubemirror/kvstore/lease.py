@@ -5,22 +5,35 @@ owns at most one live lease: granted on the first leased write, refreshed every
 TTL/3, and replaced when the server reports it gone. ``LeaseManager`` remembers
 which keys were written under which lease so that, when a lease is found expired,
 the observers registered for a prefix of those keys are told which keys vanished.
-Both ``MemoryBackend`` and ``EtcdBackend`` delegate to it, so they expire alike.
+``LeasedSession`` is the session half of a ``Backend`` built on it (lease id and
+TTL, observers, closing); ``MemoryBackend`` and ``EtcdBackend`` both inherit it, so
+they expire and close alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, Self, TypeVar
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.kvstore import backend
 
-__all__ = ["LeaseDriver", "LeaseManager"]
+__all__ = ["LeaseDriver", "LeaseManager", "LeaseNotFoundError", "LeasedSession"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class LeaseNotFoundError(Exception):
+    """Internal signal: the server does not know the lease a write named.
+
+    Raised by a backend's server call and turned into a retry (then
+    ``errors.LeaseExpiredError``) by ``LeaseManager.with_lease``; it never leaves a
+    backend.
+    """
 
 
 class LeaseDriver(Protocol):
@@ -89,6 +102,21 @@ class LeaseManager:
                 log.debug("%s: granted lease %x (ttl %ss)", self._name, lease_id, self.ttl)
                 self._start_keepalive()
             return self._lease_id
+
+    async def with_lease(self, what: str, write: Callable[[int], Awaitable[T]]) -> tuple[int, T]:
+        """Run ``write(lease_id)`` under the current lease; return the id and its result.
+
+        If ``write`` raises ``LeaseNotFoundError`` the lease is marked ``expired`` and
+        the write is tried once more under a new lease; if that lease is gone too,
+        raises ``LeaseExpiredError`` naming ``what``. Attaching keys is the caller's.
+        """
+        for _ in range(2):
+            lease_id = await self.acquire()
+            try:
+                return lease_id, await write(lease_id)
+            except LeaseNotFoundError:
+                self.expired(lease_id)
+        raise errors.LeaseExpiredError(f"lease for {what} expired again right after grant")
 
     def attach(self, key: str, lease_id: int) -> None:
         """Record that ``key`` was written under ``lease_id``.
@@ -178,6 +206,67 @@ class LeaseManager:
         self._closed = True
         task, self._keepalive = self._keepalive, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await lifecycle.cancel_and_wait([task])
+
+
+class LeasedSession:
+    """Base class of a ``Backend``: the session half, around one ``LeaseManager``.
+
+    Gives ``lease_id``, ``lease_ttl``, ``register_lease_expired_observer``,
+    idempotent ``close()`` (marks the session closed, stops the keep-alive, then
+    calls the subclass's ``_release()``) and ``async with`` (which closes). A
+    subclass implements the ``LeaseDriver`` calls and ``_release``, calls
+    ``_check_open()`` first thing in each operation (``KVStoreClosedError`` once
+    closed) and tests ``_closed`` in its loops. Not thread-safe.
+    """
+
+    def __init__(self, lease_ttl: float, name: str) -> None:
+        self._name = name
+        self._leases = LeaseManager(self, lease_ttl, name)
+        self._closed = False
+
+    async def grant_lease(self, ttl: float) -> int:
+        raise NotImplementedError
+
+    async def keep_lease_alive(self, lease_id: int) -> float:
+        raise NotImplementedError
+
+    @property
+    def lease_id(self) -> int | None:
+        """The id of this session's current lease, or None before the first leased write."""
+        return self._leases.lease_id
+
+    @property
+    def lease_ttl(self) -> float:
+        """The TTL requested for this session's leases, in seconds."""
+        return self._leases.ttl
+
+    def register_lease_expired_observer(
+        self, prefix: str, observer: backend.LeaseExpiredObserver | None
+    ) -> None:
+        self._leases.register_observer(prefix, observer)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.KVStoreClosedError(f"backend {self._name}")
+
+    async def close(self) -> None:
+        """Stop the keep-alive and every watch and release the connection (idempotent).
+
+        The lease is not revoked: leased keys live until it expires.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self._leases.close()
+        await self._release()
+
+    async def _release(self) -> None:
+        """End the watches and release the connection; called once, by ``close()``."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

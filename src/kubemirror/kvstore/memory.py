@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
-from kubemirror import errors
 from kubemirror.kvstore import backend, lease
 from kubemirror.types import Clock, MonotonicClock
 
@@ -41,10 +40,6 @@ class _Lease:
     ttl: float
     deadline: float
     keys: set[str] = field(default_factory=set)
-
-
-class _LeaseNotFoundError(Exception):
-    """Internal: a write named a lease the server does not know."""
 
 
 @dataclass(slots=True, eq=False)
@@ -82,11 +77,11 @@ class MemoryKVServer:
     def put(self, key: str, value: bytes, lease_id: int = 0) -> int:
         """Create or overwrite ``key``; return the new revision.
 
-        Raises ``_LeaseNotFoundError`` (internal) if ``lease_id`` is not live.
+        Raises ``lease.LeaseNotFoundError`` (internal) if ``lease_id`` is not live.
         """
         self.expire_due()
         if lease_id and lease_id not in self._leases:
-            raise _LeaseNotFoundError(lease_id)
+            raise lease.LeaseNotFoundError(lease_id)
         self.revision += 1
         old = self._data.get(key)
         if old is not None and old.lease and old.lease != lease_id:
@@ -254,7 +249,7 @@ def default_server() -> MemoryKVServer:
     return _DEFAULT_SERVER
 
 
-class MemoryBackend:
+class MemoryBackend(lease.LeasedSession):
     """A ``Backend`` session on a ``MemoryKVServer`` (a new private one by default).
 
     Pass the same ``server`` to several backends to let them share a store; each has
@@ -270,11 +265,9 @@ class MemoryBackend:
         lease_ttl: float = 15.0,
         name: str = "memory",
     ) -> None:
+        super().__init__(lease_ttl, name)
         self.server = server if server is not None else MemoryKVServer()
-        self._name = name
-        self._leases = lease.LeaseManager(self, lease_ttl, name)
         self._subscriptions: set[_Subscription] = set()
-        self._closed = False
 
     # -- LeaseDriver -----------------------------------------------------------
 
@@ -286,34 +279,16 @@ class MemoryBackend:
 
     # -- Backend ---------------------------------------------------------------
 
-    @property
-    def lease_id(self) -> int | None:
-        return self._leases.lease_id
-
-    @property
-    def lease_ttl(self) -> float:
-        """The TTL of the leases this session grants, in seconds."""
-        return self._leases.ttl
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise errors.KVStoreClosedError(f"backend {self._name}")
-
     async def _leased_write(self, key: str, value: bytes, if_different: bool) -> bool:
-        for _ in range(2):
-            lease_id = await self._leases.acquire()
-            try:
-                if if_different:
-                    written = self.server.put_if_different(key, value, lease_id)
-                else:
-                    self.server.put(key, value, lease_id)
-                    written = True
-            except _LeaseNotFoundError:
-                self._leases.expired(lease_id)
-                continue
-            self._leases.attach(key, lease_id)
-            return written
-        raise errors.LeaseExpiredError(f"lease for {key!r} expired again right after grant")
+        async def write(lease_id: int) -> bool:
+            if if_different:
+                return self.server.put_if_different(key, value, lease_id)
+            self.server.put(key, value, lease_id)
+            return True
+
+        lease_id, written = await self._leases.with_lease(repr(key), write)
+        self._leases.attach(key, lease_id)
+        return written
 
     async def update(self, key: str, value: bytes, lease: bool = False) -> None:
         self._check_open()
@@ -375,25 +350,10 @@ class MemoryBackend:
             self.server.unsubscribe(sub)
             self._subscriptions.discard(sub)
 
-    def register_lease_expired_observer(
-        self, prefix: str, observer: backend.LeaseExpiredObserver | None
-    ) -> None:
-        self._leases.register_observer(prefix, observer)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._leases.close()
+    async def _release(self) -> None:
         for sub in list(self._subscriptions):
             self.server.unsubscribe(sub)
             sub.queue.put_nowait(None)
-
-    async def __aenter__(self) -> MemoryBackend:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"MemoryBackend(name={self._name!r}, lease_id={self.lease_id})"

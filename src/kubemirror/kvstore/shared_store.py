@@ -10,12 +10,10 @@ them periodically.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.kvstore import backend as backend_mod
 from kubemirror.kvstore import key as key_mod
 from kubemirror.kvstore import memory
@@ -70,7 +68,7 @@ class SharedStoreConfig:
                 raise errors.ConfigError(f"must be {need}", field=name, expression=str(value))
 
 
-class SharedStore:
+class SharedStore(lifecycle.StartStopService):
     """One collaborator's view of, and contribution to, a shared store.
 
     ``await SharedStore.join(config)`` (or ``async with SharedStore(config)``) lists
@@ -84,6 +82,9 @@ class SharedStore:
     deletions, which run from their own timers. Keys returned by
     ``shared_keys_map()`` are the stored instances: do not mutate them.
     Not thread-safe: use from the event loop that joined.
+
+    Lifecycle (``lifecycle.StartStopService``): ``start()`` joins, ``stop()`` is
+    ``close()``; ``run(stop_event)`` and ``async with`` do both around waiting.
     """
 
     def __init__(self, config: SharedStoreConfig) -> None:
@@ -238,39 +239,15 @@ class SharedStore:
         """``close()``, under the name every long-running component has."""
         await self.close()
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Join, wait until ``stop`` is set (forever if None), then ``close()``."""
-        await self.start()
-        try:
-            await (stop.wait() if stop is not None else asyncio.Event().wait())
-        finally:
-            await self.close()
-
     async def _shutdown(self, close_backend: bool = True) -> None:
         self._closed = True
         tasks = [t for t in (self._watch_task, self._sync_task) if t is not None]
         tasks.extend(self._pending_deletes.values())
         self._watch_task = self._sync_task = None
         self._pending_deletes.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await lifecycle.cancel_and_wait(tasks)
         if close_backend and self._owns_backend:
             await self.backend.close()
-
-    async def __aenter__(self) -> SharedStore:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- background tasks ----------------------------------------------------------
 

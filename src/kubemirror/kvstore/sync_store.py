@@ -11,15 +11,13 @@ earlier upsert has landed, which is what ``WatchStoreManager.sync`` waits for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Final
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.kvstore import backend as backend_mod
 from kubemirror.kvstore import key as key_mod
 from kubemirror.kvstore import workqueue
@@ -53,7 +51,7 @@ def default_sync_rate_limiter() -> workqueue.RateLimiter:
     return workqueue.ExponentialFailureRateLimiter(0.01, 30.0)
 
 
-class WorkqueueSyncStore:
+class WorkqueueSyncStore(lifecycle.StartStopService):
     """Synchronizes locally declared keys into ``<prefix>/<key name>`` of a backend.
 
     - ``upsert_key(key)`` records ``key.marshal()`` as the desired value (ignored if
@@ -202,35 +200,11 @@ class WorkqueueSyncStore:
         """Cancel the workers and stop reacting to lease expiry (idempotent)."""
         self._queue.shut_down()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await lifecycle.cancel_and_wait(tasks)
         if tasks:
             self.backend.register_lease_expired_observer(self.prefix + "/", None)
             self.backend.register_lease_expired_observer(self.synced_key, None)
             log.info("sync store %s: stopped", self._context)
-
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Start, wait until ``stop`` is set (forever if None), then stop."""
-        self.start()
-        try:
-            await (stop.wait() if stop is not None else asyncio.Event().wait())
-        finally:
-            await self.stop()
-
-    async def __aenter__(self) -> WorkqueueSyncStore:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- workers -----------------------------------------------------------------
 

@@ -10,12 +10,10 @@ half-written prefix for the complete state, even on an ephemeral kvstore.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.kvstore import backend as backend_mod
 from kubemirror.kvstore import key as key_mod
 from kubemirror.kvstore import watch_store
@@ -28,7 +26,7 @@ WSMFunc = Callable[[], Awaitable[None]]
 """A coroutine function started once its prefix is ready; cancelled on stop."""
 
 
-class WatchStoreManager:
+class WatchStoreManager(lifecycle.StartStopService):
     """Runs a coroutine function per kvstore prefix when that prefix is ready.
 
     Build it with ``WatchStoreManager.immediate(cluster)`` (start everything when
@@ -127,33 +125,9 @@ class WatchStoreManager:
         if self._watch_task is not None:
             tasks.append(self._watch_task)
             self._watch_task = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await lifecycle.cancel_and_wait(tasks)
         if tasks:
             log.info("watch store manager cluster=%s: stopped", self.cluster)
-
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Start, wait until ``stop`` is set (forever if None), then stop."""
-        self.start()
-        try:
-            await (stop.wait() if stop is not None else asyncio.Event().wait())
-        finally:
-            await self.stop()
-
-    async def __aenter__(self) -> WatchStoreManager:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class _CanaryObserver:

@@ -30,7 +30,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.multicluster import patch as patches
 from kubemirror.multicluster import request_info, status, table, watch_cache
 from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
@@ -75,7 +75,7 @@ def _error_response(exc: errors.ApiError) -> web.Response:
     return _json_response(st, st.get("code", 500))
 
 
-class KubeApiServer:
+class KubeApiServer(lifecycle.StartStopService):
     """Serves ``storage`` over HTTP(S) on ``host``:``port`` (0 picks a free port).
 
     ``tokens``: accepted bearer tokens (``None`` disables authentication);
@@ -88,7 +88,8 @@ class KubeApiServer:
     A watch whose client takes no write for ``watch_write_timeout`` seconds is
     disconnected (it may resume from its last resourceVersion); ``watch_timeout``
     caps a watch without ``timeoutSeconds``. Not thread-safe: use from the loop
-    that started it.
+    that started it. Lifecycle (``lifecycle.StartStopService``): ``start()`` binds,
+    ``stop()`` stops serving; ``run(stop_event)`` and ``async with`` do both.
     """
 
     def __init__(
@@ -173,13 +174,6 @@ class KubeApiServer:
         for task in list(self._watch_tasks):
             task.cancel()
         await runner.cleanup()
-
-    async def __aenter__(self) -> KubeApiServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def write_kubeconfig(
         self, path: str | os.PathLike[str], token: str | None = None, cluster: str | None = None

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
+from kubemirror import lifecycle
 from kubemirror.multicluster import watch_cache
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.storage import (
@@ -84,7 +85,7 @@ class _Feed:
     task: asyncio.Task[None]
 
 
-class ClusterSynchro:
+class ClusterSynchro(lifecycle.Service):
     """Keeps ``storage`` equal to the member clusters' resources.
 
     ``lister_watcher_for(cluster, gvr)`` supplies each cluster's ListerWatcher
@@ -92,6 +93,10 @@ class ClusterSynchro:
     builds the reflector (default: ``kubemirror.reflector.Reflector``). A
     reflector that crashes is logged and restarted after ``restart_delay``
     seconds. Not thread-safe: use from one event loop.
+
+    Lifecycle (``lifecycle.Service``): ``run(stop)`` keeps the reflectors going until
+    ``stop`` is set; ``start()``, ``stop()`` and ``async with`` are inherited, except
+    that ``stop()`` without ``start()`` still stops the reflectors added meanwhile.
     """
 
     def __init__(
@@ -111,8 +116,6 @@ class ClusterSynchro:
         self.resync_period = resync_period
         self.restart_delay = restart_delay
         self._feeds: dict[tuple[str, GroupVersionResource], _Feed] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._stop_event: asyncio.Event | None = None
 
     # -- configuration --------------------------------------------------------------------
 
@@ -217,36 +220,19 @@ class ClusterSynchro:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Wait until ``stop`` is set, then stop every reflector (the data stays)."""
-        stop = stop or asyncio.Event()
         try:
-            await stop.wait()
+            await lifecycle.wait_stopped(stop)
         finally:
             feeds = list(self._feeds.values())
             self._feeds.clear()
             await asyncio.gather(*(self._stop_feed(f) for f in feeds))
 
-    def start(self) -> asyncio.Task[None]:
-        """Run in the background of the running loop (idempotent)."""
-        if self._task is None or self._task.done():
-            self._stop_event = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self.run(self._stop_event))
-        return self._task
-
     async def stop(self) -> None:
-        """Stop every reflector and wait for them."""
-        if self._task is not None and self._stop_event is not None:
-            self._stop_event.set()
-            await self._task
-            self._task = None
-        else:
+        """Stop every reflector and wait for them (also when ``start()`` was not called)."""
+        if self._task is None:
             await self.run(_set_event())
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        else:
+            await super().stop()
 
 
 def _set_event() -> asyncio.Event:

@@ -13,12 +13,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, ClassVar
 
-import orjson
-
-from kubemirror import errors
+from kubemirror import errors, jsontext
 from kubemirror.selectors import labels
 
 __all__ = [
@@ -35,37 +32,9 @@ def _fail(
     return errors.SelectorError(message, expression=expression, position=position)
 
 
-def _go_json_float(number: float) -> str:
-    """Format a float as Go's ``encoding/json`` does (``3`` not ``3.0``, ``1e-7``)."""
-    if number != number or number in (float("inf"), float("-inf")):
-        return repr(number)
-    magnitude = abs(number)
-    if magnitude == 0:
-        return "-0" if str(number).startswith("-") else "0"
-    if 1e-6 <= magnitude < 1e21:
-        text = format(Decimal(repr(number)), "f")
-        return text.removesuffix(".0") if "." in text and text.endswith(".0") else text
-    return repr(number).replace("e-0", "e-").replace("e+0", "e+")
-
-
 def _field_string(value: object) -> str:
     """The string a field selector compares against; ``""`` for missing or null."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _go_json_float(value)
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
-        return str(value)
+    return "" if value is None else jsontext.value_text(value)
 
 
 def escape_field_value(value: str) -> str:
