@@ -478,36 +478,30 @@ class SharedInformer(lifecycle.Service):
         return InformerThread(self, closing)
 
 
-class InformerThread:
+class InformerThread(lifecycle.ServiceThread):
     """A running informer in one background thread (the sync facade for scripts).
 
-    A ``lifecycle.ServiceThread`` running ``informer.run``. ``indexer`` is
-    readable from any thread. ``wait_for_sync(timeout)`` blocks the caller;
-    ``add_event_handler`` is forwarded to the loop; ``stop()`` ends the loop,
-    closes ``closing`` and joins the thread (also on ``with`` exit). Handlers run
-    in the background thread. A crash is logged and kept in ``error``.
+    A ``lifecycle.ServiceThread`` running ``informer.run``, started on creation.
+    ``indexer`` is readable from any thread. ``wait_for_sync(timeout)`` blocks
+    the caller; ``add_event_handler`` is forwarded to the loop; ``stop()`` ends
+    the loop, closes ``closing`` and joins the thread (also on ``with`` exit).
+    Handlers run in the background thread. A crash is logged and kept in ``error``.
     """
 
     def __init__(self, informer: SharedInformer, closing: Iterable[Any] = ()) -> None:
+        super().__init__(informer.run, name=f"informer-{informer.name}", closing=closing)
         self.informer = informer
-        self._thread = lifecycle.ServiceThread(
-            informer.run, name=f"informer-{informer.name}", closing=closing
-        ).start()
+        self.start()
 
     @property
     def indexer(self) -> index.Indexer:
         return self.informer.get_indexer()
 
-    @property
-    def error(self) -> BaseException | None:
-        """What crashed the informer's thread, if anything."""
-        return self._thread.error
-
     def wait_for_sync(self, timeout: float | None = None) -> bool:
         """Block until the informer has synced; False after ``timeout`` seconds."""
-        if self._thread.running:
+        if self.running:
             with contextlib.suppress(RuntimeError):  # it stopped meanwhile
-                return self._thread.call(self.informer.wait_for_sync(timeout))
+                return self.call(self.informer.wait_for_sync(timeout))
         return self.informer.has_synced()
 
     def add_event_handler(self, handler: object | None = None, **callbacks: Callback | None
@@ -520,17 +514,7 @@ class InformerThread:
         async def add() -> HandlerRegistration:
             return self.informer.add_event_handler(handler, **callbacks)
 
-        return self._thread.call(add())
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the informer, close ``closing`` and join the thread (idempotent)."""
-        self._thread.stop(timeout)
-
-    def __enter__(self) -> InformerThread:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.call(add())
 
 
 def _same_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

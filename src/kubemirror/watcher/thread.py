@@ -7,8 +7,7 @@ daemon thread (a ``lifecycle.ServiceThread``), with blocking ``wait_for_sync``/`
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from kubemirror import lifecycle
 from kubemirror.client import transport
@@ -32,7 +31,7 @@ class Runnable(Protocol):
     def has_synced(self) -> bool: ...
 
 
-class WatcherThread:
+class WatcherThread(lifecycle.ServiceThread):
     """A ``Watcher`` or ``SingleWatcher`` running on its own loop in a daemon thread.
 
     For plain scripts: ``handle = watcher.start_in_thread()``, then
@@ -40,34 +39,24 @@ class WatcherThread:
     manager). ``watcher.store`` is thread-safe to read meanwhile; a
     ``CachedStore``'s sync ``get`` fetches through the thread's loop. A
     ``KubeClient`` given to the watcher is used on that loop and closed when the
-    thread stops. Built on ``lifecycle.ServiceThread``: a crash is logged at
-    once, and raised again by ``stop()``.
+    thread stops. A ``lifecycle.ServiceThread``: a crash is logged at once, and
+    ``stop()`` raises it.
     """
 
     def __init__(self, watcher: Runnable) -> None:
-        self.watcher = watcher
         source = watcher.source
-        self._thread = lifecycle.ServiceThread(
+        super().__init__(
             watcher.run,
             name=f"kubemirror {watcher.name}",
             closing=[source] if isinstance(source, transport.KubeClient) else [],
         )
-
-    def start(self) -> Self:
-        """Start the thread and wait until its loop runs."""
-        self._thread.start()
-        return self
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        """The thread's event loop while it runs."""
-        return self._thread.loop
+        self.watcher = watcher
 
     def wait_for_sync(self, timeout: float | None = None) -> bool:
         """Block until the watcher has synced; ``False`` after ``timeout`` seconds."""
-        if self._thread.running:
+        if self.running:
             try:
-                self._thread.call(self.watcher.wait_for_sync(), timeout)
+                self.call(self.watcher.wait_for_sync(), timeout)
             except TimeoutError:
                 return False
             except RuntimeError:  # it stopped meanwhile
@@ -77,18 +66,7 @@ class WatcherThread:
         return self.watcher.has_synced()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the watcher (pending changes are flushed) and join the thread."""
-        self._thread.stop(timeout)
-        if self._thread.error is not None:
-            raise self._thread.error
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        """Stop the watcher (pending changes are flushed), join the thread, raise its crash."""
+        super().stop(timeout)
+        if self.error is not None:
+            raise self.error
