@@ -164,9 +164,8 @@ def run_lightkube(url: str, size: int, events: int) -> dict[str, Any]:
     assert len(store) == size
     bench_informer.http_get(url + "/go")
     _mark(t, c)
-    n = 0
-    for _op, pod in client.watch(Pod, namespace="*", resource_version=str(size)):
-        n += 1  # bare decode (lightkube keeps no store)
+    watch = client.watch(Pod, namespace="*", resource_version=str(size))
+    for n, _event in enumerate(watch, 1):  # bare decode: lightkube keeps no store
         if n >= events:
             break
     _mark(t, c)
