@@ -1,9 +1,14 @@
 """kubemirror: live, indexed, in-memory mirrors of Kubernetes resources and etcd key spaces.
 
-The public surface is listed in ``__all__``; everything else is reached through
-its module (``kubemirror.cache``, ``kubemirror.multicluster``, ...).
+The names below are the ones most programs need; everything else is reached
+through its module (``kubemirror.cache``, ``kubemirror.multicluster``,
+``kubemirror.kvstore``, ...). Stored objects are plain decoded JSON dicts, shared
+with every reader: never mutate what a store hands out (``copy=True`` or
+``cache.deep_copy`` give you your own).
 """
 
+from kubemirror.cache import FIFO, DeltaFIFO, Indexer, TTLStore, new_store
+from kubemirror.client import KubeClient, load_config
 from kubemirror.errors import (
     ApiError,
     ConfigError,
@@ -12,7 +17,9 @@ from kubemirror.errors import (
     KeyFuncError,
     KubemirrorError,
     StoreError,
+    TransportError,
 )
+from kubemirror.informer import SharedInformer
 from kubemirror.keys import (
     DeletedFinalStateUnknown,
     ExplicitKey,
@@ -20,33 +27,83 @@ from kubemirror.keys import (
     meta_namespace_key,
     split_meta_namespace_key,
 )
-from kubemirror.multicluster import KubeApiServer, MemoryStorage
+from kubemirror.kvstore import (
+    EtcdBackend,
+    KVPair,
+    MemoryBackend,
+    RestartableWatchStore,
+    SharedStore,
+    SharedStoreConfig,
+    WatchStoreManager,
+    WorkqueueSyncStore,
+)
+from kubemirror.listwatch import ListWatch
+from kubemirror.multicluster import ClusterSynchro, KubeApiServer, MemoryStorage
 from kubemirror.paths import FieldPath, compile_all, remove_fields
+from kubemirror.reflector import Poller, Reflector
 from kubemirror.selectors import FieldSelector, LabelSelector
+from kubemirror.stores import CachedStore, MemoryStore
 from kubemirror.types import GroupVersionResource, Obj
+from kubemirror.watcher import (
+    ChangeStats,
+    SingleWatcher,
+    SingleWatcherConfig,
+    StoreType,
+    Watcher,
+    WatcherConfig,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApiError",
+    "CachedStore",
+    "ChangeStats",
+    "ClusterSynchro",
     "ConfigError",
     "DeletedFinalStateUnknown",
+    "DeltaFIFO",
+    "EtcdBackend",
     "ExplicitKey",
+    "FIFO",
     "FIFOClosedError",
     "FieldPath",
     "FieldSelector",
     "GoneError",
     "GroupVersionResource",
+    "Indexer",
+    "KVPair",
     "KeyFuncError",
     "KubeApiServer",
+    "KubeClient",
     "KubemirrorError",
     "LabelSelector",
+    "ListWatch",
+    "MemoryBackend",
     "MemoryStorage",
+    "MemoryStore",
     "Obj",
+    "Poller",
+    "Reflector",
+    "RestartableWatchStore",
+    "SharedInformer",
+    "SharedStore",
+    "SharedStoreConfig",
+    "SingleWatcher",
+    "SingleWatcherConfig",
     "StoreError",
+    "StoreType",
+    "TTLStore",
+    "TransportError",
+    "WatchStoreManager",
+    "Watcher",
+    "WatcherConfig",
+    "WorkqueueSyncStore",
     "compile_all",
+    "load_config",
     "meta_namespace_index_func",
     "meta_namespace_key",
+    "new_store",
     "remove_fields",
     "split_meta_namespace_key",
 ]

@@ -9,7 +9,7 @@ import hypothesis.strategies as st
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from kubemirror import stores
+from kubemirror import cache, stores
 from kubemirror.stores import MemoryStore
 from kubemirror.types import Obj
 from tests.stores.support import obj
@@ -66,7 +66,7 @@ def test_copy_true_on_list_and_deep_copy_helper() -> None:
     (copied,) = store.list(copy=True)
     copied["spec"]["items"][0]["x"] = 2
     assert store.get("k")[0]["spec"]["items"][0]["x"] == 1
-    deep = stores.deep_copy(store.get("k")[0])
+    deep = cache.deep_copy(store.get("k")[0])
     assert deep == store.get("k")[0]
     assert deep["spec"]["items"] is not store.get("k")[0]["spec"]["items"]
 
@@ -211,7 +211,7 @@ TestMemoryStoreModel.settings = settings(max_examples=150, stateful_step_count=4
 
 def test_deep_copy_copies_every_container_and_keeps_scalars() -> None:
     original = {"a": [1, {"b": (2, 3)}], "m": {"x": None, "f": 1.5, "t": True}}
-    copied = stores.deep_copy(original)
+    copied = cache.deep_copy(original)
     assert copied == {"a": [1, {"b": [2, 3]}], "m": {"x": None, "f": 1.5, "t": True}}
     assert copied["a"] is not original["a"]
     assert copied["m"] is not original["m"]

@@ -5,7 +5,7 @@ Synchronous and thread-safe; see DESIGN.md "stores/".
 """
 
 from kubemirror.stores.cached_store import DEFAULT_MAX_CACHE_SIZE, CachedStore, Fetch
-from kubemirror.stores.indexed_store import IndexedStore, ObjectRef, deep_copy
+from kubemirror.stores.indexed_store import IndexedStore, ObjectRef
 from kubemirror.stores.memory_store import MemoryStore
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "IndexedStore",
     "MemoryStore",
     "ObjectRef",
-    "deep_copy",
 ]

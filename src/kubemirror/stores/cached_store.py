@@ -17,11 +17,11 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from kubemirror import errors, paths
+from kubemirror.cache import store
 from kubemirror.stores import key_index
 from kubemirror.stores.indexed_store import (
     ObjectRef,
     compile_ignore_fields,
-    deep_copy,
     object_ref,
 )
 from kubemirror.stores.key_index import NamespacedName
@@ -426,5 +426,5 @@ def _consume(task: asyncio.Task[Obj | None]) -> None:
 def _finish(found: Sequence[Obj | None], copy: bool) -> Sequence[Obj]:
     objs = [obj for obj in found if obj is not None]
     if copy:
-        return [deep_copy(obj) for obj in objs]
+        return [store.deep_copy(obj) for obj in objs]
     return tuple(objs)

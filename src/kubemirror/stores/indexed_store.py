@@ -11,17 +11,16 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from kubemirror import errors, paths
 from kubemirror.stores.key_index import NamespacedName
-from kubemirror.types import MutableObj, Obj
+from kubemirror.types import Obj
 
 __all__ = [
     "IndexedStore",
     "ObjectRef",
     "compile_ignore_fields",
-    "deep_copy",
     "object_ref",
     "resource_version",
 ]
@@ -119,52 +118,3 @@ def resource_version(obj: Obj) -> str:
     meta = obj.get("metadata")
     rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
     return rv if isinstance(rv, str) else ""
-
-
-def deep_copy(obj: Obj) -> MutableObj:
-    """A deep copy of a decoded-JSON object that the caller may mutate freely.
-
-    Dicts and lists are copied (other mappings and tuples become dicts and lists);
-    scalars are immutable and shared. Faster than ``copy.deepcopy`` (no memo, no
-    reduce protocol) and, unlike a JSON round trip, keeps every value's type.
-    """
-    return _copy_dict(obj)
-
-
-def _copy_dict(obj: Mapping[str, Any]) -> MutableObj:
-    out: MutableObj = {}
-    for key, value in obj.items():
-        kind = type(value)
-        if kind is dict:
-            value = _copy_dict(value)
-        elif kind is list:
-            value = _copy_list(value)
-        elif kind not in _SCALARS:
-            value = _copy_other(value)
-        out[key] = value
-    return out
-
-
-def _copy_list(items: Sequence[Any]) -> list[Any]:
-    out: list[Any] = []
-    for value in items:
-        kind = type(value)
-        if kind is dict:
-            value = _copy_dict(value)
-        elif kind is list:
-            value = _copy_list(value)
-        elif kind not in _SCALARS:
-            value = _copy_other(value)
-        out.append(value)
-    return out
-
-
-def _copy_other(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return _copy_dict(value)
-    if isinstance(value, list | tuple):
-        return _copy_list(value)
-    return value
-
-
-_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})

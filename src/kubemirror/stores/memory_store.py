@@ -13,11 +13,11 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from kubemirror import paths
+from kubemirror.cache import store
 from kubemirror.stores import key_index
 from kubemirror.stores.indexed_store import (
     ObjectRef,
     compile_ignore_fields,
-    deep_copy,
     object_ref,
     resource_version,
 )
@@ -156,7 +156,7 @@ class MemoryStore:
             key_tuple = key_index.check_keys(keys, index.num_keys, partial=True)
             with self._lock:
                 found = index.prefix(key_tuple)
-        return [deep_copy(obj) for obj in found] if copy else found
+        return [store.deep_copy(obj) for obj in found] if copy else found
 
     async def aget(self, *keys: str, copy: bool = False) -> Sequence[Obj]:
         """``get`` for asyncio callers (it never blocks)."""
@@ -174,7 +174,7 @@ class MemoryStore:
         """
         with self._lock:
             found = self._index.prefix(())
-        return [deep_copy(obj) for obj in found] if copy else list(found)
+        return [store.deep_copy(obj) for obj in found] if copy else list(found)
 
     async def alist(self, copy: bool = False) -> builtins.list[Obj]:
         """``list`` for asyncio callers (it never blocks)."""
