@@ -82,7 +82,7 @@ def serve(size: int, seed: int) -> None:
 
     async def pods(request: web.Request) -> web.StreamResponse:
         q = request.query
-        if q.get("watch") in ("true", "1"):
+        if (q.get("watch") or "").lower() in ("true", "1"):
             return await watch(request, int(q.get("resourceVersion") or size))
         offset = int(q.get("continue") or 0)
         if offset == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol, Self
 
+from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.client import discovery, transport
 from kubemirror.client.transport import ListOptions, ListResult
 from kubemirror.types import GroupVersionResource, WatchEvent
@@ -68,8 +69,10 @@ class ListWatch:
         *,
         label_selector: str = "",
         field_selector: str = "",
+        decoder: PartialDecoder | None = None,
     ) -> None:
         self.client = client
+        self.decoder = decoder
         self.gvr = gvr
         self.namespace = namespace or None
         self.label_selector = label_selector
@@ -85,6 +88,7 @@ class ListWatch:
         label_selector: str = "",
         field_selector: str = "",
         resolver: discovery.Discovery | None = None,
+        decoder: PartialDecoder | None = None,
     ) -> ListWatch:
         """A ``ListWatch`` for a resource named as users type it (``po``, ``deployments.apps``).
 
@@ -98,6 +102,7 @@ class ListWatch:
             namespace if resource.namespaced else None,
             label_selector=label_selector,
             field_selector=field_selector,
+            decoder=decoder,
         )
 
     def _options(self, opts: ListOptions) -> ListOptions:
@@ -110,10 +115,12 @@ class ListWatch:
         return opts
 
     async def list(self, opts: ListOptions) -> ListResult:
-        return await self.client.list(self.gvr, self.namespace, self._options(opts))
+        return await self.client.list(self.gvr, self.namespace, self._options(opts),
+                                      decoder=self.decoder)
 
     async def watch(self, opts: ListOptions) -> EventStream:
-        return await self.client.watch(self.gvr, self.namespace, self._options(opts))
+        return await self.client.watch(self.gvr, self.namespace, self._options(opts),
+                                       decoder=self.decoder)
 
     def __str__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""

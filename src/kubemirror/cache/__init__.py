@@ -7,6 +7,7 @@ that never block an event loop. Stored objects are shared with readers: never
 mutate what a read returns (``copy=True`` / ``deep_copy`` give you your own).
 """
 
+from kubemirror.cache.compact import DEFAULT_DECODE_CACHE_SIZE, CompactIndexer
 from kubemirror.cache.delta_fifo import Delta, DeltaFIFO, Deltas, DeltaType
 from kubemirror.cache.expiration_cache import (
     ExpirationCache,
@@ -27,13 +28,17 @@ from kubemirror.cache.listers import (
     PodLister,
     ServiceLister,
 )
+from kubemirror.cache.raw_object import DEFAULT_VIEW_METADATA, PartialDecoder, RawObject, RawPage
 from kubemirror.cache.store import KeyGetter, KeyLister, KeyListerGetter, Store, deep_copy
 from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
 from kubemirror.cache.undelta_store import PushFunc, UndeltaStore
 from kubemirror.keys import DeletedFinalStateUnknown, ExplicitKey
 
 __all__ = [
+    "CompactIndexer",
     "ControllerLister",
+    "DEFAULT_DECODE_CACHE_SIZE",
+    "DEFAULT_VIEW_METADATA",
     "DeletedFinalStateUnknown",
     "Delta",
     "DeltaFIFO",
@@ -54,8 +59,11 @@ __all__ = [
     "NamespaceLister",
     "NodeConditionLister",
     "NodeLister",
+    "PartialDecoder",
     "PodLister",
     "PushFunc",
+    "RawObject",
+    "RawPage",
     "ServiceLister",
     "Store",
     "TTLPolicy",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubemirror import errors, types
@@ -54,10 +54,18 @@ class ThreadSafeStore:
     O(n). Result lists of ``by_index`` and ``index_keys`` are in no particular order.
     """
 
-    __slots__ = ("_funcs", "_indices", "_items", "_lock", "_names", "_values")
+    __slots__ = ("_funcs", "_indices", "_items", "_lock", "_names", "_values", "_view_of")
 
-    def __init__(self, indexers: Indexers | None = None) -> None:
+    def __init__(
+        self,
+        indexers: Indexers | None = None,
+        *,
+        view_of: Callable[[Any], Any] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
+        # What index functions see of a stored object (``None``: the object itself).
+        # A store keeping encoded objects (``CompactIndexer``) passes its decoder here.
+        self._view_of = view_of
         self._items: dict[str, Any] = {}
         # Index names, functions and their indices, position-aligned; the tuple
         # ``_funcs`` is replaced (never mutated) so writers can detect a change.
@@ -75,10 +83,12 @@ class ThreadSafeStore:
         """Store ``obj`` under ``key`` (same as ``update``). Raises ``IndexFuncError``."""
         self.update(key, obj)
 
-    def update(self, key: str, obj: Any) -> None:
+    def update(self, key: str, obj: Any, view: Any = None) -> None:
         """Store ``obj`` under ``key``, replacing any previous object and its index entries.
 
-        Raises ``IndexFuncError`` (store unchanged) if an index function fails.
+        Index functions run on ``view`` when given (what the object looks like to
+        them, for stores that keep objects encoded), else on ``obj``. Raises
+        ``IndexFuncError`` (store unchanged) if an index function fails.
         """
         funcs = self._funcs
         if not funcs:
@@ -88,7 +98,7 @@ class ThreadSafeStore:
                     return
         while True:
             funcs = self._funcs
-            values = _compute(self._names, funcs, obj)
+            values = _compute(self._names, funcs, obj if view is None else view)
             with self._lock:
                 if funcs is self._funcs:
                     self._items[key] = obj
@@ -114,17 +124,21 @@ class ThreadSafeStore:
                     for value in vals:
                         _discard(index, value, key)
 
-    def replace(self, items: Mapping[str, Any]) -> None:
+    def replace(
+        self, items: Mapping[str, Any], views: Mapping[str, Any] | None = None
+    ) -> None:
         """Swap the whole content for ``items`` (key -> object) and rebuild the indices.
 
-        Index functions run on every object before the lock is taken; if one fails the
-        store is left unchanged (``IndexFuncError``). O(n).
+        Index functions run on every object (or on ``views[key]`` when ``views`` is
+        given) before the lock is taken; if one fails the store is left unchanged
+        (``IndexFuncError``). O(n).
         """
         new_items = dict(items)
+        seen = new_items if views is None else views
         while True:
             names, funcs = self._names, self._funcs
             values = (
-                {key: _compute(names, funcs, obj) for key, obj in new_items.items()}
+                {key: _compute(names, funcs, seen[key]) for key in new_items}
                 if funcs
                 else {}
             )
@@ -153,7 +167,10 @@ class ThreadSafeStore:
             self._check_conflict_locked(new_names)
             snapshot = dict(self._items)
         # Index what was there, outside the lock (index functions are user code).
-        computed = {key: _compute(new_names, new_funcs, obj) for key, obj in snapshot.items()}
+        view_of = self._view_of or _identity
+        computed = {
+            key: _compute(new_names, new_funcs, view_of(obj)) for key, obj in snapshot.items()
+        }
         with self._lock:
             self._check_conflict_locked(new_names)
             items = self._items
@@ -161,7 +178,7 @@ class ThreadSafeStore:
             # before anything is changed (so a failure still leaves the store intact).
             for key, obj in items.items():
                 if snapshot.get(key, _MISSING) is not obj:
-                    computed[key] = _compute(new_names, new_funcs, obj)
+                    computed[key] = _compute(new_names, new_funcs, view_of(obj))
             self._names = self._names + new_names
             self._funcs = self._funcs + new_funcs
             indices = self._indices
@@ -282,6 +299,10 @@ class ThreadSafeStore:
 
 
 _MISSING: Any = object()
+
+
+def _identity(obj: Any) -> Any:
+    return obj
 
 
 def _insert(

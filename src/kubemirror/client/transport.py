@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import gc
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from kubemirror import errors
+from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.client import config as config_mod
 from kubemirror.types import GroupVersionResource, WatchEvent
 
@@ -218,10 +219,15 @@ class WatchStream:
     line). Always ``await aclose()`` (or use ``async with``).
     """
 
-    __slots__ = ("_closed", "_pending", "_response", "_splitter", "lines")
+    __slots__ = ("_closed", "_parse", "_pending", "_response", "_splitter", "lines")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        parse: Callable[[bytes], WatchEvent] = parse_watch_line,
+    ) -> None:
         self._response = response
+        self._parse = parse
         self._splitter = LineSplitter()
         self._pending: collections.deque[bytes] = collections.deque()
         self._closed = False
@@ -237,7 +243,7 @@ class WatchStream:
                 line = pending.popleft()
                 if line and not line.isspace():
                     self.lines += 1
-                    return parse_watch_line(line)
+                    return self._parse(line)
             if self._closed:
                 raise StopAsyncIteration
             try:
@@ -397,24 +403,57 @@ class KubeClient:
         body: Any = None,
     ) -> Any:
         """Send one request and return the decoded JSON body (GC paused while decoding)."""
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
-        response = await self._send(method, path, params=params, body=body, timeout=timeout)
-        try:
-            payload = await response.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise errors.TransportError(f"{method} {path}: reading body: {exc!r}") from exc
-        finally:
-            response.release()
+        payload = await self.request_bytes(method, path, params=params, body=body)
         with paused_gc():
             try:
                 return orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 raise errors.TransportError(f"{method} {path}: invalid JSON body: {exc}") from exc
 
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> bytes:
+        """Send one request and return the raw response body (error responses raise)."""
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        response = await self._send(method, path, params=params, body=body, timeout=timeout)
+        try:
+            return await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise errors.TransportError(f"{method} {path}: reading body: {exc!r}") from exc
+        finally:
+            response.release()
+
     async def list(
-        self, gvr: GroupVersionResource, namespace: str | None, opts: ListOptions
+        self,
+        gvr: GroupVersionResource,
+        namespace: str | None,
+        opts: ListOptions,
+        *,
+        decoder: PartialDecoder | None = None,
     ) -> ListResult:
-        """One LIST page of ``gvr`` (all namespaces when ``namespace`` is empty)."""
+        """One LIST page of ``gvr`` (all namespaces when ``namespace`` is empty).
+
+        With a ``decoder`` the items are ``RawObject``s (partial view + the bytes
+        received, for a ``CompactIndexer``) instead of fully decoded dicts.
+        """
+        if decoder is not None:
+            body = await self.request_bytes(
+                "GET", resource_path(gvr, namespace), params=opts.to_query()
+            )
+            with paused_gc():
+                page = decoder.page(body)
+            return ListResult(
+                items=cast(list[dict[str, Any]], page.items),
+                resource_version=page.resource_version,
+                continue_token=page.continue_token,
+                remaining_item_count=page.remaining_item_count,
+                kind=page.kind,
+            )
         doc = await self.request("GET", resource_path(gvr, namespace), params=opts.to_query())
         if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
             raise errors.TransportError(f"LIST {gvr}: response is not a list object")
@@ -437,14 +476,24 @@ class KubeClient:
         )
 
     async def watch(
-        self, gvr: GroupVersionResource, namespace: str | None, opts: ListOptions
+        self,
+        gvr: GroupVersionResource,
+        namespace: str | None,
+        opts: ListOptions,
+        *,
+        decoder: PartialDecoder | None = None,
     ) -> WatchStream:
-        """Open a WATCH of ``gvr``; error responses raise here, before any event."""
+        """Open a WATCH of ``gvr``; error responses raise here, before any event.
+
+        With a ``decoder`` each event's object is a ``RawObject`` (see ``list``).
+        """
         total = opts.timeout_seconds + self.watch_grace if opts.timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=total, connect=self.request_timeout)
         response = await self._send(
             "GET", resource_path(gvr, namespace), params=opts.to_query(watch=True), timeout=timeout
         )
+        if decoder is not None:
+            return WatchStream(response, cast(Callable[[bytes], WatchEvent], decoder.event))
         return WatchStream(response)
 
     async def get(
