@@ -68,6 +68,28 @@ def _now_iso(offset_seconds: float = 0.0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _readiness_flipped(status: dict[str, Any]) -> dict[str, Any] | None:
+    """``status`` with Ready and ContainersReady flipped; ``None`` unless Running."""
+    if status.get("phase") != "Running":
+        return None
+    conditions = []
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Ready", "ContainersReady"):
+            flipped = "False" if condition.get("status") == "True" else "True"
+            condition = {**condition, "status": flipped, "lastTransitionTime": _now_iso()}
+        conditions.append(condition)
+    status["conditions"] = conditions
+    return status
+
+
+def _probed(status: dict[str, Any]) -> dict[str, Any]:
+    """``status`` with a new ``lastProbeTime`` on every condition."""
+    status["conditions"] = [
+        {**c, "lastProbeTime": _now_iso()} for c in status.get("conditions") or []
+    ]
+    return status
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """How big the workload is and how fast it changes.
@@ -374,11 +396,31 @@ class Workload:
         self._create_pod(deployment, running=False)
 
     def _restart_container(self) -> None:
+        """A container restarts (a heartbeat instead for a Pod without container statuses)."""
+        self._change_status(self._restarted)
+
+    def _flap_readiness(self) -> None:
+        """Readiness flips (a heartbeat instead for a Pod that is not Running)."""
+        self._change_status(_readiness_flipped)
+
+    def _touch_status(self) -> None:
+        """A kubelet status heartbeat: a new probe time, nothing else."""
+        self._change_status(_probed)
+
+    def _change_status(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+        """Write a random Pod with the status ``change`` makes of a copy of its status; where
+        the change does not apply (``None``), a heartbeat of another random Pod instead."""
         key = self._random_pod()
-        status = dict(self._pods[key]["status"])
+        status = change(dict(self._pods[key]["status"]))
+        if status is None:
+            self._touch_status()
+        else:
+            self._update_pod(key, status)
+
+    def _restarted(self, status: dict[str, Any]) -> dict[str, Any] | None:
         statuses = list(status.get("containerStatuses") or [])
         if not statuses:
-            return self._touch_status()
+            return None
         i = self._rng.randrange(len(statuses))
         restarted = dict(statuses[i])
         restarted["restartCount"] = int(restarted.get("restartCount") or 0) + 1
@@ -387,32 +429,7 @@ class Workload:
         }
         statuses[i] = restarted
         status["containerStatuses"] = statuses
-        self._update_pod(key, status)
-        return None
-
-    def _flap_readiness(self) -> None:
-        key = self._random_pod()
-        status = dict(self._pods[key]["status"])
-        if status.get("phase") != "Running":
-            return self._touch_status()
-        conditions = []
-        for condition in status.get("conditions") or []:
-            if condition.get("type") in ("Ready", "ContainersReady"):
-                flipped = "False" if condition.get("status") == "True" else "True"
-                condition = {**condition, "status": flipped, "lastTransitionTime": _now_iso()}
-            conditions.append(condition)
-        status["conditions"] = conditions
-        self._update_pod(key, status)
-        return None
-
-    def _touch_status(self) -> None:
-        """A kubelet status heartbeat: a new probe time, nothing else."""
-        key = self._random_pod()
-        status = dict(self._pods[key]["status"])
-        status["conditions"] = [
-            {**c, "lastProbeTime": _now_iso()} for c in status.get("conditions") or []
-        ]
-        self._update_pod(key, status)
+        return status
 
     def _scale(self) -> None:
         """Scale one Deployment up or down by 1-3, staying near the target Pod count."""
