@@ -465,36 +465,38 @@ def _template_hash(namespace: str, name: str, revision: int) -> str:
     return "".join(_SUFFIX_CHARS[b % len(_SUFFIX_CHARS)] for b in digest[:10])
 
 
-def _namespace(name: str) -> Obj:
+def _cluster_scoped(kind: str, name: str, age_days: int, labels: dict[str, str]) -> Obj:
+    """``apiVersion``, ``kind`` and ``metadata`` of a cluster-scoped v1 object created
+    ``age_days`` ago, with a uid that depends only on its kind and name."""
     return {
         "apiVersion": "v1",
-        "kind": "Namespace",
+        "kind": kind,
         "metadata": {
             "name": name,
-            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"namespace/{name}")),
-            "creationTimestamp": _now_iso(90 * 86400),
-            "labels": {"kubernetes.io/metadata.name": name},
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{kind.lower()}/{name}")),
+            "creationTimestamp": _now_iso(age_days * 86400),
+            "labels": labels,
         },
+    }
+
+
+def _namespace(name: str) -> Obj:
+    return {
+        **_cluster_scoped("Namespace", name, 90, {"kubernetes.io/metadata.name": name}),
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
     }
 
 
 def _node(name: str, zone: str) -> Obj:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": "m6i.2xlarge",
+        "topology.kubernetes.io/zone": f"eu-west-1{zone}",
+    }
     return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"node/{name}")),
-            "creationTimestamp": _now_iso(30 * 86400),
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "node.kubernetes.io/instance-type": "m6i.2xlarge",
-                "topology.kubernetes.io/zone": f"eu-west-1{zone}",
-            },
-        },
+        **_cluster_scoped("Node", name, 30, labels),
         "spec": {"podCIDR": "10.0.0.0/24", "providerID": f"aws:///eu-west-1{zone}/{name}"},
         "status": {
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
