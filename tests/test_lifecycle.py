@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+from typing import Any
 
 import pytest
 
@@ -156,3 +159,170 @@ async def test_wait_stopped_returns_once_set() -> None:
     stop.set()
     async with asyncio.timeout(5):
         await waiter
+
+
+# -- run_until_stopped ------------------------------------------------------------------------
+
+
+async def test_run_until_stopped_returns_the_result_of_a_body_that_ends_first() -> None:
+    async def body() -> int:
+        return 7
+
+    assert await lifecycle.run_until_stopped(body(), asyncio.Event()) == 7
+    assert await lifecycle.run_until_stopped(body(), None) == 7
+
+
+async def test_run_until_stopped_cancels_the_body_once_stop_is_set() -> None:
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    cancelled = False
+
+    async def body() -> int:
+        nonlocal cancelled
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        return 1
+
+    runner = asyncio.create_task(lifecycle.run_until_stopped(body(), stop))
+    await started.wait()
+    stop.set()
+    async with asyncio.timeout(5):
+        assert await runner is None
+    assert cancelled
+
+
+async def test_run_until_stopped_propagates_what_the_body_raises() -> None:
+    async def body() -> None:
+        raise ValueError("body failed")
+
+    with pytest.raises(ValueError, match="body failed"):
+        await lifecycle.run_until_stopped(body(), asyncio.Event())
+
+
+async def test_cancelling_run_until_stopped_cancels_the_body() -> None:
+    started = asyncio.Event()
+    body = asyncio.create_task(asyncio.Event().wait())
+
+    async def watched() -> None:
+        started.set()
+        await body
+
+    runner = asyncio.create_task(lifecycle.run_until_stopped(watched(), asyncio.Event()))
+    await started.wait()
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert body.cancelled()
+
+
+# -- ServiceThread ----------------------------------------------------------------------------
+
+
+class Closable:
+    """Counts ``close()`` calls; ``kind`` picks a sync or async ``close`` (or a failing one)."""
+
+    def __init__(self, kind: str = "async") -> None:
+        self.kind = kind
+        self.closed = 0
+
+    def close(self) -> Any:
+        if self.kind == "fail":
+            raise OSError("cannot close")
+        if self.kind == "sync":
+            self.closed += 1
+            return None
+
+        async def aclose() -> None:
+            self.closed += 1
+
+        return aclose()
+
+
+def test_service_thread_runs_the_service_on_its_own_loop_until_stopped() -> None:
+    svc = Loop()
+    closing = [Closable("async"), Closable("sync")]
+    thread = lifecycle.ServiceThread(svc.run, name="loop-thread", closing=closing)
+    with thread.start() as handle:
+        assert handle is thread
+        assert thread.running
+        loop = thread.loop
+        assert loop is not None
+
+        async def on_loop() -> asyncio.AbstractEventLoop:
+            await svc.running.wait()
+            return asyncio.get_running_loop()
+
+        assert thread.call(on_loop(), timeout=5) is loop
+        assert [c.closed for c in closing] == [0, 0]
+    assert not thread.running
+    assert thread.loop is None
+    assert thread.error is None
+    assert svc.runs == 1
+    assert [c.closed for c in closing] == [1, 1]
+    thread.stop()  # idempotent
+
+
+def test_service_thread_call_raises_when_not_running_and_times_out() -> None:
+    thread = lifecycle.ServiceThread(Loop().run, name="idle-thread")
+
+    async def answer() -> int:
+        return 42
+
+    with pytest.raises(RuntimeError, match="idle-thread is not running"):
+        thread.call(answer())  # closed, never awaited: no warning under filterwarnings=error
+    assert not thread.call_soon(lambda: None)
+    thread.stop()  # never started: nothing to do
+    with thread.start():
+        assert thread.call(answer()) == 42
+        with pytest.raises(TimeoutError):
+            thread.call(asyncio.Event().wait(), timeout=0.01)
+        flag = threading.Event()
+        assert thread.call_soon(flag.set)
+        assert flag.wait(5)
+    with pytest.raises(RuntimeError):
+        thread.call(answer())
+
+
+def test_service_thread_call_pending_when_the_thread_stops_raises_instead_of_hanging() -> None:
+    thread = lifecycle.ServiceThread(Loop().run, name="stopping-thread").start()
+    entered = threading.Event()
+    outcome: list[BaseException] = []
+
+    async def forever() -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    def caller() -> None:
+        try:
+            thread.call(forever())
+        except BaseException as exc:  # recorded for the assertion below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=caller)
+    worker.start()
+    assert entered.wait(5)
+    thread.stop(5)
+    worker.join(5)
+    assert not worker.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], RuntimeError)
+
+
+def test_service_thread_keeps_and_logs_a_crash_and_still_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    svc = Loop(fail=True)
+    failing, closable = Closable("fail"), Closable("async")
+    thread = lifecycle.ServiceThread(svc.run, name="crashing-thread", closing=[failing, closable])
+    with caplog.at_level(logging.ERROR, logger="kubemirror.lifecycle"):
+        thread.start()
+        thread.stop(5)
+    assert isinstance(thread.error, ValueError)
+    assert closable.closed == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert "crashing-thread crashed" in messages
+    assert any(m.startswith("closing") and "failed" in m for m in messages)

@@ -378,7 +378,7 @@ async def test_gc_is_paused_during_a_list_and_restored_even_when_it_fails() -> N
     assert gc.isenabled()
 
 
-async def test_runner_start_is_idempotent_and_stop_without_start_is_a_no_op() -> None:
+async def test_start_is_idempotent_and_stop_without_start_is_a_no_op() -> None:
     server = MemoryServer()
     lw, _store, refl = make(server)
     await refl.stop()

@@ -17,11 +17,10 @@ import collections
 import contextlib
 import inspect
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from kubemirror import errors, keys, reflector
+from kubemirror import errors, keys, lifecycle, reflector
 from kubemirror.cache import delta_fifo, index
 from kubemirror.cache.thread_safe_store import Indexers
 from kubemirror.client import transport
@@ -110,8 +109,7 @@ class HandlerRegistration:
     async def _stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await lifecycle.cancel_and_wait([task])
 
     async def _deliver(self) -> None:
         queue = self._queue
@@ -220,7 +218,7 @@ class _FifoFeed:
         self._informer._wake_drain()
 
 
-class SharedInformer(reflector.Runner):
+class SharedInformer(lifecycle.Service):
     """Mirrors one collection into an ``Indexer`` and notifies any number of handlers.
 
     ``lw`` is any ``ListerWatcher`` (``ListWatch`` for a real server). ``indexers``
@@ -229,12 +227,13 @@ class SharedInformer(reflector.Runner):
     re-delivers every object as ``on_update(obj, obj)`` periodically. Other keyword
     arguments go to the ``Reflector``.
 
-    Concurrency: asyncio; run it with ``run(stop)``, ``start()``/``stop()`` or
-    ``async with``, or from plain code with ``start_in_thread()``. The indexer may
-    be read from any thread. Add handlers from the loop's thread (or through the
-    ``InformerThread`` handle). Objects handed to handlers and returned by the
-    indexer are shared: do not mutate them. Handler exceptions are logged with the
-    object's key and never stop anything.
+    Concurrency: asyncio; a ``lifecycle.Service``: run it with ``run(stop)``,
+    ``start()``/``stop()`` or ``async with``, or from plain code with
+    ``start_in_thread()``. The indexer may be read from any thread. Add handlers
+    from the loop's thread (or through the ``InformerThread`` handle). Objects
+    handed to handlers and returned by the indexer are shared: do not mutate
+    them. Handler exceptions are logged with the object's key and never stop
+    anything.
 
     Ordering and cost: each watch event is applied to the indexer as soon as it is
     received (so a handler sees changes in server order); a relist is drained by a
@@ -356,14 +355,13 @@ class SharedInformer(reflector.Runner):
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run reflector, pop loop and handlers until ``stop`` is set."""
-        stop = stop or asyncio.Event()
         if self._synced_event is None:
             self._synced_event = asyncio.Event()
         self._running = True
         for reg in self._handlers:
             reg._start()
         try:
-            await reflector.run_until_stopped(self._run_body(), stop)
+            await lifecycle.run_until_stopped(self._run_body(), stop)
         finally:
             self._running = False
             for reg in list(self._handlers):
@@ -480,27 +478,20 @@ class SharedInformer(reflector.Runner):
         return InformerThread(self, closing)
 
 
-class InformerThread:
+class InformerThread(lifecycle.ServiceThread):
     """A running informer in one background thread (the sync facade for scripts).
 
-    ``indexer`` is readable from any thread. ``wait_for_sync(timeout)`` blocks the
-    caller; ``add_event_handler`` is forwarded to the loop; ``stop()`` ends the
-    loop and joins the thread (also on ``with`` exit). Handlers run in the
-    background thread.
+    A ``lifecycle.ServiceThread`` running ``informer.run``, started on creation.
+    ``indexer`` is readable from any thread. ``wait_for_sync(timeout)`` blocks
+    the caller; ``add_event_handler`` is forwarded to the loop; ``stop()`` ends
+    the loop, closes ``closing`` and joins the thread (also on ``with`` exit).
+    Handlers run in the background thread. A crash is logged and kept in ``error``.
     """
 
     def __init__(self, informer: SharedInformer, closing: Iterable[Any] = ()) -> None:
+        super().__init__(informer.run, name=f"informer-{informer.name}", closing=closing)
         self.informer = informer
-        self._closing = list(closing)
-        self._synced = threading.Event()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name=f"informer-{informer.name}",
-                                        daemon=True)
-        self._thread.start()
-        self._ready.wait()
+        self.start()
 
     @property
     def indexer(self) -> index.Indexer:
@@ -508,68 +499,22 @@ class InformerThread:
 
     def wait_for_sync(self, timeout: float | None = None) -> bool:
         """Block until the informer has synced; False after ``timeout`` seconds."""
-        return self._synced.wait(timeout)
+        if self.running:
+            with contextlib.suppress(RuntimeError):  # it stopped meanwhile
+                return self.call(self.informer.wait_for_sync(timeout))
+        return self.informer.has_synced()
 
     def add_event_handler(self, handler: object | None = None, **callbacks: Callback | None
                           ) -> HandlerRegistration:
-        """``SharedInformer.add_event_handler``, run in the informer's loop."""
-        loop = self._loop
-        if loop is None or not self._thread.is_alive():
-            raise RuntimeError("the informer thread is not running")
+        """``SharedInformer.add_event_handler``, run in the informer's loop.
+
+        Raises ``RuntimeError`` if the thread is not running.
+        """
 
         async def add() -> HandlerRegistration:
             return self.informer.add_event_handler(handler, **callbacks)
 
-        return asyncio.run_coroutine_threadsafe(add(), loop).result()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the informer, close ``closing`` and join the thread (idempotent)."""
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                loop.call_soon_threadsafe(event.set)
-        self._thread.join(timeout)
-
-    def __enter__(self) -> InformerThread:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._amain())
-        except BaseException as exc:  # reported to the owner, never lost
-            self.error = exc
-            log.exception("informer thread %s crashed", self.informer.name)
-        finally:
-            self._ready.set()
-
-    async def _amain(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        self._ready.set()
-
-        async def signal_sync() -> None:
-            await self.informer.wait_for_sync()
-            self._synced.set()
-
-        notifier = asyncio.ensure_future(signal_sync())
-        try:
-            await self.informer.run(self._stop_event)
-        finally:
-            notifier.cancel()
-            await asyncio.gather(notifier, return_exceptions=True)
-            for obj in self._closing:
-                close = getattr(obj, "close", None) or getattr(obj, "aclose", None)
-                if close is None:
-                    continue
-                try:
-                    result = close()
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    log.exception("closing %r failed", obj)
+        return self.call(add())
 
 
 def _same_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -1,5 +1,5 @@
 """The lifecycle every long-running asyncio component shares: ``run(stop)``, ``start()``,
-``stop()`` and ``async with``.
+``stop()`` and ``async with``, and the thread that runs one for plain code.
 
 Bottom layer of kubemirror (beside ``keys``, ``selectors`` and ``paths``; imports
 nothing of ours), so that any layer's component can inherit it. A component writes
@@ -12,24 +12,65 @@ one half and inherits the other:
   coroutine) and ``async stop()`` (cancel them); inherit ``run(stop)`` and
   ``async with``. For components that must be usable as soon as ``start()``
   returns, such as the kvstore stores.
+- ``ServiceThread``: runs a ``run(stop)`` on a new event loop in a daemon thread;
+  the one thread facade under ``InformerThread``, ``WatcherThread`` and the demo.
 
-Neither is thread-safe: drive a component from the event loop it was started on.
+Neither base is thread-safe: drive a component from the event loop it was started
+on. ``run_until_stopped``, ``wait_stopped`` and ``cancel_and_wait`` are the pieces
+``run`` methods are written with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-from collections.abc import Awaitable, Iterable
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-__all__ = ["Service", "StartStopService", "cancel_and_wait", "wait_stopped"]
+__all__ = [
+    "Service",
+    "ServiceThread",
+    "StartStopService",
+    "cancel_and_wait",
+    "run_until_stopped",
+    "wait_stopped",
+]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 async def wait_stopped(stop: asyncio.Event | None) -> None:
     """Return once ``stop`` is set; never, if it is ``None`` (cancel the task instead)."""
     await (stop.wait() if stop is not None else asyncio.Event().wait())
+
+
+async def run_until_stopped(body: Awaitable[_T], stop: asyncio.Event | None) -> _T | None:
+    """Await ``body`` until it ends or ``stop`` is set, whichever comes first.
+
+    Returns ``body``'s result, or ``None`` once ``stop`` is set (``body`` is then
+    cancelled and waited for). Exceptions of ``body`` propagate; if this is
+    cancelled, so is ``body``. ``stop=None`` awaits ``body`` alone.
+    """
+    if stop is None:
+        return await body
+    task = asyncio.ensure_future(body)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, waiter):
+            pending.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
+    if task.cancelled():
+        return None
+    return task.result()
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
@@ -139,3 +180,143 @@ class StartStopService(_AsyncContext):
             await wait_stopped(stop)
         finally:
             await self.stop()
+
+
+class ServiceThread:
+    """Runs ``run(stop)`` (a ``Service``'s or any such coroutine function) on a new event
+    loop in a daemon thread: the sync facade plain scripts get over an asyncio core.
+
+    ``start()`` starts the thread and returns once its loop runs (raising what
+    kept it from starting). ``call(coro)`` runs a coroutine on that loop and
+    blocks for its result; ``call_soon(fn)`` schedules a plain callback there.
+    ``stop()`` sets the ``stop`` event ``run`` was given and joins the thread;
+    also on ``with`` exit. After ``run`` ends, each object in ``closing`` is
+    closed on the loop (its ``close()`` or ``aclose()``, awaited if it returns an
+    awaitable; a failure is logged). If ``run`` raises, the error is logged at
+    once and kept in ``error``; ``stop()`` does not raise it.
+
+    Thread-safe: ``start``, ``call``, ``call_soon`` and ``stop`` may be called from
+    any thread but the service's own (``call`` and ``stop`` block).
+    """
+
+    def __init__(
+        self,
+        run: Callable[[asyncio.Event], Awaitable[None]],
+        *,
+        name: str,
+        closing: Iterable[object] = (),
+    ) -> None:
+        self.name = name
+        self._run = run
+        self._closing = list(closing)
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while callbacks may be sent
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The thread's event loop while ``run`` is running (``None`` before and after)."""
+        return self._loop
+
+    @property
+    def running(self) -> bool:
+        """True from ``start()`` until ``run`` has ended."""
+        return self._loop is not None
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the thread abnormally (``None`` while running or after a clean stop)."""
+        return self._error
+
+    def start(self) -> Self:
+        """Start the thread and wait until its loop runs; raises what made it fail to."""
+        self._thread.start()
+        self._ready.wait()
+        if self._loop is None and self._error is not None:
+            raise self._error
+        return self
+
+    def call_soon(self, callback: Callable[[], object]) -> bool:
+        """Schedule ``callback()`` on the thread's loop; False (not called) if not running."""
+        with self._lock:
+            if self._loop is None:
+                return False
+            self._loop.call_soon_threadsafe(callback)
+            return True
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        """Run ``coro`` on the thread's loop and block until it returns; its result.
+
+        Raises what ``coro`` raises; ``TimeoutError`` after ``timeout`` seconds (``coro``
+        is then cancelled); ``RuntimeError`` if the thread is not running or stops
+        before ``coro`` finishes.
+        """
+        with self._lock:
+            if self._loop is None:
+                coro.close()
+                raise RuntimeError(f"{self.name} is not running")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+        except concurrent.futures.CancelledError as exc:
+            raise RuntimeError(f"{self.name} stopped") from exc
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Set the stop event and join the thread (idempotent; waits at most ``timeout``)."""
+        stop = self._stop
+        if stop is not None:
+            self.call_soon(stop.set)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._amain())
+        except BaseException as exc:  # kept in error, never lost
+            self._error = exc
+            log.error("%s crashed", self.name, exc_info=exc)
+        finally:
+            self._ready.set()
+
+    async def _amain(self) -> None:
+        self._stop = asyncio.Event()
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+        self._ready.set()
+        try:
+            await self._run(self._stop)
+        finally:
+            await _close_all(self._closing)
+            # Past this, nothing new reaches the loop; what did is cancelled by asyncio.run.
+            with self._lock:
+                self._loop = None
+
+
+async def _close_all(objs: Iterable[object]) -> None:
+    for obj in objs:
+        close = getattr(obj, "close", None) or getattr(obj, "aclose", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("closing %r failed", obj)

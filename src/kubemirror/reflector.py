@@ -21,10 +21,9 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
-from kubemirror import errors, keys
+from kubemirror import errors, keys, lifecycle
 from kubemirror.client import transport
 from kubemirror.listwatch import EventStream, ListerWatcher, ListOptions
 from kubemirror.types import Obj, WatchEvent
@@ -37,7 +36,6 @@ __all__ = [
     "Reflector",
     "ReflectorStats",
     "ReflectorStore",
-    "Runner",
     "TransformFunc",
     "is_initial_events_end",
 ]
@@ -149,81 +147,19 @@ def is_initial_events_end(event: WatchEvent) -> bool:
     return annotations.get(INITIAL_EVENTS_END_ANNOTATION) == "true"
 
 
-class Runner:
-    """Lifecycle shared by long-running components: ``run(stop)``, ``start()``, ``stop()``.
-
-    Subclasses implement ``run(stop)`` returning once ``stop`` is set.
-    ``start()`` runs it as a task of the current loop; ``await stop()`` sets the
-    event and waits for the task; ``async with`` does both. Not thread-safe: drive
-    it from one event loop.
-    """
-
-    _task: asyncio.Task[None] | None = None
-    _stop_event: asyncio.Event | None = None
-
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        raise NotImplementedError
-
-    def start(self) -> asyncio.Task[None]:
-        """Run in the background of the running loop (idempotent); returns the task."""
-        if self._task is None or self._task.done():
-            self._stop_event = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self.run(self._stop_event))
-        return self._task
-
-    async def stop(self) -> None:
-        """Stop the background task started by ``start()`` and wait for it to end."""
-        task, event = self._task, self._stop_event
-        if task is None or event is None:
-            return
-        event.set()
-        try:
-            await task
-        finally:
-            self._task = None
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-async def run_until_stopped(body: Awaitable[None], stop: asyncio.Event) -> None:
-    """Run ``body`` until it ends or ``stop`` is set (then cancel it and wait for it)."""
-    task = asyncio.ensure_future(body)
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (task, waiter):
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(task, waiter, return_exceptions=True)
-    if task.done() and not task.cancelled():
-        exc = task.exception()
-        if exc is not None:
-            raise exc
-
-
 class _StreamingUnsupportedError(Exception):
     """Internal: the server rejected ``sendInitialEvents``; fall back to LIST."""
 
 
-class Reflector(Runner):
+class Reflector(lifecycle.Service):
     """Mirrors one collection into ``store`` by list + watch, forever, until stopped.
 
     ``store`` receives ``replace(items, rv)`` after each (re)list and
     ``add``/``update``/``delete`` for watch events; a ``DeltaFIFO`` or any
     ``cache.Store`` fits. Objects are passed through ``transform`` first (an
     exception there is logged and the object stored untransformed). Handed-over
-    objects are owned by the store. Runs in one event loop; ``stats`` and
+    objects are owned by the store. A ``lifecycle.Service`` (``run(stop)``,
+    ``start()``/``stop()``, ``async with``) on one event loop; ``stats`` and
     ``last_sync_resource_version`` may be read at any time. ``run`` never raises
     for API, transport or data errors; it logs, counts and recovers.
 
@@ -285,16 +221,14 @@ class Reflector(Runner):
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """List and watch until ``stop`` is set (forever if ``None``); never raises on errors."""
-        stop = stop or asyncio.Event()
         resync: asyncio.Task[None] | None = None
         if self.resync_period > 0:
             resync = asyncio.ensure_future(self._resync_loop())
         try:
-            await run_until_stopped(self._list_and_watch_forever(), stop)
+            await lifecycle.run_until_stopped(self._list_and_watch_forever(), stop)
         finally:
             if resync is not None:
-                resync.cancel()
-                await asyncio.gather(resync, return_exceptions=True)
+                await lifecycle.cancel_and_wait([resync])
 
     async def _resync_loop(self) -> None:
         while True:
@@ -528,13 +462,13 @@ class Reflector(Runner):
         return count
 
 
-class Poller(Runner):
+class Poller(lifecycle.Service):
     """Polls ``get_func`` every ``period`` seconds and replaces ``store`` with the result.
 
     For APIs that cannot be watched. Each poll is one ``store.replace(objs)``, so
     a store that computes deltas (DeltaFIFO) sees adds, updates and deletes. A
     failing poll is logged and counted in ``errors``; the next period retries.
-    Runs in one event loop.
+    A ``lifecycle.Service`` on one event loop.
     """
 
     def __init__(
@@ -556,8 +490,7 @@ class Poller(Runner):
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Poll until ``stop`` is set; never raises on errors from ``get_func``."""
-        stop = stop or asyncio.Event()
-        await run_until_stopped(self._poll_forever(), stop)
+        await lifecycle.run_until_stopped(self._poll_forever(), stop)
 
     async def _poll_forever(self) -> None:
         while True:

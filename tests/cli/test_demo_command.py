@@ -70,6 +70,11 @@ async def test_demo_serves_kubectl_style_clients() -> None:
             body = await resp.json()
         assert resp.status == 200
         assert len(body["items"]) >= 100
+        async with asyncio.timeout(30):  # the mirror's sync line, so SIGINT cannot precede it
+            line = b""
+            while not line.startswith(b"synced "):
+                line = await proc.stdout.readline()
+                assert line, "the demo ended before its mirror synced"
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
             out, err = await proc.communicate()

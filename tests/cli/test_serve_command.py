@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import yaml
 
-from kubemirror.cli.serve import MirrorApiServer
+from kubemirror.cli.serve import sync_readiness
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.testing import make_pod, make_self_signed_cert, seed
@@ -156,7 +156,7 @@ async def test_serve_refuses_with_one_line(member: str, args: list[str], expecte
 async def test_readyz_waits_for_every_cluster() -> None:
     """``/readyz`` answers 503 naming what still syncs, then 200 (no fake: real HTTP)."""
     waiting = ["east/pods.v1"]
-    server = MirrorApiServer(MemoryStorage(), readiness=lambda: list(waiting))
+    server = KubeApiServer(MemoryStorage(), readiness=sync_readiness(lambda: list(waiting)))
     async with server, aiohttp.ClientSession() as http:
         async with http.get(f"{server.url}/readyz") as resp:
             assert resp.status == 503

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer
@@ -232,6 +233,49 @@ async def test_bearer_tokens(kube_storage: MemoryStorage, http: aiohttp.ClientSe
             assert resp.status == 200
         async with http.get(f"{server.url}/healthz") as resp:
             assert resp.status == 200
+
+
+async def test_readiness_decides_readyz_which_stays_public(
+    kube_storage: MemoryStorage, http: aiohttp.ClientSession
+) -> None:
+    state = {"ready": False}
+
+    def readiness() -> tuple[bool, str]:
+        return (True, "ok") if state["ready"] else (False, "not ready: syncing east/pods")
+
+    async with KubeApiServer(kube_storage, tokens={"s3cret"}, readiness=readiness) as server:
+        async with http.get(f"{server.url}/readyz") as resp:
+            assert (resp.status, await resp.text()) == (503, "not ready: syncing east/pods")
+        state["ready"] = True
+        async with http.get(f"{server.url}/readyz") as resp:
+            assert (resp.status, await resp.text()) == (200, "ok")
+        async with http.get(f"{server.url}/livez") as resp:
+            assert resp.status == 200
+
+
+async def test_extra_routes_are_served_behind_the_tokens(
+    kube_storage: MemoryStorage, http: aiohttp.ClientSession
+) -> None:
+    async def hello(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=f"hello {request.method}")
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise ValueError("boom")
+
+    routes = {"/hello": hello, "/broken": broken}
+    async with KubeApiServer(kube_storage, tokens={"s3cret"}, extra_routes=routes) as server:
+        body = await get_json(http, f"{server.url}/hello", 401)
+        assert body["reason"] == "Unauthorized"
+        auth = {"Authorization": "Bearer s3cret"}
+        async with http.post(f"{server.url}/hello", headers=auth) as resp:
+            assert (resp.status, await resp.text()) == (200, "hello POST")
+        async with http.get(f"{server.url}/broken", headers=auth) as resp:
+            assert resp.status == 500
+            assert "boom" in (await resp.json())["message"]
+        async with http.get(f"{server.url}/api/v1/pods", headers=auth) as resp:
+            assert resp.status == 200, "the API is still served"
+        async with http.get(f"{server.url}/hello/more", headers=auth) as resp:
+            assert resp.status == 404, "exact paths only"
 
 
 async def test_read_only_rejects_writes(

@@ -25,7 +25,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kubemirror import listwatch, watcher
+from kubemirror import lifecycle, listwatch, watcher
 from kubemirror.cli import ui
 from kubemirror.cli.mirror import (
     LatencyWindow,
@@ -80,7 +80,7 @@ class DemoCluster:
     ``start()`` returns once the server listens (raising ``OSError`` if it cannot
     bind); the workload is then written (``wait_populated()``) and churned until
     ``stop_churn()`` or ``stop()``. The storage and the workload counters may be
-    read from any thread.
+    read from any thread. The thread is a ``lifecycle.ServiceThread``.
     """
 
     def __init__(self, spec: WorkloadSpec, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -89,9 +89,7 @@ class DemoCluster:
         self.server = KubeApiServer(self.storage, host, port, default_cluster=spec.cluster)
         self.workload = Workload(self.storage, spec)
         self.populate_seconds = 0.0
-        self._thread = threading.Thread(target=self._main, name="kubemirror-demo", daemon=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._thread = lifecycle.ServiceThread(self._serve, name="kubemirror-demo")
         self._churn_stop: asyncio.Event | None = None
         self._listening = threading.Event()
         self._populated = threading.Event()
@@ -121,49 +119,36 @@ class DemoCluster:
         if self._error is not None:
             raise self._error
 
-    def _main(self) -> None:
+    async def _serve(self, stop: asyncio.Event) -> None:
+        churn_stop = self._churn_stop = asyncio.Event()
         try:
-            asyncio.run(self._amain())
-        except BaseException as exc:  # handed to start()/wait_populated()
+            async with self.server:
+                self._listening.set()
+                started = time.perf_counter()
+                self.workload.populate()
+                self.populate_seconds = time.perf_counter() - started
+                self._populated.set()
+                churn = asyncio.ensure_future(self.workload.run(churn_stop))
+                try:
+                    await stop.wait()
+                finally:
+                    churn_stop.set()
+                    await churn
+        except Exception as exc:  # handed to start()/wait_populated()
             self._error = exc
         finally:
             self._listening.set()
             self._populated.set()
 
-    async def _amain(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._churn_stop = asyncio.Event()
-        await self.server.start()
-        try:
-            self._listening.set()
-            started = time.perf_counter()
-            self.workload.populate()
-            self.populate_seconds = time.perf_counter() - started
-            self._populated.set()
-            churn = asyncio.ensure_future(self.workload.run(self._churn_stop))
-            try:
-                await self._stop.wait()
-            finally:
-                self._churn_stop.set()
-                await churn
-        finally:
-            await self.server.stop()
-
-    def _set(self, event: asyncio.Event | None) -> None:
-        loop = self._loop
-        if loop is not None and event is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(event.set)
-
     def stop_churn(self) -> None:
         """Stop changing the workload (the server keeps serving)."""
-        self._set(self._churn_stop)
+        churn_stop = self._churn_stop
+        if churn_stop is not None:
+            self._thread.call_soon(churn_stop.set)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the churn and the server and join the thread."""
-        self._set(self._stop)
-        self._thread.join(timeout)
+        self._thread.stop(timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,10 +436,10 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     live = asyncio.ensure_future(ui.run_live(console, session.render, stop, plain=session.plain))
     mirror_started = time.monotonic()
     try:
-        await ui.race_stop(cluster.wait_populated(), stop)
+        await lifecycle.run_until_stopped(cluster.wait_populated(), stop)
         if not stop.is_set():
             session.watcher.start()
-            await ui.race_stop(session.watcher.wait_for_sync(), stop)
+            await lifecycle.run_until_stopped(session.watcher.wait_for_sync(), stop)
             if session.stats.synced_at is not None:
                 mirror_started = session.stats.synced_at
                 if not console.is_terminal:

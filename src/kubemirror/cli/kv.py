@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from kubemirror import errors, kvstore
+from kubemirror import errors, kvstore, lifecycle
 from kubemirror.cli import ui
 
 __all__ = [
@@ -248,7 +248,7 @@ async def run_watch(
             churn = asyncio.ensure_future(DemoKeyspace(backend, seed=1).run(stop))
         events = backend.list_and_watch(prefix)
         try:
-            await ui.race_stop(_follow(etcd, events, prefix, as_json), stop)
+            await lifecycle.run_until_stopped(_follow(etcd, events, prefix, as_json), stop)
         finally:
             stop.set()
             await events.aclose()

@@ -3,7 +3,8 @@
 Part of the ``cli`` layer; needs the optional ``prometheus_client`` package
 (``pip install 'kubemirror[metrics]'``): ``load_prometheus`` says so clearly
 when it is missing. ``MirrorCollector`` adds nothing to the event path: on each
-scrape it reads the storage sizes and each reflector's ``ReflectorStats``.
+scrape it reads the storage sizes and each reflector's ``ReflectorStats``;
+``metrics_handler`` serves them as the API server's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
+from aiohttp import web
+
 from kubemirror import errors, reflector
+from kubemirror.multicluster import server
 from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.types import GroupVersionResource
 
-__all__ = ["MirrorCollector", "Prometheus", "load_prometheus"]
+__all__ = ["MirrorCollector", "Prometheus", "load_prometheus", "metrics_handler"]
 
 Feeds = Callable[[], Mapping[tuple[str, GroupVersionResource], reflector.Reflector]]
 
@@ -55,6 +59,19 @@ def load_prometheus() -> Prometheus:
             "Install it with pip install 'kubemirror[metrics]', or pass --no-metrics",
         ) from exc
     return Prometheus(client, core)
+
+
+def metrics_handler(prometheus: Prometheus, collector: MirrorCollector) -> server.Handler:
+    """The ``/metrics`` handler (for ``KubeApiServer(extra_routes=...)``): ``collector``'s
+    metrics and the process's, in Prometheus text format, read at each scrape."""
+    registry = prometheus.registry(collector)
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        response = web.Response(body=prometheus.render(registry))
+        response.headers["Content-Type"] = prometheus.content_type
+        return response
+
+    return metrics
 
 
 class MirrorCollector:

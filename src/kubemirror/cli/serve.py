@@ -5,9 +5,10 @@ into a checked ``ServeConfig``; ``check_security`` refuses a non-loopback
 address without TLS and bearer tokens (unless ``--insecure``). ``run_serve``
 resolves every resource on every cluster first (a bad name, an unreachable
 cluster or bad credentials stop it with one line), then a ``ClusterSynchro``
-keeps a ``MemoryStorage`` equal to the clusters while ``MirrorApiServer``
+keeps a ``MemoryStorage`` equal to the clusters while a ``KubeApiServer``
 serves it, read-only by default, with ``/readyz`` answering 200 only once
-every (cluster, resource) has synced and ``/metrics`` in Prometheus format.
+every (cluster, resource) has synced (``sync_readiness``) and ``/metrics`` in
+Prometheus format (``metrics.metrics_handler``).
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from aiohttp import web
 from rich.console import Console
 
 from kubemirror import errors, listwatch, reflector
 from kubemirror.cli import failures, ui
-from kubemirror.cli.metrics import MirrorCollector, Prometheus, load_prometheus
+from kubemirror.cli.metrics import MirrorCollector, load_prometheus, metrics_handler
 from kubemirror.cli.watch import load_client_config
 from kubemirror.client import discovery, transport
 from kubemirror.multicluster.resources import ALL_VERBS, READ_VERBS, ResourceInfo
-from kubemirror.multicluster.server import KubeApiServer
+from kubemirror.multicluster.server import KubeApiServer, Readiness
 from kubemirror.multicluster.storage import ClusterResourceStore, MemoryStorage
 from kubemirror.multicluster.synchro import ClusterSynchro, Runnable
 from kubemirror.types import GroupVersionResource
@@ -40,13 +40,13 @@ from kubemirror.types import GroupVersionResource
 __all__ = [
     "DEFAULT_PORT",
     "ClusterSpec",
-    "MirrorApiServer",
     "ServeConfig",
     "ServeFlags",
     "check_security",
     "is_loopback",
     "load_serve_config",
     "run_serve",
+    "sync_readiness",
 ]
 
 DEFAULT_PORT = 6443
@@ -326,61 +326,19 @@ def check_security(config: ServeConfig) -> ssl.SSLContext | None:
     return context
 
 
-class MirrorApiServer(KubeApiServer):
-    """A ``KubeApiServer`` whose ``/readyz`` follows the mirror and which serves ``/metrics``.
+def sync_readiness(waiting: Callable[[], list[str]]) -> Readiness:
+    """The ``/readyz`` check of the mirror: ``waiting()`` lists what is still syncing.
 
-    ``readiness()`` lists what is still syncing: ``/readyz`` answers 200 ``ok``
-    when it is empty, else 503 naming it. ``/metrics``
-    (behind the bearer tokens, like the API) is served when ``prometheus`` and a
-    ``collector`` are given, else 404.
+    Ready (200 ``ok``) when that list is empty, else 503 naming what it holds.
     """
 
-    def __init__(
-        self,
-        storage: MemoryStorage,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        ssl_context: ssl.SSLContext | None = None,
-        tokens: Iterable[str] | None = None,
-        read_only: bool = False,
-        default_cluster: str = "default",
-        *,
-        readiness: Callable[[], list[str]] | None = None,
-        prometheus: Prometheus | None = None,
-        collector: MirrorCollector | None = None,
-        ca_data: bytes | None = None,
-        builtin_resources: bool = True,
-    ) -> None:
-        super().__init__(
-            storage,
-            host,
-            port,
-            ssl_context,
-            tokens,
-            read_only,
-            default_cluster,
-            ca_data=ca_data,
-            builtin_resources=builtin_resources,
-        )
-        self.readiness = readiness
-        self._prometheus = prometheus
-        self._registry = (
-            prometheus.registry(collector) if prometheus is not None and collector else None
-        )
+    def check() -> tuple[bool, str]:
+        still = waiting()
+        if still:
+            return False, f"not ready: syncing {', '.join(still)}"
+        return True, "ok"
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if request.path == "/readyz" and self.readiness is not None:
-            waiting = self.readiness()
-            if waiting:
-                return web.Response(status=503, text=f"not ready: syncing {', '.join(waiting)}")
-            return web.Response(text="ok")
-        if request.path == "/metrics" and self._registry is not None:
-            assert self._prometheus is not None
-            body = self._prometheus.render(self._registry)
-            response = web.Response(body=body)
-            response.headers["Content-Type"] = self._prometheus.content_type
-            return response
-        return await super()._dispatch(request)
+    return check
 
 
 class _Mirror:
@@ -524,7 +482,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             collector = MirrorCollector(
                 prometheus, storage, lambda: mirror.feeds, lambda: not mirror.waiting()
             )
-        server = MirrorApiServer(
+        server = KubeApiServer(
             storage,
             config.host,
             config.port,
@@ -534,9 +492,12 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             default_cluster,
             ca_data=_read_bytes(config.tls_cert) if config.tls_cert else None,
             builtin_resources=not config.clusters,
-            readiness=mirror.waiting,
-            prometheus=prometheus,
-            collector=collector,
+            readiness=sync_readiness(mirror.waiting),
+            extra_routes=(
+                {"/metrics": metrics_handler(prometheus, collector)}
+                if prometheus is not None and collector is not None
+                else None
+            ),
         )
         for infos in mirror.resources.values():
             for info in infos:

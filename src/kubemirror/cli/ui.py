@@ -13,8 +13,8 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -38,7 +38,6 @@ __all__ = [
     "fmt_seconds",
     "install_stop_handlers",
     "key_value_table",
-    "race_stop",
     "rss_bytes",
     "run_live",
     "uptime_footer",
@@ -201,24 +200,3 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
 
     loop.add_signal_handler(signal.SIGINT, first)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-
-
-_T = TypeVar("_T")
-
-
-async def race_stop(awaitable: Awaitable[_T], stop: asyncio.Event) -> _T | None:
-    """The result of ``awaitable``, or ``None`` if ``stop`` is set first (it is then cancelled).
-
-    Exceptions of ``awaitable`` propagate.
-    """
-    task = asyncio.ensure_future(awaitable)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, stopper):
-            pending.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
-    if task.cancelled():
-        return None
-    return task.result()

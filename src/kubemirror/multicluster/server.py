@@ -41,7 +41,7 @@ from kubemirror.multicluster.storage import (
 )
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
-__all__ = ["CRD_RESOURCE", "KubeApiServer", "crd_resource_infos"]
+__all__ = ["CRD_RESOURCE", "Handler", "KubeApiServer", "Readiness", "crd_resource_infos"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""An aiohttp request handler, as ``KubeApiServer(extra_routes=...)`` takes."""
+
+Readiness = Callable[[], tuple[bool, str]]
+"""``() -> (ready, text)``: what ``/readyz`` answers (200 or 503, with ``text``)."""
 
 
 def _now() -> str:
@@ -87,7 +91,15 @@ class KubeApiServer(lifecycle.StartStopService):
     Every ``BUILTIN_RESOURCES`` type is registered unless ``builtin_resources=False``.
     A watch whose client takes no write for ``watch_write_timeout`` seconds is
     disconnected (it may resume from its last resourceVersion); ``watch_timeout``
-    caps a watch without ``timeoutSeconds``. Not thread-safe: use from the loop
+    caps a watch without ``timeoutSeconds``.
+
+    ``readiness``, if given, is called on each ``/readyz`` request (on the loop;
+    keep it cheap): ``(True, text)`` answers 200, ``(False, text)`` 503, with
+    ``text`` as the body (without it, ``/readyz`` always answers 200 ``ok``).
+    ``extra_routes`` maps more paths (aiohttp route patterns, any method) to
+    handlers served ahead of the API, behind the same bearer-token check and
+    error handling; ``/healthz``, ``/readyz``, ``/livez`` and ``/version`` are
+    public, every other path needs a token. Not thread-safe: use from the loop
     that started it. Lifecycle (``lifecycle.StartStopService``): ``start()`` binds,
     ``stop()`` stops serving; ``run(stop_event)`` and ``async with`` do both.
     """
@@ -106,6 +118,8 @@ class KubeApiServer(lifecycle.StartStopService):
         builtin_resources: bool = True,
         watch_timeout: float = 1800.0,
         watch_write_timeout: float = 60.0,
+        readiness: Readiness | None = None,
+        extra_routes: Mapping[str, Handler] | None = None,
     ) -> None:
         self.storage = storage
         self.host = host
@@ -117,6 +131,8 @@ class KubeApiServer(lifecycle.StartStopService):
         self.ca_data = ca_data
         self.watch_timeout = watch_timeout
         self.watch_write_timeout = watch_write_timeout
+        self.readiness = readiness
+        self.extra_routes = dict(extra_routes or {})
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._watch_tasks: set[asyncio.Task[Any]] = set()
@@ -149,6 +165,8 @@ class KubeApiServer(lifecycle.StartStopService):
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024**2)
+        for path, handler in self.extra_routes.items():
+            app.router.add_route("*", path, handler)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -229,6 +247,9 @@ class KubeApiServer(lifecycle.StartStopService):
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if path == "/readyz" and self.readiness is not None:
+            ready, text = self.readiness()
+            return web.Response(status=200 if ready else 503, text=text)
         if path in ("/healthz", "/readyz", "/livez"):
             return web.Response(text="ok")
         if path == "/version":

@@ -8,10 +8,11 @@ a ``Reflector`` restricted by field selector to one object, writing into a tiny
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kubemirror import keys, listwatch, reflector
+from kubemirror import keys, lifecycle, listwatch, reflector
 from kubemirror.client import transport
 from kubemirror.stores import indexed_store
 from kubemirror.types import Obj
@@ -19,6 +20,8 @@ from kubemirror.watcher import thread
 from kubemirror.watcher.config import SingleWatcherConfig, invoke
 
 __all__ = ["SingleWatcher"]
+
+log = logging.getLogger(__name__)
 
 
 class _SingleWriter:
@@ -80,7 +83,7 @@ class _SingleWriter:
         """Nothing to do."""
 
 
-class SingleWatcher(reflector.Runner):
+class SingleWatcher(lifecycle.Service):
     """Follows one named object; ``on_change(obj)`` at once for each change after sync.
 
     Lists and watches with the field selector ``metadata.name=<name>``.
@@ -90,7 +93,7 @@ class SingleWatcher(reflector.Runner):
     state of the deleted object (``current`` is ``None`` by then). Callbacks run
     one at a time, in event order (sync ones in a worker thread); errors are
     logged. ``source`` is a ``KubeClient`` or a ``ListerWatcher`` already
-    restricted to the object. Same lifecycle as ``Watcher``.
+    restricted to the object. Same lifecycle as ``Watcher`` (a ``lifecycle.Service``).
     """
 
     def __init__(
@@ -135,15 +138,15 @@ class SingleWatcher(reflector.Runner):
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch until ``stop`` is set; callbacks already queued are still delivered."""
-        stop = stop or asyncio.Event()
-        reflector_stop = asyncio.Event()
-        reflector_task = asyncio.ensure_future(self.reflector.run(reflector_stop))
+        self.reflector.start()
         dispatcher = asyncio.ensure_future(self._dispatch())
         try:
-            await stop.wait()
+            await lifecycle.wait_stopped(stop)
         finally:
-            reflector_stop.set()
-            await asyncio.gather(reflector_task, return_exceptions=True)
+            try:
+                await self.reflector.stop()
+            except Exception:
+                log.exception("%s: the reflector failed", self.name)
             self._queue.put_nowait(("stop", None))
             await asyncio.gather(dispatcher, return_exceptions=True)
 

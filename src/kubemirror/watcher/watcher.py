@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubemirror import errors, keys, listwatch, paths, reflector
+from kubemirror import errors, keys, lifecycle, listwatch, paths, reflector
 from kubemirror.client import transport
 from kubemirror.stores import cached_store, indexed_store, memory_store
 from kubemirror.types import Clock, GroupVersionResource, MonotonicClock, Obj
@@ -116,7 +116,7 @@ def _describe(obj: object) -> str:
     return f"{type(obj).__name__}"
 
 
-class Watcher(reflector.Runner):
+class Watcher(lifecycle.Service):
     """Mirrors the collection ``config`` describes into ``store`` and reports changes.
 
     ``source`` is a ``KubeClient`` (the watcher builds the ``ListWatch`` and, for
@@ -133,8 +133,10 @@ class Watcher(reflector.Runner):
     thread, coroutine callbacks on the loop; an exception is logged and the
     watch goes on. ``store`` may be read at any time from any thread.
 
-    Run it with ``await run(stop)``, ``start()``/``await stop()``, ``async with``,
-    or ``start_in_thread()`` from plain code. ``clock`` drives the debouncer.
+    A ``lifecycle.Service``: run it with ``await run(stop)``, ``start()``/``await
+    stop()``, ``async with``, or ``start_in_thread()`` from plain code. Should the
+    reflector end with an error, it is logged when the watcher stops. ``clock``
+    drives the debouncer.
     """
 
     def __init__(
@@ -235,19 +237,19 @@ class Watcher(reflector.Runner):
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch until ``stop`` is set; then stop the reflector and flush pending changes."""
-        stop = stop or asyncio.Event()
         if isinstance(self.store, cached_store.CachedStore):
             self.store.bind_loop(asyncio.get_running_loop())
         self._wake = asyncio.Event()
-        reflector_stop = asyncio.Event()
         stopping = asyncio.Event()
-        reflector_task = asyncio.ensure_future(self.reflector.run(reflector_stop))
+        self.reflector.start()
         dispatcher = asyncio.ensure_future(self._dispatch(stopping))
         try:
-            await stop.wait()
+            await lifecycle.wait_stopped(stop)
         finally:
-            reflector_stop.set()
-            await asyncio.gather(reflector_task, return_exceptions=True)
+            try:
+                await self.reflector.stop()
+            except Exception:
+                log.exception("%s: the reflector failed", self.name)
             stopping.set()
             self._wake.set()
             await asyncio.gather(dispatcher, return_exceptions=True)
