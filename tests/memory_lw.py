@@ -5,6 +5,8 @@ over HTTP. This fake exists only to produce, at an exact point of a stream,
 conditions a real server cannot be told to produce on demand: an expired continue
 token on page 3, a 410 on the N-th watch, an ``Expired`` ERROR event after K events,
 a corrupt line between two valid ones, a stream that ends mid-sync.
+``fault_sequences`` and ``apply_step`` drive the property tests that interleave
+writes with such faults.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import collections
 import copy
 from dataclasses import dataclass
 from typing import Any, Literal, Self
+
+from hypothesis import strategies as st
 
 from kubemirror import errors
 from kubemirror.listwatch import ListOptions, ListResult
@@ -279,3 +283,54 @@ class DictStore:
 
     def resync(self) -> None:
         self.resyncs += 1
+
+
+FaultStep = tuple[str, str]
+"""``("put", name)``, ``("remove", name)``, or ``(fault, "")`` for a fault ``apply_step`` knows."""
+
+OUTAGE_STEPS: list[FaultStep] = [
+    ("put", "a"), ("put", "b"), ("disconnect", ""), ("remove", "a"), ("put", "b"),
+    ("compact", ""), ("reconnect", ""),
+]
+"""Writes during an outage that outlives the event log: the explicit property example."""
+
+
+def fault_sequences(*faults: str) -> st.SearchStrategy[list[FaultStep]]:
+    """Up to 40 steps, each a put or remove of one of six names or one of ``faults``."""
+    return st.lists(
+        st.one_of(
+            st.tuples(st.just("put"), st.sampled_from("abcdef")),
+            st.tuples(st.just("remove"), st.sampled_from("abcdef")),
+            st.tuples(st.sampled_from(faults), st.just("")),
+        ),
+        max_size=40,
+    )
+
+
+def apply_step(server: MemoryServer, lw: MemoryListerWatcher, op: str, name: str) -> None:
+    """Apply one ``FaultStep`` to ``server`` (writes, compaction, a bookmark) or to ``lw``'s
+    watches (410 on the next watch, an outage, the open watch ending or hitting a
+    corrupt line). Removing a missing object does nothing; an unknown ``op`` raises
+    ``ValueError``."""
+    if op == "put":
+        server.put(name, n=str(server.rv))
+    elif op == "remove":
+        if server.key(name, "default") in server.objects:
+            server.remove(name)
+    elif op == "compact":
+        server.compact()
+    elif op == "bookmark":
+        server.bookmark()
+    elif op == "gone":
+        lw.gone_on_watch += 1
+    elif op == "disconnect":
+        lw.disconnect()
+    elif op == "reconnect":
+        lw.reconnect()
+    elif op in ("drop", "malformed"):
+        lw.watch_scripts.append(WatchScript([(0, "end" if op == "drop" else "malformed")]))
+        if lw.streams:
+            lw.streams[-1].closed = True
+            server.wake()
+    else:
+        raise ValueError(f"unknown fault step {op!r}")

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
 
 from kubemirror import cache, errors, keys
 from kubemirror.client import ClientConfig, KubeClient, ListOptions
@@ -35,7 +34,14 @@ from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.reflector import Backoff
 from kubemirror.testing import PODS, make_pod, new_storage
 from tests.faultproxy import FaultProxy, LineFault, is_continue_list, is_watch
-from tests.memory_lw import MemoryListerWatcher, MemoryServer, WatchScript
+from tests.memory_lw import (
+    OUTAGE_STEPS,
+    FaultStep,
+    MemoryListerWatcher,
+    MemoryServer,
+    apply_step,
+    fault_sequences,
+)
 from tests.polling import eventually
 
 
@@ -451,23 +457,11 @@ async def test_start_in_thread_serves_plain_scripts(env: Env) -> None:
 
 # -- property: handler calls replay to the server state under any fault sequence ---------------
 
-fault_ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("put"), st.sampled_from("abcdef")),
-        st.tuples(st.just("remove"), st.sampled_from("abcdef")),
-        st.tuples(st.sampled_from(["compact", "drop", "malformed", "disconnect", "reconnect",
-                                   "resync"]), st.just("")),
-    ),
-    max_size=40,
-)
-
-
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fault_ops)
-@example([("put", "a"), ("put", "b"), ("disconnect", ""), ("remove", "a"), ("put", "b"),
-          ("compact", ""), ("reconnect", "")])
+@given(fault_sequences("compact", "drop", "malformed", "disconnect", "reconnect", "resync"))
+@example(OUTAGE_STEPS)
 def test_handler_replay_equals_the_source_under_any_fault_sequence(
-    steps: list[tuple[str, str]],
+    steps: list[FaultStep],
 ) -> None:
     """In-memory fault-injection fake (tests.memory_lw) for exact fault placement; the HTTP
     scenarios above cover the same property against the real server."""
@@ -483,24 +477,10 @@ def test_handler_replay_equals_the_source_under_any_fault_sequence(
         async with informer:
             assert await informer.wait_for_sync(5)
             for op, name in steps:
-                if op == "put":
-                    server.put(name, n=str(server.rv))
-                elif op == "remove" and server.key(name, "default") in server.objects:
-                    server.remove(name)
-                elif op == "compact":
-                    server.compact()
-                elif op == "disconnect":
-                    lw.disconnect()
-                elif op == "reconnect":
-                    lw.reconnect()
-                elif op == "resync":
+                if op == "resync":
                     informer.reflector.store.resync()
                 else:
-                    lw.watch_scripts.append(WatchScript([(0, "end" if op == "drop" else
-                                                          "malformed")]))
-                    if lw.streams:
-                        lw.streams[-1].closed = True
-                        server.wake()
+                    apply_step(server, lw, op, name)
                 await asyncio.sleep(0)
             lw.reconnect()
             expected = {k: v["metadata"]["resourceVersion"] for k, v in server.objects.items()}

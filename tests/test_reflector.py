@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +20,16 @@ from hypothesis import strategies as st
 
 from kubemirror import errors
 from kubemirror.reflector import Backoff, Poller, Reflector, is_initial_events_end
-from tests.memory_lw import DictStore, MemoryListerWatcher, MemoryServer, WatchScript
+from tests.memory_lw import (
+    OUTAGE_STEPS,
+    DictStore,
+    FaultStep,
+    MemoryListerWatcher,
+    MemoryServer,
+    WatchScript,
+    apply_step,
+    fault_sequences,
+)
 from tests.polling import eventually
 
 
@@ -148,16 +158,30 @@ async def test_watch_events_add_update_delete_and_bookmarks_only_move_the_rv() -
     assert refl.stats.events == 3
 
 
-async def test_watch_that_ends_is_resumed_from_the_last_resource_version() -> None:
+async def catch_up_through(
+    script: WatchScript, *batches: str
+) -> tuple[MemoryListerWatcher, Reflector]:
+    """Run a reflector whose first watch follows ``script``: write the objects named in the
+    i-th of ``batches`` once the i-th watch is open, wait until the store caught up with
+    the server, stop."""
     server = MemoryServer()
     lw, store, refl = make(server)
-    lw.watch_scripts.append(WatchScript([(2, "end")]))
+    lw.watch_scripts.append(script)
+
+    def watches_opened(count: int) -> Callable[[], bool]:
+        return lambda: len(lw.streams) == count
+
     async with refl:
-        await eventually(lambda: len(lw.streams) == 1)
-        server.put("a")
-        server.put("b")
-        server.put("c")
+        for opened, batch in enumerate(batches, 1):
+            await eventually(watches_opened(opened))
+            for name in batch:
+                server.put(name)
         await eventually(lambda: caught_up(server, store, refl))
+    return lw, refl
+
+
+async def test_watch_that_ends_is_resumed_from_the_last_resource_version() -> None:
+    lw, _refl = await catch_up_through(WatchScript([(2, "end")]), "abc")
     assert [c.resource_version for c in lw.watch_calls[:2]] == ["0", "2"]
     assert len(lw.list_calls) == 1
 
@@ -188,29 +212,15 @@ async def test_410_relists_and_the_replace_drops_objects_deleted_meanwhile(how: 
 
 
 async def test_non_410_error_event_backs_off_and_rewatches_from_the_same_rv() -> None:
-    server = MemoryServer()
-    lw, store, refl = make(server)
-    lw.watch_scripts.append(WatchScript([(1, "error_event")]))
-    async with refl:
-        await eventually(lambda: len(lw.streams) == 1)
-        server.put("a")
-        await eventually(lambda: len(lw.watch_calls) == 2)
-        server.put("b")
-        await eventually(lambda: caught_up(server, store, refl))
+    lw, refl = await catch_up_through(WatchScript([(1, "error_event")]), "a", "b")
     assert refl.stats.errors == 1
     assert refl.stats.relists == 0
     assert lw.watch_calls[1].resource_version == "1"
 
 
 async def test_malformed_line_is_counted_and_the_watch_resumes_without_loss() -> None:
-    server = MemoryServer()
-    lw, store, refl = make(server)
-    lw.watch_scripts.append(WatchScript([(1, "malformed")]))
-    async with refl:
-        await eventually(lambda: len(lw.streams) == 1)
-        server.put("a")
-        server.put("b")  # the fake "loses" nothing: b is re-delivered by the next watch
-        await eventually(lambda: caught_up(server, store, refl))
+    # the fake "loses" nothing: b is re-delivered by the next watch
+    lw, refl = await catch_up_through(WatchScript([(1, "malformed")]), "ab")
     assert refl.stats.malformed_events == 1
     assert lw.watch_calls[1].resource_version == "1"
     assert len(lw.list_calls) == 1
@@ -388,23 +398,12 @@ def test_bad_parameters_are_config_errors() -> None:
         Poller(lambda: asyncio.sleep(0, []), 0, DictStore())
 
 
-ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("put"), st.sampled_from("abcdef")),
-        st.tuples(st.just("remove"), st.sampled_from("abcdef")),
-        st.tuples(st.sampled_from(["compact", "bookmark", "drop", "gone", "malformed",
-                                   "disconnect", "reconnect"]), st.just("")),
-    ),
-    max_size=40,
-)
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops)
-@example([("put", "a"), ("put", "b"), ("disconnect", ""), ("remove", "a"), ("put", "b"),
-          ("compact", ""), ("reconnect", "")])
+@given(fault_sequences("compact", "bookmark", "drop", "gone", "malformed", "disconnect",
+                       "reconnect"))
+@example(OUTAGE_STEPS)
 def test_store_converges_to_the_server_state_under_any_fault_sequence(
-    steps: list[tuple[str, str]],
+    steps: list[FaultStep],
 ) -> None:
     """Writes interleaved with outages, compactions, dropped watches, 410s and corrupt lines."""
 
@@ -414,26 +413,7 @@ def test_store_converges_to_the_server_state_under_any_fault_sequence(
         async with refl:
             await eventually(lambda: refl.has_synced())
             for op, name in steps:
-                if op == "put":
-                    server.put(name, n=str(server.rv))
-                elif op == "remove" and server.key(name, "default") in server.objects:
-                    server.remove(name)
-                elif op == "compact":
-                    server.compact()
-                elif op == "bookmark":
-                    server.bookmark()
-                elif op == "gone":
-                    lw.gone_on_watch += 1
-                elif op == "disconnect":
-                    lw.disconnect()
-                elif op == "reconnect":
-                    lw.reconnect()
-                elif op in ("drop", "malformed"):
-                    lw.watch_scripts.append(WatchScript([(0, "end" if op == "drop" else
-                                                          "malformed")]))
-                    if lw.streams:
-                        lw.streams[-1].closed = True
-                        server.wake()
+                apply_step(server, lw, op, name)
                 await asyncio.sleep(0)
             lw.reconnect()
             await eventually(lambda: caught_up(server, store, refl), what="store == server")

@@ -35,7 +35,7 @@ from kubemirror.watcher import (
     WatcherConfig,
 )
 from kubemirror.watcher.watcher import _StoreWriter
-from tests.stores.support import FakeClock
+from tests.objects import FakeClock
 
 PODS = GroupVersionResource("", "v1", "pods")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cache.helpers import FakeClock
+from tests.objects import FakeClock
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from kubemirror import cache, errors, keys
 from kubemirror.cache import DeltaType as T
-from tests.cache.helpers import obj
 from tests.cache.test_fifo import wait_until
+from tests.objects import obj
 
 DFSU = keys.DeletedFinalStateUnknown
 

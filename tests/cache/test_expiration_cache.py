@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubemirror import cache
-from tests.cache.helpers import FakeClock, obj
+from tests.objects import FakeClock, obj
 
 
 def test_entries_expire_after_ttl(clock: FakeClock) -> None:

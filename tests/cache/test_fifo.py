@@ -12,7 +12,7 @@ import pytest
 
 from kubemirror import cache, errors
 from kubemirror.cache import queue
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 
 def name_of(o: Any) -> str:

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from kubemirror import cache, errors, keys
 from kubemirror.types import IndexFunc
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 
 def by_app(o: Any) -> list[str]:

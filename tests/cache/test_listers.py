@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kubemirror import cache, errors, keys
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 
 class Equals:

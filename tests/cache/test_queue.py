@@ -14,7 +14,7 @@ import pytest
 
 from kubemirror import cache, errors
 from kubemirror.cache import queue
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 Queue = cache.FIFO | cache.DeltaFIFO
 QUEUES: list[Callable[[], Queue]] = [cache.FIFO, cache.DeltaFIFO]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kubemirror import cache, errors, keys
-from tests.cache.helpers import FakeClock, obj
+from tests.objects import FakeClock, obj
 
 StoreFactory = Callable[[], cache.Store]
 

@@ -10,7 +10,7 @@ import pytest
 
 from kubemirror import errors, keys
 from kubemirror.cache.thread_safe_store import ThreadSafeStore
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 
 def by_app(o: Any) -> list[str]:

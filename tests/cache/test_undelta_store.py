@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kubemirror import cache, errors
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 
 def names(state: list[Any]) -> list[str]:

@@ -14,42 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubemirror import errors
 from kubemirror.client import config
 from tests.certs import Pki, make_pki
+from tests.client.kubeconfigs import kubeconfig, write
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def kubeconfig(
-    clusters: dict[str, dict[str, Any]],
-    users: dict[str, dict[str, Any]],
-    contexts: dict[str, tuple[str, str, str | None]],
-    current: str | None = None,
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": n, "cluster": c} for n, c in clusters.items()],
-        "users": [{"name": n, "user": u} for n, u in users.items()],
-        "contexts": [
-            {"name": n, "context": {"cluster": c, "user": u, **({"namespace": ns} if ns else {})}}
-            for n, (c, u, ns) in contexts.items()
-        ],
-    }
-    if current:
-        doc["current-context"] = current
-    return doc
-
-
-def write(path: Path, doc: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 async def test_single_file_with_token_ca_data_and_namespace(tmp_path: Path, pki: Pki) -> None:

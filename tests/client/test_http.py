@@ -7,14 +7,11 @@ plugin, discovery (including a CRD created at run time) and error mapping.
 from __future__ import annotations
 
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-import yaml
 
 from kubemirror import errors
 from kubemirror.client import ClientConfig, Discovery, KubeClient, ListOptions, load_kube_config
@@ -22,6 +19,7 @@ from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource
 from tests.certs import Pki, make_pki
+from tests.client.kubeconfigs import exec_user, one_context, write
 from tests.faultproxy import FaultProxy
 
 TOKEN = "t0ken-very-secret"
@@ -89,16 +87,10 @@ async def test_untrusted_server_certificate_is_a_chained_transport_error(
 async def test_client_certificate_authentication(pki: Pki, tmp_path: Path) -> None:
     context = server_tls(pki, require_client_cert=True)
     async with KubeApiServer(new_storage(), ssl_context=context) as server:
-        doc: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "s", "cluster": {"server": server.url,
-                                                   "certificate-authority": str(pki.ca_cert)}}],
-            "users": [{"name": "u", "user": {"client-certificate": str(pki.client_cert),
-                                             "client-key": str(pki.client_key)}}],
-            "contexts": [{"name": "c", "context": {"cluster": "s", "user": "u"}}],
-        }
-        path = tmp_path / "config"
-        path.write_text(yaml.safe_dump(doc))
+        path = write(tmp_path / "config", one_context(
+            {"server": server.url, "certificate-authority": str(pki.ca_cert)},
+            {"client-certificate": str(pki.client_cert), "client-key": str(pki.client_key)},
+        ))
         async with KubeClient(await load_kube_config(path)) as client:
             page = await client.list(PODS, None, ListOptions())
             assert page.items == []
@@ -116,17 +108,10 @@ async def test_exec_plugin_token_is_sent(tls_server: KubeApiServer, tmp_path: Pa
         "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1beta1',\n"
         f"  'kind': 'ExecCredential', 'status': {{'token': {TOKEN!r}}}}}))\n"
     )
-    doc: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "s", "cluster": {"server": tls_server.url,
-                                               "certificate-authority": str(pki.ca_cert)}}],
-        "users": [{"name": "u", "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": sys.executable, "args": [str(plugin)]}}}],
-        "contexts": [{"name": "c", "context": {"cluster": "s", "user": "u"}}],
-    }
-    path = tmp_path / "config"
-    path.write_text(yaml.safe_dump(doc))
+    path = write(tmp_path / "config", one_context(
+        {"server": tls_server.url, "certificate-authority": str(pki.ca_cert)},
+        exec_user(plugin, "client.authentication.k8s.io/v1beta1"),
+    ))
     async with KubeClient(await load_kube_config(path)) as client:
         assert (await client.list(PODS, None, ListOptions())).items == []
 
@@ -207,15 +192,9 @@ async def test_discovery_resolves_names_and_finds_new_crds(plain_server: KubeApi
 
 async def test_kubeconfig_proxy_url_is_used(plain_server: KubeApiServer, tmp_path: Path) -> None:
     async with FaultProxy(plain_server.url) as proxy:
-        doc: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "s", "cluster": {"server": plain_server.url,
-                                                   "proxy-url": proxy.url}}],
-            "users": [{"name": "u", "user": {}}],
-            "contexts": [{"name": "c", "context": {"cluster": "s", "user": "u"}}],
-        }
-        path = tmp_path / "config"
-        path.write_text(yaml.safe_dump(doc))
+        path = write(tmp_path / "config", one_context(
+            {"server": plain_server.url, "proxy-url": proxy.url}, {}
+        ))
         config = await load_kube_config(path)
         assert config.proxy == proxy.url
         async with KubeClient(config) as client:
@@ -237,17 +216,10 @@ async def test_401_reruns_the_exec_plugin_once(tls_server: KubeApiServer, tmp_pa
         "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',\n"
         "  'kind': 'ExecCredential', 'status': {'token': token}}))\n"
     )
-    doc: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "s", "cluster": {"server": tls_server.url,
-                                               "certificate-authority": str(pki.ca_cert)}}],
-        "users": [{"name": "u", "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": sys.executable, "args": [str(plugin)]}}}],
-        "contexts": [{"name": "c", "context": {"cluster": "s", "user": "u"}}],
-    }
-    path = tmp_path / "config"
-    path.write_text(yaml.safe_dump(doc))
+    path = write(tmp_path / "config", one_context(
+        {"server": tls_server.url, "certificate-authority": str(pki.ca_cert)},
+        exec_user(plugin, "client.authentication.k8s.io/v1"),
+    ))
     async with KubeClient(await load_kube_config(path)) as client:
         assert (await client.list(PODS, None, ListOptions())).items == []
     assert counter.read_text() == "2"

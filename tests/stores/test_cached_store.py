@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kubemirror import errors
 from kubemirror.stores import CachedStore
 from kubemirror.types import Obj
-from tests.stores.support import FakeClock, obj
+from tests.objects import FakeClock, obj
 
 
 class Api:
@@ -76,7 +76,7 @@ def make(
 
 async def test_hit_makes_no_fetch_and_ttl_expiry_makes_one(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     assert store.cache_size == 0  # writes keep references only
     assert [o["metadata"]["name"] for o in await store.aget("k")] == ["a"]
     assert api.total == 1
@@ -95,7 +95,7 @@ async def test_hit_makes_no_fetch_and_ttl_expiry_makes_one(api: Api, clock: Fake
 async def test_lru_bound_evicts_least_recently_used(api: Api, clock: FakeClock) -> None:
     store = make(api, clock, max_size=2)
     for name in "abc":
-        api.put(store, obj(name), [name])
+        api.put(store, obj(name, "default"), [name])
     await store.aget("a")
     await store.aget("b")
     await store.aget("a")  # a is now most recent
@@ -112,10 +112,10 @@ async def test_lru_bound_evicts_least_recently_used(api: Api, clock: FakeClock) 
 async def test_evict_expired(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
     for name in "abc":
-        api.put(store, obj(name), ["k"])
+        api.put(store, obj(name, "default"), ["k"])
     await store.aget("k")
     clock.advance(5)
-    api.put(store, obj("d"), ["k2"])
+    api.put(store, obj("d", "default"), ["k2"])
     await store.aget("k2")
     clock.advance(5)
     assert store.evict_expired() == 3
@@ -127,12 +127,12 @@ async def test_update_with_new_version_invalidates_same_version_keeps(
     api: Api, clock: FakeClock
 ) -> None:
     store = make(api, clock)
-    api.put(store, obj("a", rv="1", data={"v": 1}), ["k"])
+    api.put(store, obj("a", "default", rv="1", data={"v": 1}), ["k"])
     await store.aget("k")
-    api.put(store, obj("a", rv="1", data={"v": 1}), ["k"])  # a resync: same version
+    api.put(store, obj("a", "default", rv="1", data={"v": 1}), ["k"])  # a resync: same version
     await store.aget("k")
     assert api.total == 1
-    api.put(store, obj("a", rv="2", data={"v": 2}), ["k"])
+    api.put(store, obj("a", "default", rv="2", data={"v": 2}), ["k"])
     assert store.cache_size == 0
     assert (await store.aget("k"))[0]["data"] == {"v": 2}
     assert api.total == 2
@@ -140,8 +140,8 @@ async def test_update_with_new_version_invalidates_same_version_keeps(
 
 async def test_delete_invalidates(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
-    api.put(store, obj("b"), ["j"])
+    api.put(store, obj("a", "default"), ["k"])
+    api.put(store, obj("b", "default"), ["j"])
     await store.aget("k")
     await store.aget("j")
     assert store.delete_by_name("default", "a")
@@ -154,7 +154,7 @@ async def test_delete_invalidates(api: Api, clock: FakeClock) -> None:
 
 async def test_fetch_error_surfaces_and_never_poisons(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     api.fail = ConnectionError("boom")
     with pytest.raises(errors.FetchError) as info:
         await store.aget("k")
@@ -170,8 +170,8 @@ async def test_fetch_error_surfaces_and_never_poisons(api: Api, clock: FakeClock
 
 async def test_object_gone_from_api_is_left_out(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
-    api.put(store, obj("b"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
+    api.put(store, obj("b", "default"), ["k"])
     del api.objects[("default", "a")]  # deleted ahead of the watch event
     assert [o["metadata"]["name"] for o in await store.aget("k")] == ["b"]
     assert store.cache_size == 1
@@ -183,7 +183,7 @@ async def test_object_gone_from_api_is_left_out(api: Api, clock: FakeClock) -> N
 
 async def test_concurrent_misses_fetch_once(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     api.gate = asyncio.Event()
     readers = [asyncio.create_task(store.aget("k")) for _ in range(5)]
     await api.entered.wait()  # every reader was scheduled before the fetch task ran
@@ -197,7 +197,7 @@ async def test_cancelled_reader_does_not_cancel_the_shared_fetch(
     api: Api, clock: FakeClock
 ) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     api.gate = asyncio.Event()
     first = asyncio.create_task(store.aget("k"))
     second = asyncio.create_task(store.aget("k"))
@@ -212,11 +212,11 @@ async def test_cancelled_reader_does_not_cancel_the_shared_fetch(
 
 async def test_update_during_fetch_makes_result_uncacheable(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a", rv="1"), ["k"])
+    api.put(store, obj("a", "default", rv="1"), ["k"])
     api.gate = asyncio.Event()
     reader = asyncio.create_task(store.aget("k"))
     await api.entered.wait()
-    store.update(obj("a", rv="2"), ["k"])  # the fetch in flight may return version 1
+    store.update(obj("a", "default", rv="2"), ["k"])  # the fetch in flight may return version 1
     api.gate.set()
     await reader
     assert store.cache_size == 0
@@ -227,7 +227,7 @@ async def test_update_during_fetch_makes_result_uncacheable(api: Api, clock: Fak
 
 async def test_ignore_fields_applied_to_fetched_objects(api: Api, clock: FakeClock) -> None:
     store = make(api, clock, ignore_fields=["metadata.managedFields"])
-    o = obj("a")
+    o = obj("a", "default")
     o["metadata"]["managedFields"] = [{"manager": "m"}]
     api.put(store, o, ["k"])
     (got,) = await store.aget("k")
@@ -237,7 +237,7 @@ async def test_ignore_fields_applied_to_fetched_objects(api: Api, clock: FakeClo
 
 async def test_get_by_name(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     got = await store.aget_by_name("default", "a")
     assert got is not None
     assert got["metadata"]["name"] == "a"
@@ -258,7 +258,7 @@ def test_bad_settings(ttl: float, max_size: int, field: str) -> None:
 
 def test_sync_get_without_loop_serves_nothing_but_hits(api: Api, clock: FakeClock) -> None:
     store = make(api, clock)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     with pytest.raises(errors.StoreError, match="no event loop"):
         store.get("k")
     assert store.get("missing") == ()
@@ -288,8 +288,8 @@ def test_sync_get_from_another_thread_uses_the_bound_loop(
     api: Api, clock: FakeClock, loop_thread: asyncio.AbstractEventLoop
 ) -> None:
     store = make(api, clock, loop=loop_thread)
-    api.put(store, obj("a"), ["k"])
-    api.put(store, obj("b"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
+    api.put(store, obj("b", "default"), ["k"])
     assert [o["metadata"]["name"] for o in store.get("k", timeout=10)] == ["a", "b"]
     assert [o["metadata"]["name"] for o in store.list(timeout=10)] == ["a", "b"]
     assert api.total == 2
@@ -301,7 +301,7 @@ def test_sync_get_times_out(
     api: Api, clock: FakeClock, loop_thread: asyncio.AbstractEventLoop
 ) -> None:
     store = make(api, clock, loop=loop_thread)
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     gate = asyncio.run_coroutine_threadsafe(_make_event(), loop_thread).result(5)
     api.gate = gate
     with pytest.raises(errors.StoreError, match="timed out"):
@@ -317,7 +317,7 @@ async def test_sync_get_on_the_loop_thread_refuses_to_deadlock(
     api: Api, clock: FakeClock
 ) -> None:
     store = make(api, clock, loop=asyncio.get_running_loop())
-    api.put(store, obj("a"), ["k"])
+    api.put(store, obj("a", "default"), ["k"])
     with pytest.raises(errors.StoreError, match="deadlock"):
         store.get("k")
     await store.aget("k")
@@ -348,7 +348,7 @@ class CachedStoreModel(RuleBasedStateMachine):
         old = self.versions.get(name)
         version = (old or 0) + (1 if new_version or old is None else 0)
         self.versions[name] = version
-        self.api.put(self.store, obj(name, rv=str(version)), [name])
+        self.api.put(self.store, obj(name, "default", rv=str(version)), [name])
         if old != version:
             self.model.pop(name, None)
 

@@ -14,7 +14,7 @@ import pytest
 from kubemirror import errors, stores
 from kubemirror.stores import CachedStore, IndexedStore, MemoryStore
 from kubemirror.types import Obj
-from tests.stores.support import FakeClock, obj
+from tests.objects import FakeClock, obj
 
 
 class Api:
@@ -72,10 +72,10 @@ async def test_write_with_wrong_key_count_names_keys(
 ) -> None:
     store = harness.make(2)
     with pytest.raises(errors.StoreError, match="expected 2 index keys") as info:
-        store.add(obj("x"), keys)
+        store.add(obj("x", "default"), keys)
     assert info.value.keys == keys
     with pytest.raises(errors.StoreError):
-        store.update(obj("x"), keys)
+        store.update(obj("x", "default"), keys)
     with pytest.raises(errors.StoreError):
         store.delete(*keys)
     assert store.size == 0
@@ -94,7 +94,7 @@ async def test_non_string_key_rejected(harness: Harness) -> None:
     store = harness.make(1)
     bad: list[Any] = [None]
     with pytest.raises(errors.StoreError, match="must be strings"):
-        store.add(obj("x"), bad)
+        store.add(obj("x", "default"), bad)
 
 
 async def test_object_without_name_rejected(harness: Harness) -> None:
@@ -116,11 +116,11 @@ async def test_bucket_sorted_by_namespace_name(harness: Harness) -> None:
 
 async def test_upsert_replaces_by_namespace_name_and_moves_bucket(harness: Harness) -> None:
     store = harness.make(2)
-    harness.write(store, obj("p", rv="1", data={"v": 1}), ["web", "n1"])
-    harness.write(store, obj("p", rv="2", data={"v": 2}), ["web", "n1"])
+    harness.write(store, obj("p", "default", rv="1", data={"v": 1}), ["web", "n1"])
+    harness.write(store, obj("p", "default", rv="2", data={"v": 2}), ["web", "n1"])
     assert store.size == 1
     assert [o["data"] for o in await store.aget("web", "n1")] == [{"v": 2}]
-    harness.write(store, obj("p", rv="3", data={"v": 3}), ["web", "n2"])
+    harness.write(store, obj("p", "default", rv="3", data={"v": 3}), ["web", "n2"])
     assert store.size == 1
     assert await store.aget("web", "n1") == ()
     assert [o["data"] for o in await store.aget("web", "n2")] == [{"v": 3}]
@@ -145,8 +145,8 @@ async def test_partial_key_get_collects_every_bucket_sorted(harness: Harness) ->
 async def test_delete_removes_whole_bucket_and_delete_by_name_one(harness: Harness) -> None:
     store = harness.make(1)
     for name in "abc":
-        harness.write(store, obj(name), ["k"])
-    harness.write(store, obj("d"), ["other"])
+        harness.write(store, obj(name, "default"), ["k"])
+    harness.write(store, obj("d", "default"), ["other"])
     assert store.delete_by_name("default", "b") is True
     assert store.delete_by_name("default", "b") is False
     assert names(await store.aget("k")) == ["default/a", "default/c"]
@@ -162,9 +162,9 @@ async def test_delete_removes_whole_bucket_and_delete_by_name_one(harness: Harne
 async def test_mod_count_bumps_on_every_mutation(harness: Harness) -> None:
     store = harness.make(1)
     counts = [store.mod_count]
-    store.add(obj("a"), ["k"])
+    store.add(obj("a", "default"), ["k"])
     counts.append(store.mod_count)
-    store.update(obj("a", rv="2"), ["k"])
+    store.update(obj("a", "default", rv="2"), ["k"])
     counts.append(store.mod_count)
     store.delete_by_name("default", "a")
     counts.append(store.mod_count)
@@ -179,7 +179,7 @@ async def test_mod_count_bumps_on_every_mutation(harness: Harness) -> None:
 
 async def test_ignore_fields_stripped_without_mutating_caller(harness: Harness) -> None:
     store = harness.make(1, ignore_fields=["metadata.managedFields", "status"])
-    original = obj("a", status={"phase": "Running"}, spec={"x": 1})
+    original = obj("a", "default", status={"phase": "Running"}, spec={"x": 1})
     original["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     harness.write(store, original, ["k"])
     (stored,) = await store.aget("k")
@@ -206,7 +206,7 @@ async def test_cluster_scoped_objects(harness: Harness) -> None:
 
 async def test_copy_returns_private_deep_copies(harness: Harness) -> None:
     store = harness.make(1)
-    harness.write(store, obj("a", labels={"x": "1"}), ["k"])
+    harness.write(store, obj("a", "default", labels={"x": "1"}), ["k"])
     (copy,) = await store.aget("k", copy=True)
     assert isinstance(copy, dict)
     copy["metadata"]["labels"]["x"] = "mutated"

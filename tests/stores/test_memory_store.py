@@ -12,18 +12,18 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kubemirror import cache, stores
 from kubemirror.stores import MemoryStore
 from kubemirror.types import Obj
-from tests.stores.support import obj
+from tests.objects import obj
 
 
 def test_exact_get_returns_cached_tuple_until_bucket_changes() -> None:
     store = MemoryStore(1)
-    store.add(obj("a"), ["k"])
+    store.add(obj("a", "default"), ["k"])
     first = store.get("k")
     assert isinstance(first, tuple)
     assert store.get("k") is first
-    store.add(obj("z"), ["other"])  # another bucket: this one's tuple survives
+    store.add(obj("z", "default"), ["other"])  # another bucket: this one's tuple survives
     assert store.get("k") is first
-    store.add(obj("b"), ["k"])
+    store.add(obj("b", "default"), ["k"])
     second = store.get("k")
     assert second is not first
     assert [o["metadata"]["name"] for o in first] == ["a"]
@@ -32,10 +32,10 @@ def test_exact_get_returns_cached_tuple_until_bucket_changes() -> None:
 
 def test_update_replaces_object_never_mutates_the_one_readers_hold() -> None:
     store = MemoryStore(1)
-    store.add(obj("a", rv="1", data={"v": "old"}), ["k"])
+    store.add(obj("a", "default", rv="1", data={"v": "old"}), ["k"])
     held = store.get("k")[0]
     held_list = store.list()
-    store.update(obj("a", rv="2", data={"v": "new"}), ["k"])
+    store.update(obj("a", "default", rv="2", data={"v": "new"}), ["k"])
     store.delete("k")
     assert held["data"] == {"v": "old"}
     assert held_list[0] is held
@@ -44,7 +44,7 @@ def test_update_replaces_object_never_mutates_the_one_readers_hold() -> None:
 
 def test_reads_share_stored_objects_without_ignore_fields() -> None:
     store = MemoryStore(1)
-    original = obj("a")
+    original = obj("a", "default")
     store.add(original, ["k"])
     assert store.get("k")[0] is original
     assert store.get_by_name("default", "a") is original
@@ -53,7 +53,7 @@ def test_reads_share_stored_objects_without_ignore_fields() -> None:
 
 def test_list_is_a_fresh_list() -> None:
     store = MemoryStore(1)
-    store.add(obj("a"), ["k"])
+    store.add(obj("a", "default"), ["k"])
     listed = store.list()
     listed.clear()
     assert store.size == 1
@@ -62,7 +62,7 @@ def test_list_is_a_fresh_list() -> None:
 
 def test_copy_true_on_list_and_deep_copy_helper() -> None:
     store = MemoryStore(1)
-    store.add(obj("a", spec={"items": [{"x": 1}]}), ["k"])
+    store.add(obj("a", "default", spec={"items": [{"x": 1}]}), ["k"])
     (copied,) = store.list(copy=True)
     copied["spec"]["items"][0]["x"] = 2
     assert store.get("k")[0]["spec"]["items"][0]["x"] == 1
@@ -73,14 +73,14 @@ def test_copy_true_on_list_and_deep_copy_helper() -> None:
 
 async def test_aget_and_alist() -> None:
     store = MemoryStore(2)
-    store.add(obj("a"), ["x", "y"])
+    store.add(obj("a", "default"), ["x", "y"])
     assert await store.aget("x") == store.get("x")
     assert await store.alist() == store.list()
 
 
 def test_ref_and_refs() -> None:
     store = MemoryStore(2)
-    store.add(obj("a", rv="7"), ["x", "y"])
+    store.add(obj("a", "default", rv="7"), ["x", "y"])
     assert store.ref("default", "a") == stores.ObjectRef("default", "a", ("x", "y"), "7")
     assert store.ref("default", "missing") is None
     assert store.refs() == [stores.ObjectRef("default", "a", ("x", "y"), "7")]
@@ -94,7 +94,7 @@ def test_concurrent_writers_and_readers_stay_consistent() -> None:
     def writer(w: int) -> None:
         try:
             for i in range(300):
-                store.add(obj(f"w{w}-{i}", rv=str(i)), [f"b{i % 3}", f"w{w}"])
+                store.add(obj(f"w{w}-{i}", "default", rv=str(i)), [f"b{i % 3}", f"w{w}"])
                 if i % 5 == 0:
                     store.delete_by_name("default", f"w{w}-{i}")
         except BaseException as exc:  # pragma: no cover - reported below

@@ -72,6 +72,7 @@ Etcd = Annotated[
         help="etcd URL (http://127.0.0.1:2379). Without it: an embedded demo keyspace.",
     ),
 ]
+Prefix = Annotated[str, typer.Argument(help='Key prefix ("" for every key).')]
 Output = Annotated[
     OutputFormat,
     typer.Option("--output", "-o", help="text (live screen on a terminal) or json lines."),
@@ -356,7 +357,7 @@ def serve(
 @kv_app.command("list")
 def kv_list(
     ctx: typer.Context,
-    prefix: Annotated[str, typer.Argument(help="Key prefix (\"\" for every key).")] = "",
+    prefix: Prefix = "",
     etcd: Etcd = None,
     output: Output = OutputFormat.TEXT,
     debug: Debug = False,
@@ -384,7 +385,7 @@ def kv_get(
 @kv_app.command("watch")
 def kv_watch(
     ctx: typer.Context,
-    prefix: Annotated[str, typer.Argument(help="Key prefix (\"\" for every key).")] = "",
+    prefix: Prefix = "",
     etcd: Etcd = None,
     output: Output = OutputFormat.TEXT,
     duration: Duration = None,

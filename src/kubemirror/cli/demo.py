@@ -285,15 +285,8 @@ class _DemoSession:
         if self.stats.synced:
             parts.append(self.stats_table())
             parts.append(self.namespace_table())
-        parts.append(Text(self.footer(), style="dim"))
+        parts.append(Text(ui.uptime_footer(self.started, self.options.duration), style="dim"))
         return Group(*parts)
-
-    def footer(self) -> str:
-        up = time.monotonic() - self.started
-        if self.options.duration is not None:
-            left = max(0.0, self.options.duration - up)
-            return f"Running for {up:.0f} s; exits in {left:.0f} s (or press Ctrl-C)"
-        return f"Running for {up:.0f} s; press Ctrl-C to exit"
 
     def stats_table(self) -> RenderableType:
         stats = self.stats

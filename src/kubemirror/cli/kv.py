@@ -42,6 +42,7 @@ DEMO_PREFIX = "cilium/state"
 """Where the demo keyspace lives."""
 
 _MEMORY_URL = "memory://"
+_ETCD_HINT = "Check the --etcd URL (e.g. http://127.0.0.1:2379) and that etcd is running"
 
 
 def render_value(value: bytes) -> str:
@@ -184,12 +185,12 @@ async def _answer(etcd: str | None, awaitable: Any) -> Any:
     except TimeoutError as exc:
         raise errors.CommandError(
             f"cannot reach etcd at {where}: no answer within {CONNECT_TIMEOUT:.0f} s",
-            "Check the --etcd URL (e.g. http://127.0.0.1:2379) and that etcd is running",
+            _ETCD_HINT,
         ) from exc
     except errors.KVStoreUnavailableError as exc:
         raise errors.CommandError(
             f"cannot reach etcd at {where} ({_grpc_details(exc)})",
-            "Check the --etcd URL (e.g. http://127.0.0.1:2379) and that etcd is running",
+            _ETCD_HINT,
         ) from exc
 
 

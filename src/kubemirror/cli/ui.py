@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ __all__ = [
     "key_value_table",
     "rss_bytes",
     "run_live",
+    "uptime_footer",
 ]
 
 
@@ -81,6 +83,16 @@ def rss_bytes() -> int | None:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def uptime_footer(started: float, duration: float | None) -> str:
+    """The footer of a live display: time up since ``started`` (a ``time.monotonic()``
+    reading) and, with a ``duration``, the time left before the command exits."""
+    up = time.monotonic() - started
+    if duration is not None:
+        left = max(0.0, duration - up)
+        return f"Running for {up:.0f} s; exits in {left:.0f} s (or press Ctrl-C)"
+    return f"Running for {up:.0f} s; press Ctrl-C to exit"
 
 
 def key_value_table(rows: list[tuple[str, RenderableType]], title: str | None = None) -> Table:

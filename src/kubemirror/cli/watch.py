@@ -320,15 +320,8 @@ class _WatchSession:
             if self.recent:
                 parts.append(Text("Recent changes", style="bold"))
                 parts.extend(Text(line) for line in self.recent)
-        parts.append(Text(self.footer(), style="dim"))
+        parts.append(Text(ui.uptime_footer(self.started, self.options.duration), style="dim"))
         return Group(*parts)
-
-    def footer(self) -> str:
-        up = time.monotonic() - self.started
-        if self.options.duration is not None:
-            left = max(0.0, self.options.duration - up)
-            return f"Running for {up:.0f} s; exits in {left:.0f} s (or press Ctrl-C)"
-        return f"Running for {up:.0f} s; press Ctrl-C to exit"
 
     def summary(self) -> str:
         stats = self.stats

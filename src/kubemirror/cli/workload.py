@@ -68,6 +68,28 @@ def _now_iso(offset_seconds: float = 0.0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _readiness_flipped(status: dict[str, Any]) -> dict[str, Any] | None:
+    """``status`` with Ready and ContainersReady flipped; ``None`` unless Running."""
+    if status.get("phase") != "Running":
+        return None
+    conditions = []
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Ready", "ContainersReady"):
+            flipped = "False" if condition.get("status") == "True" else "True"
+            condition = {**condition, "status": flipped, "lastTransitionTime": _now_iso()}
+        conditions.append(condition)
+    status["conditions"] = conditions
+    return status
+
+
+def _probed(status: dict[str, Any]) -> dict[str, Any]:
+    """``status`` with a new ``lastProbeTime`` on every condition."""
+    status["conditions"] = [
+        {**c, "lastProbeTime": _now_iso()} for c in status.get("conditions") or []
+    ]
+    return status
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """How big the workload is and how fast it changes.
@@ -374,11 +396,31 @@ class Workload:
         self._create_pod(deployment, running=False)
 
     def _restart_container(self) -> None:
+        """A container restarts (a heartbeat instead for a Pod without container statuses)."""
+        self._change_status(self._restarted)
+
+    def _flap_readiness(self) -> None:
+        """Readiness flips (a heartbeat instead for a Pod that is not Running)."""
+        self._change_status(_readiness_flipped)
+
+    def _touch_status(self) -> None:
+        """A kubelet status heartbeat: a new probe time, nothing else."""
+        self._change_status(_probed)
+
+    def _change_status(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+        """Write a random Pod with the status ``change`` makes of a copy of its status; where
+        the change does not apply (``None``), a heartbeat of another random Pod instead."""
         key = self._random_pod()
-        status = dict(self._pods[key]["status"])
+        status = change(dict(self._pods[key]["status"]))
+        if status is None:
+            self._touch_status()
+        else:
+            self._update_pod(key, status)
+
+    def _restarted(self, status: dict[str, Any]) -> dict[str, Any] | None:
         statuses = list(status.get("containerStatuses") or [])
         if not statuses:
-            return self._touch_status()
+            return None
         i = self._rng.randrange(len(statuses))
         restarted = dict(statuses[i])
         restarted["restartCount"] = int(restarted.get("restartCount") or 0) + 1
@@ -387,32 +429,7 @@ class Workload:
         }
         statuses[i] = restarted
         status["containerStatuses"] = statuses
-        self._update_pod(key, status)
-        return None
-
-    def _flap_readiness(self) -> None:
-        key = self._random_pod()
-        status = dict(self._pods[key]["status"])
-        if status.get("phase") != "Running":
-            return self._touch_status()
-        conditions = []
-        for condition in status.get("conditions") or []:
-            if condition.get("type") in ("Ready", "ContainersReady"):
-                flipped = "False" if condition.get("status") == "True" else "True"
-                condition = {**condition, "status": flipped, "lastTransitionTime": _now_iso()}
-            conditions.append(condition)
-        status["conditions"] = conditions
-        self._update_pod(key, status)
-        return None
-
-    def _touch_status(self) -> None:
-        """A kubelet status heartbeat: a new probe time, nothing else."""
-        key = self._random_pod()
-        status = dict(self._pods[key]["status"])
-        status["conditions"] = [
-            {**c, "lastProbeTime": _now_iso()} for c in status.get("conditions") or []
-        ]
-        self._update_pod(key, status)
+        return status
 
     def _scale(self) -> None:
         """Scale one Deployment up or down by 1-3, staying near the target Pod count."""
@@ -448,36 +465,38 @@ def _template_hash(namespace: str, name: str, revision: int) -> str:
     return "".join(_SUFFIX_CHARS[b % len(_SUFFIX_CHARS)] for b in digest[:10])
 
 
-def _namespace(name: str) -> Obj:
+def _cluster_scoped(kind: str, name: str, age_days: int, labels: dict[str, str]) -> Obj:
+    """``apiVersion``, ``kind`` and ``metadata`` of a cluster-scoped v1 object created
+    ``age_days`` ago, with a uid that depends only on its kind and name."""
     return {
         "apiVersion": "v1",
-        "kind": "Namespace",
+        "kind": kind,
         "metadata": {
             "name": name,
-            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"namespace/{name}")),
-            "creationTimestamp": _now_iso(90 * 86400),
-            "labels": {"kubernetes.io/metadata.name": name},
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{kind.lower()}/{name}")),
+            "creationTimestamp": _now_iso(age_days * 86400),
+            "labels": labels,
         },
+    }
+
+
+def _namespace(name: str) -> Obj:
+    return {
+        **_cluster_scoped("Namespace", name, 90, {"kubernetes.io/metadata.name": name}),
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
     }
 
 
 def _node(name: str, zone: str) -> Obj:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": "m6i.2xlarge",
+        "topology.kubernetes.io/zone": f"eu-west-1{zone}",
+    }
     return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"node/{name}")),
-            "creationTimestamp": _now_iso(30 * 86400),
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "node.kubernetes.io/instance-type": "m6i.2xlarge",
-                "topology.kubernetes.io/zone": f"eu-west-1{zone}",
-            },
-        },
+        **_cluster_scoped("Node", name, 30, labels),
         "spec": {"podCIDR": "10.0.0.0/24", "providerID": f"aws:///eu-west-1{zone}/{name}"},
         "status": {
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},

@@ -245,15 +245,20 @@ async def load_kube_config(
             f"invalid kubeconfig: {exc}", field="kubeconfig", expression=context
         ) from exc
 
+    async def run_exec_plugin() -> None:
+        """Run the user's exec credential plugin (the loader caches until expiry) and
+        take its token; raises ``ConfigError`` if the plugin fails."""
+        try:
+            await loader.load_from_exec_plugin()
+        except ConfigException as exc:
+            raise errors.ConfigError(
+                f"exec credential plugin failed: {exc}", field="users.exec"
+            ) from exc
+        configuration.api_key["BearerToken"] = loader.token
+
     async def auth() -> str | None:
         if getattr(loader, "exec_plugin_expiry", None) is not None:
-            try:
-                await loader.load_from_exec_plugin()
-            except ConfigException as exc:
-                raise errors.ConfigError(
-                    f"exec credential plugin failed: {exc}", field="users.exec"
-                ) from exc
-            configuration.api_key["BearerToken"] = loader.token
+            await run_exec_plugin()
         value: str | None = configuration.api_key.get("BearerToken")
         return value
 
@@ -264,13 +269,7 @@ async def load_kube_config(
             return False
         if hasattr(loader, "exec_plugin_expiry"):
             del loader.exec_plugin_expiry  # forces the plugin to run again
-        try:
-            await loader.load_from_exec_plugin()
-        except ConfigException as exc:
-            raise errors.ConfigError(
-                f"exec credential plugin failed: {exc}", field="users.exec"
-            ) from exc
-        configuration.api_key["BearerToken"] = loader.token
+        await run_exec_plugin()
         return True
 
     ctx_value: Any = loader.current_context or {}

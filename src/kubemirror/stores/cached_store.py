@@ -13,13 +13,13 @@ import builtins
 import collections
 import concurrent.futures
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from kubemirror import errors, paths
 from kubemirror.cache import store
 from kubemirror.stores import key_index
 from kubemirror.stores.indexed_store import (
+    IndexedStoreBase,
     ObjectRef,
     compile_ignore_fields,
     object_ref,
@@ -60,7 +60,7 @@ class _Flight:
         self.stale = False
 
 
-class CachedStore:
+class CachedStore(IndexedStoreBase[ObjectRef]):
     """Object references indexed by ``num_keys`` keys; objects fetched on access.
 
     **Trade-off.** Memory per object is an ``ObjectRef`` and its trie slot (a few
@@ -100,12 +100,9 @@ class CachedStore:
         "_clock",
         "_fetch",
         "_ignore",
-        "_index",
         "_inflight",
-        "_lock",
         "_loop",
         "_max_size",
-        "_mod_count",
         "_ttl",
     )
 
@@ -125,39 +122,22 @@ class CachedStore:
             raise errors.ConfigError(
                 f"must be a positive integer, got {max_size!r}", field="max_size"
             )
-        self._index: key_index.KeyIndex[ObjectRef] = key_index.KeyIndex(num_keys)
+        super().__init__(num_keys)
         self._fetch = fetch
         self._ttl = float(ttl)
         self._max_size = max_size
         self._clock: Clock = clock or MonotonicClock()
         self._ignore = compile_ignore_fields(ignore_fields)
         self._loop = loop
-        self._lock = threading.Lock()
         self._cache: collections.OrderedDict[NamespacedName, _Entry] = collections.OrderedDict()
         self._inflight: dict[NamespacedName, _Flight] = {}
-        self._mod_count = 0
 
-    # -- counters ---------------------------------------------------------------------
-
-    @property
-    def num_keys(self) -> int:
-        """The number of index keys every object is stored under."""
-        return self._index.num_keys
-
-    @property
-    def size(self) -> int:
-        """The number of objects tracked (referenced), cached or not."""
-        return len(self._index)
+    # -- counters (num_keys, size and mod_count come from IndexedStoreBase) ---------------
 
     @property
     def cache_size(self) -> int:
         """The number of cached objects, including expired ones not yet evicted."""
         return len(self._cache)
-
-    @property
-    def mod_count(self) -> int:
-        """Bumped by every ``add``, ``update``, ``delete*`` and ``clear`` (not by fetches)."""
-        return self._mod_count
 
     @property
     def ttl(self) -> float:
@@ -174,10 +154,6 @@ class CachedStore:
         self._loop = loop
 
     # -- writes -----------------------------------------------------------------------
-
-    def add(self, obj: Obj, keys: Sequence[str]) -> None:
-        """Track ``obj`` under ``keys`` (an upsert, like ``update``)."""
-        self.update(obj, keys)
 
     def update(self, obj: Obj, keys: Sequence[str]) -> None:
         """Track ``obj``'s reference under ``keys``; drop its cached copy if it changed.

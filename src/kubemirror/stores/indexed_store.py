@@ -3,22 +3,27 @@
 ``IndexedStore`` is the seed's ``types.Store`` interface (haproxy-template-ic): objects
 indexed by the values of the configured ``IndexBy`` field paths, one string per
 path, looked up by all keys or by a prefix of them. ``MemoryStore`` and
-``CachedStore`` implement it; the watcher layer writes into either.
+``CachedStore`` implement it on ``IndexedStoreBase``; the watcher layer writes into
+either.
 """
 
 from __future__ import annotations
 
+import abc
 import builtins
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from kubemirror import errors, paths
+from kubemirror.stores import key_index
 from kubemirror.stores.key_index import NamespacedName
 from kubemirror.types import Obj
 
 __all__ = [
     "IndexedStore",
+    "IndexedStoreBase",
     "ObjectRef",
     "compile_ignore_fields",
     "object_ref",
@@ -79,6 +84,61 @@ class IndexedStore(Protocol):
     def ref(self, namespace: str, name: str) -> ObjectRef | None: ...
 
     def refs(self) -> builtins.list[ObjectRef]: ...
+
+
+V = TypeVar("V")
+
+
+class IndexedStoreBase(abc.ABC, Generic[V]):
+    """What every ``IndexedStore`` here holds: a ``KeyIndex`` of ``V`` values (objects or
+    ``ObjectRef`` s), the one lock guarding it, and the write counter.
+
+    Subclasses implement ``update`` (``add`` is the same upsert) and the other reads
+    and writes, holding ``_lock`` around every use of ``_index`` and bumping
+    ``_mod_count`` on every write. The properties read without
+    the lock (one int each). Raises ``StoreError`` for a ``num_keys`` that is not a
+    positive integer.
+    """
+
+    __slots__ = ("_index", "_lock", "_mod_count")
+
+    def __init__(self, num_keys: int) -> None:
+        self._index: key_index.KeyIndex[V] = key_index.KeyIndex(num_keys)
+        self._lock = threading.Lock()
+        self._mod_count = 0
+
+    @property
+    def num_keys(self) -> int:
+        """The number of index keys every object is stored under."""
+        return self._index.num_keys
+
+    @property
+    def size(self) -> int:
+        """The number of objects stored (for a ``CachedStore``: tracked, cached or not)."""
+        return len(self._index)
+
+    @property
+    def mod_count(self) -> int:
+        """Bumped by every ``add``, ``update``, ``delete*`` and ``clear`` call (not by reads
+        or fetches).
+
+        Always supported (the Go original reports support separately). Lets a layer
+        above cache what it derived from the store and notice any change by
+        comparing one integer.
+        """
+        return self._mod_count
+
+    def add(self, obj: Obj, keys: Sequence[str]) -> None:
+        """Store ``obj`` under ``keys``: an upsert, exactly like ``update``.
+
+        Raises ``StoreError`` for a wrong number of keys or an object without
+        ``metadata.name``.
+        """
+        self.update(obj, keys)
+
+    @abc.abstractmethod
+    def update(self, obj: Obj, keys: Sequence[str]) -> None:
+        """Store ``obj`` under ``keys``, replacing the object with its namespace/name."""
 
 
 def object_ref(obj: Obj, keys: Sequence[str]) -> tuple[NamespacedName, str]:

@@ -9,13 +9,13 @@ keys is O(number of keys) and a lookup by a key prefix visits only what it retur
 from __future__ import annotations
 
 import builtins
-import threading
 from collections.abc import Iterable, Sequence
 
 from kubemirror import paths
 from kubemirror.cache import store
 from kubemirror.stores import key_index
 from kubemirror.stores.indexed_store import (
+    IndexedStoreBase,
     ObjectRef,
     compile_ignore_fields,
     object_ref,
@@ -26,7 +26,7 @@ from kubemirror.types import Obj
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(IndexedStoreBase[Obj]):
     """Complete objects indexed by ``num_keys`` string keys; non-unique keys allowed.
 
     * **Keys.** ``add``/``update`` take the object's composite key (one string per
@@ -57,43 +57,13 @@ class MemoryStore:
       (see ``benchmarks/bench_stores.py``).
     """
 
-    __slots__ = ("_ignore", "_index", "_lock", "_mod_count")
+    __slots__ = ("_ignore",)
 
     def __init__(
         self, num_keys: int, ignore_fields: Iterable[str | paths.FieldPath] = ()
     ) -> None:
-        self._index: key_index.KeyIndex[Obj] = key_index.KeyIndex(num_keys)
+        super().__init__(num_keys)
         self._ignore = compile_ignore_fields(ignore_fields)
-        self._lock = threading.Lock()
-        self._mod_count = 0
-
-    @property
-    def num_keys(self) -> int:
-        """The number of index keys every object is stored under."""
-        return self._index.num_keys
-
-    @property
-    def size(self) -> int:
-        """The number of objects stored."""
-        return len(self._index)
-
-    @property
-    def mod_count(self) -> int:
-        """Bumped by every ``add``, ``update``, ``delete*`` and ``clear`` call.
-
-        Always supported (the Go original reports support separately). Lets a layer
-        above cache what it derived from the store and notice any change by
-        comparing one integer.
-        """
-        return self._mod_count
-
-    def add(self, obj: Obj, keys: Sequence[str]) -> None:
-        """Store ``obj`` under ``keys``; an object with its namespace/name is replaced.
-
-        Raises ``StoreError`` for a wrong number of keys or an object without
-        ``metadata.name``.
-        """
-        self.update(obj, keys)
 
     def update(self, obj: Obj, keys: Sequence[str]) -> None:
         """Replace the object with ``obj``'s namespace/name (or add it) under ``keys``.

@@ -1,4 +1,5 @@
-"""Helpers shared by the stores and watcher tests (a fake clock, object builders)."""
+"""What the cache, stores and watcher tests build their inputs from: a hand-driven
+clock and a minimal Kubernetes-shaped object."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 
 class FakeClock:
-    """An injectable ``types.Clock`` that only moves when the test says so."""
+    """A ``types.Clock`` that only moves when the test says so (tests never sleep)."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.t = start
@@ -20,15 +21,18 @@ class FakeClock:
 
 def obj(
     name: str,
-    namespace: str = "default",
-    rv: str = "1",
+    namespace: str | None = "ns",
+    *,
     labels: dict[str, str] | None = None,
+    rv: str = "1",
     **extra: Any,
 ) -> dict[str, Any]:
-    """A minimal Kubernetes-shaped object."""
+    """A minimal Pod: ``metadata.name``, ``resourceVersion`` and, unless ``namespace`` is
+    ``None`` or ``""`` (cluster-scoped), ``metadata.namespace``; ``extra`` adds top-level
+    fields."""
     meta: dict[str, Any] = {"name": name, "resourceVersion": rv}
     if namespace:
         meta["namespace"] = namespace
     if labels is not None:
         meta["labels"] = labels
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, **extra}
+    return {"kind": "Pod", "metadata": meta, **extra}
