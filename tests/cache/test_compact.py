@@ -21,7 +21,7 @@ from hypothesis.stateful import invariant
 from kubemirror import cache, errors, keys
 from kubemirror.cache.raw_object import PartialDecoder, RawObject
 from tests.cache import test_index
-from tests.cache.helpers import obj
+from tests.objects import obj
 
 VIEW = ("tags", "poison")
 
