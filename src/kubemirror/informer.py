@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 _ADD, _UPDATE, _DELETE = 0, 1, 2
 _HANDLER_NAMES = ("on_add", "on_update", "on_delete")
 _YIELD_EVERY = 256
+_DT_ADDED = delta_fifo.DeltaType.ADDED
+_DT_UPDATED = delta_fifo.DeltaType.UPDATED
+_DT_DELETED = delta_fifo.DeltaType.DELETED
+_DT_REPLACED = delta_fifo.DeltaType.REPLACED
 
 STORE_DICT = "dict"
 """``SharedInformer(store=...)``: objects decoded to dicts in an ``Indexer`` (the default)."""
@@ -202,10 +206,15 @@ class PrometheusMetrics:
 class _FifoFeed:
     """The reflector's view of the informer's DeltaFIFO.
 
-    Each watch write is followed by one pop (applied at once, in FIFO order), so a
-    steady stream never builds a backlog and every replaced object is freed right
-    after its successor is decoded (which keeps CPython's collector idle). Bulk
-    writes (``replace``, ``resync``) only wake the informer's drain task.
+    Each watch write is applied at once, in order. When nothing is queued or in
+    process (the steady state of a watch) the single delta is applied straight
+    to the indexer, exactly as a pop would have applied it, without the FIFO
+    round trip; otherwise it is queued behind what is there and one key is
+    popped, so a steady stream never builds a backlog and every replaced object
+    is freed right after its successor is decoded (which keeps CPython's
+    collector idle). Bulk writes (``replace``, ``resync``) only wake the
+    informer's drain task, except the very first list into an empty informer,
+    which fills the indexer in one step (``SharedInformer._bulk_replace``).
     """
 
     def __init__(self, fifo: delta_fifo.DeltaFIFO, informer: SharedInformer) -> None:
@@ -213,20 +222,42 @@ class _FifoFeed:
         self._informer = informer
 
     def add(self, obj: Any) -> None:
-        self._fifo.add(obj)
-        self._informer._pop_one()
+        self._write(_DT_ADDED, obj)
 
     def update(self, obj: Any) -> None:
-        self._fifo.update(obj)
-        self._informer._pop_one()
+        self._write(_DT_UPDATED, obj)
+
+    def _write(self, dtype: delta_fifo.DeltaType, obj: Any) -> None:
+        fifo = self._fifo
+        informer = self._informer
+        if informer._synced and fifo.is_idle():
+            informer._apply_direct(dtype, obj)
+            return
+        if dtype is _DT_ADDED:
+            fifo.add(obj)
+        else:
+            fifo.update(obj)
+        informer._pop_one()
 
     def delete(self, obj: Any) -> None:
-        self._fifo.delete(obj)
-        self._informer._pop_one()
+        fifo = self._fifo
+        informer = self._informer
+        if informer._synced and fifo.is_idle():
+            # As DeltaFIFO.delete: a key nobody knows was already reported gone.
+            indexer = informer._indexer
+            if indexer.key_of(obj) in indexer:
+                informer._apply_direct(_DT_DELETED, obj)
+            return
+        fifo.delete(obj)
+        informer._pop_one()
 
     def replace(self, objs: list[Any], resource_version: str = "") -> None:
+        informer = self._informer
+        if informer._can_bulk_replace():
+            informer._bulk_replace(objs)
+            return
         self._fifo.replace(objs, resource_version)
-        self._informer._wake_drain()
+        informer._wake_drain()
 
     def resync(self) -> None:
         self._fifo.resync()
@@ -323,7 +354,6 @@ class SharedInformer(lifecycle.Service):
             **reflector_options,
         )
         self._handlers: list[HandlerRegistration] = []
-        self._compact = isinstance(self._indexer, compact.CompactIndexer)
         # Old objects for notifications: a compact store gives partial views (no decode).
         self._get_old: Callable[[str], Any] = (
             self._indexer.get_view_by_key if isinstance(self._indexer, compact.CompactIndexer)
@@ -464,6 +494,47 @@ class SharedInformer(lifecycle.Service):
             log.exception("%s: applying deltas failed", self.name)
         self._after_pop()
 
+    def _apply_direct(self, dtype: delta_fifo.DeltaType, obj: Any) -> None:
+        """Apply one watch delta as a pop would, when the FIFO is idle (no queue, no pop)."""
+        try:
+            self._process(delta_fifo.Deltas((delta_fifo.Delta(dtype, obj),)))
+        except errors.KeyFuncError:
+            raise  # nothing changed; the reflector logs it, as for a failing FIFO write
+        except Exception:
+            log.exception("%s: applying deltas failed", self.name)
+        self._after_pop()
+
+    def _can_bulk_replace(self) -> bool:
+        """True for a list into an empty informer: nothing stored, queued or in process."""
+        return not self._synced and not len(self._indexer) and self._fifo.is_idle()
+
+    def _bulk_replace(self, objs: list[Any]) -> None:
+        """The first list into an empty informer: fill the indexer in one ``replace``.
+
+        Equivalent to queueing a Replaced delta per object and popping them all
+        (every key is new, so each is one ``on_add``, in list order), without the
+        per-object FIFO round trip. Raises ``KeyFuncError``/``IndexFuncError``
+        with nothing changed, as ``DeltaFIFO.replace`` would.
+        """
+        indexer = self._indexer
+        indexer.replace(objs)
+        self._fifo.mark_populated()
+        handlers = self._handlers
+        if handlers:
+            if isinstance(indexer, compact.CompactIndexer):
+                stored: list[Any] = []
+                for key in indexer.list_keys():
+                    view = indexer.get_view_by_key(key)
+                    if view is not None:
+                        stored.append(view)
+            else:
+                stored = indexer.list()
+            for obj in stored:
+                for reg in handlers:
+                    reg._push(_ADD, (obj,))
+        self.pops += len(objs)
+        self._check_synced()
+
     def _after_pop(self) -> None:
         self.pops += 1
         if not self._synced:
@@ -525,7 +596,7 @@ class SharedInformer(lifecycle.Service):
                 for reg in handlers:
                     reg._push(_DELETE, (obj,))
                 continue
-            if not handlers and self._compact:
+            if not handlers:
                 indexer.update(obj)  # nobody to notify: no need for the old object
                 continue
             old = get_old(indexer.key_of(obj))

@@ -242,7 +242,22 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
                 if obj is not None:
                     self._queue_locked(key, DeltaType.SYNC, obj)
 
+    def mark_populated(self) -> None:
+        """Record that the initial population was delivered without passing through the queue.
+
+        For a consumer that applied its first list straight to its store (nothing
+        being queued or in process): ``has_synced()`` turns true.
+        """
+        with self._lock:
+            if not self._populated:
+                self._populated = True
+                self._initial = set()
+
     # -- reads ---------------------------------------------------------------
+
+    def is_idle(self) -> bool:
+        """True when nothing is queued and nothing is being processed (a lock-free snapshot)."""
+        return not self._items and not self._in_flight
 
     def list(self) -> builtins.list[Any]:
         """Return the newest object (or tombstone) of every queued key (shared: do not mutate)."""
