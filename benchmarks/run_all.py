@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import platform
@@ -115,13 +114,12 @@ async def run_watcher(url: str, size: int, events: int) -> dict[str, Any]:
     config = WatcherConfig(gvr=GroupVersionResource("", "v1", "pods"),
                            index_by=["metadata.namespace", "metadata.name"],
                            on_change=lambda store, stats: None, debounce_interval=0.5)
-    watcher = Watcher(config, client, page_size=PAGE)
+    watcher = Watcher(config, client, page_size=PAGE, freeze_gc_after_sync=True)
     _mark(t, c)
     watcher.start()
     await watcher.wait_for_sync()
     _mark(t, c)
     after_sync, peak_sync = rss_kb()
-    gc.freeze()
     assert watcher.store.size == size
     await _go(url)
     _mark(t, c)

@@ -497,12 +497,19 @@ class SharedInformer(lifecycle.Service):
     def _apply_direct(self, dtype: delta_fifo.DeltaType, obj: Any) -> None:
         """Apply one watch delta as a pop would, when the FIFO is idle (no queue, no pop)."""
         try:
-            self._process(delta_fifo.Deltas((delta_fifo.Delta(dtype, obj),)))
+            if not self._handlers and dtype is not _DT_DELETED:
+                self._indexer.update(obj)  # what _process does without handlers
+            else:
+                self._process(delta_fifo.Deltas((delta_fifo.Delta(dtype, obj),)))
         except errors.KeyFuncError:
             raise  # nothing changed; the reflector logs it, as for a failing FIFO write
         except Exception:
             log.exception("%s: applying deltas failed", self.name)
-        self._after_pop()
+        self.pops += 1
+        metrics = self.metrics
+        if metrics is not None and self.pops % _YIELD_EVERY == 0:
+            metrics.set("store_size", self.name, len(self._indexer))
+            metrics.set("queue_depth", self.name, len(self._fifo))
 
     def _can_bulk_replace(self) -> bool:
         """True for a list into an empty informer: nothing stored, queued or in process."""

@@ -136,7 +136,9 @@ class Watcher(lifecycle.Service):
     A ``lifecycle.Service``: run it with ``await run(stop)``, ``start()``/``await
     stop()``, ``async with``, or ``start_in_thread()`` from plain code. Should the
     reflector end with an error, it is logged when the watcher stops. ``clock``
-    drives the debouncer.
+    drives the debouncer. ``freeze_gc_after_sync`` calls ``gc.freeze()`` once
+    the first list is stored (see ``Reflector``; process-wide, opt-in), sparing
+    the full collection that would otherwise scan the freshly listed objects.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class Watcher(lifecycle.Service):
         clock: Clock | None = None,
         page_size: int = 500,
         resync_period: float = 0.0,
+        freeze_gc_after_sync: bool = False,
     ) -> None:
         config.set_defaults()
         config.validate()
@@ -194,6 +197,7 @@ class Watcher(lifecycle.Service):
             page_size=page_size,
             resync_period=resync_period,
             name=self.name,
+            freeze_gc_after_sync=freeze_gc_after_sync,
         )
         self._debouncer = Debouncer(config.debounce_interval, self._clock)
         self._listed = False
