@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import invariant
 
 from kubemirror import cache, errors, keys
@@ -209,3 +210,46 @@ def test_memory_per_stored_pod_stays_bounded() -> None:
 
     dict_bytes = _retained_per_object(build_dicts, len(pods))
     assert 4 * results[False] < dict_bytes < 48 * 1024, (dict_bytes, results)
+
+
+_OBJECTS = st.fixed_dictionaries(
+    {"metadata": st.fixed_dictionaries(
+        {"name": st.sampled_from(["a", "b"]), "resourceVersion": st.sampled_from(["1", "2"])},
+        optional={"namespace": st.sampled_from(["ns", ""]),
+                  "managedFields": st.lists(st.dictionaries(st.sampled_from(["m", "object"]),
+                                                            st.integers(-9, 9)), max_size=2)})},
+    optional={"spec": st.dictionaries(st.sampled_from(["x", "object", "managedFields"]),
+                                      st.integers(-9, 9) | st.text(max_size=3), max_size=2)},
+)
+
+
+@given(obj=_OBJECTS, etype=st.sampled_from(["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]),
+       shape=st.sampled_from(["server", "reordered", "spaced", "extra_key", "dup_object"]),
+       strip=st.booleans())
+def test_event_fast_path_agrees_with_the_general_decode(
+    obj: dict[str, Any], etype: str, shape: str, strip: bool
+) -> None:
+    """Whatever the line's shape, ``event`` returns what the two-pass decode returns.
+
+    The fast path slices the object's bytes out of ``{"type":T,"object":...}``; other
+    key orders, whitespace, extra keys and a duplicated ``object`` key must not fool it.
+    """
+    body = orjson.dumps(obj)
+    line = {
+        "server": b'{"type":"%s","object":%s}' % (etype.encode(), body),
+        "reordered": b'{"object":%s,"type":"%s"}' % (body, etype.encode()),
+        "spaced": b'{"type": "%s", "object": %s}' % (etype.encode(), body),
+        "extra_key": b'{"type":"%s","object":%s,"x":1}' % (etype.encode(), body),
+        "dup_object": b'{"type":"%s","object":{"metadata":{"name":"z"}},"object":%s}'
+                      % (etype.encode(), body),
+    }[shape]
+    decoder = PartialDecoder(strip_managed_fields=strip)
+    fast = decoder.event(line)
+    slow = decoder._event_slow(line)
+    assert fast["type"] == slow["type"] == etype
+    assert dict(fast["object"]) == dict(slow["object"])
+    assert fast["object"].raw == slow["object"].raw
+    expected = dict(obj, metadata=dict(obj["metadata"]))
+    if strip:
+        expected["metadata"].pop("managedFields", None)
+    assert orjson.loads(fast["object"].raw) == expected

@@ -212,20 +212,26 @@ class PartialDecoder:
                     data = self._strip(data, bytes(managed))
         return RawObject(view, data)
 
-    def _strip(self, data: bytes, managed: bytes) -> bytes:
+    def _strip(self, data: bytes, managed: bytes, lo: int = 0, hi: int | None = None) -> bytes:
+        """``data[lo:hi]`` without its ``"managedFields":<managed>`` member (one copy)."""
+        if hi is None:
+            hi = len(data)
         head = len(_MANAGED_FIELDS)
-        start = data.find(_MANAGED_FIELDS)
-        if start >= 0 and data[start + head:start + head + len(managed)] != managed:
-            start = data.find(_MANAGED_FIELDS + managed)  # an earlier key of that name
+        start = data.find(_MANAGED_FIELDS, lo, hi)
+        if start >= 0 and not data.startswith(managed, start + head):
+            start = data.find(_MANAGED_FIELDS + managed, lo, hi)  # an earlier key of that name
         if start < 0:
             self.unstripped += 1
-            return data
+            return data[lo:hi]
         end = start + head + len(managed)
         if data[end:end + 1] == b",":
-            return data[:start] + data[end + 1:]
-        if data[start - 1:start] == b",":
-            return data[:start - 1] + data[end:]
-        return data[:start] + data[end:]
+            cut_from, cut_to = start, end + 1
+        elif start > lo and data[start - 1:start] == b",":
+            cut_from, cut_to = start - 1, end
+        else:
+            cut_from, cut_to = start, end
+        with memoryview(data) as whole:
+            return b"".join((whole[lo:cut_from], whole[cut_to:hi]))
 
     def event(self, line: bytes) -> dict[str, Any]:
         """Decode one watch line; the object is a ``RawObject`` (a plain dict for ERROR).
@@ -251,11 +257,11 @@ class PartialDecoder:
                 if meta is None or type(meta.get("resourceVersion")) is not str:
                     raise errors.MalformedEventError(
                         line, "object has no metadata.resourceVersion")
-                data = line[len(prefix):-1]
-                if self.strip_managed_fields:
-                    managed = meta.pop("managedFields", None)
-                    if managed is not None:
-                        data = self._strip(data, bytes(managed))
+                managed = meta.pop("managedFields", None) if self.strip_managed_fields else None
+                if managed is None:
+                    data = line[len(prefix):-1]
+                else:
+                    data = self._strip(line, bytes(managed), len(prefix), len(line) - 1)
                 return {"type": fast.type, "object": RawObject(view, data)}
         return self._event_slow(line)
 

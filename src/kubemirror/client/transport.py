@@ -138,9 +138,9 @@ class LineSplitter:
         self.tail = b""
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        lines = chunk.split(b"\n")  # split first: the tail joins one line, not the chunk
         if self.tail:
-            chunk = self.tail + chunk
-        lines = chunk.split(b"\n")
+            lines[0] = self.tail + lines[0]
         self.tail = lines.pop()
         return lines
 
