@@ -17,7 +17,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant
 
 from kubemirror import cache, errors, keys
 from kubemirror.cache.raw_object import PartialDecoder, RawObject
@@ -36,28 +35,10 @@ class CompactIndexerMachine(test_index.IndexerMachine):
             indexers={"namespace": keys.meta_namespace_index_func}, view_paths=VIEW, cache_size=3
         )
 
-    @invariant()
-    def content_matches_model(self) -> None:
-        assert sorted(self.indexer.list_keys()) == sorted(self.model)
-        assert len(self.indexer) == len(self.model)
-        for key, o in self.model.items():
-            assert self.indexer.get_by_key(key) == o
-
-    @invariant()
-    def indices_equal_recomputation(self) -> None:
-        for name, func in self.indexer.get_indexers().items():
-            expected: dict[str, set[str]] = {}
-            for key, o in self.model.items():
-                for value in func(o):
-                    expected.setdefault(value, set()).add(key)
-            actual = {
-                value: set(self.indexer.index_keys(name, value))
-                for value in self.indexer.list_index_func_values(name)
-            }
-            assert actual == expected, name
-            for value, bucket in expected.items():
-                got = self.indexer.by_index(name, value)
-                assert sorted(map(repr, got)) == sorted(repr(self.model[k]) for k in bucket)
+    @staticmethod
+    def fingerprint(o: Any) -> Any:
+        """Compact reads return equal, freshly decoded objects, not the one written."""
+        return repr(o)
 
 
 CompactIndexerMachine.TestCase.settings = settings(
