@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kubemirror import errors
+from kubemirror import bulk, errors
 from kubemirror.reflector import Backoff, Poller, Reflector, is_initial_events_end
 from tests.memory_lw import (
     OUTAGE_STEPS,
@@ -358,7 +358,11 @@ async def test_freeze_gc_after_sync_freezes_the_mirrored_objects_once() -> None:
         gc.unfreeze()
 
 
-async def test_gc_is_paused_during_a_list_and_restored_even_when_it_fails() -> None:
+async def test_each_list_is_a_bulk_load_gc_paused_and_memory_released_even_on_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    releases: list[bool] = []
+    monkeypatch.setattr(bulk, "release_freed_memory", lambda: releases.append(True))
     server = MemoryServer()
     server.put("a")
     lw, _store, refl = make(server)
@@ -376,6 +380,7 @@ async def test_gc_is_paused_during_a_list_and_restored_even_when_it_fails() -> N
         await eventually(lambda: refl.has_synced())
     assert states == [False, False]
     assert gc.isenabled()
+    assert len(releases) == 2  # once per list attempt, the failed one included
 
 
 async def test_start_is_idempotent_and_stop_without_start_is_a_no_op() -> None:

@@ -20,11 +20,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
-from kubemirror import errors, keys, lifecycle, reflector
+from kubemirror import bulk, errors, keys, lifecycle, reflector
 from kubemirror.cache import compact, delta_fifo, index
 from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.cache.thread_safe_store import Indexers
-from kubemirror.client import transport
 from kubemirror.listwatch import ListerWatcher, ListWatch
 from kubemirror.types import KeyFunc
 
@@ -566,7 +565,7 @@ class SharedInformer(lifecycle.Service):
 
     def _drain_some(self, fifo: delta_fifo.DeltaFIFO) -> bool:
         """Pop up to a few hundred keys with the GC paused; True if more may be queued."""
-        with transport.paused_gc():
+        with bulk.paused_gc():
             for _ in range(_YIELD_EVERY):
                 try:
                     fifo.pop(self._process, timeout=0)

@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubemirror import errors, keys, lifecycle
-from kubemirror.client import transport
+from kubemirror import bulk, errors, keys, lifecycle
 from kubemirror.listwatch import EventStream, ListerWatcher, ListOptions
 from kubemirror.types import Obj, WatchEvent
 
@@ -318,7 +317,7 @@ class Reflector(lifecycle.Service):
         The cyclic GC stays paused for the whole list (it only creates objects that
         survive); it is restored when the list ends or fails.
         """
-        with transport.paused_gc():
+        with bulk.load():
             await self._list_pages()
 
     async def _list_pages(self) -> None:

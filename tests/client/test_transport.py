@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import orjson
 import pytest
 from hypothesis import given
@@ -13,9 +11,9 @@ from kubemirror import errors
 from kubemirror.client.transport import (
     LineSplitter,
     ListOptions,
+    decode_list,
     error_from_response,
     parse_watch_line,
-    paused_gc,
     resource_path,
 )
 from kubemirror.types import GroupVersionResource
@@ -131,23 +129,54 @@ def test_error_from_response_maps_status_bodies(
     assert err.reason == reason
 
 
-def test_paused_gc_restores_the_previous_state_even_on_error() -> None:
-    assert gc.isenabled()
-    seen: list[bool] = []
 
-    def decode() -> None:
-        with paused_gc():
-            seen.append(gc.isenabled())
-            raise RuntimeError("decode failed")
 
-    with pytest.raises(RuntimeError):
-        decode()
-    assert seen == [False]
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with paused_gc():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
+def test_decode_list_splits_the_page_and_puts_back_the_kind_lists_omit() -> None:
+    pods = [{"metadata": {"name": f"p{i}", "namespace": "ns"}, "spec": {"x": [i, None]}}
+            for i in range(3)]
+    pods.append({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "own"}})
+    body = orjson.dumps({"kind": "PodList", "apiVersion": "v1",
+                         "metadata": {"resourceVersion": "42", "continue": "tok",
+                                      "remainingItemCount": 7}, "items": pods})
+    result = decode_list(body, PODS)
+    assert result.items == [{**p, "kind": "Pod", "apiVersion": "v1"} for p in pods]
+    assert (result.resource_version, result.continue_token, result.remaining_item_count,
+            result.kind) == ("42", "tok", 7, "Pod")
+
+
+def test_decode_list_of_an_empty_collection_and_a_last_page() -> None:
+    result = decode_list(b'{"kind":"PodList","metadata":{"resourceVersion":"9"},"items":null}',
+                         PODS)
+    assert (result.items, result.resource_version, result.continue_token) == ([], "9", "")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"items": [{"metadata": {}}, 3]}', "item 1 is int, not an object"),
+        (b'{"items": {"a": 1}}', "not a list object"),
+        (b'{"items": [{"metadata": {}]}', "not a list object"),
+        (b"<html>", "not a list object"),
+        (b"[]", "not a list object"),
+    ],
+    ids=["item-not-object", "items-not-array", "truncated-item", "not-json", "array-body"],
+)
+def test_decode_list_rejects_bodies_that_are_not_lists_of_objects(
+    body: bytes, message: str
+) -> None:
+    with pytest.raises(errors.TransportError, match=message):
+        decode_list(body, PODS)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.lists(st.dictionaries(st.text(), _json, max_size=5), max_size=6))
+def test_decode_list_equals_decoding_the_whole_body(items: list[dict[str, object]]) -> None:
+    body = orjson.dumps({"metadata": {"resourceVersion": "1"}, "items": items})
+    assert decode_list(body, PODS).items == orjson.loads(body)["items"]

@@ -29,8 +29,10 @@ from kubemirror import errors
 __all__ = [
     "DEFAULT_VIEW_METADATA",
     "PartialDecoder",
+    "RawList",
     "RawObject",
     "RawPage",
+    "split_list",
 ]
 
 DEFAULT_VIEW_METADATA: tuple[str, ...] = (
@@ -111,11 +113,33 @@ class _ListMeta(msgspec.Struct, rename={"continue_token": "continue"}):
     remainingItemCount: int | None = None
 
 
-class _List(msgspec.Struct):
+class RawList(msgspec.Struct):
+    """A LIST body split, not decoded: each item is the span of JSON received.
+
+    ``items`` are ``msgspec.Raw`` spans into the body (zero-copy; they keep the
+    body alive), ``None`` when the body has no ``items``.
+    """
+
     kind: str = ""
     apiVersion: str = ""
     metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
     items: builtins.list[msgspec.Raw] | None = None
+
+
+_RAW_LIST_DECODER = msgspec.json.Decoder(RawList)
+
+
+def split_list(body: bytes) -> RawList:
+    """Split a LIST response body into raw item spans and the list's metadata.
+
+    One validating pass that builds nothing per item; decode each span on its own
+    (``orjson.loads(memoryview(raw))``) so a page never needs a parse buffer many
+    times its size. Raises ``TransportError`` if the body is not JSON or not a list.
+    """
+    try:
+        return _RAW_LIST_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise errors.TransportError(f"LIST response is not a list object: {exc}") from None
 
 
 class RawPage(msgspec.Struct, frozen=True):
@@ -158,7 +182,7 @@ class PartialDecoder:
     event loop. Raises ``ConfigError`` naming a malformed path.
     """
 
-    __slots__ = ("_event_decoder", "_list_decoder", "_view_decoder", "_view_event_decoder",
+    __slots__ = ("_event_decoder", "_view_decoder", "_view_event_decoder",
                  "strip_managed_fields", "unstripped", "view_paths")
 
     def __init__(
@@ -194,7 +218,6 @@ class PartialDecoder:
         self._view_event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             _view_event_type(view_type))
         self._event_decoder = msgspec.json.Decoder(_Event)
-        self._list_decoder = msgspec.json.Decoder(_List)
 
     def __repr__(self) -> str:
         return (f"PartialDecoder(view_paths={self.view_paths!r}, "
@@ -291,8 +314,8 @@ class PartialDecoder:
 
     def page(self, body: bytes) -> RawPage:
         """Decode one LIST response body. Raises ``TransportError`` if it is not a list."""
+        doc = split_list(body)
         try:
-            doc = self._list_decoder.decode(body)
             raws = doc.items or []
             kind = doc.kind[:-4] if doc.kind.endswith("List") else ""
             prefix = b""
