@@ -1,66 +1,41 @@
-"""Bulk loading: keep CPython's collector and glibc's allocator out of the way of a big decode.
+"""Bulk loading: keep CPython's collector out of the way of a big decode, and give back
+what it freed.
 
 Bottom layer of kubemirror (imports nothing of ours). ``load()`` is what the
-Reflector wraps every (re)list in and what decoders wrap a page in:
+Reflector wraps every (re)list in; decoders wrap a page in ``paused_gc()``:
 
 - ``paused_gc()`` disables the cyclic garbage collector: decoding 100k objects
   creates millions of containers that would otherwise trigger repeated full
   collections (perf-baselines lesson 1).
-- ``tune_allocator()`` fixes glibc malloc's thresholds (mmap above 32 MiB, trim
-  above 64 MiB). A LIST page passes through buffers of a few MiB (socket chunks,
-  the body, its parse); with glibc's adaptive defaults they are handed back to
-  the kernel and faulted in again page after page. Measured on 100k pods: 1.25 M
-  minor faults without, 0.80 M with (the store itself needs 0.80 M). Applied once
-  per process and kept (any ``mallopt`` call switches glibc's adaptive thresholds
-  off for good); logged at INFO when applied. Off with the environment variable
-  ``KUBEMIRROR_TUNE_MALLOC=0`` or ``set_allocator_tuning(False)`` before the
-  first load. A no-op where the C library is not glibc.
-- ``release_freed_memory()`` (``malloc_trim``) returns what the load freed once
-  the outermost load ends, so the process settles at its store's size.
+- ``release_freed_memory()`` (glibc's ``malloc_trim``) hands the pages a load
+  freed in the middle of the heap (list pages, replaced objects, outgrown
+  tables) back to the kernel once the outermost load ends, so the process
+  settles at its store's size. A no-op where the C library is not glibc.
 
 Everything here is process-wide. Loads are reference counted under a lock, so
 concurrent loads on any tasks or threads nest: the collector is restored and
-memory trimmed when the last one ends, never under another's feet.
+memory released when the last one ends, never under another's feet.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
-import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
-    "MMAP_THRESHOLD",
-    "TRIM_THRESHOLD",
-    "allocator_tuned",
     "load",
     "paused_gc",
     "release_freed_memory",
-    "set_allocator_tuning",
-    "tune_allocator",
 ]
-
-log = logging.getLogger(__name__)
-
-MMAP_THRESHOLD = 32 << 20
-"""Blocks at least this big get their own mapping (glibc's adaptive ceiling on 64-bit)."""
-TRIM_THRESHOLD = 64 << 20
-"""Free memory at the top of the heap is handed back only past this size."""
-
-_M_TRIM_THRESHOLD = -1  # <malloc.h>
-_M_MMAP_THRESHOLD = -3
-_ENV = "KUBEMIRROR_TUNE_MALLOC"
 
 _lock = threading.Lock()
 _gc_pauses = 0
 _gc_was_enabled = False
 _loads = 0
-_tuning_enabled = os.environ.get(_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-_tuned = False
 _libc: ctypes.CDLL | None = None
 _libc_probed = False
 
@@ -73,7 +48,6 @@ def _glibc() -> ctypes.CDLL | None:
         try:
             os.confstr("CS_GNU_LIBC_VERSION")  # raises off glibc
             _libc = ctypes.CDLL("libc.so.6")
-            _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
             _libc.malloc_trim.argtypes = [ctypes.c_size_t]
         except (ValueError, OSError, AttributeError):
             _libc = None
@@ -102,52 +76,11 @@ def paused_gc() -> Iterator[None]:
                 gc.enable()
 
 
-def set_allocator_tuning(enabled: bool) -> None:
-    """Allow or forbid ``tune_allocator`` (overrides ``KUBEMIRROR_TUNE_MALLOC``).
-
-    Forbidding it after the thresholds were applied does not undo them.
-    """
-    global _tuning_enabled
-    with _lock:
-        _tuning_enabled = enabled
-
-
-def allocator_tuned() -> bool:
-    """True once this process's malloc thresholds were fixed by ``tune_allocator``."""
-    return _tuned
-
-
-def tune_allocator() -> bool:
-    """Fix glibc's mmap and trim thresholds once per process; True if they are in force.
-
-    Idempotent and thread-safe. Returns False (and changes nothing) when tuning is
-    switched off or the C library is not glibc.
-    """
-    global _tuned
-    with _lock:
-        if _tuned or not _tuning_enabled:
-            return _tuned
-        libc = _glibc()
-        if libc is None:
-            return False
-        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-        )
-        _tuned = ok
-    if ok:
-        log.info("glibc malloc tuned for bulk loads: mmap threshold %d MiB, trim threshold "
-                 "%d MiB (set %s=0 to keep glibc's defaults)",
-                 MMAP_THRESHOLD >> 20, TRIM_THRESHOLD >> 20, _ENV)
-    else:  # pragma: no cover - mallopt refuses only out-of-range values
-        log.warning("glibc refused the malloc thresholds; keeping its defaults")
-    return ok
-
-
 def release_freed_memory() -> bool:
     """Hand memory the allocator holds free back to the kernel (``malloc_trim``).
 
     Returns True if glibc released anything; False when nothing was released or
-    the C library is not glibc. Takes milliseconds per GiB of heap.
+    the C library is not glibc. Measured: 46 ms on a 3 GiB process with holes.
     """
     with _lock:
         libc = _glibc()
@@ -156,12 +89,11 @@ def release_freed_memory() -> bool:
 
 @contextmanager
 def load() -> Iterator[None]:
-    """A bulk load: GC paused, allocator tuned, freed memory released when the last load ends.
+    """A bulk load: GC paused, and freed memory released when the last load ends.
 
     Nests across tasks and threads; safe to use around every LIST.
     """
     global _loads
-    tune_allocator()
     with _lock:
         _loads += 1
     try:
