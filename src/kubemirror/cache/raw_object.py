@@ -94,17 +94,9 @@ class _Event(msgspec.Struct):
     object: msgspec.Raw
 
 
-def _view_event_type(view_type: Any) -> Any:
-    """A watch event whose object is decoded straight into the partial view (one pass)."""
-    return msgspec.defstruct("_ViewEvent", [("type", str), ("object", view_type)],
-                             forbid_unknown_fields=True)
-
-
-_OBJECT_KEY = b'"object":'
-_EVENT_PREFIXES = {
-    etype: b'{"type":"' + etype.encode() + b'","object":'
-    for etype in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
-}
+_TYPE_MEMBER = b'{"type":"'
+_OBJECT_MEMBER = b'","object":'
+_FAST_TYPES = {etype.encode(): etype for etype in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")}
 
 
 class _ListMeta(msgspec.Struct, rename={"continue_token": "continue"}):
@@ -182,8 +174,8 @@ class PartialDecoder:
     event loop. Raises ``ConfigError`` naming a malformed path.
     """
 
-    __slots__ = ("_event_decoder", "_view_decoder", "_view_event_decoder",
-                 "strip_managed_fields", "unstripped", "view_paths")
+    __slots__ = ("_event_decoder", "_view_decoder", "strip_managed_fields", "unstripped",
+                 "view_paths")
 
     def __init__(
         self, view_paths: Iterable[str] = (), *, strip_managed_fields: bool = False
@@ -215,8 +207,6 @@ class PartialDecoder:
             meta["managedFields"] = msgspec.Raw  # located, then cut out of the bytes
         view_type = _tree_type("View", tree)
         self._view_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(view_type)
-        self._view_event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-            _view_event_type(view_type))
         self._event_decoder = msgspec.json.Decoder(_Event)
 
     def __repr__(self) -> str:
@@ -261,31 +251,33 @@ class PartialDecoder:
 
         Raises ``MalformedEventError`` (with the line) as ``parse_watch_line`` does.
 
-        Fast path (one typed pass over the line): when the line is exactly
+        Fast path (one typed pass over the object): when the line is
         ``{"type":"<T>","object":<object>}`` -- the API server's encoding -- the
-        view is decoded together with the event and the object's bytes are the
-        slice of the line between that prefix and the last brace. Anything else
+        object's bytes are the slice between that prefix and the last brace, and
+        the view is decoded from the slice, which must hold exactly one JSON value
+        (a duplicate ``"object"`` or an extra member makes it fail). Anything else
         (other key order, extra keys, whitespace, an ERROR) takes the general path.
         """
-        try:
-            fast = self._view_event_decoder.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            fast = None
-        if fast is not None:
-            prefix = _EVENT_PREFIXES.get(fast.type)
-            view = fast.object
-            if (prefix is not None and line.startswith(prefix) and line[-1:] == b"}"
-                    and line.find(_OBJECT_KEY, len(prefix)) < 0):
-                meta = view.get("metadata")
-                if meta is None or type(meta.get("resourceVersion")) is not str:
-                    raise errors.MalformedEventError(
-                        line, "object has no metadata.resourceVersion")
-                managed = meta.pop("managedFields", None) if self.strip_managed_fields else None
-                if managed is None:
-                    data = line[len(prefix):-1]
-                else:
-                    data = self._strip(line, bytes(managed), len(prefix), len(line) - 1)
-                return {"type": fast.type, "object": RawObject(view, data)}
+        end = line.find(_OBJECT_MEMBER, 9, 40)
+        if end > 0 and line.startswith(_TYPE_MEMBER) and line[-1:] == b"}":
+            etype = _FAST_TYPES.get(line[9:end])
+            if etype is not None:
+                lo, hi = end + len(_OBJECT_MEMBER), len(line) - 1
+                try:  # the slice must hold exactly one JSON value, or this raises
+                    view = self._view_decoder.decode(memoryview(line)[lo:hi])
+                except msgspec.DecodeError:
+                    view = None
+                if type(view) is dict:
+                    meta = view.get("metadata")
+                    if meta is None or type(meta.get("resourceVersion")) is not str:
+                        raise errors.MalformedEventError(
+                            line, "object has no metadata.resourceVersion")
+                    managed = meta.pop("managedFields", None) if self.strip_managed_fields else None
+                    if managed is None:
+                        data = line[lo:hi]
+                    else:
+                        data = self._strip(line, bytes(managed), lo, hi)
+                    return {"type": etype, "object": RawObject(view, data)}
         return self._event_slow(line)
 
     def _event_slow(self, line: bytes) -> dict[str, Any]:
