@@ -37,6 +37,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -303,11 +304,18 @@ def contender_main(name: str, url: str, size: int, events: int) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_contender(name: str, url: str, size: int, events: int) -> dict[str, Any] | None:
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field-by-field median of one contender's runs."""
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def run_contender(name: str, url: str, size: int, events: int, label: str = ""
+                  ) -> dict[str, Any] | None:
     bench_informer.http_get(f"{url}/events?n={events}")
     cmd = [sys.executable, __file__, "--contender", name, "--url", url, "--size", str(size),
            "--events", str(events)]
-    print(f"  running {name} ({size} pods, {events} events)...", file=sys.stderr, flush=True)
+    print(f"  running {name} ({size} pods, {events} events){label}...", file=sys.stderr,
+          flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
@@ -442,6 +450,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10k pods and events")
     parser.add_argument("--only", default="", help="comma-separated contenders")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="fresh processes per contender, rounds interleaved; each figure "
+                             "is the median (default: 3, 1 with --quick)")
     parser.add_argument("--no-write", action="store_true", help="do not write results/")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -455,27 +466,33 @@ def main() -> None:
     events = args.events or args.size
     official_size = min(args.size, args.official_size)
     official_events = min(events, args.official_size)
+    repeat = args.repeat or (1 if args.quick else 3)
     wanted = [n for n in (*FULL, *SUBSET) if not args.only or n in args.only.split(",")]
     server = subprocess.Popen(
         [sys.executable, bench_informer.__file__, "--serve", "--size", str(args.size),
          "--seed", str(args.seed)], stdout=subprocess.PIPE, text=True)
-    results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in wanted}
     try:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{int(server.stdout.readline())}"
-        for name in wanted:
-            subset = name in SUBSET
-            r = run_contender(name, url, official_size if subset else args.size,
-                              official_events if subset else events)
-            if r is not None:
-                results[name] = r
+        for round_no in range(repeat):
+            for name in wanted:
+                subset = name in SUBSET
+                r = run_contender(name, url, official_size if subset else args.size,
+                                  official_events if subset else events,
+                                  f" round {round_no + 1}/{repeat}")
+                if r is not None:
+                    runs[name].append(r)
     finally:
         server.terminate()
         server.wait()
+    results = {name: median_result(rs) for name, rs in runs.items() if rs}
     header = (f"run_all: {args.size:,} pods (~6 KB with managedFields, podgen seed {args.seed}), "
               f"{events:,} MODIFIED events; official/k8s-asyncio on {official_size:,} / "
               f"{official_events:,}\npython {platform.python_version()}, {os.cpu_count()} cores, "
-              f"pre-encoded aiohttp server in a separate process")
+              f"pre-encoded aiohttp server in a separate process; each figure is the median "
+              f"of {repeat} fresh process{'es' if repeat > 1 else ''} per contender, "
+              f"rounds interleaved")
     report(results, header, write=not args.no_write)
 
 

@@ -25,7 +25,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kubemirror import lifecycle, listwatch, watcher
+from kubemirror import informer, lifecycle, listwatch, watcher
 from kubemirror.cli import ui
 from kubemirror.cli.mirror import (
     LatencyWindow,
@@ -44,7 +44,6 @@ from kubemirror.testing import PODS
 from kubemirror.types import WatchEvent
 
 __all__ = [
-    "DEMO_IGNORE_FIELDS",
     "DEMO_INDEX_BY",
     "DemoCluster",
     "DemoOptions",
@@ -54,9 +53,6 @@ __all__ = [
 
 DEMO_INDEX_BY = ("metadata.namespace", "metadata.labels['app']")
 """The demo mirror's ``index_by``: ``store.get(ns)`` and ``store.get(ns, app)`` are lookups."""
-
-DEMO_IGNORE_FIELDS = ("metadata.managedFields",)
-"""Dropped before storing (about a third of a Pod's bytes)."""
 
 _CATCH_UP_SECONDS = 10.0
 _TOP_NAMESPACES = 8
@@ -222,7 +218,7 @@ class _DemoSession:
         config = watcher.WatcherConfig(
             gvr=PODS,
             index_by=list(DEMO_INDEX_BY),
-            ignore_fields=list(DEMO_IGNORE_FIELDS),
+            ignore_fields=list(informer.MIRROR_IGNORE_FIELDS),  # a third of a Pod's bytes
             on_change=self.stats.on_change,
             on_sync_complete=self._on_sync_complete,
         )
