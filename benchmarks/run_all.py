@@ -6,6 +6,7 @@ MODIFIED events released by ``/go`` once the contender has synced) serves every
 contender, each in its own fresh subprocess (so peak RSS is its own):
 
 * ``km-informer``  SharedInformer, dict Indexer + namespace index (DeltaFIFO pipeline)
+* ``km-informer-s`` the same with ``ignore_fields=MIRROR_IGNORE_FIELDS`` (managedFields cut)
 * ``km-compact``   SharedInformer(store="compact"): CompactIndexer + namespace index
 * ``km-compact-s`` the same with ``ignore_fields=MIRROR_IGNORE_FIELDS`` (managedFields cut)
 * ``km-watcher``   Watcher + MemoryStore indexed by namespace/name
@@ -51,7 +52,8 @@ import bench_informer  # noqa: E402
 from bench_informer import PAGE, rss_kb  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
-FULL = ("km-informer", "km-compact", "km-compact-s", "km-watcher", "raw", "lightkube")
+FULL = ("km-informer", "km-informer-s", "km-compact", "km-compact-s", "km-watcher", "raw",
+        "lightkube")
 SUBSET = ("official", "official-raw", "k8s-asyncio")
 
 
@@ -99,11 +101,11 @@ async def run_informer(url: str, size: int, events: int, store: str) -> dict[str
     t: list[float] = []
     c: list[float] = []
     client = KubeClient(ClientConfig(url))
-    ignore = MIRROR_IGNORE_FIELDS if store == "compact-s" else ()
+    ignore = MIRROR_IGNORE_FIELDS if store.endswith("-s") else ()
     informer = SharedInformer(
         ListWatch(client, GroupVersionResource("", "v1", "pods")),
         indexers={"namespace": keys.meta_namespace_index_func},
-        store="dict" if store == "dict" else "compact", ignore_fields=ignore,
+        store="compact" if store.startswith("compact") else "dict", ignore_fields=ignore,
         page_size=PAGE, freeze_gc_after_sync=True)
     _mark(t, c)
     informer.start()
@@ -287,6 +289,8 @@ async def run_k8s_asyncio(url: str, size: int, events: int) -> dict[str, Any]:
 def contender_main(name: str, url: str, size: int, events: int) -> None:
     if name == "km-informer":
         result = asyncio.run(run_informer(url, size, events, "dict"))
+    elif name == "km-informer-s":
+        result = asyncio.run(run_informer(url, size, events, "dict-s"))
     elif name == "km-compact":
         result = asyncio.run(run_informer(url, size, events, "compact"))
     elif name == "km-compact-s":
@@ -352,7 +356,7 @@ def ratios(table: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
         checks.append((desc, value, target, value <= target if at_most else value >= target))
 
     lk, off = by.get("lightkube"), by.get("official")
-    for km in ("km-informer", "km-compact", "km-compact-s", "km-watcher"):
+    for km in ("km-informer", "km-informer-s", "km-compact", "km-compact-s", "km-watcher"):
         if km not in by:
             continue
         if lk:
