@@ -35,7 +35,9 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import importlib
 import json
+import mmap
 import os
 import platform
 import statistics
@@ -286,7 +288,40 @@ async def run_k8s_asyncio(url: str, size: int, events: int) -> dict[str, Any]:
     return _result(t, c, base, after_sync, peak_sync)
 
 
-def contender_main(name: str, url: str, size: int, events: int) -> None:
+_LIBRARIES = {
+    "km": ("kubemirror.informer", "kubemirror.watcher", "kubemirror.client"),
+    "raw": ("aiohttp", "orjson"),
+    "lightkube": ("lightkube", "lightkube.resources.core_v1"),
+    "official": ("kubernetes.client", "kubernetes.watch"),
+    "k8s": ("kubernetes_asyncio.client", "kubernetes_asyncio.watch"),
+}
+
+
+def warm_memory(nbytes: int) -> None:
+    """Fault in and free ``nbytes`` of anonymous memory, right before a contender's run.
+
+    This sandbox is a VM whose host backs guest memory lazily and takes freed
+    pages back (free page reporting): a page touched for the first time since
+    costs up to ~2.3 s of system time per GiB, one recently freed ~0.4 s. Without
+    this, whichever contender follows a small one pays the first kind for its whole
+    store and the one after a big one gets the cheap kind: an order effect of 2x
+    on 100k-pod syncs. Every contender gets the same warm start instead.
+    """
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    with mmap.mmap(-1, nbytes, flags=flags) as region:
+        if not getattr(mmap, "MAP_POPULATE", 0):
+            for offset in range(0, nbytes, mmap.PAGESIZE):
+                region[offset] = 1
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # peak RSS (VmHWM) starts again from here, without the warm-up
+
+
+def contender_main(name: str, url: str, size: int, events: int, warm: bool) -> None:
+    for module in _LIBRARIES[name.split("-")[0]]:
+        importlib.import_module(module)
+    if warm:
+        per_pod = 100_000 if name in SUBSET else 40_000  # above each one's peak per pod
+        warm_memory(max(256 << 20, size * per_pod))
     if name == "km-informer":
         result = asyncio.run(run_informer(url, size, events, "dict"))
     elif name == "km-informer-s":
@@ -313,11 +348,11 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-def run_contender(name: str, url: str, size: int, events: int, label: str = ""
-                  ) -> dict[str, Any] | None:
+def run_contender(name: str, url: str, size: int, events: int, label: str = "",
+                  warm: bool = True) -> dict[str, Any] | None:
     bench_informer.http_get(f"{url}/events?n={events}")
     cmd = [sys.executable, __file__, "--contender", name, "--url", url, "--size", str(size),
-           "--events", str(events)]
+           "--events", str(events), *([] if warm else ["--no-warm"])]
     print(f"  running {name} ({size} pods, {events} events){label}...", file=sys.stderr,
           flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -458,11 +493,13 @@ def main() -> None:
                         help="fresh processes per contender, rounds interleaved; each figure "
                              "is the median (default: 3, 1 with --quick)")
     parser.add_argument("--no-write", action="store_true", help="do not write results/")
+    parser.add_argument("--no-warm", action="store_true",
+                        help="do not fault in and free memory before each contender")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.contender:
-        contender_main(args.contender, args.url, args.size, args.events)
+        contender_main(args.contender, args.url, args.size, args.events, not args.no_warm)
         return
     if args.quick:
         args.size = 10_000
@@ -484,7 +521,7 @@ def main() -> None:
                 subset = name in SUBSET
                 r = run_contender(name, url, official_size if subset else args.size,
                                   official_events if subset else events,
-                                  f" round {round_no + 1}/{repeat}")
+                                  f" round {round_no + 1}/{repeat}", warm=not args.no_warm)
                 if r is not None:
                     runs[name].append(r)
     finally:
@@ -496,7 +533,8 @@ def main() -> None:
               f"{official_events:,}\npython {platform.python_version()}, {os.cpu_count()} cores, "
               f"pre-encoded aiohttp server in a separate process; each figure is the median "
               f"of {repeat} fresh process{'es' if repeat > 1 else ''} per contender, "
-              f"rounds interleaved")
+              f"rounds interleaved"
+              f"{'' if args.no_warm else '; memory warmed before each (see warm_memory)'}")
     report(results, header, write=not args.no_write)
 
 
