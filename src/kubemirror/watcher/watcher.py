@@ -18,7 +18,7 @@ from typing import Any
 
 from kubemirror import errors, keys, lifecycle, listwatch, paths, reflector
 from kubemirror.client import transport
-from kubemirror.stores import cached_store, indexed_store, memory_store
+from kubemirror.stores import cached_store, indexed_store, key_index, memory_store
 from kubemirror.types import Clock, GroupVersionResource, MonotonicClock, Obj
 from kubemirror.watcher import thread
 from kubemirror.watcher.config import StoreType, WatcherConfig, compile_paths, invoke
@@ -27,6 +27,9 @@ from kubemirror.watcher.debouncer import ChangeStats, Debouncer
 __all__ = ["Watcher"]
 
 log = logging.getLogger(__name__)
+
+_UNCHANGED, _CREATED, _MODIFIED = 0, 1, 2
+_ONE_CHANGE = (ChangeStats(), ChangeStats(created=1), ChangeStats(modified=1))
 
 
 class _StoreWriter:
@@ -55,20 +58,25 @@ class _StoreWriter:
     def keys_for(self, obj: Obj) -> list[str]:
         return [path.index_value(obj) or "" for path in self.index_by]
 
-    def _write(self, obj: Obj) -> ChangeStats:
-        """Upsert ``obj``; returns created=1, modified=1 or nothing (same version)."""
+    def _put(self, obj: Obj) -> tuple[int, key_index.NamespacedName | None]:
+        """Upsert ``obj``: (``_CREATED``, ``_MODIFIED`` or ``_UNCHANGED`` for the same
+        version, its ref); ``(_UNCHANGED, None)`` when the store rejects it."""
         try:
-            (namespace, name), rv = indexed_store.object_ref(obj, ())
+            ref, rv = indexed_store.object_ref(obj, ())
             keys = self.keys_for(obj)
-            old = self.store.ref(namespace, name)
+            old = self.store.ref(*ref)
             if old is not None and rv and old.resource_version == rv and old.keys == tuple(keys):
-                return ChangeStats()
+                return _UNCHANGED, ref
             self.store.update(obj, keys)
         except errors.StoreError as exc:
             self.rejected += 1
             log.warning("%s: object not stored: %s (%s)", self.name, exc, _describe(obj))
-            return ChangeStats()
-        return ChangeStats(modified=1) if old is not None else ChangeStats(created=1)
+            return _UNCHANGED, None
+        return (_CREATED if old is None else _MODIFIED), ref
+
+    def _write(self, obj: Obj) -> ChangeStats:
+        """Upsert ``obj``; returns created=1, modified=1 or nothing (same version)."""
+        return _ONE_CHANGE[self._put(obj)[0]]
 
     def add(self, obj: Any) -> None:
         self.report(self._write(obj), False)
@@ -87,20 +95,22 @@ class _StoreWriter:
             self.report(ChangeStats(deleted=1), False)
 
     def replace(self, objs: list[Any], resource_version: str = "") -> None:
-        total = ChangeStats()
-        seen: set[tuple[str, str]] = set()
+        counts = [0, 0, 0]
+        seen: set[key_index.NamespacedName] = set()
+        put = self._put
         for obj in objs:
-            total = total + self._write(obj)
-            meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-            if isinstance(meta, Mapping):
-                seen.add((meta.get("namespace") or "", str(meta.get("name"))))
+            outcome, ref = put(obj)
+            counts[outcome] += 1
+            if ref is not None:
+                seen.add(ref)
         deleted = 0
-        for ref in self.store.refs():
-            if (ref.namespace, ref.name) not in seen and self.store.delete_by_name(
-                ref.namespace, ref.name
+        for stored in self.store.refs():
+            if (stored.namespace, stored.name) not in seen and self.store.delete_by_name(
+                stored.namespace, stored.name
             ):
                 deleted += 1
-        self.report(total + ChangeStats(deleted=deleted), True)
+        self.report(ChangeStats(created=counts[_CREATED], modified=counts[_MODIFIED],
+                                deleted=deleted), True)
 
     def resync(self) -> None:
         """Nothing to do: the store is the cache."""
