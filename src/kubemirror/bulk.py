@@ -1,20 +1,22 @@
 """Bulk loading: keep CPython's collector out of the way of a big decode, and give back
 what it freed.
 
-Bottom layer of kubemirror (imports nothing of ours). ``load()`` is what the
-Reflector wraps every (re)list in; decoders wrap a page in ``paused_gc()``:
+Bottom layer of kubemirror (imports nothing of ours). The Reflector pauses the
+GC around every (re)list and releases memory after it; decoders pause it around
+a page:
 
 - ``paused_gc()`` disables the cyclic garbage collector: decoding 100k objects
   creates millions of containers that would otherwise trigger repeated full
   collections (perf-baselines lesson 1).
-- ``release_freed_memory()`` (glibc's ``malloc_trim``) hands the pages a load
+- ``release_freed_memory()`` (glibc's ``malloc_trim``) hands the pages a list
   freed in the middle of the heap (list pages, replaced objects, outgrown
-  tables) back to the kernel once the outermost load ends, so the process
-  settles at its store's size. A no-op where the C library is not glibc.
+  tables) back to the kernel, so the process settles at its store's size. It
+  takes tens of milliseconds on a heap of a few GiB and releases the GIL: call
+  it from a worker thread. A no-op where the C library is not glibc.
 
-Everything here is process-wide. Loads are reference counted under a lock, so
-concurrent loads on any tasks or threads nest: the collector is restored and
-memory released when the last one ends, never under another's feet.
+Both are process-wide and thread-safe. GC pauses are reference counted under a
+lock, so concurrent ones on any tasks or threads nest: the collector comes back
+when the last one ends, never under another's feet.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
-    "load",
     "paused_gc",
     "release_freed_memory",
 ]
@@ -35,7 +36,6 @@ __all__ = [
 _lock = threading.Lock()
 _gc_pauses = 0
 _gc_was_enabled = False
-_loads = 0
 _libc: ctypes.CDLL | None = None
 _libc_probed = False
 
@@ -85,23 +85,3 @@ def release_freed_memory() -> bool:
     with _lock:
         libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
-
-
-@contextmanager
-def load() -> Iterator[None]:
-    """A bulk load: GC paused, and freed memory released when the last load ends.
-
-    Nests across tasks and threads; safe to use around every LIST.
-    """
-    global _loads
-    with _lock:
-        _loads += 1
-    try:
-        with paused_gc():
-            yield
-    finally:
-        with _lock:
-            _loads -= 1
-            last = _loads == 0
-        if last:
-            release_freed_memory()
