@@ -218,7 +218,7 @@ class MalformedEventError(KubemirrorError):
     wrong with it. Watch consumers log and count it; they never crash on it.
     """
 
-    def __init__(self, line: bytes, reason: str) -> None:
+    def __init__(self, line: bytes | memoryview, reason: str) -> None:
         self.line = bytes(line[:200])
         self.reason = reason
         super().__init__(f"malformed watch event ({reason}): {self.line!r}")

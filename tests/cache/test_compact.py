@@ -227,7 +227,11 @@ def test_event_fast_path_agrees_with_the_general_decode(
     decoder = PartialDecoder(strip_managed_fields=strip)
     fast = decoder.event(line)
     slow = decoder._event_slow(line)
-    assert fast["type"] == slow["type"] == etype
+    viewed = decoder.event(memoryview(b"\n" + line + b"\n")[1:-1])  # as LineSplitter hands it
+    assert fast["type"] == slow["type"] == viewed["type"] == etype
+    assert type(viewed["object"].raw) is bytes
+    assert (dict(viewed["object"]), viewed["object"].raw) == (dict(fast["object"]),
+                                                              fast["object"].raw)
     assert dict(fast["object"]) == dict(slow["object"])
     assert fast["object"].raw == slow["object"].raw
     expected = dict(obj, metadata=dict(obj["metadata"]))

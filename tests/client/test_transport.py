@@ -70,11 +70,20 @@ def test_line_splitter_yields_the_same_lines_for_any_chunking(
     i = 0
     while pos < len(data):
         step = cuts[i % len(cuts)]
-        out.extend(splitter.feed(data[pos:pos + step]))
+        out.extend(bytes(line) for line in splitter.feed(data[pos:pos + step]))
         pos += step
         i += 1
     assert out == lines
     assert splitter.tail == b""
+
+
+def test_parse_watch_line_accepts_memoryview_slices() -> None:
+    chunk = b'{"type":"ADDED","object":{"metadata":{"resourceVersion":"5"}}}\n{"type":"X"}\n'
+    first, second = LineSplitter().feed(chunk)
+    assert parse_watch_line(first)["object"]["metadata"]["resourceVersion"] == "5"
+    with pytest.raises(errors.MalformedEventError, match="unknown event type") as caught:
+        parse_watch_line(second)
+    assert caught.value.line == b'{"type":"X"}'
 
 
 def test_parse_watch_line_accepts_events() -> None:

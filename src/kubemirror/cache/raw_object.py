@@ -246,7 +246,7 @@ class PartialDecoder:
         with memoryview(data) as whole:
             return b"".join((whole[lo:cut_from], whole[cut_to:hi]))
 
-    def event(self, line: bytes) -> dict[str, Any]:
+    def event(self, line: bytes | memoryview) -> dict[str, Any]:
         """Decode one watch line; the object is a ``RawObject`` (a plain dict for ERROR).
 
         Raises ``MalformedEventError`` (with the line) as ``parse_watch_line`` does.
@@ -258,9 +258,10 @@ class PartialDecoder:
         (a duplicate ``"object"`` or an extra member makes it fail). Anything else
         (other key order, extra keys, whitespace, an ERROR) takes the general path.
         """
-        end = line.find(_OBJECT_MEMBER, 9, 40)
-        if end > 0 and line.startswith(_TYPE_MEMBER) and line[-1:] == b"}":
-            etype = _FAST_TYPES.get(line[9:end])
+        head = bytes(line[:40])
+        end = head.find(_OBJECT_MEMBER, 9)
+        if end > 0 and head.startswith(_TYPE_MEMBER) and line[-1:] == b"}":
+            etype = _FAST_TYPES.get(head[9:end])
             if etype is not None:
                 lo, hi = end + len(_OBJECT_MEMBER), len(line) - 1
                 try:  # the slice must hold exactly one JSON value, or this raises
@@ -274,13 +275,13 @@ class PartialDecoder:
                             line, "object has no metadata.resourceVersion")
                     managed = meta.pop("managedFields", None) if self.strip_managed_fields else None
                     if managed is None:
-                        data = line[lo:hi]
+                        data = bytes(line[lo:hi])
                     else:
-                        data = self._strip(line, bytes(managed), lo, hi)
+                        data = self._strip(bytes(line), bytes(managed), lo, hi)
                     return {"type": etype, "object": RawObject(view, data)}
         return self._event_slow(line)
 
-    def _event_slow(self, line: bytes) -> dict[str, Any]:
+    def _event_slow(self, line: bytes | memoryview) -> dict[str, Any]:
         try:
             event = self._event_decoder.decode(line)
         except msgspec.DecodeError as exc:

@@ -43,6 +43,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+_BLANK = frozenset(b" \t\r\x0b\x0c")
 _USER_AGENT = "kubemirror/0.1"
 _READ_CHUNK = 1 << 20
 
@@ -127,8 +128,11 @@ def resource_path(
 class LineSplitter:
     """Cuts a byte stream into newline-terminated lines; not thread-safe.
 
-    ``feed(chunk)`` returns the complete lines seen so far (without the newline);
-    ``tail`` is the incomplete remainder.
+    ``feed(chunk)`` returns the complete lines seen so far (without the newline):
+    lines wholly inside ``chunk`` as zero-copy ``memoryview`` slices of it (they
+    keep the chunk alive; ``orjson`` and ``msgspec`` decode them as they are), the
+    one completing the previous remainder as ``bytes``. ``tail`` is the incomplete
+    remainder.
     """
 
     __slots__ = ("tail",)
@@ -136,15 +140,23 @@ class LineSplitter:
     def __init__(self) -> None:
         self.tail = b""
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        lines = chunk.split(b"\n")  # split first: the tail joins one line, not the chunk
-        if self.tail:
-            lines[0] = self.tail + lines[0]
-        self.tail = lines.pop()
+    def feed(self, chunk: bytes) -> list[bytes | memoryview]:
+        end = chunk.find(b"\n")
+        if end < 0:
+            self.tail += chunk
+            return []
+        view = memoryview(chunk)
+        lines: list[bytes | memoryview] = [self.tail + view[:end] if self.tail else view[:end]]
+        start = end + 1
+        find = chunk.find
+        while (end := find(b"\n", start)) >= 0:
+            lines.append(view[start:end])
+            start = end + 1
+        self.tail = chunk[start:]
         return lines
 
 
-def parse_watch_line(line: bytes) -> WatchEvent:
+def parse_watch_line(line: bytes | memoryview) -> WatchEvent:
     """Decode one watch line into a ``WatchEvent``.
 
     Raises ``MalformedEventError`` (with the line) when it is not JSON, not an
@@ -239,12 +251,12 @@ class WatchStream:
     def __init__(
         self,
         response: aiohttp.ClientResponse,
-        parse: Callable[[bytes], WatchEvent] = parse_watch_line,
+        parse: Callable[[bytes | memoryview], WatchEvent] = parse_watch_line,
     ) -> None:
         self._response = response
         self._parse = parse
         self._splitter = LineSplitter()
-        self._pending: collections.deque[bytes] = collections.deque()
+        self._pending: collections.deque[bytes | memoryview] = collections.deque()
         self._closed = False
         self.lines = 0
 
@@ -256,7 +268,7 @@ class WatchStream:
         while True:
             while pending:
                 line = pending.popleft()
-                if line and not line.isspace():
+                if line and (line[0] not in _BLANK or not bytes(line).isspace()):
                     self.lines += 1
                     return self._parse(line)
             if self._closed:
@@ -493,7 +505,8 @@ class KubeClient:
             "GET", resource_path(gvr, namespace), params=opts.to_query(watch=True), timeout=timeout
         )
         if decoder is not None:
-            return WatchStream(response, cast(Callable[[bytes], WatchEvent], decoder.event))
+            return WatchStream(response, cast(Callable[[bytes | memoryview], WatchEvent],
+                                              decoder.event))
         return WatchStream(response)
 
     async def get(
