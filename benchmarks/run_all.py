@@ -344,8 +344,11 @@ def contender_main(name: str, url: str, size: int, events: int, warm: bool) -> N
 
 
 def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Field-by-field median of one contender's runs."""
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    """Field-by-field median of one contender's runs, plus the slowest and fastest sync."""
+    result = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    result["sync_slowest"] = max(r["sync"] for r in runs)
+    result["sync_fastest"] = min(r["sync"] for r in runs)
+    return result
 
 
 def run_contender(name: str, url: str, size: int, events: int, label: str = "",
@@ -374,6 +377,8 @@ def rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "name": name, "size": r["size"], "events": r["n_events"],
             "obj_s": r["size"] / r["sync"], "ev_s": r["n_events"] / r["events"],
+            "obj_s_low": r["size"] / r.get("sync_slowest", r["sync"]),
+            "obj_s_high": r["size"] / r.get("sync_fastest", r["sync"]),
             "cpu_obj_s": r["size"] / max(r["sync_cpu"], 1e-9),
             "cpu_ev_s": r["n_events"] / max(r["events_cpu"], 1e-9),
             "peak_sync_mb": r["peak_sync"] / 1024, "bytes_pod": store_kb * 1024 / r["size"],
@@ -416,11 +421,12 @@ def ratios(table: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
 def markdown(table: list[dict[str, Any]], checks: list[tuple[str, float, float, bool]],
              header: str) -> str:
     lines = [header, "",
-             "| contender | pods | sync obj/s | watch ev/s | peak RSS in sync (MB) "
+             "| contender | pods | sync obj/s | sync range | watch ev/s | peak RSS in sync (MB) "
              "| bytes/stored pod | peak/store |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table:
-        lines.append(f"| {r['name']} | {r['size']:,} | {r['obj_s']:,.0f} | {r['ev_s']:,.0f} | "
+        lines.append(f"| {r['name']} | {r['size']:,} | {r['obj_s']:,.0f} | "
+                     f"{r['obj_s_low']:,.0f}-{r['obj_s_high']:,.0f} | {r['ev_s']:,.0f} | "
                      f"{r['peak_sync_mb']:,.0f} | {r['bytes_pod']:,.0f} | "
                      f"{r['peak_ratio']:.2f} |")
     lines += ["", "| target | measured | needed | met |", "|---|---:|---:|:-:|"]
@@ -459,13 +465,14 @@ def chart(table: list[dict[str, Any]], path: str, title: str) -> None:
 
 def report(results: dict[str, dict[str, Any]], header: str, write: bool) -> None:
     table = rows(results)
-    head = (f"{'contender':<14}{'pods':>8}{'obj/s':>10}{'cpu obj/s':>11}{'ev/s':>10}"
+    head = (f"{'contender':<14}{'pods':>8}{'obj/s':>10}{'range':>16}{'cpu obj/s':>11}{'ev/s':>10}"
             f"{'cpu ev/s':>10}{'peak sync MB':>14}{'B/pod':>8}{'peak/store':>12}")
     print(header)
     print(head)
     print("-" * len(head))
     for r in table:
-        print(f"{r['name']:<14}{r['size']:>8}{r['obj_s']:>10,.0f}{r['cpu_obj_s']:>11,.0f}"
+        span = f"{r['obj_s_low']:,.0f}-{r['obj_s_high']:,.0f}"
+        print(f"{r['name']:<14}{r['size']:>8,.0f}{r['obj_s']:>10,.0f}{span:>16}{r['cpu_obj_s']:>11,.0f}"
               f"{r['ev_s']:>10,.0f}{r['cpu_ev_s']:>10,.0f}{r['peak_sync_mb']:>14,.0f}"
               f"{r['bytes_pod']:>8,.0f}{r['peak_ratio']:>12.2f}")
     checks = ratios(table)
@@ -517,7 +524,8 @@ def main() -> None:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{int(server.stdout.readline())}"
         for round_no in range(repeat):
-            for name in wanted:
+            shift = round_no % len(wanted)  # each round starts one contender later
+            for name in wanted[shift:] + wanted[:shift]:
                 subset = name in SUBSET
                 r = run_contender(name, url, official_size if subset else args.size,
                                   official_events if subset else events,
