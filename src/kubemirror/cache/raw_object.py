@@ -117,6 +117,11 @@ class RawList(msgspec.Struct):
     metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
     items: builtins.list[msgspec.Raw] | None = None
 
+    @property
+    def item_kind(self) -> str:
+        """The kind of the items (``"Pod"`` for a ``PodList``); ``""`` if not a ``*List``."""
+        return self.kind[:-4] if self.kind.endswith("List") else ""
+
 
 _RAW_LIST_DECODER = msgspec.json.Decoder(RawList)
 
@@ -310,7 +315,7 @@ class PartialDecoder:
         doc = split_list(body)
         try:
             raws = doc.items or []
-            kind = doc.kind[:-4] if doc.kind.endswith("List") else ""
+            kind = doc.item_kind
             prefix = b""
             if kind:
                 prefix = orjson.dumps({"kind": kind, "apiVersion": doc.apiVersion})[:-1] + b","

@@ -215,7 +215,7 @@ def decode_list(body: bytes, gvr: GroupVersionResource) -> ListResult:
     objects.
     """
     doc = raw_object.split_list(body)
-    kind = doc.kind[:-4] if doc.kind.endswith("List") else ""
+    kind = doc.item_kind
     api_version = doc.apiVersion or gvr.api_version
     loads = orjson.loads
     items: list[dict[str, Any]] = [loads(memoryview(raw)) for raw in doc.items or ()]
