@@ -7,8 +7,9 @@ contender, each in its own fresh subprocess (so peak RSS is its own):
 
 * ``km-informer``  SharedInformer, dict Indexer + namespace index (DeltaFIFO pipeline)
 * ``km-informer-s`` the same with ``ignore_fields=MIRROR_IGNORE_FIELDS`` (managedFields cut)
-* ``km-compact``   SharedInformer(store="compact"): CompactIndexer + namespace index
-* ``km-compact-s`` the same with ``ignore_fields=MIRROR_IGNORE_FIELDS`` (managedFields cut)
+* ``km-compact``   SharedInformer(store="compact"): CompactIndexer + namespace index, with
+                   its defaults (managedFields cut from the bytes, logged)
+* ``km-compact-full`` the same with ``ignore_fields=()``: every byte received kept
 * ``km-watcher``   Watcher + MemoryStore indexed by namespace/name
 * ``raw``          aiohttp + orjson loop, GC paused for the list, dict store (the limit)
 * ``lightkube``    lightkube 1.0 sync Client: paginated list kept in a dict, bare watch decode
@@ -54,7 +55,7 @@ import bench_informer  # noqa: E402
 from bench_informer import PAGE, rss_kb  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
-FULL = ("km-informer", "km-informer-s", "km-compact", "km-compact-s", "km-watcher", "raw",
+FULL = ("km-informer", "km-informer-s", "km-compact", "km-compact-full", "km-watcher", "raw",
         "lightkube")
 SUBSET = ("official", "official-raw", "k8s-asyncio")
 
@@ -103,12 +104,12 @@ async def run_informer(url: str, size: int, events: int, store: str) -> dict[str
     t: list[float] = []
     c: list[float] = []
     client = KubeClient(ClientConfig(url))
-    ignore = MIRROR_IGNORE_FIELDS if store.endswith("-s") else ()
+    ignore = {"dict": (), "dict-s": MIRROR_IGNORE_FIELDS, "compact": None, "compact-full": ()}
     informer = SharedInformer(
         ListWatch(client, GroupVersionResource("", "v1", "pods")),
         indexers={"namespace": keys.meta_namespace_index_func},
-        store="compact" if store.startswith("compact") else "dict", ignore_fields=ignore,
-        page_size=PAGE, freeze_gc_after_sync=True)
+        store="compact" if store.startswith("compact") else "dict",
+        ignore_fields=ignore[store], page_size=PAGE, freeze_gc_after_sync=True)
     _mark(t, c)
     informer.start()
     await informer.wait_for_sync()
@@ -328,8 +329,8 @@ def contender_main(name: str, url: str, size: int, events: int, warm: bool) -> N
         result = asyncio.run(run_informer(url, size, events, "dict-s"))
     elif name == "km-compact":
         result = asyncio.run(run_informer(url, size, events, "compact"))
-    elif name == "km-compact-s":
-        result = asyncio.run(run_informer(url, size, events, "compact-s"))
+    elif name == "km-compact-full":
+        result = asyncio.run(run_informer(url, size, events, "compact-full"))
     elif name == "km-watcher":
         result = asyncio.run(run_watcher(url, size, events))
     elif name == "raw":
@@ -396,7 +397,7 @@ def ratios(table: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
         checks.append((desc, value, target, value <= target if at_most else value >= target))
 
     lk, off = by.get("lightkube"), by.get("official")
-    for km in ("km-informer", "km-informer-s", "km-compact", "km-compact-s", "km-watcher"):
+    for km in ("km-informer", "km-informer-s", "km-compact", "km-compact-full", "km-watcher"):
         if km not in by:
             continue
         if lk:
@@ -406,13 +407,13 @@ def ratios(table: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
     if lk and "km-informer" in by:
         add("km-informer watch (indexed) / lightkube bare watch",
             by["km-informer"]["ev_s"] / lk["ev_s"], 0.8)
-    for km in ("km-compact", "km-compact-s"):
+    for km in ("km-compact", "km-compact-full"):
         if lk and km in by:
             add(f"{km} watch (store kept) / lightkube bare watch", by[km]["ev_s"] / lk["ev_s"],
                 1.5)
         if km in by:
             add(f"{km} bytes per stored pod", by[km]["bytes_pod"], 8192, at_most=True)
-    for km in ("km-informer", "km-compact", "km-compact-s"):
+    for km in ("km-informer", "km-compact", "km-compact-full"):
         if km in by:
             add(f"{km} peak RSS in sync / final store", by[km]["peak_ratio"], 1.3, at_most=True)
     return checks

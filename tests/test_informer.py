@@ -354,13 +354,30 @@ async def test_ignore_fields_preset_strips_managed_fields(env: Env, store: str) 
         assert obj["spec"] == server["spec"]
 
 
+@pytest.mark.parametrize(("store", "stripped"), [(STORE_DICT, False), (STORE_COMPACT, True)],
+                         ids=["dict-keeps-everything", "compact-strips-managed-fields"])
+async def test_default_ignore_fields_depend_on_the_store_and_are_logged(
+    env: Env, store: str, stripped: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    await create(env, "a")
+    informer = fast_informer(env, store=store)
+    with caplog.at_level(logging.INFO, logger="kubemirror.informer"):
+        async with informer:
+            assert await informer.wait_for_sync(10)
+    obj = informer.get_indexer().get_by_key("default/a")
+    assert obj is not None
+    assert ("managedFields" in obj["metadata"]) is not stripped
+    assert ("not storing metadata.managedFields" in caplog.text) is stripped
+
+
 async def test_compact_store_keeps_bytes_indexes_views_and_hands_out_raw_objects(
     env: Env,
 ) -> None:
     await create(env, "a", "b")
     added: list[Any] = []
     informer = fast_informer(env, store=STORE_COMPACT, view_paths=["status.phase"],
-                             indexers={"phase": lambda o: [o["status"]["phase"]]})
+                             indexers={"phase": lambda o: [o["status"]["phase"]]},
+                             ignore_fields=())  # every byte kept
     informer.add_event_handler(on_add=added.append)
     async with informer:
         assert await informer.wait_for_sync(10)

@@ -55,9 +55,10 @@ STORE_COMPACT = "compact"
 
 MIRROR_IGNORE_FIELDS: tuple[str, ...] = ("metadata.managedFields",)
 """The ``ignore_fields`` preset for mirrors: server-side-apply bookkeeping, ~30% of a
-Pod's bytes, which readers of a mirror rarely need. Opt in with
-``SharedInformer(..., ignore_fields=MIRROR_IGNORE_FIELDS)``; the informer logs
-what it strips when it starts."""
+Pod's bytes, which readers of a mirror rarely need (``kubectl get -o yaml`` hides it
+too). The default of a compact store, which exists to save memory; a dict store
+keeps every field unless given ``ignore_fields=MIRROR_IGNORE_FIELDS``. The informer
+logs what it strips when it starts; ``ignore_fields=()`` keeps everything."""
 
 Callback = Callable[..., Any]
 """A handler callback: plain function or coroutine function."""
@@ -293,9 +294,10 @@ class SharedInformer(lifecycle.Service):
     ``view_paths``), ``transform`` is not supported, and handlers receive
     ``RawObject``s (the partial view as a dict, ``.raw`` bytes, ``.decode()``).
     ``ignore_fields`` (dotted paths; ``MIRROR_IGNORE_FIELDS`` is the preset for
-    mirrors) are removed before storing, and logged at start; compact mode
-    supports only ``metadata.managedFields`` (cut from the bytes). Raises
-    ``ConfigError`` for a bad combination.
+    mirrors) are removed before storing, and logged at start. Left out (``None``),
+    it is ``MIRROR_IGNORE_FIELDS`` for a compact store and nothing for a dict
+    store; compact mode supports only ``metadata.managedFields`` (cut from the
+    bytes). Raises ``ConfigError`` for a bad combination.
     """
 
     def __init__(
@@ -310,12 +312,14 @@ class SharedInformer(lifecycle.Service):
         metrics: reflector.MetricsSink | None = None,
         store: str = STORE_DICT,
         view_paths: Iterable[str] = (),
-        ignore_fields: Sequence[str] = (),
+        ignore_fields: Sequence[str] | None = None,
         **reflector_options: Any,
     ) -> None:
         self.name = name or str(lw)
         self.resync_period = resync_period
         self.metrics = metrics
+        if ignore_fields is None:
+            ignore_fields = MIRROR_IGNORE_FIELDS if store == STORE_COMPACT else ()
         self.ignore_fields = tuple(ignore_fields)
         self._indexer: index.Indexer | compact.CompactIndexer
         if store == STORE_COMPACT:
