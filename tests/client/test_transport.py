@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kubemirror import errors
+from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.client.transport import (
     LineSplitter,
     ListOptions,
@@ -189,3 +190,21 @@ _json = st.recursive(
 def test_decode_list_equals_decoding_the_whole_body(items: list[dict[str, object]]) -> None:
     body = orjson.dumps({"metadata": {"resourceVersion": "1"}, "items": items})
     assert decode_list(body, PODS).items == orjson.loads(body)["items"]
+
+
+@pytest.mark.parametrize("list_api_version", ["v1", None],
+                         ids=["list-has-apiVersion", "list-lacks-it"])
+def test_compact_pages_and_decode_list_fill_in_the_same_kind_and_api_version(
+    list_api_version: str | None,
+) -> None:
+    doc: dict[str, object] = {
+        "kind": "PodList", "metadata": {"resourceVersion": "3"},
+        "items": [{"metadata": {"name": "a", "resourceVersion": "3"}, "spec": {"x": 1}}],
+    }
+    if list_api_version:
+        doc["apiVersion"] = list_api_version
+    body = orjson.dumps(doc)
+    dicts = decode_list(body, PODS).items
+    raws = PartialDecoder().page(body, PODS.api_version).items
+    assert [raw.decode() for raw in raws] == dicts
+    assert [(raw["kind"], raw["apiVersion"]) for raw in raws] == [("Pod", "v1")]

@@ -310,15 +310,20 @@ class PartialDecoder:
                 raise errors.MalformedEventError(line, "object has no metadata.resourceVersion")
         return {"type": etype, "object": obj}
 
-    def page(self, body: bytes) -> RawPage:
-        """Decode one LIST response body. Raises ``TransportError`` if it is not a list."""
+    def page(self, body: bytes, default_api_version: str = "") -> RawPage:
+        """Decode one LIST response body. Raises ``TransportError`` if it is not a list.
+
+        Items lacking ``kind`` get it and the list's ``apiVersion`` (or
+        ``default_api_version`` when the list has none), as ``decode_list`` does.
+        """
         doc = split_list(body)
+        api_version = doc.apiVersion or default_api_version
         try:
             raws = doc.items or []
             kind = doc.item_kind
             prefix = b""
             if kind:
-                prefix = orjson.dumps({"kind": kind, "apiVersion": doc.apiVersion})[:-1] + b","
+                prefix = orjson.dumps({"kind": kind, "apiVersion": api_version})[:-1] + b","
             view = self.view
             items = []
             for raw in raws:
@@ -326,7 +331,7 @@ class PartialDecoder:
                 if kind and "kind" not in obj:
                     # LIST items omit kind/apiVersion; put them back as a GET would have them.
                     obj["kind"] = kind
-                    obj["apiVersion"] = doc.apiVersion
+                    obj["apiVersion"] = api_version
                     data = obj.raw
                     if data[:1] == b"{":
                         obj.raw = prefix + data[1:] if len(data) > 2 else prefix[:-1] + b"}"

@@ -473,7 +473,7 @@ class KubeClient:
                 "GET", resource_path(gvr, namespace), params=opts.to_query()
             )
             with bulk.paused_gc():
-                page = decoder.page(body)
+                page = decoder.page(body, gvr.api_version)
             return ListResult(
                 items=cast(list[dict[str, Any]], page.items),
                 resource_version=page.resource_version,

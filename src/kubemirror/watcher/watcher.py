@@ -97,7 +97,6 @@ class _StoreWriter:
     def replace(self, objs: list[Any], resource_version: str = "") -> None:
         counts = [0, 0, 0]
         put = self._put
-        deleted = 0
         if not self.store.size:  # the first list: nothing stored can have gone
             for obj in objs:
                 counts[put(obj)[0]] += 1
@@ -109,6 +108,7 @@ class _StoreWriter:
             counts[outcome] += 1
             if ref is not None:
                 seen.add(ref)
+        deleted = 0
         for stored in self.store.refs():
             if (stored.namespace, stored.name) not in seen and self.store.delete_by_name(
                 stored.namespace, stored.name
