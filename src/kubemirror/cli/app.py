@@ -36,6 +36,11 @@ kv_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(kv_app, name="kv")
+envtest_app = typer.Typer(
+    help="A real kube-apiserver and etcd on loopback, for testing (controller-runtime's envtest).",
+    no_args_is_help=True,
+)
+app.add_typer(envtest_app, name="envtest")
 
 
 class OutputFormat(enum.StrEnum):
@@ -399,6 +404,49 @@ def kv_watch(
         debug,
         lambda: kv_mod.run_watch(etcd, prefix, output is OutputFormat.JSON, duration),
     )
+
+
+# -- envtest ------------------------------------------------------------------------------
+
+
+@envtest_app.command("setup")
+def envtest_setup(
+    ctx: typer.Context,
+    build: Annotated[
+        bool,
+        typer.Option("--build/--no-build", help="Build with Go when no binaries are found."),
+    ] = True,
+    debug: Debug = False,
+) -> None:
+    """Find kube-apiserver and etcd ($KUBEBUILDER_ASSETS, the cache) or build them with Go.
+
+    The last line printed is the assets directory:
+    [bold]export KUBEBUILDER_ASSETS=$(kubemirror envtest setup | tail -1)[/]
+    """
+    from kubemirror.cli import envtest as envtest_mod
+
+    _run(ctx, debug, lambda: envtest_mod.run_setup(build=build))
+
+
+@envtest_app.command("serve")
+def envtest_serve(
+    ctx: typer.Context,
+    write_kubeconfig: Annotated[
+        Path,
+        typer.Option("--write-kubeconfig", help="Write the admin kubeconfig here."),
+    ],
+    duration: Duration = None,
+    debug: Debug = False,
+) -> None:
+    """Run a real etcd and kube-apiserver on 127.0.0.1 until Ctrl-C (or --duration).
+
+    TLS with a generated CA, client-certificate and token authentication, RBAC on.
+    Both processes and their files are removed on exit.
+    """
+    from kubemirror.cli import envtest as envtest_mod
+
+    target = write_kubeconfig.expanduser()
+    _run(ctx, debug, lambda: envtest_mod.run_serve(target, duration, _console()))
 
 
 # -- version --------------------------------------------------------------------------------
