@@ -16,6 +16,7 @@ PACKAGES = [
     "kubemirror.multicluster",
     "kubemirror.kvstore",
     "kubemirror.selectors",
+    "kubemirror.envtest",
 ]
 
 
