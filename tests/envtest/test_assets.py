@@ -45,7 +45,23 @@ def test_pinned_versions_come_from_the_shipped_go_mod() -> None:
     staging = "v0." + versions.kubernetes.removeprefix("v1.")
     assert f"k8s.io/client-go => k8s.io/client-go {staging}" in go_mod
     assert (assets.GO_MODULE_DIR / "go.sum").stat().st_size > 0
-    assert versions.cache_key == f"k8s-{versions.kubernetes}-etcd-{versions.etcd}"
+    key = versions.cache_key
+    assert key.startswith(f"k8s-{versions.kubernetes}-etcd-{versions.etcd}-")
+    assert len(key.rsplit("-", 1)[1]) == 8  # the build recipe's hash
+
+
+def test_the_cache_key_changes_with_the_build_recipe(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    before = assets.pinned_versions().cache_key
+    copy = tmp_path / "gobuild"
+    (copy / "etcd").mkdir(parents=True)
+    for name in ("go.mod", "go.sum", "etcd/main.go"):
+        (copy / name).write_bytes((assets.GO_MODULE_DIR / name).read_bytes())
+    monkeypatch.setattr(assets, "GO_MODULE_DIR", copy)
+    assert assets.pinned_versions().cache_key == before
+    (copy / "go.sum").write_bytes((copy / "go.sum").read_bytes() + b"\n")
+    assert assets.pinned_versions().cache_key != before
 
 
 def test_kubebuilder_assets_wins(

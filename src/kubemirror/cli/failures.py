@@ -107,6 +107,12 @@ def explain(exc: BaseException, *, server: str | None = None) -> errors.CommandE
             "or resource.group (deployments.apps)",
         )
     if isinstance(exc, errors.TransportError):
+        if isinstance(root_cause(exc), ssl.SSLCertVerificationError):
+            return errors.CommandError(
+                f"cannot reach the cluster{at}: {_cause_text(exc)}",
+                "Check that the kubeconfig's certificate-authority is the CA that signed "
+                "the server's certificate, and that --context/--kubeconfig select this cluster",
+            )
         return errors.CommandError(
             f"cannot reach the cluster{at}: {_cause_text(exc)}",
             "Check that it is running and that --context/--kubeconfig select it",

@@ -4,9 +4,10 @@ Part of the ``cli`` layer. Everything that can be wrong with the request is
 found before the watch starts, and reported as one line with the fix: selectors
 and field paths are parsed locally, then the kubeconfig is loaded, discovery
 resolves the resource name, and one LIST of a single object checks
-reachability, credentials and server-side validation. Then a ``Watcher``
-mirrors the collection and its debounced ``on_change`` reports are shown: a
-live screen on a terminal, text lines otherwise, JSON lines with ``-o json``.
+reachability, credentials and server-side validation (a WATCH opened and closed
+at once checks the right to watch). Then a ``Watcher`` mirrors the collection
+and its debounced ``on_change`` reports are shown: a live screen on a terminal,
+text lines otherwise, JSON lines with ``-o json``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ async def load_client_config(
 async def resolve_target(
     client: transport.KubeClient, options: WatchOptions
 ) -> WatchTarget:
-    """Resolve the resource name and scope, and check the request with a one-object LIST.
+    """Resolve the resource name and scope, and check the request with a one-object LIST
+    and a WATCH opened and closed at once (list and watch are separate RBAC verbs).
 
     Raises ``CommandError`` (naming the server) for every problem found.
     """
@@ -131,7 +133,7 @@ async def resolve_target(
             index_by=index_by,
             ignore_fields=options.ignore_fields,
         )
-        await client.list(
+        page = await client.list(
             resource.gvr,
             namespace,
             transport.ListOptions(
@@ -140,6 +142,19 @@ async def resolve_target(
                 limit=1,
             ),
         )
+        # Permission to list is not permission to watch (RBAC grants verbs one by
+        # one): open the watch once too, else a 403 would only be retried forever.
+        stream = await client.watch(
+            resource.gvr,
+            namespace,
+            transport.ListOptions(
+                label_selector=options.label_selector,
+                field_selector=options.field_selector,
+                resource_version=page.resource_version,
+                timeout_seconds=1,
+            ),
+        )
+        await stream.aclose()
     except errors.KubemirrorError as exc:
         explained = failures.explain(exc, server=server)
         if explained is None:

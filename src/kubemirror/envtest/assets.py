@@ -7,13 +7,16 @@ Part of the ``envtest`` layer. The envtest convention of controller-runtime: an
 1. ``$KUBEBUILDER_ASSETS`` (an error naming what is missing if it is set but
    incomplete: a user who set it meant it);
 2. the cache, ``$KUBEMIRROR_ENVTEST_CACHE`` or ``~/.cache/kubemirror/envtest``, in a
-   directory named after the pinned releases (``k8s-v1.37.2-etcd-v3.7.0``);
+   directory named after the pinned releases and a hash of the build recipe
+   (``k8s-v1.37.2-etcd-v3.7.0-1a2b3c4d``: a new ``go.sum`` or new flags build anew);
 
 and ``setup_assets`` builds into the cache with ``go`` when both miss. The Go module
 that pins the releases ships inside this package (``gobuild/``: ``go.mod``/``go.sum``
 pin ``k8s.io/kubernetes`` and every staging module, ``etcd/main.go`` is etcd's own
 ``etcdmain.Main``), so only the Go module proxy is contacted and every build of one
-kubemirror release gives the same binaries. A build goes to a temporary directory
+kubemirror release gives the same binaries. kube-apiserver is stamped with its
+release as the Kubernetes release build does (``-X k8s.io/component-base/version...``),
+so ``/version`` and ``kubectl version`` report ``v1.37.2``. A build goes to a temporary directory
 beside the cache entry and is renamed into place, under a file lock, so concurrent
 builds (two pytest runs) never see half-written binaries.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -66,8 +70,24 @@ class PinnedVersions:
 
     @property
     def cache_key(self) -> str:
-        """The cache directory's name, e.g. ``k8s-v1.37.2-etcd-v3.7.0``."""
-        return f"k8s-{self.kubernetes}-etcd-{self.etcd}"
+        """The cache directory's name, e.g. ``k8s-v1.37.2-etcd-v3.7.0-1a2b3c4d``: the
+        releases and a hash of the build recipe (module files and flags)."""
+        digest = hashlib.sha256()
+        for name in ("go.mod", "go.sum", "etcd/main.go"):
+            digest.update((GO_MODULE_DIR / name).read_bytes())
+        digest.update(" ".join(_version_ldflags(self.kubernetes)).encode())
+        return f"k8s-{self.kubernetes}-etcd-{self.etcd}-{digest.hexdigest()[:8]}"
+
+
+def _version_ldflags(release: str) -> list[str]:
+    """``-X`` flags stamping ``release`` into kube-apiserver, as Kubernetes' own build
+    does (a fixed build date keeps the build reproducible)."""
+    major, minor = release.removeprefix("v").split(".")[:2]
+    values = {"gitVersion": release, "gitMajor": major, "gitMinor": minor,
+              "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z"}
+    return [f"-X {package}.{name}={value}"
+            for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+            for name, value in values.items()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +154,8 @@ def find_assets() -> Assets | None:
         missing = _missing(directory)
         if missing:
             raise errors.ConfigError(
-                f"{ASSETS_ENV} names a directory without {' and '.join(missing)}: "
-                "unset it to use kubemirror's cache, or put the binaries there",
+                f"names a directory without {' and '.join(missing)} (unset it to use "
+                "kubemirror's cache, or put the binaries there)",
                 field=ASSETS_ENV,
                 expression=str(directory),
             )
@@ -189,14 +209,15 @@ def _build(go: str, versions: PinnedVersions, target: Path, log: Callable[[str],
     staging = Path(tempfile.mkdtemp(prefix=f".{versions.cache_key}-", dir=target.parent))
     try:
         steps = (
-            ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", versions.kubernetes),
-            ("etcd", "./etcd", versions.etcd),
+            ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", versions.kubernetes,
+             " ".join(_version_ldflags(versions.kubernetes))),
+            ("etcd", "./etcd", versions.etcd, ""),
         )
-        for name, package, version in steps:
+        for name, package, version, ldflags in steps:
             log(f"building {name} {version} with {_go_version(go)} (first time only)")
             started = time.monotonic()
             command = [go, "build", "-trimpath", "-buildvcs=false", "-mod=readonly",
-                       "-o", str(staging / name), package]
+                       f"-ldflags={ldflags}", "-o", str(staging / name), package]
             proc = subprocess.run(
                 command,
                 cwd=GO_MODULE_DIR,
