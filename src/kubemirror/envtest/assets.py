@@ -183,7 +183,7 @@ def setup_assets(*, build: bool = True, log: Callable[[str], None] | None = None
         raise errors.CommandError(
             f"no kube-apiserver/etcd binaries: {ASSETS_ENV} is unset and {target} is empty",
             hint=(
-                f"set {ASSETS_ENV} to a directory holding kube-apiserver and etcd, or install "
+                f"Set {ASSETS_ENV} to a directory holding kube-apiserver and etcd, or install "
                 "Go (1.26+) and run `kubemirror envtest setup` to build them"
             ),
         )
@@ -230,7 +230,7 @@ def _build(go: str, versions: PinnedVersions, target: Path, log: Callable[[str],
                 tail = "\n".join(proc.stdout.decode(errors="replace").splitlines()[-15:])
                 raise errors.CommandError(
                     f"go build of {name} failed (exit {proc.returncode}): {tail}",
-                    hint="check that the Go module proxy is reachable (GOPROXY) and Go is 1.26+",
+                    hint="Check that the Go module proxy is reachable (GOPROXY) and Go is 1.26+",
                 )
             log(f"built {name} in {time.monotonic() - started:.0f} s")
         if target.exists():

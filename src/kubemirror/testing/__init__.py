@@ -1,18 +1,13 @@
-"""Pytest plugin, fixtures and helpers for testing against kubemirror's embedded API server
-and against a real kube-apiserver.
+"""Helpers for testing with kubemirror, without pytest: realistic objects, seeded storages,
+self-signed certificates.
 
-Loaded automatically by pytest through the ``pytest11`` entry point. Fixtures:
-``kube_storage`` (a fresh ``MemoryStorage``) and ``kube_api_server`` (a started
-``KubeApiServer`` on a free 127.0.0.1 port, stopped after the test);
-``envtest_assets`` (the real binaries, see ``kubemirror.envtest``) and
-``real_kube_apiserver`` (one real etcd + kube-apiserver for the whole session, an
-``EnvTest``). Those two skip the test with the reason when no binaries can be found
-or built, and fail it instead when ``KUBEMIRROR_REQUIRE_REAL_APISERVER=1``. When a
-collected test uses them and the binaries are missing, they are built with Go once,
-after collection and before the first test (so no test timeout applies). Helpers
-usable outside pytest: ``make_pod`` (a realistic Pod dict) and ``seed`` (write
-objects into a storage). The plugin stays import-light: the storage and the
-server (and aiohttp) are imported only when a fixture or helper is used.
+``make_pod`` (a realistic Pod dict), ``new_storage`` (a ``MemoryStorage`` with the
+built-in types) and ``seed`` (write objects into it) serve tests, the demo and the
+benchmarks alike; ``make_self_signed_cert`` needs the ``cryptography`` package. The
+pytest fixtures are in ``kubemirror.testing.plugin``, which pytest loads through the
+``pytest11`` entry point; this module never imports pytest, so ``kubemirror demo``
+runs on a plain ``pip install kubemirror``. Storage and server modules are imported
+only when a helper needs them.
 """
 
 from __future__ import annotations
@@ -21,36 +16,25 @@ import datetime
 import ipaddress
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-
-import pytest
-import pytest_asyncio
 
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
 if TYPE_CHECKING:
-    from kubemirror.envtest import Assets, EnvTest
-    from kubemirror.multicluster.server import KubeApiServer
     from kubemirror.multicluster.storage import MemoryStorage
 
 __all__ = [
     "PODS",
     "REQUIRE_REAL_APISERVER_ENV",
-    "envtest_assets",
-    "kube_api_server",
-    "kube_storage",
     "make_pod",
     "make_self_signed_cert",
     "new_storage",
-    "real_kube_apiserver",
     "seed",
 ]
 
 REQUIRE_REAL_APISERVER_ENV = "KUBEMIRROR_REQUIRE_REAL_APISERVER"
 """Set to ``1`` to fail, not skip, tests that need a real kube-apiserver without one."""
-
-_REAL_FIXTURES = frozenset({"envtest_assets", "real_kube_apiserver"})
 
 PODS = GroupVersionResource("", "v1", "pods")
 """The core/v1 pods resource."""
@@ -192,21 +176,6 @@ def seed(
     return out
 
 
-@pytest.fixture
-def kube_storage() -> MemoryStorage:
-    """A fresh ``MemoryStorage`` with the built-in resource types registered."""
-    return new_storage()
-
-
-@pytest_asyncio.fixture
-async def kube_api_server(kube_storage: MemoryStorage) -> AsyncIterator[KubeApiServer]:
-    """A started ``KubeApiServer`` over ``kube_storage`` on a free 127.0.0.1 port."""
-    from kubemirror.multicluster.server import KubeApiServer
-
-    async with KubeApiServer(kube_storage) as server:
-        yield server
-
-
 def make_self_signed_cert(directory: str | os.PathLike[str]) -> tuple[str, str, bytes]:
     """Write a self-signed certificate for ``127.0.0.1``/``localhost`` into ``directory``.
 
@@ -254,65 +223,3 @@ def make_self_signed_cert(directory: str | os.PathLike[str]) -> tuple[str, str, 
 
 
 # -- the real kube-apiserver -------------------------------------------------------------
-
-_build_failure: str | None = None
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the real binaries (first time only) if a collected test needs them."""
-    global _build_failure
-    if not any(_REAL_FIXTURES & set(getattr(item, "fixturenames", ()))
-               for item in session.items):
-        return
-    from kubemirror import errors
-    from kubemirror.envtest import find_assets, setup_assets
-
-    try:
-        if find_assets() is not None:
-            return
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-
-        def log(line: str) -> None:
-            if reporter is not None:
-                reporter.write_line(f"kubemirror envtest: {line}")
-
-        setup_assets(log=log)
-    except (errors.CommandError, errors.ConfigError) as exc:
-        _build_failure = str(exc)
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get(REQUIRE_REAL_APISERVER_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_REAL_APISERVER_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def envtest_assets() -> Assets:
-    """The real kube-apiserver and etcd binaries (``kubemirror.envtest.Assets``)."""
-    from kubemirror import errors
-    from kubemirror.envtest import pki, setup_assets
-
-    try:
-        pki.require_cryptography()
-        return setup_assets(build=False)
-    except (errors.CommandError, errors.ConfigError) as exc:
-        _skip_or_fail(f"no real kube-apiserver: {_build_failure or exc}")
-        raise  # pragma: no cover - skip and fail raise
-
-
-@pytest.fixture(scope="session")
-def real_kube_apiserver(envtest_assets: Assets) -> Iterator[EnvTest]:
-    """A real etcd and kube-apiserver shared by the session (``kubemirror.envtest.EnvTest``).
-
-    Use ``.client_config`` (admin), ``.kubeconfig_path`` or ``.url``; give each test
-    its own namespace, since the server is shared.
-    """
-    from kubemirror.envtest import EnvTest
-
-    env = EnvTest(envtest_assets)
-    env.start()
-    try:
-        yield env
-    finally:
-        env.stop()
