@@ -2,9 +2,10 @@
 
 kubectl asks for ``Accept: application/json;as=Table;g=meta.k8s.io;v=v1`` and
 prints the columns the server chose. This module knows the usual columns of the
-built-in kinds (NAME/READY/STATUS/RESTARTS/AGE for pods, ...) and falls back to
-NAME/AGE; every table also has a ``Cluster`` column shown by ``-o wide``. Pure
-functions; ``now`` is injectable for tests.
+built-in kinds (NAME/READY/STATUS/RESTARTS/AGE for pods, ...; a Deployment's are
+kube-apiserver's, ``-o wide`` ones included) and falls back to NAME/AGE; every
+table also has a ``Cluster`` column shown by ``-o wide``. Pure functions; ``now``
+is injectable for tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kubemirror import errors, selectors
 from kubemirror.multicluster.storage import CLUSTER_ANNOTATION
 from kubemirror.types import Obj
 
@@ -82,6 +84,36 @@ def _replicas(obj: Obj, now: datetime.datetime) -> str:
     return f"{st.get('readyReplicas') or 0}/{(obj.get('spec') or {}).get('replicas') or 0}"
 
 
+def _status_count(field: str) -> _Cell:
+    def cell(obj: Obj, now: datetime.datetime) -> int:
+        return int((obj.get("status") or {}).get(field) or 0)
+
+    return cell
+
+
+def _template_containers(obj: Obj) -> list[Any]:
+    template = (obj.get("spec") or {}).get("template") or {}
+    return list((template.get("spec") or {}).get("containers") or [])
+
+
+def _containers(obj: Obj, now: datetime.datetime) -> str:
+    return ",".join(str(c.get("name", "")) for c in _template_containers(obj))
+
+
+def _images(obj: Obj, now: datetime.datetime) -> str:
+    return ",".join(str(c.get("image", "")) for c in _template_containers(obj))
+
+
+def _selector(obj: Obj, now: datetime.datetime) -> str:
+    """kube-apiserver's ``FormatLabelSelector``: ``app=web,tier in (a,b)``, ``<none>``."""
+    try:
+        text = str(selectors.LabelSelector.from_dict((obj.get("spec") or {}).get("selector")
+                                                     or {}))
+    except errors.KubemirrorError:
+        return "<error>"
+    return text or "<none>"
+
+
 def _svc_type(obj: Obj, now: datetime.datetime) -> str:
     return str((obj.get("spec") or {}).get("type") or "ClusterIP")
 
@@ -120,27 +152,44 @@ _COLUMNS: dict[str, list[_Column]] = {
         ("Cluster-IP", "string", "", _svc_ip),
         _AGE,
     ],
-    "Deployment": [_NAME, ("Ready", "string", "", _replicas), _AGE],
+    "Deployment": [
+        _NAME,
+        ("Ready", "string", "", _replicas),
+        ("Up-to-date", "string", "", _status_count("updatedReplicas")),
+        ("Available", "string", "", _status_count("availableReplicas")),
+        _AGE,
+    ],
     "StatefulSet": [_NAME, ("Ready", "string", "", _replicas), _AGE],
 }
 
+_CLUSTER: _Column = ("Cluster", "string", "", _cluster)
+_WIDE_COLUMNS: dict[str, list[_Column]] = {
+    "Deployment": [
+        ("Containers", "string", "", _containers),
+        ("Images", "string", "", _images),
+        ("Selector", "string", "", _selector),
+    ],
+}
+"""Columns of priority 1 (``-o wide``), before ``Cluster``."""
+
 
 def _columns(kind: str) -> list[_Column]:
-    return [*_COLUMNS.get(kind, [_NAME, _AGE]), ("Cluster", "string", "", _cluster)]
+    return [*_COLUMNS.get(kind, [_NAME, _AGE]), *_WIDE_COLUMNS.get(kind, ()), _CLUSTER]
 
 
 def column_definitions(kind: str) -> list[dict[str, Any]]:
     """The ``columnDefinitions`` of a table of ``kind`` objects."""
     cols = _columns(kind)
+    wide = {col[0] for col in [*_WIDE_COLUMNS.get(kind, ()), _CLUSTER]}
     return [
         {
-            "name": name,
-            "type": type_,
-            "format": fmt,
-            "description": f"{name} of the {kind}",
-            "priority": 1 if name == "Cluster" else 0,
+            "name": col[0],
+            "type": col[1],
+            "format": col[2],
+            "description": f"{col[0]} of the {kind}",
+            "priority": 1 if col[0] in wide else 0,
         }
-        for name, type_, fmt, _ in cols
+        for col in cols
     ]
 
 
