@@ -8,7 +8,9 @@ events from that version on. Every failure is recovered from without losing
 state: a watch that ends is resumed from the last version seen, an expired
 version (410 Gone, ``Expired`` ERROR event) triggers a relist whose ``replace``
 yields the deletes that were missed, a malformed event line makes it re-watch from
-the last good version, and every other error backs off exponentially with jitter.
+the last good version, and every other error backs off exponentially with jitter
+(a second ERROR event for a watch from the same version also relists: the version
+cannot be resumed from).
 Protocol decisions are small pure functions; ``Backoff`` is sans-I/O.
 """
 
@@ -150,6 +152,10 @@ class _StreamingUnsupportedError(Exception):
     """Internal: the server rejected ``sendInitialEvents``; fall back to LIST."""
 
 
+class _UnresumableWatchError(Exception):
+    """Internal: watches from one resourceVersion ended with an ERROR event twice; relist."""
+
+
 class Reflector(lifecycle.Service):
     """Mirrors one collection into ``store`` by list + watch, forever, until stopped.
 
@@ -206,6 +212,7 @@ class Reflector(lifecycle.Service):
         self.stats = ReflectorStats()
         self._rng = rng or random.Random()
         self._rv = ""
+        self._error_event_rv: str | None = None
         self._synced = False
         self._synced_event: asyncio.Event | None = None
 
@@ -262,7 +269,7 @@ class Reflector(lifecycle.Service):
                     self.backoff.reset()
                 else:
                     await asyncio.sleep(self.backoff.next())
-            except errors.GoneError as exc:
+            except (errors.GoneError, _UnresumableWatchError) as exc:
                 need_list = True
                 self._count_relist(exc)
                 if self.backoff.attempt:
@@ -348,6 +355,7 @@ class Reflector(lifecycle.Service):
     def _replace(self, items: list[Any], rv: str) -> None:
         self.store.replace(items, rv)
         self._rv = rv
+        self._error_event_rv = None
         self.stats.lists += 1
         log.debug("%s: synced %d objects at resourceVersion %s", self.name, len(items), rv)
         if not self._synced:
@@ -427,6 +435,24 @@ class Reflector(lifecycle.Service):
         finally:
             await stream.aclose()
 
+    def _error_event(self, status: dict[str, Any]) -> Exception:
+        """What a watch's ERROR event raises: ``GoneError`` (relist) for 410/``Expired``;
+        the ``ApiError`` (back off, re-watch from the same version) for others, unless a
+        watch from this version already ended so: then ``_UnresumableWatchError`` (relist).
+
+        A version can fail for good without a 410: kube-apiserver answers a watch
+        that starts at etcd's compaction revision, when the first change there is a
+        delete, with a 500 ("etcd event received with PrevKv=nil") on every try.
+        """
+        exc = errors.api_error_from_status(status)
+        if isinstance(exc, errors.GoneError):
+            return exc
+        if self._error_event_rv == self._rv:
+            return _UnresumableWatchError(
+                f"{exc} (again from resourceVersion {self._rv or '-'})")
+        self._error_event_rv = self._rv
+        return exc
+
     async def _consume(self, stream: EventStream) -> int:
         """Apply events until the stream ends; returns how many were applied."""
         store = self.store
@@ -438,7 +464,7 @@ class Reflector(lifecycle.Service):
             etype = event["type"]
             obj = event["object"]
             if etype == "ERROR":
-                raise errors.api_error_from_status(obj)
+                raise self._error_event(obj)
             rv = obj["metadata"]["resourceVersion"]
             count += 1
             if etype == "BOOKMARK":

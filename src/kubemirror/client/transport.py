@@ -286,9 +286,18 @@ class WatchStream:
             pending.extend(self._splitter.feed(chunk))
 
     async def aclose(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent).
+
+        A watch still streaming is dropped by aborting its connection: the response
+        cannot be finished anyway, and a TLS close handshake, which would proceed in
+        the background, could outlive a client (and event loop) closed right after,
+        leaking the socket. A stream the server ended has already released it.
+        """
         self._closed = True
         self._pending.clear()
+        connection = self._response.connection
+        if connection is not None and connection.transport is not None:
+            connection.transport.abort()
         self._response.close()
 
     async def __aenter__(self) -> Self:
