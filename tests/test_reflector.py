@@ -97,7 +97,8 @@ async def test_initial_list_is_paginated_at_one_resource_version() -> None:
         server.put(f"cm{i}", v=str(i))
     lw, store, refl = make(server, page_size=3)
     async with refl:
-        await eventually(lambda: refl.has_synced())
+        # synced, and the first watch opened (stopping earlier would leave none to check)
+        await eventually(lambda: refl.has_synced() and bool(lw.watch_calls))
         # writes after the first page must not leak into the snapshot
         assert store.items == {f"default/cm{i}": server.objects[f"default/cm{i}"] for i in range(7)}
     assert [c.limit for c in lw.list_calls] == [3, 3, 3]
