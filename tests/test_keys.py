@@ -37,15 +37,16 @@ def test_meta_namespace_key_errors_carry_the_object(obj: Any) -> None:
 
 @pytest.mark.parametrize(
     ("key", "expected"),
-    [("ns/a", ("ns", "a")), ("a", ("", "a"))],
-    ids=["namespaced", "cluster-scoped"],
+    [("ns/a", ("ns", "a")), ("a", ("", "a")), ("/a", ("", "a")), ("ns/", ("ns", "")),
+     ("", ("", ""))],
+    ids=["namespaced", "cluster-scoped", "empty-namespace", "empty-name", "empty"],
 )
 def test_split_meta_namespace_key(key: str, expected: tuple[str, str]) -> None:
     assert keys.split_meta_namespace_key(key) == expected
 
 
 @pytest.mark.parametrize(
-    "key", ["a/b/c", "", "/a", "a/"], ids=["two-slashes", "empty", "no-ns", "no-name"]
+    "key", ["a/b/c", "//", "a/b/"], ids=["two-slashes", "only-slashes", "trailing-slash"]
 )
 def test_split_meta_namespace_key_rejects(key: str) -> None:
     with pytest.raises(errors.KeyFuncError, match="unexpected key format"):

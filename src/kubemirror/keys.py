@@ -72,13 +72,15 @@ def deletion_handling_meta_namespace_key(obj: Any) -> str:
 def split_meta_namespace_key(key: str) -> tuple[str, str]:
     """Split a key made by ``meta_namespace_key`` into ``(namespace, name)``.
 
-    ``namespace`` is ``""`` for cluster-scoped keys. Raises ``KeyFuncError`` if the
-    key has more than one ``/`` or an empty part.
+    As client-go's ``SplitMetaNamespaceKey``: one part is a cluster-scoped name
+    (``namespace`` ``""``), two parts are namespace and name, either possibly empty
+    (``"/a"`` gives ``("", "a")``, ``"ns/"`` gives ``("ns", "")``). Raises
+    ``KeyFuncError`` for a key with more than one ``/``.
     """
     parts = key.split("/")
-    if len(parts) == 1 and parts[0]:
+    if len(parts) == 1:
         return "", parts[0]
-    if len(parts) == 2 and parts[0] and parts[1]:
+    if len(parts) == 2:
         return parts[0], parts[1]
     raise errors.KeyFuncError(ExplicitKey(key), f"unexpected key format {key!r}")
 

@@ -44,21 +44,38 @@ def test_key_of_wraps_key_function_failures(q: Queue) -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "requeued"),
-    [(errors.Requeue(), True), (KeyboardInterrupt(), True), (ValueError("x"), False)],
-    ids=["requeue", "interrupt", "error"],
+    ("exc", "requeued", "raises"),
+    [
+        (errors.Requeue(), True, False),  # client-go: Pop returns no error
+        (errors.Requeue(ValueError("why")), True, True),
+        (KeyboardInterrupt(), True, True),
+        (ValueError("x"), False, True),
+    ],
+    ids=["requeue", "requeue-with-cause", "interrupt", "error"],
 )
-def test_pop_settles_on_what_process_raised(
-    q: Queue, exc: BaseException, requeued: bool
+async def test_pop_settles_on_what_process_raised(
+    q: Queue, exc: BaseException, requeued: bool, raises: bool
 ) -> None:
-    q.add(obj("a"))
-
     def process(item: Any) -> None:
         raise exc
 
-    with pytest.raises(type(exc)):
-        q.pop(process)
+    q.add(obj("a"))
+    if raises:
+        with pytest.raises(type(exc)):
+            q.pop(process)
+    else:
+        assert q.pop(process) is None
     assert q.list_keys() == (["ns/a"] if requeued else [])
+    if not isinstance(exc, Exception):
+        return  # an interruption of apop is a cancellation, tested apart
+    q.add(obj("b"))
+    keys_before = q.list_keys()
+    if raises:
+        with pytest.raises(type(exc)):
+            await q.apop(process)
+    else:
+        assert await q.apop(process) is None  # type: ignore[func-returns-value]
+    assert sorted(q.list_keys()) == sorted(keys_before if requeued else keys_before[1:])
 
 
 def test_close_ends_pops_of_an_empty_queue(q: Queue) -> None:

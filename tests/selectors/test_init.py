@@ -21,6 +21,7 @@ def test_all_lists_the_public_names() -> None:
         "Operator",
         "Requirement",
         "escape_field_value",
+        "label_selector_as_selector",
         "label_selector_from_dict",
         "parse_field_selector",
         "parse_label_selector",

@@ -56,6 +56,10 @@ VALID_LABEL_SELECTORS = [
     ("x in ()", "x in ()"),
     ("x notin ( )", "x notin ()"),
     ("x notin (, a)", "x notin (,a)"),
+    ("x in (a,,)", "x in (,a)"),  # apimachinery v0.37: empty values anywhere in the set
+    ("x in (,a)", "x in (,a)"),
+    ("x in (,,)", "x in ()"),
+    ("x in (a,,,b)", "x in (,a,b)"),
     ("x notin (abc,,def),bar,z in (),w", "bar,w,x notin (,abc,def),z in ()"),
     ("x,y in (a)", "x,y in (a)"),
     ("y in (a),x", "x,y in (a)"),
@@ -372,6 +376,20 @@ def test_from_dict(selector: dict[str, Any] | None, canonical: str) -> None:
     parsed = LabelSelector.from_dict(selector)
     assert str(parsed) == canonical
     assert selectors.label_selector_from_dict(selector) == parsed
+    assert selectors.label_selector_as_selector(selector) == parsed
+
+
+def test_nil_selector_selects_nothing_and_empty_selects_everything() -> None:
+    """apimachinery's LabelSelectorAsSelector: a Service without a selector selects no
+    pods, ``selector: {}`` selects all of them."""
+    nil = LabelSelector.from_dict(None)
+    assert nil.selects_nothing
+    assert not nil.matches({})
+    assert not nil.matches({"app": "web"})
+    empty = LabelSelector.from_dict({})
+    assert empty.matches({})
+    assert empty.matches({"app": "web"})
+    assert nil != empty
 
 
 @pytest.mark.parametrize(

@@ -95,8 +95,9 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
     a delete counts as gone), another popper will not receive it, and new deltas for
     it queue up behind. If ``process`` raises ``errors.Requeue`` (or is interrupted:
     ``KeyboardInterrupt``, task cancellation) the popped deltas go back *in front of*
-    any newer ones for the key (consecutive deletes at the seam collapse as above)
-    and the exception propagates; nothing is ever dropped on requeue. Any other
+    any newer ones for the key (consecutive deletes at the seam collapse as above);
+    ``pop`` then returns ``None`` for a ``Requeue()`` without a cause, as client-go's
+    ``Pop``, and the exception propagates otherwise; nothing is ever dropped on requeue. Any other
     exception propagates and the deltas count as delivered.
 
     Blocking: ``pop`` blocks its thread (``timeout`` -> ``TimeoutError``); ``apop`` is

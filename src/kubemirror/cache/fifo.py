@@ -25,7 +25,9 @@ class FIFO(queue.KeyedQueue[Any]):
     (deletes are not delivered: use ``DeltaFIFO`` for that). ``pop(process)`` takes the
     oldest key's object, calls ``process(obj)`` *outside* the lock and returns what it
     returned; if ``process`` raises ``errors.Requeue`` the object goes back (unless a newer
-    one for the key arrived meanwhile, which wins) and the ``Requeue`` propagates. Any other
+    one for the key arrived meanwhile, which wins); ``pop`` returns ``None`` after a
+    ``Requeue()`` (client-go's ``Pop`` returns no error) and re-raises a
+    ``Requeue(cause)``. Any other
     exception propagates and the object is not requeued. An interrupted process
     (``KeyboardInterrupt``, task cancellation) requeues like ``Requeue``.
 

@@ -123,8 +123,10 @@ class KeyedQueue(Generic[I]):
 
     ``pop(process)`` takes an item, calls ``process(item)`` *outside* the lock and
     returns its result. If ``process`` raises ``errors.Requeue``, or is interrupted
-    (``KeyboardInterrupt``, task cancellation), the item is requeued and the exception
-    propagates; any other exception propagates and the item counts as processed.
+    (``KeyboardInterrupt``, task cancellation), the item is requeued; a
+    ``Requeue()`` without a cause then makes ``pop`` return ``None`` (client-go's
+    ``Pop`` returns no error), a ``Requeue(cause)`` and an interruption propagate. Any
+    other exception propagates and the item counts as processed.
     ``pop`` blocks its thread (``timeout`` -> ``TimeoutError``); ``apop`` is the
     asyncio twin and never blocks the loop. ``close()`` wakes every waiting popper.
 
@@ -195,8 +197,9 @@ class KeyedQueue(Generic[I]):
 
     # -- pop -----------------------------------------------------------------
 
-    def pop(self, process: Callable[[I], T], timeout: float | None = None) -> T:
-        """Take the next item, run ``process(item)`` on it and return its result.
+    def pop(self, process: Callable[[I], T], timeout: float | None = None) -> T | None:
+        """Take the next item, run ``process(item)`` on it and return its result
+        (``None`` when it raised ``Requeue()`` without a cause).
 
         Blocks until an item can be taken (at most ``timeout`` seconds: then
         ``TimeoutError``). Raises ``FIFOClosedError`` when closed and empty, and
@@ -215,16 +218,17 @@ class KeyedQueue(Generic[I]):
                     "use 'await apop(...)'"
                 )
         except BaseException as exc:
-            self._settle(key, item, exc)
+            if self._settle(key, item, exc):
+                return None
             raise
         self._done(key)
         return result
 
     @overload
-    async def apop(self, process: Callable[[I], Awaitable[T]]) -> T: ...
+    async def apop(self, process: Callable[[I], Awaitable[T]]) -> T | None: ...
 
     @overload
-    async def apop(self, process: Callable[[I], T]) -> T: ...
+    async def apop(self, process: Callable[[I], T]) -> T | None: ...
 
     async def apop(self, process: Callable[[I], Any]) -> Any:
         """Async twin of ``pop``: waits without blocking the event loop.
@@ -240,18 +244,22 @@ class KeyedQueue(Generic[I]):
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
-            self._settle(key, item, exc)
+            if self._settle(key, item, exc):
+                return None
             raise
         self._done(key)
         return result
 
-    def _settle(self, key: str, item: I, exc: BaseException) -> None:
+    def _settle(self, key: str, item: I, exc: BaseException) -> bool:
         """After ``process`` raised ``exc``: requeue on ``Requeue`` or an interruption
-        (not an ``Exception``), else count the item as processed."""
+        (not an ``Exception``), else count the item as processed. True when the pop
+        returns normally: a ``Requeue()`` without a cause, as client-go's ``Pop``
+        returns no error for ``ErrRequeue`` without an inner error."""
         if isinstance(exc, errors.Requeue) or not isinstance(exc, Exception):
             self._requeue(key, item)
-        else:
-            self._done(key)
+            return isinstance(exc, errors.Requeue) and exc.cause is None
+        self._done(key)
+        return False
 
     # -- hooks (``_locked``: the caller holds the lock) ------------------------
 

@@ -250,9 +250,11 @@ class ThreadSafeStore:
             return [] if bucket is None else list(bucket)
 
     def list_index_func_values(self, index_name: str) -> builtins.list[str]:
-        """Return every value of ``index_name`` that at least one stored object has."""
+        """Return every value of ``index_name`` that at least one stored object has;
+        ``[]`` for an unknown index, as client-go's ``ListIndexFuncValues`` (where
+        ``by_index`` and ``index_keys`` raise ``UnknownIndexError``)."""
         with self._lock:
-            return list(self._index_locked(index_name))
+            return list(self._indices.get(index_name, ()))
 
     def get_indexers(self) -> dict[str, types.IndexFunc]:
         """Return a new dict of index name -> index function."""

@@ -16,6 +16,7 @@ from kubemirror.selectors.labels import (
     LabelSelector,
     Operator,
     Requirement,
+    label_selector_as_selector,
     label_selector_from_dict,
     parse_label_selector,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Operator",
     "Requirement",
     "escape_field_value",
+    "label_selector_as_selector",
     "label_selector_from_dict",
     "parse_field_selector",
     "parse_label_selector",

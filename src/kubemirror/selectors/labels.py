@@ -24,6 +24,7 @@ __all__ = [
     "LabelSelector",
     "Operator",
     "Requirement",
+    "label_selector_as_selector",
     "label_selector_from_dict",
     "parse_label_selector",
 ]
@@ -351,9 +352,8 @@ class _LabelParser:
                     values.append(("", following[2]))
                     self.take()
                     return values
-                if following[0] == _COMMA:  # ",,": an empty value between commas
-                    self.take()
-                    values.append(("", following[2]))
+                if following[0] == _COMMA:  # ",,": an empty value between commas (the
+                    values.append(("", following[2]))  # second comma is read next turn)
             else:
                 raise self.error(token, "a label value or ','")
 
@@ -439,14 +439,14 @@ class LabelSelector:
     def from_dict(cls, selector: Mapping[str, Any] | None) -> LabelSelector:
         """Convert a ``metav1.LabelSelector`` (``matchLabels``, ``matchExpressions``).
 
-        ``None`` and ``{}`` select everything. (Kubernetes' own
-        ``LabelSelectorAsSelector`` maps a nil pointer to "nothing"; here ``None``
-        means "no selector configured".) The snake_case keys produced by the
+        As apimachinery's ``LabelSelectorAsSelector``: ``None`` (a nil selector, e.g.
+        a Service or PodDisruptionBudget without one) selects nothing, ``{}`` selects
+        everything. The snake_case keys produced by the
         official client's ``to_dict()`` are accepted too. Unknown keys, unknown
         operators and bad keys/values raise ``SelectorError`` naming the field.
         """
         if selector is None:
-            return cls._EVERYTHING
+            return cls._NOTHING
         if not isinstance(selector, Mapping):
             raise errors.SelectorError(
                 f"a label selector must be a mapping, got {type(selector).__name__}"
@@ -651,4 +651,10 @@ def parse_label_selector(text: str) -> LabelSelector:
 
 def label_selector_from_dict(selector: Mapping[str, Any] | None) -> LabelSelector:
     """``LabelSelector.from_dict(selector)``."""
+    return LabelSelector.from_dict(selector)
+
+
+def label_selector_as_selector(selector: Mapping[str, Any] | None) -> LabelSelector:
+    """apimachinery's ``LabelSelectorAsSelector`` under its Go name: ``None`` selects
+    nothing, ``{}`` everything (``LabelSelector.from_dict``)."""
     return LabelSelector.from_dict(selector)
