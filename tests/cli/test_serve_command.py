@@ -4,7 +4,10 @@ TLS and bearer tokens, read by kubectl and plain HTTP; unsafe listeners refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import re
 import ssl
 from pathlib import Path
 
@@ -12,11 +15,20 @@ import aiohttp
 import pytest
 import yaml
 
-from kubemirror.cli.serve import sync_readiness
+from kubemirror import errors
+from kubemirror.cli.serve import (
+    DEFAULT_UNREADY_AFTER,
+    ServeFlags,
+    load_serve_config,
+    sync_readiness,
+)
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.testing import make_pod, make_self_signed_cert, seed
-from tests.cli.conftest import KUBECTL, Spawn, run_cli, skip_without_kubectl
+from kubemirror.types import GroupVersionResource
+from tests.cli.conftest import KUBECTL, Running, Spawn, run_cli, skip_without_kubectl
+
+CONFIGMAPS = GroupVersionResource("", "v1", "configmaps")
 
 TOKEN = "s3cret-token"
 
@@ -166,3 +178,174 @@ async def test_readyz_waits_for_every_cluster() -> None:
             assert (resp.status, await resp.text()) == (200, "ok")
         async with http.get(f"{server.url}/healthz") as resp:
             assert resp.status == 200
+
+
+# -- platform: unknown clusters, unreachable members, forwarded writes --------------------------
+
+
+async def _served_url(running: Running) -> str:
+    line = await running.line_matching(lambda text: text.startswith("kubemirror serve: "))
+    await running.line_matching(lambda text: "ready: every cluster synced" in text)
+    return line.split()[2]
+
+
+async def test_unknown_cluster_names_the_known_ones(member: str, spawn: Spawn) -> None:
+    running = await spawn(
+        "serve", "--cluster", "east=kubemirror", "--cluster", "west=kubemirror",
+        "--resource", "pods", "--kubeconfig", member, "--port", "0", "--no-metrics",
+    )  # fmt: skip
+    url = await _served_url(running)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/clusters/nope/api/v1/pods") as resp:
+            assert resp.status == 404
+            status = await resp.json()
+        async with http.get(f"{url}/clusters/west/api/v1/pods") as resp:
+            assert resp.status == 200
+    assert status["kind"] == "Status"
+    assert status["message"] == 'cluster "nope" not found; known clusters: east, west'
+    running.proc.terminate()
+    assert (await running.finish()).returncode == 0
+
+
+async def test_accept_hosts_widens_the_host_allow_list(member: str, spawn: Spawn) -> None:
+    """Loopback names only by default (DNS rebinding); --accept-hosts adds patterns."""
+    running = await spawn(
+        "serve", "--cluster", "east=kubemirror", "--resource", "pods", "--kubeconfig", member,
+        "--port", "0", "--no-metrics", "--accept-hosts", r"^mirror\.corp$",
+    )  # fmt: skip
+    url = await _served_url(running)
+    async with aiohttp.ClientSession() as http:
+        for host, expected in (("mirror.corp", 200), ("evil.example", 403), ("localhost", 200)):
+            async with http.get(f"{url}/api/v1/pods", headers={"Host": host}) as resp:
+                assert (host, resp.status) == (host, expected)
+                body = await resp.json()
+            if expected == 403:
+                assert body["reason"] == "Forbidden"
+                assert "items" not in body
+    running.proc.terminate()
+    assert (await running.finish()).returncode == 0
+
+
+async def test_an_unreachable_member_turns_readyz_503_with_one_line_warnings(
+    member: str, kube_api_server: KubeApiServer, spawn: Spawn
+) -> None:
+    running = await spawn(
+        "serve", "--cluster", "east=kubemirror", "--resource", "pods", "--kubeconfig", member,
+        "--port", "0", "--unready-after", "0.5",
+    )  # fmt: skip
+    url = await _served_url(running)
+    member_url = kube_api_server.url
+    await kube_api_server.stop()  # its port now refuses connections
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:  # 503 past --unready-after; the cause is the newest error
+            async with http.get(f"{url}/readyz") as resp:
+                status, text = resp.status, await resp.text()
+            if status == 503 and "connection refused" in text:
+                break
+            assert loop.time() < deadline, f"/readyz still {status} {text}"
+            await asyncio.sleep(0.05)
+        async with http.get(f"{url}/metrics") as resp:
+            metrics = await resp.text()
+    assert text.startswith("cluster east: unreachable for "), text
+    assert text.endswith(" s: connection refused"), text
+    assert 'kubemirror_member_up{cluster="east"} 0.0' in metrics
+    stale = re.search(r'kubemirror_member_stale_seconds\{cluster="east"\} (\S+)', metrics)
+    assert stale is not None, metrics
+    assert float(stale[1]) > 0.5, metrics
+    running.proc.terminate()
+    result = await running.finish()
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines, "no warning about the unreachable member"
+    for line in lines:
+        assert re.fullmatch(r"\d\d:\d\d:\d\d warning: cluster east: [^<>]+", line), result.stderr
+    assert any(
+        f"cluster east: connection refused to {member_url}; retrying in " in line
+        for line in lines
+    ), result.stderr
+
+
+async def test_read_write_forwards_writes_to_the_owning_member(
+    tmp_path: Path, kube_storage: MemoryStorage, spawn: Spawn
+) -> None:
+    """Two members (two of the project's servers): writes reach the member that owns the
+    object, and the served API answers with the object as the mirror stores it."""
+    members = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name in ("east", "west"):
+            storage = MemoryStorage()
+            server = await stack.enter_async_context(KubeApiServer(storage))
+            members[name] = (storage, server.write_kubeconfig(tmp_path / name, cluster=None))
+        config = tmp_path / "serve.yaml"
+        config.write_text(yaml.safe_dump({
+            "readOnly": False,
+            "resources": ["configmaps"],
+            "unreadyAfter": 30,
+            "clusters": [
+                {"name": name, "context": "kubemirror", "kubeconfig": kubeconfig}
+                for name, (_, kubeconfig) in members.items()
+            ],
+        }))  # fmt: skip
+        running = await spawn("serve", "--config", str(config), "--port", "0", "--no-metrics")
+        url = await _served_url(running)
+        cms = members["east"][0].resource_storage(CONFIGMAPS)
+        west_cms = members["west"][0].resource_storage(CONFIGMAPS)
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "default",
+                             "annotations": {"shadow.clusterpedia.io/cluster-name": "west"}},
+                "data": {"k": "v"}}  # fmt: skip
+        path = "/api/v1/namespaces/default/configmaps"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url + path, json=body) as resp:
+                assert resp.status == 201, await resp.text()
+                created = await resp.json()
+            assert created["metadata"]["annotations"] == {
+                "shadow.clusterpedia.io/cluster-name": "west"
+            }
+            assert west_cms.get("default", "default", "c") is not None, "the annotated member"
+            assert cms.get("default", "default", "c") is None
+            stored = west_cms.get("default", "default", "c")
+            assert stored is not None
+            assert stored["metadata"]["annotations"] == {
+                "shadow.clusterpedia.io/cluster-name": "default"
+            }, "the mirror's annotation is not sent to the member"
+            async with http.get(f"{url}{path}/c") as resp:
+                assert (await resp.json()) == created, "read-your-writes, as a read returns it"
+            patch = {"data": {"k": "patched"}}
+            headers = {"Content-Type": "application/merge-patch+json"}
+            async with http.patch(f"{url}{path}/c", json=patch, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+            patched = west_cms.get("default", "default", "c")
+            assert patched is not None
+            assert patched["data"] == {"k": "patched"}
+            async with http.delete(f"{url}/clusters/east{path}/c") as resp:
+                assert resp.status == 404, "east has no configmap c: the member's answer"
+                assert (await resp.json())["reason"] == "NotFound"
+            async with http.delete(f"{url}{path}/c") as resp:
+                assert resp.status == 200, await resp.text()
+            assert west_cms.get("default", "default", "c") is None
+            async with http.get(f"{url}{path}/c") as resp:
+                assert resp.status == 404
+        running.proc.terminate()
+        assert (await running.finish()).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), ("0.5", 0.5), (None, DEFAULT_UNREADY_AFTER), ("0", None), ("soon", None)],
+)
+def test_unready_after_comes_from_the_config_file(
+    tmp_path: Path, value: str | None, expected: float | None
+) -> None:
+    config = tmp_path / "serve.yaml"
+    text = "clusters: [{name: eu, context: eu}]\nresources: [pods]\n"
+    config.write_text(text + (f"unreadyAfter: {value}\n" if value is not None else ""))
+    flags = ServeFlags(config=str(config))
+    if expected is None:
+        with pytest.raises(errors.ConfigError, match="unreadyAfter"):
+            load_serve_config(flags)
+        return
+    assert load_serve_config(flags).unready_after == expected
+    assert load_serve_config(dataclasses.replace(flags, unready_after=2.0)).unready_after == 2.0

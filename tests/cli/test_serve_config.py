@@ -144,3 +144,24 @@ def test_tls_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(errors.CommandError, match="cannot load the TLS certificate"):
         check_security(ServeConfig(tls_cert=key, tls_key=cert))
     assert check_security(ServeConfig()) is None
+
+
+def test_accepted_hosts_and_origins_from_flags_and_file(tmp_path: Path) -> None:
+    text = CONFIG.replace(
+        "listen: {host: 0.0.0.0, port: 7443}",
+        "listen: {host: 0.0.0.0, port: 7443, acceptHosts: ['^mirror\\.corp$'],"
+        " allowedOrigins: ['https://dash.corp']}",
+    )
+    path = _write(tmp_path, text)
+    config = load_serve_config(ServeFlags(config=path))
+    assert config.accept_hosts == (r"^mirror\.corp$",)
+    assert config.allowed_origins == ("https://dash.corp",)
+    flagged = load_serve_config(ServeFlags(config=path, accept_hosts=("^other$",)))
+    assert flagged.accept_hosts == ("^other$",)
+    assert load_serve_config(ServeFlags(config=_write(tmp_path, CONFIG))).accept_hosts == ()
+
+
+def test_a_bad_accept_hosts_pattern_is_named(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match="not a regular expression") as info:
+        load_serve_config(ServeFlags(config=_write(tmp_path, CONFIG), accept_hosts=("([",)))
+    assert (info.value.field, info.value.expression) == ("accept-hosts", "([")

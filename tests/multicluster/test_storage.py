@@ -156,9 +156,9 @@ def test_evicted_or_foreign_continue_is_gone(mem: MemoryStorage, pods: ResourceS
 @pytest.mark.parametrize(
     ("rv", "match", "error"),
     [
-        ("", "Exact", errors.BadRequestError),
-        ("0", "Exact", errors.BadRequestError),
-        ("p.2", "Sometimes", errors.BadRequestError),
+        ("", "Exact", errors.InvalidError),
+        ("0", "Exact", errors.InvalidError),
+        ("p.2", "Sometimes", errors.InvalidError),
         ("p.99", "", errors.ApiError),
         ("q.1", "", errors.GoneError),
         ("p.1", "Exact", errors.GoneError),

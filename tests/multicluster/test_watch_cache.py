@@ -116,7 +116,7 @@ async def test_send_initial_events_ends_with_annotated_bookmark(pods: ResourceSt
     meta = events[2].object["metadata"]
     assert meta["annotations"] == {INITIAL_EVENTS_END_ANNOTATION: "true"}
     assert meta["resourceVersion"] == "p.2"
-    with pytest.raises(errors.BadRequestError):
+    with pytest.raises(errors.InvalidError):  # 422, as kube-apiserver
         pods.watch(ListOptions(send_initial_events=True, allow_watch_bookmarks=True))
 
 

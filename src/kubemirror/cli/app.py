@@ -325,6 +325,29 @@ def serve(
         Path | None,
         typer.Option("--write-kubeconfig", help="Write a kubeconfig for this server here."),
     ] = None,
+    unready_after: Annotated[
+        float | None,
+        typer.Option(
+            "--unready-after",
+            min=0.001,
+            help="Seconds a member may be unreachable before /readyz answers 503 (default 60).",
+        ),
+    ] = None,
+    accept_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-hosts",
+            help="Regular expression of an extra accepted Host header (repeatable; "
+            "default: loopback names and the listen address only, as kubectl proxy).",
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="Browser Origin allowed to call the API (scheme://host[:port], repeatable).",
+        ),
+    ] = None,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
@@ -332,7 +355,9 @@ def serve(
 
     Every cluster is mirrored into memory and served aggregated at / and per
     cluster under /clusters/NAME, so kubectl works against it. Also serves
-    /healthz, /readyz (ready once every cluster synced) and /metrics (Prometheus).
+    /healthz, /readyz (ready once every cluster synced, 503 while a member is
+    unreachable beyond --unready-after) and /metrics (Prometheus). With
+    --read-write, writes go to the member cluster that owns the object.
     """
     from kubemirror.cli import serve as serve_mod
 
@@ -352,6 +377,9 @@ def serve(
         metrics=metrics,
         write_kubeconfig=str(write_kubeconfig) if write_kubeconfig else None,
         duration=duration,
+        unready_after=unready_after,
+        accept_hosts=tuple(accept_hosts or ()),
+        allowed_origins=tuple(allow_origin or ()),
     )
     _run(ctx, debug, lambda: serve_mod.run_serve(flags, _console()))
 

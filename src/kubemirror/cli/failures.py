@@ -12,9 +12,11 @@ import errno
 import os
 import ssl
 
+import aiohttp
+
 from kubemirror import errors
 
-__all__ = ["explain", "one_line", "root_cause"]
+__all__ = ["cause_text", "explain", "one_line", "root_cause"]
 
 _SELECTOR_HINT = (
     "Write selectors as key=value, key!=value, key in (a,b), key notin (a,b), key or !key, "
@@ -55,8 +57,15 @@ def _cause_text(exc: BaseException) -> str:
         return os.strerror(cause.errno) if cause.errno else str(cause.strerror)
     if isinstance(cause, TimeoutError):
         return "timed out"
+    if isinstance(cause, aiohttp.ClientPayloadError | aiohttp.http_exceptions.HttpProcessingError):
+        return "the connection was lost in the middle of a response"
     text = str(cause) or type(cause).__name__
     return text.splitlines()[0]
+
+
+def cause_text(exc: BaseException) -> str:
+    """The innermost cause of ``exc`` in a few words (``Connection refused``, ``timed out``)."""
+    return one_line(_cause_text(exc))
 
 
 def _config_error(exc: errors.ConfigError) -> errors.CommandError:

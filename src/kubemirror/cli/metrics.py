@@ -3,13 +3,15 @@
 Part of the ``cli`` layer; needs the optional ``prometheus_client`` package
 (``pip install 'kubemirror[metrics]'``): ``load_prometheus`` says so clearly
 when it is missing. ``MirrorCollector`` adds nothing to the event path: on each
-scrape it reads the storage sizes and each reflector's ``ReflectorStats``;
-``metrics_handler`` serves them as the API server's ``/metrics``.
+scrape it reads the storage sizes, each reflector's ``ReflectorStats`` and each
+member's ``MemberHealth`` (up, staleness); ``metrics_handler`` serves them as the
+API server's ``/metrics``.
 """
 
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -19,11 +21,13 @@ from aiohttp import web
 from kubemirror import errors, reflector
 from kubemirror.multicluster import server
 from kubemirror.multicluster.storage import MemoryStorage
+from kubemirror.multicluster.synchro import MemberHealth
 from kubemirror.types import GroupVersionResource
 
 __all__ = ["MirrorCollector", "Prometheus", "load_prometheus", "metrics_handler"]
 
 Feeds = Callable[[], Mapping[tuple[str, GroupVersionResource], reflector.Reflector]]
+Health = Callable[[], Mapping[str, MemberHealth]]
 
 
 class Prometheus:
@@ -78,7 +82,12 @@ class MirrorCollector:
     """A Prometheus collector over a ``MemoryStorage`` and the reflectors feeding it.
 
     ``feeds()`` returns the current ``{(cluster, gvr): Reflector}``; ``ready()``
-    whether every cluster has synced. Called from the scraping request only.
+    whether every cluster has synced; ``health()`` (optional) ``{cluster:
+    MemberHealth}``, for the ``kubemirror_member_*`` metrics: ``up`` (0 while a
+    member fails), ``stale_seconds`` (how long it has been failing: the mirror's
+    data of it may be that old), ``last_success_timestamp_seconds`` (the last time
+    it was known in sync: now while it is up) and ``failures_total``. Called from
+    the scraping request only.
     """
 
     def __init__(
@@ -87,11 +96,14 @@ class MirrorCollector:
         storage: MemoryStorage,
         feeds: Feeds,
         ready: Callable[[], bool],
+        *,
+        health: Health | None = None,
     ) -> None:
         self.prometheus = prometheus
         self.storage = storage
         self.feeds = feeds
         self.ready = ready
+        self.health = health
 
     def collect(self) -> Iterator[Any]:
         core = self.prometheus.core
@@ -142,3 +154,42 @@ class MirrorCollector:
             counters["malformed_events"].add_metric(key, stats.malformed_events)
         yield synced
         yield from counters.values()
+        if self.health is not None:
+            yield from self._member_metrics(self.health())
+
+    def _member_metrics(self, health: Mapping[str, MemberHealth]) -> Iterator[Any]:
+        core = self.prometheus.core
+        labels = ["cluster"]
+        up = core.GaugeMetricFamily(
+            "kubemirror_member_up",
+            "1 while the member cluster answers its reflectors, 0 while they fail.",
+            labels=labels,
+        )
+        stale = core.GaugeMetricFamily(
+            "kubemirror_member_stale_seconds",
+            "Seconds the member cluster has been failing (0 while it answers).",
+            labels=labels,
+        )
+        last = core.GaugeMetricFamily(
+            "kubemirror_member_last_success_timestamp_seconds",
+            "Unix time the member cluster was last known in sync (now while it answers).",
+            labels=labels,
+        )
+        failures = core.CounterMetricFamily(
+            "kubemirror_member_failures",
+            "Failed lists, watches and watch streams of the member cluster.",
+            labels=labels,
+        )
+        now = time.time()
+        for cluster, member in sorted(health.items()):
+            up.add_metric([cluster], int(member.up))
+            stale.add_metric([cluster], member.down_for())
+            if member.up and member.last_success is not None:
+                last.add_metric([cluster], now)
+            elif member.last_success is not None:
+                last.add_metric([cluster], member.last_success)
+            failures.add_metric([cluster], member.failures)
+        yield up
+        yield stale
+        yield last
+        yield failures

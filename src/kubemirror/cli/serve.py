@@ -7,8 +7,13 @@ resolves every resource on every cluster first (a bad name, an unreachable
 cluster or bad credentials stop it with one line), then a ``ClusterSynchro``
 keeps a ``MemoryStorage`` equal to the clusters while a ``KubeApiServer``
 serves it, read-only by default, with ``/readyz`` answering 200 only once
-every (cluster, resource) has synced (``sync_readiness``) and ``/metrics`` in
-Prometheus format (``metrics.metrics_handler``).
+every (cluster, resource) has synced and no member has been unreachable for
+more than ``unready_after`` seconds (``sync_readiness``), and ``/metrics`` in
+Prometheus format (``metrics.metrics_handler``), member staleness included.
+A member's retries are logged as one line each ("cluster eu: connection
+refused to https://...; retrying in 6.4 s", ``RetryLog``). With ``--read-write``
+writes go to the member that owns the object (``MemberWriteForwarder``) and are
+answered once the mirror holds them.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import logging
 import os
+import re
 import ssl
-from collections.abc import Callable, Iterable
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,27 +40,44 @@ from kubemirror.cli import failures, ui
 from kubemirror.cli.metrics import MirrorCollector, load_prometheus, metrics_handler
 from kubemirror.cli.watch import load_client_config
 from kubemirror.client import discovery, transport
+from kubemirror.multicluster.forward import MemberWriteForwarder
 from kubemirror.multicluster.resources import ALL_VERBS, READ_VERBS, ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer, Readiness
 from kubemirror.multicluster.storage import ClusterResourceStore, MemoryStorage
-from kubemirror.multicluster.synchro import ClusterSynchro, Runnable
+from kubemirror.multicluster.synchro import ClusterSynchro, MemberHealth, Runnable
 from kubemirror.types import GroupVersionResource
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_UNREADY_AFTER",
     "ClusterSpec",
+    "RetryLog",
     "ServeConfig",
     "ServeFlags",
     "check_security",
+    "describe_failure",
     "is_loopback",
     "load_serve_config",
     "run_serve",
     "sync_readiness",
+    "unreachable_members",
 ]
 
 DEFAULT_PORT = 6443
+DEFAULT_UNREADY_AFTER = 60.0
+"""Seconds a member may be unreachable before ``/readyz`` answers 503."""
 _CONFIG_KEYS = frozenset(
-    {"listen", "tls", "auth", "readOnly", "kubeconfig", "resources", "clusters", "metrics"}
+    {
+        "listen",
+        "tls",
+        "auth",
+        "readOnly",
+        "kubeconfig",
+        "resources",
+        "clusters",
+        "metrics",
+        "unreadyAfter",
+    }
 )
 _CLUSTER_KEYS = frozenset({"name", "context", "kubeconfig", "resources"})
 
@@ -75,6 +101,9 @@ class ServeFlags:
     metrics: bool | None = None
     write_kubeconfig: str | None = None
     duration: float | None = None
+    unready_after: float | None = None
+    accept_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +130,9 @@ class ServeConfig:
     read_only: bool = True
     metrics: bool = True
     write_kubeconfig: str | None = None
+    unready_after: float = DEFAULT_UNREADY_AFTER
+    accept_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 def _split_names(values: Iterable[str]) -> tuple[str, ...]:
@@ -256,6 +288,12 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         return flag if flag is not None else value if value is not None else default
 
     port = pick(flags.port, listen.get("port"), DEFAULT_PORT)
+    unready_after = pick(flags.unready_after, doc.get("unreadyAfter"), DEFAULT_UNREADY_AFTER)
+    _expect(unready_after, (int, float), f"{path}: unreadyAfter")
+    if isinstance(unready_after, bool) or unready_after <= 0:
+        raise errors.ConfigError(
+            "must be a number of seconds above 0", field=f"{path}: unreadyAfter".lstrip(": ")
+        )
     return ServeConfig(
         clusters=tuple(resolved),
         host=str(pick(flags.host, listen.get("host"), "127.0.0.1")),
@@ -267,7 +305,29 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         read_only=bool(pick(flags.read_only, doc.get("readOnly"), True)),
         metrics=bool(pick(flags.metrics, doc.get("metrics"), True)),
         write_kubeconfig=flags.write_kubeconfig,
+        unready_after=float(unready_after),
+        accept_hosts=_host_patterns(
+            flags.accept_hosts
+            or _names(listen.get("acceptHosts") or [], f"{path}: listen.acceptHosts")
+        ),
+        allowed_origins=flags.allowed_origins
+        or _names(listen.get("allowedOrigins") or [], f"{path}: listen.allowedOrigins"),
     )
+
+
+def _host_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
+    """``--accept-hosts`` regular expressions, checked; one bad pattern is a
+    ``ConfigError`` naming it (``kubectl proxy --accept-hosts`` semantics)."""
+    out = []
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise errors.ConfigError(
+                f"not a regular expression: {exc}", field="accept-hosts", expression=pattern
+            ) from None
+        out.append(pattern)
+    return tuple(out)
 
 
 def is_loopback(host: str) -> bool:
@@ -326,13 +386,20 @@ def check_security(config: ServeConfig) -> ssl.SSLContext | None:
     return context
 
 
-def sync_readiness(waiting: Callable[[], list[str]]) -> Readiness:
-    """The ``/readyz`` check of the mirror: ``waiting()`` lists what is still syncing.
+def sync_readiness(
+    waiting: Callable[[], list[str]], unready: Callable[[], list[str]] | None = None
+) -> Readiness:
+    """The ``/readyz`` check of the mirror: ``waiting()`` lists what is still syncing,
+    ``unready()`` (optional) the reasons members make the mirror stale.
 
-    Ready (200 ``ok``) when that list is empty, else 503 naming what it holds.
+    Ready (200 ``ok``) when both lists are empty, else 503 with the reasons
+    (``cluster eu: unreachable for 47 s: connection refused``) or what still syncs.
     """
 
     def check() -> tuple[bool, str]:
+        reasons = unready() if unready is not None else []
+        if reasons:
+            return False, "; ".join(reasons)
         still = waiting()
         if still:
             return False, f"not ready: syncing {', '.join(still)}"
@@ -341,14 +408,148 @@ def sync_readiness(waiting: Callable[[], list[str]]) -> Readiness:
     return check
 
 
+def _public_url(server: str) -> str:
+    """``server`` without any user information (``user:password@``)."""
+    parts = urllib.parse.urlsplit(server)
+    if "@" not in parts.netloc:
+        return server
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _lower_first(text: str) -> str:
+    """``Connection refused`` -> ``connection refused`` (``TLS error`` stays)."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
+def describe_failure(exc: BaseException, server: str | None = None) -> str:
+    """One line, without secrets, saying why a member failed: ``connection refused to URL``,
+    ``answered 403: ...``. ``server`` (the member's URL) is named for connection errors."""
+    if isinstance(exc, errors.TransportError | OSError | TimeoutError):
+        text = _lower_first(failures.cause_text(exc))
+        if server:
+            text = f"{text} to {_public_url(server)}"
+    elif isinstance(exc, errors.UnauthorizedError) and exc.code == 401:
+        text = "the credentials were rejected (401 Unauthorized)"
+    elif isinstance(exc, errors.ApiError):
+        message = exc.status.get("message") or exc.reason or "error"
+        text = f"answered {exc.code}: {message}"
+    else:
+        explained = failures.explain(exc)
+        text = str(explained) if explained is not None else f"{type(exc).__name__}: {exc}"
+    text = failures.one_line(text)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def unreachable_members(
+    health: Mapping[str, MemberHealth], threshold: float
+) -> list[str]:
+    """``cluster eu: unreachable for 47 s: connection refused`` for every member failing
+    for more than ``threshold`` seconds (``failing for`` when it answers with errors)."""
+    out = []
+    for cluster, member in sorted(health.items()):
+        down_for = member.down_for()
+        error = member.last_error
+        if error is None or down_for <= threshold:
+            continue
+        word = "failing" if isinstance(error, errors.ApiError) else "unreachable"
+        out.append(f"cluster {cluster}: {word} for {down_for:.0f} s: {describe_failure(error)}")
+    return out
+
+
+class _PeekBackoff(reflector.Backoff):
+    """A ``Backoff`` whose next delay can be read before it is taken (for the retry line)."""
+
+    __slots__ = ("_peeked",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._peeked: float | None = None
+
+    def peek(self) -> float:
+        """The delay the next ``next()`` returns."""
+        if self._peeked is None:
+            self._peeked = super().next()
+        return self._peeked
+
+    def next(self) -> float:
+        peeked, self._peeked = self._peeked, None
+        return peeked if peeked is not None else super().next()
+
+    def reset(self) -> None:
+        self._peeked = None
+        super().reset()
+
+
+class RetryLog(logging.Filter):
+    """Turns the reflectors' retry warnings into one line per member failure.
+
+    Installed on the ``kubemirror.reflector`` logger: a record ``"<cluster>/<resource>:
+    <error> ...; retrying"`` of a feed in ``feeds`` is replaced by
+    ``emit("cluster eu: connection refused to https://...; retrying in 6.4 s")``
+    (the error worded by ``describe_failure``, never an exception's repr); the same
+    line for the same cluster is not repeated within ``quiet`` seconds. Other
+    records pass unchanged.
+    """
+
+    def __init__(
+        self,
+        feeds: Mapping[str, tuple[str, reflector.Reflector]],
+        servers: Mapping[str, str],
+        emit: Callable[[str], None],
+        *,
+        quiet: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.feeds = feeds
+        self.servers = servers
+        self.emit = emit
+        self.quiet = quiet
+        self.clock = clock
+        self._last: dict[str, tuple[str, float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.levelno < logging.WARNING or not isinstance(args, tuple) or len(args) < 2:
+            return True
+        name, exc = args[0], args[1]
+        if not isinstance(exc, BaseException) or not isinstance(name, str):
+            return True
+        found = self.feeds.get(name)
+        if found is None:
+            return True
+        cluster, feed = found
+        text = describe_failure(exc, self.servers.get(cluster))
+        now = self.clock()
+        last = self._last.get(cluster)
+        if last is not None and last[0] == text and now - last[1] < self.quiet:
+            return False
+        self._last[cluster] = (text, now)
+        line = f"cluster {cluster}: {text}"
+        backoff = feed.backoff
+        if "retrying" in str(record.msg) and isinstance(backoff, _PeekBackoff):
+            line += f"; retrying in {_seconds(backoff.peek())}"
+        self.emit(line)
+        return False
+
+
+def _seconds(delay: float) -> str:
+    return f"{delay:.1f} s" if delay < 10 else f"{delay:.0f} s"
+
+
 class _Mirror:
     """Member clusters' clients, resolved resources and the reflectors the synchro made."""
 
     def __init__(self) -> None:
         self.clients: dict[str, transport.KubeClient] = {}
+        self.servers: dict[str, str] = {}
         self.resources: dict[str, list[ResourceInfo]] = {}
         self.feeds: dict[tuple[str, GroupVersionResource], reflector.Reflector] = {}
-        self._pending: dict[int, tuple[str, GroupVersionResource]] = {}
+        self.by_name: dict[str, tuple[str, reflector.Reflector]] = {}
+        self.health: Mapping[str, MemberHealth] = {}
+        self._pending: dict[str, tuple[str, GroupVersionResource]] = {}
         self.reported: set[tuple[str, GroupVersionResource]] = set()
 
     @property
@@ -356,9 +557,8 @@ class _Mirror:
         return sum(len(infos) for infos in self.resources.values())
 
     def lister_watcher_for(self, cluster: str, gvr: GroupVersionResource) -> Any:
-        lw = listwatch.ListWatch(self.clients[cluster], gvr)
-        self._pending[id(lw)] = (cluster, gvr)
-        return lw
+        self._pending[f"{cluster}/{gvr}"] = (cluster, gvr)
+        return listwatch.ListWatch(self.clients[cluster], gvr)
 
     def reflector_factory(
         self,
@@ -370,10 +570,20 @@ class _Mirror:
         name: str = "",
     ) -> Runnable:
         feed = reflector.Reflector(
-            lister_watcher, store, resync_period=resync_period, page_size=page_size, name=name
+            lister_watcher,
+            store,
+            resync_period=resync_period,
+            page_size=page_size,
+            name=name,
+            backoff=_PeekBackoff(),
         )
-        self.feeds[self._pending.pop(id(lister_watcher))] = feed
+        key = self._pending.pop(name)
+        self.feeds[key] = feed
+        self.by_name[name] = (key[0], feed)
         return feed
+
+    def mirrors(self, cluster: str, gvr: GroupVersionResource) -> bool:
+        return (cluster, gvr) in self.feeds
 
     def waiting(self) -> list[str]:
         """``cluster/resource`` of every feed that has not synced yet (empty: ready)."""
@@ -409,6 +619,7 @@ async def _connect(mirror: _Mirror, spec: ClusterSpec, read_only: bool) -> None:
         server = config.server
         client = transport.KubeClient(config)
         mirror.clients[spec.name] = client
+        mirror.servers[spec.name] = config.server
         found = await discovery.Discovery(client).resolve_all(spec.resources)
         for resource in found:
             if "list" not in resource.verbs or "watch" not in resource.verbs:
@@ -427,15 +638,23 @@ async def _connect(mirror: _Mirror, spec: ClusterSpec, read_only: bool) -> None:
         ) from exc
 
 
+def _stamp() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
 def _log(console: Console, text: str) -> None:
-    stamp = datetime.datetime.now().strftime("%H:%M:%S")
-    console.print(f"{stamp} {text}", highlight=False, soft_wrap=True)
+    console.print(f"{_stamp()} {text}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _describe(config: ServeConfig, server: KubeApiServer) -> list[str]:
     features = ["TLS" if server.ssl_context else "plain HTTP"]
     features.append("bearer tokens" if config.tokens else "no authentication")
-    features.append("read-only" if config.read_only else "read-write")
+    if config.read_only:
+        features.append("read-only")
+    elif config.clusters:
+        features.append("read-write: writes go to the member clusters")
+    else:
+        features.append("read-write")
     lines = [f"kubemirror serve: {server.url} ({', '.join(features)})"]
     if config.clusters:
         for spec in config.clusters:
@@ -446,12 +665,34 @@ def _describe(config: ServeConfig, server: KubeApiServer) -> list[str]:
     return lines
 
 
-async def _report_progress(
-    mirror: _Mirror, storage: MemoryStorage, console: Console, stop: asyncio.Event
+def _report_health(
+    mirror: _Mirror, console: Console, unready_after: float, down: dict[str, bool]
 ) -> None:
-    """Log each (cluster, resource) as it syncs, and readiness once all have."""
+    """Log members going unready (past ``unready_after``) and coming back."""
+    for cluster, member in sorted(mirror.health.items()):
+        error = member.last_error
+        if error is not None and member.down_for() > unready_after:
+            if not down.get(cluster):
+                down[cluster] = True
+                reason = unreachable_members({cluster: member}, unready_after)
+                _log(console, f"{reason[0] if reason else cluster}; /readyz answers 503")
+        elif member.up and down.pop(cluster, False):
+            _log(console, f"cluster {cluster}: reachable again; /readyz answers ok")
+
+
+async def _report_progress(
+    mirror: _Mirror,
+    storage: MemoryStorage,
+    console: Console,
+    stop: asyncio.Event,
+    unready_after: float = DEFAULT_UNREADY_AFTER,
+) -> None:
+    """Log each (cluster, resource) as it syncs, readiness once all have, and members
+    that become unreachable or reachable again."""
     ready_logged = not mirror.expected
+    down: dict[str, bool] = {}
     while not stop.is_set():
+        _report_health(mirror, console, unready_after, down)
         for key, feed in sorted(mirror.feeds.items(), key=lambda kv: str(kv[0])):
             if key in mirror.reported or not feed.has_synced():
                 continue
@@ -480,7 +721,19 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         collector = None
         if prometheus is not None:
             collector = MirrorCollector(
-                prometheus, storage, lambda: mirror.feeds, lambda: not mirror.waiting()
+                prometheus,
+                storage,
+                lambda: mirror.feeds,
+                lambda: not mirror.waiting(),
+                health=lambda: mirror.health,
+            )
+        forwarder = None
+        if not config.read_only and config.clusters:
+            forwarder = MemberWriteForwarder(
+                storage,
+                mirror.clients,
+                mirrored=mirror.mirrors,
+                describe=lambda exc: describe_failure(exc),
             )
         server = KubeApiServer(
             storage,
@@ -492,12 +745,18 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             default_cluster,
             ca_data=_read_bytes(config.tls_cert) if config.tls_cert else None,
             builtin_resources=not config.clusters,
-            readiness=sync_readiness(mirror.waiting),
+            accept_hosts=config.accept_hosts,
+            allowed_origins=config.allowed_origins,
+            readiness=sync_readiness(
+                mirror.waiting,
+                lambda: unreachable_members(mirror.health, config.unready_after),
+            ),
             extra_routes=(
                 {"/metrics": metrics_handler(prometheus, collector)}
                 if prometheus is not None and collector is not None
                 else None
             ),
+            write_forwarder=forwarder,
         )
         for infos in mirror.resources.values():
             for info in infos:
@@ -507,9 +766,20 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             mirror.lister_watcher_for,
             reflector_factory=mirror.reflector_factory,
         )
+        mirror.health = synchro.health
         stop = asyncio.Event()
         ui.install_stop_handlers(stop)
         await server.start()
+        warnings = Console(stderr=True, highlight=False)
+        retry_log = RetryLog(
+            mirror.by_name,
+            mirror.servers,
+            lambda text: warnings.print(
+                f"{_stamp()} warning: {text}", markup=False, soft_wrap=True
+            ),
+        )
+        reflector_log = logging.getLogger(reflector.__name__)
+        reflector_log.addFilter(retry_log)
         try:
             async with synchro:
                 for spec in config.clusters:
@@ -530,8 +800,9 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
                     )
                 if flags.duration is not None:
                     asyncio.get_running_loop().call_later(flags.duration, stop.set)
-                await _report_progress(mirror, storage, console, stop)
+                await _report_progress(mirror, storage, console, stop, config.unready_after)
         finally:
+            reflector_log.removeFilter(retry_log)
             await server.stop()
     finally:
         await mirror.close()

@@ -381,15 +381,20 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout
+        content_type: str = "application/json",
     ) -> aiohttp.ClientResponse:
         try:
-            return await self._send_once(method, path, params=params, body=body, timeout=timeout)
+            return await self._send_once(
+                method, path, params=params, body=body, timeout=timeout, content_type=content_type
+            )
         except errors.UnauthorizedError as exc:
             if exc.code != 401 or not await self.config.refresh_credentials():
                 raise
         log.info("%s %s: 401 Unauthorized; retrying once with refreshed credentials",
                  method, path)
-        return await self._send_once(method, path, params=params, body=body, timeout=timeout)
+        return await self._send_once(
+            method, path, params=params, body=body, timeout=timeout, content_type=content_type
+        )
 
     async def _send_once(
         self,
@@ -399,12 +404,13 @@ class KubeClient:
         params: Mapping[str, str] | None,
         body: Any,
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout
+        content_type: str = "application/json",
     ) -> aiohttp.ClientResponse:
         headers = await self._headers()
         data = None
         if body is not None:
-            data = orjson.dumps(body)
-            headers["Content-Type"] = "application/json"
+            data = bytes(body) if isinstance(body, bytes | bytearray) else orjson.dumps(body)
+            headers["Content-Type"] = content_type
         url = self.config.server + path
         try:
             response = await self._get_session().request(
@@ -437,9 +443,16 @@ class KubeClient:
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
+        content_type: str = "application/json",
     ) -> Any:
-        """Send one request and return the decoded JSON body (GC paused while decoding)."""
-        payload = await self.request_bytes(method, path, params=params, body=body)
+        """Send one request and return the decoded JSON body (GC paused while decoding).
+
+        ``body`` is sent as JSON (``bytes`` as they are), labelled ``content_type``
+        (a patch type for PATCH, protobuf for bytes encoded so).
+        """
+        payload = await self.request_bytes(
+            method, path, params=params, body=body, content_type=content_type
+        )
         with bulk.paused_gc():
             try:
                 return orjson.loads(payload)
@@ -453,10 +466,13 @@ class KubeClient:
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
+        content_type: str = "application/json",
     ) -> bytes:
         """Send one request and return the raw response body (error responses raise)."""
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
-        response = await self._send(method, path, params=params, body=body, timeout=timeout)
+        response = await self._send(
+            method, path, params=params, body=body, timeout=timeout, content_type=content_type
+        )
         try:
             return await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

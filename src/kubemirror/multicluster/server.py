@@ -17,14 +17,15 @@ import asyncio
 import base64
 import contextlib
 import datetime
-import json
 import logging
 import os
 import random
+import re
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 import yaml
@@ -32,7 +33,8 @@ from aiohttp import web
 
 from kubemirror import errors, lifecycle
 from kubemirror.multicluster import patch as patches
-from kubemirror.multicluster import request_info, status, table, watch_cache
+from kubemirror.multicluster import request_info, status, table, validation, watch_cache
+from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
@@ -41,7 +43,15 @@ from kubemirror.multicluster.storage import (
 )
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
-__all__ = ["CRD_RESOURCE", "Handler", "KubeApiServer", "Readiness", "crd_resource_infos"]
+__all__ = [
+    "CRD_RESOURCE",
+    "ForwardedWrite",
+    "Handler",
+    "KubeApiServer",
+    "Readiness",
+    "WriteForwarder",
+    "crd_resource_infos",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +68,33 @@ _LIST_CHUNK = 512
 _WATCH_BATCH = 1024
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_MAX_BODY_NODES = 1_000_000  # values in one decoded body (YAML aliases cannot expand past it)
+_MAX_BODY_DEPTH = 200
+
+_STATUS_SUBRESOURCE: frozenset[GroupVersionResource] = frozenset(
+    info.gvr
+    for info in BUILTIN_RESOURCES
+    if info.gvr.resource
+    in {
+        "pods",
+        "services",
+        "namespaces",
+        "nodes",
+        "replicationcontrollers",
+        "deployments",
+        "replicasets",
+        "statefulsets",
+        "daemonsets",
+        "ingresses",
+    }
+)
+"""Built-in types with a ``status`` subresource (and CRDs themselves)."""
+
+_LABEL_NAMED = frozenset(
+    info.gvr for info in BUILTIN_RESOURCES if info.gvr.resource in {"namespaces", "services"}
+)
+"""Built-in types whose names are DNS-1123 labels (the others: DNS-1123 subdomains)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """An aiohttp request handler, as ``KubeApiServer(extra_routes=...)`` takes."""
@@ -77,6 +114,221 @@ def _json_response(body: Any, status_code: int = 200) -> web.Response:
 def _error_response(exc: errors.ApiError) -> web.Response:
     st = status.status_of(exc)
     return _json_response(st, st.get("code", 500))
+
+
+# -- decoding bodies as kube-apiserver does (messages of its Go decoder) -------------------------
+
+_BUILTIN_GVRS = frozenset(info.gvr for info in BUILTIN_RESOURCES)
+
+_TYPE_META_STRUCT = (
+    'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
+    'Kind string "json:\\"kind,omitempty\\"" }'
+)
+
+
+def _unrecognized(kind: str) -> str:
+    """The head of the 400 for a body that is not an object of ``kind``."""
+    head = f"the object provided is unrecognized (must be of type {kind}): " if kind else ""
+    return head + "couldn't get version/kind; json parse error: "
+
+
+def _json_problem(raw: bytes, pos: int) -> str:
+    """A Go-style description of why ``raw`` is not JSON (``pos``: where it broke)."""
+    text = raw.decode("utf-8", "replace")
+    stripped = text.lstrip()
+    if stripped and stripped[0] not in '{["-0123456789tfn':
+        return f"invalid character {stripped[0]!r} looking for beginning of value"
+    for literal in ("null", "true", "false"):
+        if stripped[:1] == literal[0] and not stripped.startswith(literal):
+            at = next((i for i, c in enumerate(stripped[: len(literal)]) if c != literal[i]), -1)
+            if at < 0:
+                return "unexpected end of JSON input"
+            return (
+                f"invalid character {stripped[at]!r} in literal {literal} "
+                f"(expecting {literal[at]!r})"
+            )
+    if 0 <= pos < len(text):
+        return f"invalid character {text[pos]!r} at offset {pos}"
+    return "unexpected end of JSON input"
+
+
+def _json_value(value: Any, unrecognized: str) -> Any:
+    """A decoded YAML value as JSON values (timestamps become strings, non-string keys
+    their text); 400 for what JSON cannot hold, or a body that aliases expand too far."""
+    budget = [_MAX_BODY_NODES]
+
+    def convert(node: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_BODY_DEPTH:
+            raise status.bad_request(unrecognized + "the body is too large or too deeply nested")
+        if node is None or isinstance(node, str | bool):
+            return node
+        if isinstance(node, int):
+            if not -(2**63) <= node < 2**64:
+                raise status.bad_request(unrecognized + "a number is out of range")
+            return node
+        if isinstance(node, float):
+            if node != node or node in (float("inf"), float("-inf")):
+                raise status.bad_request(unrecognized + "a number is not finite")
+            return node
+        if isinstance(node, datetime.datetime | datetime.date):
+            return node.isoformat().replace("+00:00", "Z")
+        if isinstance(node, list):
+            return [convert(item, depth + 1) for item in node]
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, item in node.items():
+                if isinstance(key, bool):
+                    key = "true" if key else "false"
+                elif key is None:
+                    key = "null"
+                elif isinstance(key, int | float):
+                    key = str(key)
+                elif not isinstance(key, str):
+                    raise status.bad_request(unrecognized + "a map key is not a string")
+                out[key] = convert(item, depth + 1)
+            return out
+        raise status.bad_request(
+            unrecognized + f"a YAML value of type {type(node).__name__} has no JSON form"
+        )
+
+    return convert(value, 0)
+
+
+def _unmarshal(value: Any, struct_field: str, go_type: str) -> str:
+    return (
+        f"json: cannot unmarshal {validation.go_json_type(value)} into Go struct field "
+        f"{struct_field} of type {go_type}"
+    )
+
+
+def _crd_decode_problem(crd: Obj) -> str | None:
+    """What the typed decoder says about a CustomResourceDefinition's spec, or None."""
+    spec = crd.get("spec")
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        return _unmarshal(spec, "CustomResourceDefinition.spec", "v1.CustomResourceDefinitionSpec")
+    where = "CustomResourceDefinitionSpec.spec"
+    for field, go_type in (("group", "string"), ("scope", "v1.ResourceScope")):
+        value = spec.get(field)
+        if value is not None and not isinstance(value, str):
+            return _unmarshal(value, f"{where}.{field}", go_type)
+    names = spec.get("names")
+    if names is not None:
+        if not isinstance(names, Mapping):
+            return _unmarshal(names, f"{where}.names", "v1.CustomResourceDefinitionNames")
+        for field in ("plural", "singular", "kind", "listKind"):
+            value = names.get(field)
+            if value is not None and not isinstance(value, str):
+                return _unmarshal(
+                    value, f"CustomResourceDefinitionNames.spec.names.{field}", "string"
+                )
+        for field in ("shortNames", "categories"):
+            value = names.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                return _unmarshal(
+                    value, f"CustomResourceDefinitionNames.spec.names.{field}", "[]string"
+                )
+            for item in value:
+                if not isinstance(item, str):
+                    return _unmarshal(
+                        item, f"CustomResourceDefinitionNames.spec.names.{field}", "string"
+                    )
+    versions = spec.get("versions")
+    if versions is not None:
+        if not isinstance(versions, list):
+            return _unmarshal(versions, f"{where}.versions", "[]v1.CustomResourceDefinitionVersion")
+        for version in versions:
+            if not isinstance(version, Mapping):
+                return _unmarshal(
+                    version, f"{where}.versions", "v1.CustomResourceDefinitionVersion"
+                )
+            vwhere = "CustomResourceDefinitionVersion.spec.versions"
+            name = version.get("name")
+            if name is not None and not isinstance(name, str):
+                return _unmarshal(name, f"{vwhere}.name", "string")
+            for field in ("served", "storage"):
+                value = version.get(field)
+                if value is not None and not isinstance(value, bool):
+                    return _unmarshal(value, f"{vwhere}.{field}", "bool")
+            sub = version.get("subresources")
+            if sub is not None and not isinstance(sub, Mapping):
+                return _unmarshal(sub, f"{vwhere}.subresources", "v1.CustomResourceSubresources")
+    return None
+
+
+def _crd_errors(crd: Obj) -> list[status.FieldError]:
+    """The 422 causes of a CustomResourceDefinition kubemirror checks (names and group)."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group, plural = spec.get("group") or "", names.get("plural") or ""
+    name = (crd.get("metadata") or {}).get("name") or ""
+    out: list[status.FieldError] = []
+    if name and name != f"{plural}.{group}":
+        out.append(
+            status.FieldError(
+                "Invalid", "metadata.name", 'must be spec.names.plural+"."+spec.group', name
+            )
+        )
+    if not group:
+        out.append(status.FieldError("Required", "spec.group"))
+    if not plural:
+        out.append(status.FieldError("Required", "spec.names.plural"))
+    if not names.get("kind"):
+        out.append(status.FieldError("Required", "spec.names.kind"))
+    if group:
+        out += [
+            status.FieldError("Invalid", "spec.group", m, group)
+            for m in validation.dns1123_subdomain_errors(group)
+        ]
+    if plural:
+        out += [
+            status.FieldError("Invalid", "spec.names.plural", m, plural)
+            for m in validation.dns1123_label_errors(plural)
+        ]
+    for i, version in enumerate(spec.get("versions") or ()):
+        vname = version.get("name") or ""
+        field = f"spec.versions[{i}].name"
+        if not vname:
+            out.append(status.FieldError("Required", field))
+        else:
+            out += [
+                status.FieldError("Invalid", field, m, vname)
+                for m in validation.dns1123_label_errors(vname)
+            ]
+    return out
+
+
+def _delete_options_problem(options: Mapping[str, Any]) -> str | None:
+    """What the typed decoder says about DeleteOptions, or None."""
+    pre = options.get("preconditions")
+    if pre is not None:
+        if not isinstance(pre, Mapping):
+            return _unmarshal(pre, "DeleteOptions.preconditions", "v1.Preconditions")
+        for field, go_type in (("uid", "types.UID"), ("resourceVersion", "string")):
+            value = pre.get(field)
+            if value is not None and not isinstance(value, str):
+                return _unmarshal(value, f"Preconditions.preconditions.{field}", go_type)
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)):
+        return _unmarshal(grace, "DeleteOptions.gracePeriodSeconds", "int64")
+    policy = options.get("propagationPolicy")
+    if policy is not None and not isinstance(policy, str):
+        return _unmarshal(policy, "DeleteOptions.propagationPolicy", "v1.DeletionPropagation")
+    orphan = options.get("orphanDependents")
+    if orphan is not None and not isinstance(orphan, bool):
+        return _unmarshal(orphan, "DeleteOptions.orphanDependents", "bool")
+    dry_run = options.get("dryRun")
+    if dry_run is not None:
+        if not isinstance(dry_run, list):
+            return _unmarshal(dry_run, "DeleteOptions.dryRun", "[]string")
+        for item in dry_run:
+            if not isinstance(item, str):
+                return _unmarshal(item, "DeleteOptions.dryRun", "string")
+    return None
 
 
 class KubeApiServer(lifecycle.StartStopService):
@@ -99,9 +351,22 @@ class KubeApiServer(lifecycle.StartStopService):
     ``extra_routes`` maps more paths (aiohttp route patterns, any method) to
     handlers served ahead of the API, behind the same bearer-token check and
     error handling; ``/healthz``, ``/readyz``, ``/livez`` and ``/version`` are
-    public, every other path needs a token. Not thread-safe: use from the loop
-    that started it. Lifecycle (``lifecycle.StartStopService``): ``start()`` binds,
-    ``stop()`` stops serving; ``run(stop_event)`` and ``async with`` do both.
+    public, every other path needs a token.
+
+    Safe by default: a request whose ``Host`` is not a loopback name (``localhost``,
+    ``127.x.y.z``, ``[::1]``) or the bind ``host`` (when not a wildcard) is refused
+    with 403, like ``kubectl proxy`` (DNS rebinding); ``accept_hosts`` adds regular
+    expressions (searched in the host name without port). A browser ``Origin``
+    other than this server's own loopback origin is refused unless listed in
+    ``allowed_origins`` (exact ``scheme://host[:port]``, or ``*``). Writes need a
+    JSON/YAML (PATCH: a patch) ``Content-Type`` (415 otherwise), so no HTML form can
+    forge one. Objects are validated with kube-apiserver's rules and messages (see
+    ``validation``); unexpected errors answer 500 without detail and are logged. A
+    LIST/WATCH at a resourceVersion newer than the storage waits up to
+    ``resource_version_wait`` seconds for it (504 ``Too large resource version``
+    after). Not thread-safe: use from the loop that started it. Lifecycle
+    (``lifecycle.StartStopService``): ``start()`` binds, ``stop()`` stops serving;
+    ``run(stop_event)`` and ``async with`` do both.
     """
 
     def __init__(
@@ -120,6 +385,10 @@ class KubeApiServer(lifecycle.StartStopService):
         watch_write_timeout: float = 60.0,
         readiness: Readiness | None = None,
         extra_routes: Mapping[str, Handler] | None = None,
+        write_forwarder: WriteForwarder | None = None,
+        accept_hosts: Iterable[str] = (),
+        allowed_origins: Iterable[str] = (),
+        resource_version_wait: float = 3.0,
     ) -> None:
         self.storage = storage
         self.host = host
@@ -133,6 +402,13 @@ class KubeApiServer(lifecycle.StartStopService):
         self.watch_write_timeout = watch_write_timeout
         self.readiness = readiness
         self.extra_routes = dict(extra_routes or {})
+        self.write_forwarder = write_forwarder
+        self.accept_hosts = (*request_info.default_accept_hosts(host), *accept_hosts)
+        self._host_patterns = tuple(re.compile(p, re.IGNORECASE) for p in self.accept_hosts)
+        self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+        self.resource_version_wait = resource_version_wait
+        self._status_subresource: set[GroupVersionResource] = {CRD_RESOURCE.gvr}
+        self._custom_types: set[GroupVersionResource] = set()
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._watch_tasks: set[asyncio.Task[Any]] = set()
@@ -224,9 +500,31 @@ class KubeApiServer(lifecycle.StartStopService):
 
     # -- middleware and dispatch -----------------------------------------------------------
 
+    def _check_request(self, request: web.Request) -> None:
+        """Host allow-list, browser Origin and write content type (see ``request_info``)."""
+        if not request_info.host_allowed(request.headers.get("Host"), self._host_patterns):
+            raise status.forbidden(
+                "the Host header of this request is not accepted by this server (it accepts "
+                "loopback names and the address it listens on; widen with accept_hosts)"
+            )
+        origin = request.headers.get("Origin")
+        if not request_info.origin_allowed(
+            origin, request.headers.get("Host"), request.scheme, self.allowed_origins
+        ):
+            raise status.forbidden(
+                "cross-origin requests are not accepted by this server (allow an origin with "
+                "allowed_origins)"
+            )
+        if request.method in _WRITE_METHODS:
+            request_info.check_write_content_type(
+                request.method, request.headers.get("Content-Type"), request.body_exists
+            )
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.path not in _PUBLIC_PATHS:
+                self._check_request(request)
             if self.tokens is not None and request.path not in _PUBLIC_PATHS:
                 header = request.headers.get("Authorization", "")
                 scheme, _, token = header.partition(" ")
@@ -237,13 +535,14 @@ class KubeApiServer(lifecycle.StartStopService):
             return _error_response(exc)
         except web.HTTPException:
             raise
-        except (asyncio.CancelledError, ConnectionResetError):
+        except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except ConnectionResetError:
+            log.debug("client went away during %s %s", request.method, request.path)
+            raise
+        except Exception:
             log.exception("internal error serving %s %s", request.method, request.path_qs)
-            return _error_response(
-                errors.ApiError(status.make_status(500, "InternalError", f"internal error: {exc}"))
-            )
+            return _error_response(status.internal_error())
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -254,11 +553,11 @@ class KubeApiServer(lifecycle.StartStopService):
             return web.Response(text="ok")
         if path == "/version":
             return _json_response(self._version())
-        if path.startswith("/openapi/v3"):
-            return _json_response(self._openapi_v3(path[len("/openapi/v3") :].strip("/")))
+        if path == "/openapi/v2" or path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            return await self._openapi_v3(request, path)
         info = request_info.parse_request_path(path)
         if info.cluster is not None and not self.storage.has_cluster(info.cluster):
-            raise status.not_found("clusters", info.cluster, "cluster.clusterpedia.io")
+            raise _unknown_cluster(info.cluster, self.storage.clusters())
         if info.kind == "root":
             return _json_response({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/version"]})
         if info.kind == "discovery":
@@ -287,49 +586,39 @@ class KubeApiServer(lifecycle.StartStopService):
             "platform": "linux/amd64",
         }
 
-    def _openapi_v3(self, group_version: str) -> dict[str, Any]:
-        """Minimal OpenAPI v3: no schemas, but PATCH operations that declare
-        ``fieldValidation`` so kubectl validates on the server instead of downloading
-        schemas. Raises ``NotFoundError`` for an unknown group-version."""
-        storages = self.storage.resource_storages()
-        if not group_version:
-            gvs = {
-                f"api/{rs.info.api_version}"
-                if not rs.info.gvr.group
-                else f"apis/{rs.info.api_version}"
-                for rs in storages
-            }
-            return {"paths": {gv: {"serverRelativeURL": f"/openapi/v3/{gv}"} for gv in sorted(gvs)}}
-        paths: dict[str, Any] = {}
-        for rs in storages:
-            info = rs.info
-            prefix = f"/apis/{info.api_version}" if info.gvr.group else f"/api/{info.api_version}"
-            if prefix.strip("/") != group_version:
-                continue
-            scope = "/namespaces/{namespace}" if info.namespaced else ""
-            paths[f"{prefix}{scope}/{info.gvr.resource}/{{name}}"] = {
-                "patch": {
-                    "x-kubernetes-group-version-kind": {
-                        "group": info.gvr.group,
-                        "version": info.gvr.version,
-                        "kind": info.kind,
-                    },
-                    "parameters": [
-                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}
-                    ],
-                    "responses": {"200": {"description": "OK"}},
-                }
-            }
-        if not paths:
+    async def _openapi_v3(self, request: web.Request, path: str) -> web.StreamResponse:
+        """OpenAPI v3 (``/openapi/v3``, ``/openapi/v3/<group-version>``) and v2
+        (``/openapi/v2``, JSON only), for ``kubectl explain`` and server-side field
+        validation. Schemas come from ``kubernetes_asyncio``'s models and the stored
+        CRDs' ``openAPIV3Schema`` (see ``openapi``); a document is built in a worker
+        thread, since the first one imports the models. Raises ``NotFoundError`` for
+        an unknown group-version, ``NotAcceptable`` (406) for v2 in protobuf only."""
+        from kubemirror.multicluster import openapi
+
+        infos = [rs.info for rs in self.storage.resource_storages()]
+        if path == "/openapi/v3":
+            return _json_response(openapi.discovery_document(infos))
+        accept = request.headers.get("Accept", "")
+        if path == "/openapi/v2" and accept and not any(
+            t in accept for t in ("json", "*/*", "application/*")
+        ):
+            raise errors.ApiError(
+                status.make_status(406, "NotAcceptable", "only application/json is supported")
+            )
+        crds = openapi.crd_schemas(
+            self.storage.resource_storage(CRD_RESOURCE.gvr).list().items
+        )
+        loop = asyncio.get_running_loop()
+        if path == "/openapi/v2":
+            v2 = await loop.run_in_executor(None, openapi.v2_document, infos, crds)
+            return _json_response(v2)
+        group_version = path[len("/openapi/v3/") :].strip("/")
+        doc = await loop.run_in_executor(None, openapi.v3_document, group_version, infos, crds)
+        if doc is None:
             raise errors.NotFoundError(
                 status.make_status(404, "NotFound", f"no OpenAPI document for {group_version}")
             )
-        return {
-            "openapi": "3.0.0",
-            "info": {"title": "kubemirror", "version": "v1.32.0"},
-            "paths": paths,
-            "components": {"schemas": {}},
-        }
+        return _json_response(doc)
 
     def _groups(self) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {}
@@ -437,8 +726,15 @@ class KubeApiServer(lifecycle.StartStopService):
         self, request: web.Request, info: request_info.RequestInfo
     ) -> web.StreamResponse:
         rs = self._find(info)
-        if info.subresource and info.subresource != "status":
-            raise status.not_found(f"{info.resource}/{info.subresource}", info.name)
+        if info.subresource and (
+            info.subresource != "status"
+            or (not self._has_status(rs) and self.write_forwarder is None)
+        ):
+            raise errors.NotFoundError(
+                status.make_status(
+                    404, "NotFound", "the server could not find the requested resource", {}
+                )
+            )
         method = request.method
         if method == "GET":
             if info.name:
@@ -454,6 +750,8 @@ class KubeApiServer(lifecycle.StartStopService):
             return await self._list(request, rs, query)
         if self.read_only:
             raise status.method_not_allowed(f"{method} is not allowed: the server is read-only")
+        if self.write_forwarder is not None:
+            return await self._forward_write(request, rs, info)
         if method == "POST" and not info.name:
             return await self._create(request, rs, info)
         if method == "PUT" and info.name:
@@ -503,6 +801,7 @@ class KubeApiServer(lifecycle.StartStopService):
     async def _list(
         self, request: web.Request, rs: ResourceStorage, query: request_info.QueryOptions
     ) -> web.StreamResponse:
+        await self._await_resource_version(query.options.resource_version)
         result = rs.list(query.options)
         if request_info.accepts_table(request.headers.get("Accept", "")):
             tbl = table.to_table(
@@ -535,19 +834,39 @@ class KubeApiServer(lifecycle.StartStopService):
             return web.Response(body=body, content_type=_JSON)
         response = web.StreamResponse(headers={"Content-Type": _JSON})
         response.enable_chunked_encoding()
-        await response.prepare(request)
-        await response.write(head)
-        for start in range(0, len(entries), _LIST_CHUNK):
-            chunk = b",".join(e.encoded() for e in entries[start : start + _LIST_CHUNK])
-            await response.write((b"," + chunk) if start else chunk)
-            await asyncio.sleep(0)  # let other requests run between chunks
-        await response.write(b"]}")
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            await response.write(head)
+            for start in range(0, len(entries), _LIST_CHUNK):
+                chunk = b",".join(e.encoded() for e in entries[start : start + _LIST_CHUNK])
+                await response.write((b"," + chunk) if start else chunk)
+                await asyncio.sleep(0)  # let other requests run between chunks
+            await response.write(b"]}")
+            await response.write_eof()
+        except ConnectionResetError:
+            log.debug("client %s went away during the list of %s", request.remote, rs.gvr)
         return response
+
+    async def _await_resource_version(self, rv: str) -> None:
+        """Give the storage up to ``resource_version_wait`` seconds to reach a
+        resourceVersion newer than its own (kube-apiserver waits 3 s), then let the
+        storage answer (504 ``Too large resource version`` if it still has not)."""
+        if rv in ("", "0") or self.resource_version_wait <= 0 or rv.startswith("{"):
+            return
+        try:
+            index = rvs.parse_list_resource_version(rv, self.storage.prefix)
+        except errors.ApiError:
+            return  # the storage gives the error
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.resource_version_wait
+        # any write of any type moves the storage index: poll it, briefly, bounded
+        while self.storage.index < index and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
     async def _watch(
         self, request: web.Request, rs: ResourceStorage, query: request_info.QueryOptions
     ) -> web.StreamResponse:
+        await self._await_resource_version(query.options.resource_version)
         watch = rs.watch(query.options)
         as_table = request_info.accepts_table(request.headers.get("Accept", ""))
         include_object = request.query.get("includeObject", "Metadata")
@@ -587,7 +906,10 @@ class KubeApiServer(lifecycle.StartStopService):
                         return response
         except TimeoutError:
             pass
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            log.debug("client %s went away during a watch of %s", request.remote, rs.gvr)
+            return response
+        except asyncio.CancelledError:
             watch.stop()
             raise
         finally:
@@ -618,67 +940,142 @@ class KubeApiServer(lifecycle.StartStopService):
     # -- writes ---------------------------------------------------------------------------
 
     @staticmethod
-    async def _body(request: web.Request) -> Any:
-        content_type = request.headers.get("Content-Type", _JSON).split(";")[0].strip()
-        if "protobuf" in content_type or "cbor" in content_type:
-            raise errors.ApiError(
-                status.make_status(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body content type {content_type!r} is not supported: send JSON",
-                )
-            )
+    async def _body(request: web.Request, kind: str = "") -> Any:
+        """The decoded body of a write: JSON, or YAML for ``application/yaml`` and apply
+        patches (converted to JSON values). A malformed body is a 400 BadRequest worded
+        as kube-apiserver's (``couldn't get version/kind; json parse error: ...``)."""
+        media = request_info.media_type(request.headers.get("Content-Type")) or _JSON
         raw = await request.read()
-        if not raw:
-            raise status.bad_request("the request body is empty")
+        unrecognized = _unrecognized(kind)
+        if media in ("application/yaml", "application/apply-patch+yaml"):
+            try:
+                decoded = yaml.safe_load(raw) if raw.strip() else None
+            except (yaml.YAMLError, RecursionError, UnicodeDecodeError):
+                raise status.bad_request(
+                    unrecognized + "error converting YAML to JSON: the body is not valid YAML"
+                ) from None
+            return _json_value(decoded, unrecognized)
+        if not raw.strip():
+            raise status.bad_request(unrecognized + "unexpected end of JSON input")
         try:
             return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            try:
-                return yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
-                raise status.bad_request(f"the request body is not valid JSON: {exc}") from exc
+        except orjson.JSONDecodeError as exc:
+            raise status.bad_request(unrecognized + _json_problem(raw, exc.pos)) from None
+
+    def _has_status(self, rs: ResourceStorage) -> bool:
+        """Whether the type has a ``status`` subresource."""
+        return rs.gvr in _STATUS_SUBRESOURCE or rs.gvr in self._status_subresource
+
+    def _name_rule(self, rs: ResourceStorage) -> validation.NameRule:
+        gvr = rs.gvr
+        if gvr in _LABEL_NAMED:
+            return "label"
+        if gvr in _BUILTIN_GVRS or gvr == CRD_RESOURCE.gvr or gvr in self._custom_types:
+            return "subdomain"
+        return "path"  # registered at run time: only what keeps names safe in paths and keys
+
+    def _check_type(self, rs: ResourceStorage, api_version: str, kind: str) -> None:
+        """400 when the body's apiVersion/kind is not the endpoint's, worded as the server."""
+        info = rs.info
+        expected = info.api_version
+        version = info.gvr.version
+        if api_version and api_version != expected:
+            group, _, data_version = api_version.rpartition("/")
+            data_kind = kind or info.kind
+            if group == info.gvr.group:
+                raise status.bad_request(
+                    f"the API version in the data ({api_version}) does not match the expected "
+                    f"API version ({expected})"
+                )
+            raise status.bad_request(
+                f'{data_kind} in version "{data_version}" cannot be handled as a {info.kind}: '
+                f'no kind "{data_kind}" is registered for version "{api_version}" in scheme '
+                '"pkg/runtime/scheme.go:111"'
+            )
+        if kind and kind != info.kind:
+            known = any(
+                other.info.kind == kind and other.info.api_version == expected
+                for other in self.storage.resource_storages()
+            )
+            if known:
+                internal = info.gvr.group.split(".")[0] if info.gvr.group else "core"
+                raise status.bad_request(
+                    f'{kind} in version "{version}" cannot be handled as a {info.kind}: '
+                    f"converting ({version}.{kind}) to ({internal}.{info.kind}): "
+                    "unknown conversion"
+                )
+            raise status.bad_request(
+                f'{kind} in version "{version}" cannot be handled as a {info.kind}: no kind '
+                f'"{kind}" is registered for version "{expected}" in scheme '
+                '"pkg/runtime/scheme.go:111"'
+            )
 
     def _check_object(
         self, rs: ResourceStorage, info: request_info.RequestInfo, body: Any
     ) -> MutableObj:
+        """The body as an object of ``rs``'s type, or the 400 the API server's decoder
+        gives (wrong apiVersion/kind, a non-object, mistyped metadata fields)."""
+        kind = rs.info.kind
+        if body is None:
+            body = {}
         if not isinstance(body, Mapping):
-            raise status.bad_request("the request body must be a JSON object")
+            raise status.bad_request(
+                _unrecognized(kind)
+                + f"json: cannot unmarshal {validation.go_json_type(body)} into Go value of type "
+                + _TYPE_META_STRUCT
+            )
         obj: MutableObj = dict(body)
-        kind, api_version = obj.get("kind"), obj.get("apiVersion")
-        if kind and kind != rs.info.kind:
+        for field in ("apiVersion", "kind"):
+            value = obj.get(field)
+            if value is not None and not isinstance(value, str):
+                raise status.bad_request(
+                    _unrecognized(kind)
+                    + f"json: cannot unmarshal {validation.go_json_type(value)} into Go struct "
+                    f"field .{field} of type string"
+                )
+        self._check_type(rs, obj.get("apiVersion") or "", obj.get("kind") or "")
+        problem = validation.decode_error_message(kind, obj)
+        if problem is None and rs.gvr == CRD_RESOURCE.gvr:
+            problem = _crd_decode_problem(obj)
+        if problem is not None:
             raise status.bad_request(
-                f"the kind of the object ({kind}) does not match the resource ({rs.info.kind})"
+                f'{kind} in version "{rs.info.gvr.version}" cannot be handled as a {kind}: '
+                f"{problem}"
             )
-        if api_version and api_version != rs.info.api_version:
-            raise status.bad_request(
-                f"the apiVersion of the object ({api_version}) does not match {rs.info.api_version}"
-            )
-        obj["kind"] = rs.info.kind
+        obj["kind"] = kind
         obj["apiVersion"] = rs.info.api_version
-        meta_in = obj.get("metadata")
-        if meta_in is not None and not isinstance(meta_in, Mapping):
-            raise status.invalid(rs.info.kind, "", "metadata", "must be an object")
-        meta: dict[str, Any] = dict(meta_in or {})
+        meta: dict[str, Any] = dict(obj.get("metadata") or {})
         obj["metadata"] = meta
-        name = meta.get("name") or ""
         if rs.info.namespaced:
             namespace = meta.get("namespace") or ""
             if info.namespace and namespace and namespace != info.namespace:
-                raise status.invalid(
-                    rs.info.kind,
-                    name,
-                    "metadata.namespace",
-                    f"the namespace of the object ({namespace}) does not match the namespace "
-                    f"on the request ({info.namespace})",
+                raise status.bad_request(
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request"
                 )
             namespace = namespace or info.namespace
-            if not namespace:
-                raise status.invalid(rs.info.kind, name, "metadata.namespace", "Required value")
-            meta["namespace"] = namespace
+            if namespace:
+                meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
         return obj
+
+    def _validate(self, rs: ResourceStorage, obj: Obj, *, create: bool) -> None:
+        """422 Invalid with kube-apiserver's causes when ``obj``'s metadata (or a CRD's
+        spec) breaks its rules; names are checked on create only (they never change)."""
+        meta = obj["metadata"]
+        problems = validation.object_meta_errors(
+            meta, rule=self._name_rule(rs), namespaced=rs.info.namespaced, check_name=create
+        )
+        if rs.gvr == CRD_RESOURCE.gvr:
+            problems += _crd_errors(obj)
+        if problems:
+            raise status.invalid_fields(
+                rs.info.kind, str(meta.get("name") or ""), problems, rs.info.gvr.group
+            )
+
+    def _dry_run(self, request: web.Request) -> bool:
+        return request_info.parse_dry_run(request.query.getall("dryRun", []), request.method)
 
     def _write_cluster(self, info: request_info.RequestInfo, obj: Obj) -> str:
         if info.cluster is not None:
@@ -692,15 +1089,19 @@ class KubeApiServer(lifecycle.StartStopService):
     async def _create(
         self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
     ) -> web.Response:
-        obj = self._check_object(rs, info, await self._body(request))
+        dry_run = self._dry_run(request)
+        obj = self._check_object(rs, info, await self._body(request, rs.info.kind))
+        return self._store_new(rs, info, obj, dry_run)
+
+    def _store_new(
+        self, rs: ResourceStorage, info: request_info.RequestInfo, obj: MutableObj, dry_run: bool
+    ) -> web.Response:
         meta = obj["metadata"]
-        if not meta.get("name"):
-            generate = meta.get("generateName")
-            if not generate:
-                raise status.invalid(
-                    rs.info.kind, "", "metadata.name", "name or generateName is required"
-                )
-            meta["name"] = generate + "".join(random.choices(_NAME_CHARS, k=5))
+        generate = meta.get("generateName")
+        if not meta.get("name") and generate:
+            prefix = validation.generated_name_prefix(generate)
+            meta["name"] = prefix + "".join(random.choices(_NAME_CHARS, k=5))
+        self._validate(rs, obj, create=True)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
@@ -708,7 +1109,10 @@ class KubeApiServer(lifecycle.StartStopService):
         cluster = self._write_cluster(info, obj)
         if rs.info.gvr == CRD_RESOURCE.gvr:
             crd_resource_infos(obj)  # validates before anything is stored
-        if request.query.get("dryRun"):
+        if dry_run:
+            key = self._key(rs, str(meta.get("namespace") or ""), meta["name"])
+            if rs.get_entry(cluster, key) is not None:
+                raise status.already_exists(rs.info.gvr.resource, meta["name"], rs.info.gvr.group)
             return _json_response(obj, 201)
         stored = rs.create(cluster, obj)
         self._after_write(rs, stored)
@@ -731,10 +1135,60 @@ class KubeApiServer(lifecycle.StartStopService):
         meta["annotations"] = annotations
         return obj
 
+    def _subresource_rules(
+        self, rs: ResourceStorage, info: request_info.RequestInfo, obj: MutableObj, current: Obj
+    ) -> MutableObj:
+        """A write to ``.../status`` changes only ``.status``; a write to the object of a
+        type with a status subresource keeps the stored ``.status`` (as kube-apiserver)."""
+        if info.subresource == "status":
+            out: MutableObj = {k: v for k, v in current.items() if k != "status"}
+            out["metadata"] = dict(current.get("metadata") or {})
+            if "status" in obj:
+                out["status"] = obj["status"]
+            return out
+        if self._has_status(rs):
+            out = {k: v for k, v in obj.items() if k != "status"}
+            if "status" in current:
+                out["status"] = current["status"]
+            return out
+        return obj
+
+    def _store_update(
+        self,
+        rs: ResourceStorage,
+        info: request_info.RequestInfo,
+        cluster: str,
+        obj: MutableObj,
+        current: Obj,
+        expected: str | None,
+        dry_run: bool,
+    ) -> web.Response:
+        obj = self._subresource_rules(rs, info, obj, current)
+        obj["metadata"] = {**obj["metadata"]}
+        obj["metadata"].pop("resourceVersion", None)
+        self._validate(rs, obj, create=False)
+        obj = self._merge_update(rs, cluster, obj, current)
+        current_rv = (current.get("metadata") or {}).get("resourceVersion")
+        if dry_run:
+            if expected and expected != current_rv:
+                raise status.conflict(
+                    rs.info.gvr.resource,
+                    info.name,
+                    "the object has been modified; please apply your changes to the latest "
+                    "version and try again",
+                    rs.info.gvr.group,
+                )
+            obj["metadata"]["resourceVersion"] = current_rv
+            return _json_response(obj)
+        stored = rs.update(cluster, obj, expected_resource_version=expected, original_rv="")
+        self._after_write(rs, stored)
+        return _json_response(stored)
+
     async def _replace(
         self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
     ) -> web.Response:
-        obj = self._check_object(rs, info, await self._body(request))
+        dry_run = self._dry_run(request)
+        obj = self._check_object(rs, info, await self._body(request, rs.info.kind))
         meta = obj["metadata"]
         if meta.get("name") and meta["name"] != info.name:
             raise status.bad_request(
@@ -746,85 +1200,188 @@ class KubeApiServer(lifecycle.StartStopService):
         current = rs.get(cluster, info.namespace, info.name)
         if current is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
-        expected = meta.pop("resourceVersion", None) or None
-        obj = self._merge_update(rs, cluster, obj, current)
-        if info.subresource == "status":
-            obj = {**current, "status": obj.get("status")}
-        stored = rs.update(cluster, obj, expected_resource_version=expected, original_rv="")
-        self._after_write(rs, stored)
-        return _json_response(stored)
+        expected = meta.get("resourceVersion") or None
+        return self._store_update(rs, info, cluster, obj, current, expected, dry_run)
 
     async def _patch(
         self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
     ) -> web.Response:
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        body = await self._body(request)
+        content_type = request_info.media_type(request.headers.get("Content-Type"))
+        dry_run = self._dry_run(request)
+        body = await self._body(request, rs.info.kind)
         cluster = self._locate(rs, info)
         current = rs.get(cluster, info.namespace, info.name)
+        apply = content_type == "application/apply-patch+yaml"
         if current is None:
+            if apply and not info.subresource:  # server-side apply creates
+                obj = self._check_object(rs, info, body)
+                name = obj["metadata"].get("name")
+                if name and name != info.name:
+                    raise status.bad_request(
+                        f"the name of the object ({name}) does not match the name on the URL "
+                        f"({info.name})"
+                    )
+                obj["metadata"]["name"] = info.name
+                obj["metadata"].pop("generateName", None)
+                return self._store_new(rs, info, obj, dry_run)
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         if content_type == "application/json-patch+json":
             patched = patches.apply_json_patch(current, body)
-        elif content_type in (
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-        ):
+        elif content_type in request_info.PATCH_CONTENT_TYPES:
+            if not isinstance(body, Mapping):
+                raise status.bad_request(
+                    _unrecognized(rs.info.kind)
+                    + f"json: cannot unmarshal {validation.go_json_type(body)} into Go value of "
+                    "type map[string]interface {}"
+                )
             patched = patches.apply_merge_patch(current, body)
         else:
-            raise errors.ApiError(
-                status.make_status(
-                    415, "UnsupportedMediaType", f"unsupported patch type {content_type!r}"
-                )
-            )
-        if not isinstance(patched, Mapping):
-            raise status.bad_request("the patch does not produce an object")
-        patched_meta = patched.get("metadata") or {}
-        if patched_meta.get("name") != info.name:
+            raise status.unsupported_media_type("415: Unsupported Media Type", {})
+        obj = self._check_object(rs, info, patched)
+        if obj["metadata"].get("name") != info.name:
             raise status.bad_request("a patch must not change metadata.name")
         current_rv = (current.get("metadata") or {}).get("resourceVersion")
-        expected = patched_meta.get("resourceVersion")
-        obj = self._check_object(rs, info, patched)
-        obj["metadata"].pop("resourceVersion", None)
-        obj = self._merge_update(rs, cluster, obj, current)
-        stored = rs.update(
+        expected = obj["metadata"].get("resourceVersion")
+        return self._store_update(
+            rs,
+            info,
             cluster,
             obj,
-            expected_resource_version=expected if expected != current_rv else current_rv,
-            original_rv="",
+            current,
+            expected if expected != current_rv else current_rv,
+            dry_run,
         )
-        self._after_write(rs, stored)
-        return _json_response(stored)
 
     async def _delete(
         self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
     ) -> web.Response:
-        expected: str | None = None
-        if request.can_read_body:
-            raw = await request.read()
-            if raw:
-                try:
-                    options = json.loads(raw)
-                except ValueError as exc:
-                    raise status.bad_request(f"invalid DeleteOptions: {exc}") from exc
-                if isinstance(options, Mapping):
-                    expected = (options.get("preconditions") or {}).get("resourceVersion")
+        dry_run = self._dry_run(request)
+        options = await self._delete_options(request)
+        preconditions = options.get("preconditions") or {}
+        if options.get("dryRun"):
+            dry_run = request_info.parse_dry_run(options["dryRun"], "DELETE") or dry_run
         cluster = self._locate(rs, info)
         key = self._key(rs, info.namespace, info.name)
-        if rs.get_entry(cluster, key) is None:
+        entry = rs.get_entry(cluster, key)
+        if entry is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
-        final = rs.delete_by_key(cluster, key, expected_resource_version=expected)
+        meta = entry.object.get("metadata") or {}
+        uid, rv = preconditions.get("uid"), preconditions.get("resourceVersion")
+        if uid and uid != meta.get("uid"):
+            raise status.precondition_failed(
+                rs.info.kind,
+                info.name,
+                f"the UID in the precondition ({uid}) does not match the UID in record "
+                f"({meta.get('uid', '')}). The object might have been deleted and then recreated",
+                rs.info.gvr.group,
+            )
+        if rv and rv != meta.get("resourceVersion"):
+            raise status.precondition_failed(
+                rs.info.kind,
+                info.name,
+                f"the ResourceVersion in the precondition ({rv}) does not match the "
+                f"ResourceVersion in record ({meta.get('resourceVersion', '')}). The object "
+                "might have been modified",
+                rs.info.gvr.group,
+            )
+        if dry_run:
+            return _json_response(entry.object)
+        final = rs.delete_by_key(cluster, key, expected_resource_version=rv or None)
         self._after_delete(rs, final)
         return _json_response(final)
+
+    async def _delete_options(self, request: web.Request) -> Mapping[str, Any]:
+        """The request's DeleteOptions (``{}`` without a body); 400 for what the API
+        server's decoder rejects."""
+        if not request.body_exists:
+            return {}
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        options = await self._body(request)
+        if not isinstance(options, Mapping):
+            raise status.bad_request(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal "
+                f"{validation.go_json_type(options)} into Go value of type {_TYPE_META_STRUCT}"
+            )
+        problem = _delete_options_problem(options)
+        if problem is not None:
+            raise status.bad_request(problem)
+        return options
+
+    # -- write forwarding (optional: ``write_forwarder``) -----------------------------------
+
+    async def _forward_write(
+        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+    ) -> web.Response:
+        """Hand a write to ``write_forwarder`` (see ``ForwardedWrite`` for the cluster)."""
+        method = request.method
+        named_write = method in ("PUT", "PATCH", "DELETE")
+        if not (named_write or method == "POST") or named_write != bool(info.name):
+            raise status.method_not_allowed(f"{method} is not supported on {info.path}")
+        assert self.write_forwarder is not None
+        raw = await request.read() if request.can_read_body else b""
+        content_type = request.headers.get("Content-Type", _JSON).split(";")[0].strip()
+        binary = "protobuf" in content_type or "cbor" in content_type  # forwarded as received
+        if info.cluster is not None:
+            cluster = info.cluster
+        elif method in ("POST", "PUT") and not binary:
+            body = await self._body(request)
+            meta = body.get("metadata") if isinstance(body, Mapping) else None
+            notes = meta.get("annotations") if isinstance(meta, Mapping) else None
+            hint = notes.get(CLUSTER_ANNOTATION) if isinstance(notes, Mapping) else None
+            if isinstance(hint, str) and self.storage.has_cluster(hint):
+                cluster = hint
+            elif method == "POST":
+                cluster = self.default_cluster
+            else:
+                cluster = self._locate(rs, info)
+        elif method == "POST":
+            cluster = self.default_cluster
+        else:
+            cluster = self._locate(rs, info)
+        code, answer = await self.write_forwarder(
+            ForwardedWrite(
+                cluster=cluster,
+                method=method,
+                resource=rs.info,
+                namespace=info.namespace,
+                name=info.name,
+                subresource=info.subresource,
+                query={k: v for k, v in request.query.items()},
+                body=raw,
+                content_type=content_type,
+            )
+        )
+        return web.Response(body=answer, status=code, content_type=_JSON)
 
     # -- CRDs -----------------------------------------------------------------------------
 
     def _after_write(self, rs: ResourceStorage, obj: Obj) -> None:
         if rs.info.gvr == CRD_RESOURCE.gvr:
+            with_status = _crd_status_versions(obj)
             for info in crd_resource_infos(obj):
                 self.register_resource(info)
+                self._custom_types.add(info.gvr)
+                if info.gvr.version in with_status:
+                    self._status_subresource.add(info.gvr)
+                else:
+                    self._status_subresource.discard(info.gvr)
 
     def _after_delete(self, rs: ResourceStorage, obj: Obj) -> None:
         """Deleting a CRD keeps its storage (objects stay readable); nothing to do."""
+
+
+def _crd_status_versions(crd: Obj) -> set[str]:
+    """The versions of a CustomResourceDefinition that declare a ``status`` subresource."""
+    spec = crd.get("spec") or {}
+    out = set()
+    for version in spec.get("versions") or ():
+        if isinstance(version, Mapping) and isinstance(version.get("name"), str):
+            sub = version.get("subresources") or {}
+            if isinstance(sub, Mapping) and "status" in sub:
+                out.add(version["name"])
+    return out
 
 
 def crd_resource_infos(crd: Obj) -> list[ResourceInfo]:
@@ -839,6 +1396,19 @@ def crd_resource_infos(crd: Obj) -> list[ResourceInfo]:
             str((crd.get("metadata") or {}).get("name", "")),
             "spec.group" if not group else "spec.names.plural",
             "Required value",
+        )
+    if (
+        not isinstance(group, str)
+        or not isinstance(plural, str)
+        or not isinstance(names, Mapping)
+        or _crd_decode_problem(crd) is not None
+        or _crd_errors(crd)
+    ):
+        raise status.invalid(
+            "CustomResourceDefinition",
+            str((crd.get("metadata") or {}).get("name", "")),
+            "spec",
+            "Invalid value: not a valid CustomResourceDefinition",
         )
     out = []
     for version in spec.get("versions") or [{"name": spec.get("version", "v1"), "served": True}]:
@@ -856,3 +1426,48 @@ def crd_resource_infos(crd: Obj) -> list[ResourceInfo]:
             )
         )
     return out
+
+
+# -- write forwarding hook (``KubeApiServer(write_forwarder=...)``) and unknown clusters ------
+
+
+def _unknown_cluster(name: str, known: Iterable[str]) -> errors.NotFoundError:
+    """The 404 for ``/clusters/<name>/`` of a cluster that is not served, naming those that are."""
+    names = ", ".join(sorted(known)) or "none"
+    return errors.NotFoundError(
+        status.make_status(
+            404,
+            "NotFound",
+            f'cluster "{name}" not found; known clusters: {names}',
+            {"name": name, "group": "cluster.clusterpedia.io", "kind": "clusters"},
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedWrite:
+    """A write request handed to the ``write_forwarder`` instead of the storage.
+
+    ``cluster`` is the member that owns it: the path's, else (creates) the
+    object's ``CLUSTER_ANNOTATION`` or the default cluster, else (named writes)
+    the cluster holding the object. ``body`` and ``content_type`` are as received.
+    """
+
+    cluster: str
+    method: str
+    resource: ResourceInfo
+    namespace: str
+    name: str
+    subresource: str
+    query: Mapping[str, str]
+    body: bytes
+    content_type: str
+
+
+class WriteForwarder(Protocol):
+    """Performs a write elsewhere; returns ``(HTTP status, JSON body)`` to answer with.
+
+    May raise ``ApiError`` (answered as its ``Status``).
+    """
+
+    async def __call__(self, write: ForwardedWrite) -> tuple[int, bytes]: ...

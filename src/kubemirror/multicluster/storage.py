@@ -25,6 +25,7 @@ import binascii
 import bisect
 import builtins
 import collections
+import hashlib
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +37,7 @@ import orjson
 from kubemirror import errors, keys
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import status, watch_cache
-from kubemirror.multicluster.filters import ObjectFilter
+from kubemirror.multicluster.filters import ObjectFilter, field_spec
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
@@ -73,14 +74,99 @@ class ListOptions:
     allow_watch_bookmarks: bool = False
     send_initial_events: bool | None = None
 
-    def object_filter(self) -> ObjectFilter:
-        """The parsed selectors; raises ``BadRequestError`` for a bad selector."""
+    def object_filter(self, info: ResourceInfo | None = None) -> ObjectFilter:
+        """The parsed selectors; raises ``BadRequestError`` for a bad selector (or, with
+        the resource type's ``info``, a field selector the type does not support)."""
         return ObjectFilter.build(
             clusters=self.clusters,
             namespace=self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
+            fields=field_spec(info.gvr.group, info.kind) if info is not None else None,
         )
+
+    def scope_key(self) -> str:
+        """What a continue token is bound to: clusters, namespace and selectors."""
+        parts = (",".join(self.clusters), self.namespace or "")
+        text = "\x00".join((*parts, self.label_selector, self.field_selector))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def validate(self, *, watch: bool) -> None:
+        """Check the resourceVersion and streaming parameters as kube-apiserver's
+        ``ValidateListOptions``; raises ``InvalidError`` (422, ``ListOptions``)."""
+        problems: list[status.FieldError] = []
+        match = self.resource_version_match
+        if watch:
+            if self.send_initial_events is not None and match != "NotOlderThan":
+                problems.append(
+                    status.FieldError(
+                        "Forbidden",
+                        "resourceVersionMatch",
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                    )
+                )
+            if match:
+                if self.send_initial_events is None:
+                    problems.append(
+                        status.FieldError(
+                            "Forbidden",
+                            "resourceVersionMatch",
+                            "resourceVersionMatch is forbidden for watch unless "
+                            "sendInitialEvents is provided",
+                        )
+                    )
+                if match != "NotOlderThan":
+                    problems.append(
+                        status.FieldError(
+                            "NotSupported",
+                            "resourceVersionMatch",
+                            'supported values: "NotOlderThan"',
+                            match,
+                        )
+                    )
+        else:
+            if match:
+                if not self.resource_version:
+                    problems.append(
+                        status.FieldError(
+                            "Forbidden",
+                            "resourceVersionMatch",
+                            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                        )
+                    )
+                if self.continue_token:
+                    problems.append(
+                        status.FieldError(
+                            "Forbidden",
+                            "resourceVersionMatch",
+                            "resourceVersionMatch is forbidden when continue is provided",
+                        )
+                    )
+                if match not in ("Exact", "NotOlderThan"):
+                    problems.append(
+                        status.FieldError(
+                            "NotSupported",
+                            "resourceVersionMatch",
+                            'supported values: "Exact", "NotOlderThan", ""',
+                            match,
+                        )
+                    )
+                if match == "Exact" and self.resource_version == "0":
+                    problems.append(
+                        status.FieldError(
+                            "Forbidden",
+                            "resourceVersionMatch",
+                            'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+                        )
+                    )
+            if self.send_initial_events is not None:
+                problems.append(
+                    status.FieldError(
+                        "Forbidden", "sendInitialEvents", "sendInitialEvents is forbidden for list"
+                    )
+                )
+        if problems:
+            raise status.invalid_fields("ListOptions", "", problems, "meta.k8s.io")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +191,7 @@ class ListResult:
 class _Snapshot:
     entries: list[watch_cache.StoredObject]
     index: int
+    scope: str = ""
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -417,25 +504,12 @@ class ResourceStorage:
     def _check_list_rv(self, opts: ListOptions) -> int | None:
         """Validate the resourceVersion parameters of a LIST; returns a pinned index or None."""
         rv, match = opts.resource_version, opts.resource_version_match
-        if match not in ("", "NotOlderThan", "Exact"):
-            raise status.bad_request(
-                f"invalid resourceVersionMatch {match!r}: must be NotOlderThan or Exact"
-            )
-        if match and not rv:
-            raise status.bad_request(
-                "resourceVersionMatch is forbidden unless resourceVersion is set"
-            )
         if rv in ("", "0"):
-            if match == "Exact":
-                raise status.bad_request(
-                    'resourceVersionMatch "Exact" is forbidden for resourceVersion "0"'
-                )
             return None
         index = rvs.parse_list_resource_version(rv, self._storage.prefix)
         if index > self._storage._index:
-            raise status.timeout(
-                f"Too large resource version: {rv}, current: "
-                f"{rvs.to_list_resource_version(self._storage.prefix, self._storage._index)}"
+            raise status.too_large_resource_version(
+                rv, rvs.to_list_resource_version(self._storage.prefix, self._storage._index)
             )
         if match == "Exact":
             if self._watch_cache.latest_index > index:
@@ -456,18 +530,22 @@ class ResourceStorage:
         that another instance issued raises ``GoneError`` (410 Expired). Bad
         parameters raise ``BadRequestError``.
         """
-        flt = opts.object_filter()
+        opts.validate(watch=False)
+        flt = opts.object_filter(self.info)
         if opts.limit < 0:
             raise status.bad_request(f"invalid limit {opts.limit}: must not be negative")
         snapshot_id: str | None = None
+        scope = opts.scope_key()
         if opts.continue_token:
             if opts.resource_version not in ("", "0"):
                 raise status.bad_request(
                     "specifying resource version is not allowed when using continue"
                 )
-            snapshot_id, offset = self._decode_continue(opts.continue_token)
+            snapshot_id, offset = self._decode_continue(opts.continue_token, scope)
             with self._lock:
                 snap = self._snapshots.get(snapshot_id)
+                if snap is not None and snap.scope != scope:
+                    raise _foreign_continue()
                 if snap is None:
                     raise status.expired(
                         "The provided continue parameter is too old to display a consistent "
@@ -478,7 +556,7 @@ class ResourceStorage:
             offset = 0
             with self._lock:
                 pinned = self._check_list_rv(opts)
-                snap = _Snapshot(self._snapshot_entries(flt), self._storage._index)
+                snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, scope)
                 if pinned is not None:
                     snap.index = pinned
         entries = snap.entries
@@ -509,7 +587,7 @@ class ResourceStorage:
                     self._snapshots[snapshot_id] = snap
                     while len(self._snapshots) > self._storage.max_snapshots:
                         self._snapshots.popitem(last=False)
-            token = self._encode_continue(snapshot_id, end)
+            token = self._encode_continue(snapshot_id, end, scope)
             if flt.selects_everything_in_scope:
                 remaining = len(entries) - end
         elif snapshot_id is not None:
@@ -519,24 +597,47 @@ class ResourceStorage:
             page, rvs.to_list_resource_version(self._storage.prefix, snap.index), token, remaining
         )
 
-    def _encode_continue(self, snapshot_id: str, offset: int) -> str:
-        raw = orjson.dumps({"p": self._storage.prefix, "s": snapshot_id, "o": offset})
+    def _encode_continue(self, snapshot_id: str, offset: int, scope: str) -> str:
+        raw = orjson.dumps(
+            {
+                "p": self._storage.prefix,
+                "r": self.info.gvr.api_version + "/" + self.info.gvr.resource,
+                "q": scope,
+                "s": snapshot_id,
+                "o": offset,
+            }
+        )
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    def _decode_continue(self, token: str) -> tuple[str, int]:
+    def _decode_continue(self, token: str, scope: str) -> tuple[str, int]:
+        """The snapshot and offset of ``token``; 400 when it is malformed or was issued
+        for another resource type, cluster, namespace or selector (``scope``)."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise _bad_continue("illegal base64 data") from None
+        try:
             decoded = orjson.loads(raw)
-            prefix, snapshot_id, offset = decoded["p"], decoded["s"], decoded["o"]
-        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-            raise status.bad_request(f"invalid continue token {token!r}") from exc
-        if not isinstance(snapshot_id, str) or not isinstance(offset, int) or offset < 0:
-            raise status.bad_request(f"invalid continue token {token!r}")
+        except orjson.JSONDecodeError:
+            raise _bad_continue("not a JSON object") from None
+        if not isinstance(decoded, dict):
+            raise _bad_continue("not a JSON object")
+        prefix, snapshot_id, offset = decoded.get("p"), decoded.get("s"), decoded.get("o")
+        if (
+            not isinstance(snapshot_id, str)
+            or not isinstance(offset, int)
+            or isinstance(offset, bool)
+            or offset < 0
+        ):
+            raise _bad_continue("incorrect encoded start position")
         if prefix != self._storage.prefix:
             raise status.expired(
                 "The provided continue parameter was issued by another storage instance; "
                 "start a new list without the continue parameter."
             )
+        resource = self.info.gvr.api_version + "/" + self.info.gvr.resource
+        if decoded.get("r") != resource or decoded.get("q") != scope:
+            raise _foreign_continue()
         return snapshot_id, offset
 
     # -- watch ----------------------------------------------------------------------------
@@ -552,18 +653,8 @@ class ResourceStorage:
         ends the replay with a bookmark annotated ``INITIAL_EVENTS_END_ANNOTATION``.
         Raises before returning, so callers can answer with an error status.
         """
-        flt = opts.object_filter()
-        if opts.send_initial_events is not None and opts.send_initial_events:
-            if opts.resource_version_match != "NotOlderThan":
-                raise status.bad_request(
-                    "sendInitialEvents requires resourceVersionMatch=NotOlderThan"
-                )
-            if not opts.allow_watch_bookmarks:
-                raise status.bad_request("sendInitialEvents requires allowWatchBookmarks=true")
-        elif opts.resource_version_match and opts.send_initial_events is None:
-            raise status.bad_request(
-                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
-            )
+        opts.validate(watch=True)
+        flt = opts.object_filter(self.info)
         start = rvs.parse_watch_resource_version(opts.resource_version, self._storage.prefix)
         replay = bool(opts.send_initial_events) or (
             opts.send_initial_events is None
@@ -576,9 +667,21 @@ class ResourceStorage:
                 start,
                 resource_version=opts.resource_version,
                 initial=self._snapshot_entries(flt) if replay else None,
-                initial_end_bookmark=bool(opts.send_initial_events),
+                initial_end_bookmark=bool(opts.send_initial_events)
+                and opts.allow_watch_bookmarks,
                 allow_bookmarks=opts.allow_watch_bookmarks,
             )
+
+
+def _bad_continue(reason: str) -> errors.BadRequestError:
+    return status.bad_request(f"invalid continue token: continue key is not valid: {reason}")
+
+
+def _foreign_continue() -> errors.BadRequestError:
+    return _bad_continue(
+        "it was issued for another request (a different resource, cluster, namespace, "
+        "label selector or field selector)"
+    )
 
 
 class ClusterResourceStore:

@@ -8,6 +8,13 @@ started, removed ones are stopped and cleaned (``clean_cluster``, which emits
 DELETED events to watchers). ``StorageListerWatcher`` is a ``ListerWatcher``
 over a storage itself, so one storage can mirror another. asyncio only: drive a
 synchro from one event loop (``run(stop)``, ``start``/``stop``, ``async with``).
+
+``MemberHealth`` (``ClusterSynchro.health[cluster]``) says whether a member
+answers: every lister-watcher the synchro starts is wrapped so that its lists,
+watch openings and events count as successes and its errors as failures, which
+gives readiness checks and metrics "unreachable for N s" without touching the
+reflector. ``wait_for_object`` waits until the storage holds a member's write
+(read-your-writes for a server that forwards writes to the members).
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
-from kubemirror import lifecycle
+from kubemirror import errors, lifecycle
 from kubemirror.multicluster import watch_cache
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.storage import (
@@ -35,10 +43,13 @@ from kubemirror.types import GroupVersionResource, WatchEvent
 __all__ = [
     "ClusterSynchro",
     "ListerWatcherFactory",
+    "MemberHealth",
     "ReflectorFactory",
     "Runnable",
     "StorageListerWatcher",
+    "TrackedListerWatcher",
     "default_reflector_factory",
+    "wait_for_object",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +85,224 @@ def default_reflector_factory(
         lister_watcher, store, resync_period=resync_period, page_size=page_size, name=name
     )
     return reflector
+
+
+@dataclass(slots=True)
+class _Failing:
+    since: float  # monotonic
+    since_wall: float
+    error: BaseException
+    error_at: float  # monotonic
+
+
+class MemberHealth:
+    """Whether one member cluster answers, from its lister-watchers' outcomes.
+
+    ``success(feed)`` and ``failure(feed, exc)`` are reported per feed (one
+    resource type); the member is up while no feed is in a run of failures.
+    ``down_for()`` is how long the oldest current run of failures lasts (0 when
+    up); ``last_error`` the newest error of the failing feeds; ``last_success`` the
+    wall-clock time of the newest success. A 410 Gone counts as a success (the
+    member answered). Cheap enough to call on every event. One event loop.
+    """
+
+    __slots__ = ("_clock", "_failing", "_wall", "cluster", "failures", "last_success")
+
+    def __init__(
+        self,
+        cluster: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.cluster = cluster
+        self._clock = clock
+        self._wall = wall
+        self._failing: dict[str, _Failing] = {}
+        self.failures = 0
+        self.last_success: float | None = None
+
+    def success(self, feed: str) -> None:
+        """``feed`` got an answer (a list, an opened watch, an event)."""
+        self.last_success = self._wall()
+        if self._failing:
+            self._failing.pop(feed, None)
+
+    def failure(self, feed: str, exc: BaseException) -> None:
+        """``feed`` failed with ``exc`` (a run of failures starts or goes on)."""
+        self.failures += 1
+        now = self._clock()
+        current = self._failing.get(feed)
+        if current is None:
+            self._failing[feed] = _Failing(now, self._wall(), exc, now)
+        else:
+            current.error = exc
+            current.error_at = now
+
+    def forget(self, feed: str) -> None:
+        """``feed`` was stopped: its failures no longer count."""
+        self._failing.pop(feed, None)
+
+    @property
+    def up(self) -> bool:
+        """True unless some feed is failing."""
+        return not self._failing
+
+    def down_for(self) -> float:
+        """Seconds since the oldest current run of failures began (0.0 when up)."""
+        if not self._failing:
+            return 0.0
+        return max(0.0, self._clock() - min(f.since for f in self._failing.values()))
+
+    @property
+    def down_since(self) -> float | None:
+        """Wall-clock time the oldest current run of failures began (``None`` when up)."""
+        if not self._failing:
+            return None
+        return min(f.since_wall for f in self._failing.values())
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The newest error of the failing feeds (``None`` when up)."""
+        if not self._failing:
+            return None
+        return max(self._failing.values(), key=lambda f: f.error_at).error
+
+    def __repr__(self) -> str:
+        state = "up" if self.up else f"down for {self.down_for():.1f}s"
+        return f"MemberHealth({self.cluster!r}, {state})"
+
+
+def _reachable(exc: BaseException) -> bool:
+    """Errors that prove the member answered (the reflector relists on them)."""
+    return isinstance(exc, errors.GoneError)
+
+
+class _TrackedStream:
+    """An ``EventStream`` reporting its events and errors to a ``MemberHealth``."""
+
+    def __init__(self, stream: Any, health: MemberHealth, feed: str) -> None:
+        self._stream = stream
+        self._health = health
+        self._feed = feed
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            event = await self._stream.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            if _reachable(exc):
+                self._health.success(self._feed)
+            else:
+                self._health.failure(self._feed, exc)
+            raise
+        self._health.success(self._feed)
+        return event
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class TrackedListerWatcher:
+    """Wraps a ``ListerWatcher``: its outcomes are reported to ``health`` as ``feed``.
+
+    A list that returns, a watch that opens and every event are successes; any
+    other exception (transport errors, API errors but 410) is a failure, and is
+    re-raised unchanged. Everything else is the wrapped object's.
+    """
+
+    def __init__(self, inner: Any, health: MemberHealth, feed: str) -> None:
+        self.inner = inner
+        self.health = health
+        self.feed = feed
+
+    def _failed(self, exc: Exception) -> None:
+        if _reachable(exc):
+            self.health.success(self.feed)
+        else:
+            self.health.failure(self.feed, exc)
+
+    async def list(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await self.inner.list(*args, **kwargs)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        self.health.success(self.feed)
+        return result
+
+    async def watch(self, *args: Any, **kwargs: Any) -> _TrackedStream:
+        try:
+            stream = await self.inner.watch(*args, **kwargs)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        self.health.success(self.feed)
+        return _TrackedStream(stream, self.health, self.feed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __str__(self) -> str:
+        return str(self.inner)
+
+
+async def wait_for_object(
+    storage: MemoryStorage,
+    gvr: GroupVersionResource,
+    cluster: str,
+    namespace: str,
+    name: str,
+    *,
+    original_rv: str = "",
+    gone: bool = False,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for the whole wait
+) -> watch_cache.StoredObject | None:
+    """Wait until the storage reflects a member's write of one object; the entry then.
+
+    Done when ``cluster``'s object is stored at the member's ``original_rv`` or a
+    newer one (member versions compared as integers when both are), or, with
+    ``gone``, once it is absent (returns ``None``). Raises ``TimeoutError`` after
+    ``timeout`` seconds. Wakes on the storage's own events: no polling.
+    """
+    resource_storage = storage.resource_storage(gvr)
+    key = f"{namespace}/{name}" if namespace and resource_storage.info.namespaced else name
+
+    def reached() -> bool:
+        entry = resource_storage.get_entry(cluster, key)
+        if gone:
+            return entry is None
+        return entry is not None and _not_older(entry.original_rv, original_rv)
+
+    if reached():
+        return resource_storage.get_entry(cluster, key)
+    watch = resource_storage.watch(
+        ListOptions(
+            clusters=(cluster,),
+            namespace=namespace or None,
+            resource_version=storage.resource_version,
+        )
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            while not reached():
+                if not await watch.next_batch(1024):
+                    raise TimeoutError(f"the watch of {resource_storage.gvr} ended")
+    finally:
+        watch.stop()
+    return resource_storage.get_entry(cluster, key)
+
+
+def _not_older(have: str, want: str) -> bool:
+    if have == want or not want:
+        return True
+    if have.isdigit() and want.isdigit():
+        return int(have) >= int(want)
+    return False
 
 
 @dataclass(slots=True)
@@ -116,6 +345,8 @@ class ClusterSynchro(lifecycle.Service):
         self.resync_period = resync_period
         self.restart_delay = restart_delay
         self._feeds: dict[tuple[str, GroupVersionResource], _Feed] = {}
+        self.health: dict[str, MemberHealth] = {}
+        """``{cluster: MemberHealth}``: whether each member answers its reflectors."""
 
     # -- configuration --------------------------------------------------------------------
 
@@ -141,14 +372,15 @@ class ClusterSynchro(lifecycle.Service):
         ``ResourceInfo`` to register them). Raises ``NotFoundError`` otherwise.
         """
         self.storage.prepare_cluster(cluster)
+        health = self.health.setdefault(cluster, MemberHealth(cluster))
         for resource in resources:
             rs = self._resource_storage(resource)
             key = (cluster, rs.gvr)
             if key in self._feeds:
                 continue
             store = ClusterResourceStore(rs, cluster)
-            lw = self.lister_watcher_for(cluster, rs.gvr)
             name = f"{cluster}/{rs.gvr}"
+            lw = TrackedListerWatcher(self.lister_watcher_for(cluster, rs.gvr), health, name)
             runner = self.reflector_factory(
                 lw, store, resync_period=self.resync_period, page_size=self.page_size, name=name
             )
@@ -164,6 +396,8 @@ class ClusterSynchro(lifecycle.Service):
         feed = self._feeds.pop((cluster, gvr), None)
         if feed is not None:
             await self._stop_feed(feed)
+            if cluster in self.health:
+                self.health[cluster].forget(f"{cluster}/{gvr}")
         self.storage.clean_cluster_resource(cluster, gvr)
 
     async def remove_cluster(self, cluster: str) -> None:
@@ -172,6 +406,7 @@ class ClusterSynchro(lifecycle.Service):
         for feed in feeds:
             del self._feeds[(feed.cluster, feed.gvr)]
         await asyncio.gather(*(self._stop_feed(f) for f in feeds))
+        self.health.pop(cluster, None)
         self.storage.clean_cluster(cluster)
         log.info("synchro: removed cluster %s", cluster)
 

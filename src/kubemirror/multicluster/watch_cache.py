@@ -83,7 +83,7 @@ class StorageEvent:
     bookmarks). ``line()`` is the watch-stream JSON line, encoded once and shared.
     """
 
-    __slots__ = ("_line", "entry", "index", "previous", "type")
+    __slots__ = ("_left", "_line", "entry", "index", "previous", "type")
 
     def __init__(
         self,
@@ -97,6 +97,7 @@ class StorageEvent:
         self.index = index
         self.previous = previous
         self._line: bytes | None = None
+        self._left: StorageEvent | None = None
 
     @property
     def object(self) -> Obj:
@@ -124,6 +125,28 @@ class StorageEvent:
     def retyped(self, type_: EventType) -> StorageEvent:
         """The same object under another event type (selector transitions)."""
         return StorageEvent(type_, self.entry, self.index, self.previous)
+
+    def left_selection(self) -> StorageEvent:
+        """The DELETED event a watcher gets when this MODIFIED event moves the object
+        out of its selection: the previous (last matching) state at this event's
+        resourceVersion, as kube-apiserver sends it. Built once, shared."""
+        left = self._left
+        if left is None:
+            previous = self.previous if self.previous is not None else self.entry
+            meta = dict(previous.object.get("metadata") or {})
+            meta["resourceVersion"] = (self.entry.object.get("metadata") or {}).get(
+                "resourceVersion"
+            )
+            entry = StoredObject(
+                {**previous.object, "metadata": meta},
+                cluster=self.entry.cluster,
+                key=self.entry.key,
+                namespace=self.entry.namespace,
+                index=self.entry.index,
+                original_rv=self.entry.original_rv,
+            )
+            left = self._left = StorageEvent("DELETED", entry, self.index, self.previous)
+        return left
 
 
 class StorageState(Protocol):
@@ -255,9 +278,8 @@ class WatchCache:
             cursor = self._next_seq
         else:
             if index > current:
-                raise status.timeout(
-                    f"Too large resource version: {resource_version}, current: "
-                    f"{rvs.to_list_resource_version(prefix, current)}"
+                raise status.too_large_resource_version(
+                    resource_version, rvs.to_list_resource_version(prefix, current)
                 )
             if index < self._dropped_index:
                 oldest = rvs.to_list_resource_version(prefix, self._dropped_index)
@@ -454,7 +476,7 @@ class Watch:
             if now:
                 return event.retyped("ADDED")
             if before:
-                return event.retyped("DELETED")
+                return event.left_selection()
             return None
         if event.type == "DELETED" and event.previous is not None:
             return event if flt.matches_object(event.previous.object) or now else None
