@@ -61,7 +61,7 @@ def _etcd_binary() -> str:
     if binary is None:
         if os.environ.get("KUBEMIRROR_REQUIRE_ETCD") == "1":
             pytest.fail("KUBEMIRROR_REQUIRE_ETCD=1 but etcd is not installed")
-        pytest.skip("etcd binary not found (apt-get install etcd-server)")
+        pytest.skip("etcd binary not found (run `kubemirror envtest setup`, which builds it)")
     return binary
 
 

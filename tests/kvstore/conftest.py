@@ -23,7 +23,8 @@ from kubemirror.kvstore import etcd, etcd_server, key, memory
 def _require_etcd() -> str:
     binary = etcd_server.find_etcd_binary()
     if binary is None:
-        reason = "etcd binary not found (apt-get install etcd-server, or set KUBEMIRROR_ETCD)"
+        reason = ("etcd binary not found (run `kubemirror envtest setup`, which builds it, set "
+                  "KUBEMIRROR_ETCD, or apt-get install etcd-server)")
         if os.environ.get("KUBEMIRROR_REQUIRE_ETCD") == "1":
             pytest.fail(f"KUBEMIRROR_REQUIRE_ETCD=1 but {reason}")
         pytest.skip(reason)
