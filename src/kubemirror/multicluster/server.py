@@ -67,6 +67,7 @@ _JSON = "application/json"
 _LIST_CHUNK = 512
 _WATCH_BATCH = 1024
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_METHOD_NOT_ALLOWED = "the server does not allow this method on the requested resource"
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_BODY_NODES = 1_000_000  # values in one decoded body (YAML aliases cannot expand past it)
@@ -668,6 +669,8 @@ class KubeApiServer(lifecycle.StartStopService):
         }
 
     def _discovery(self, request: web.Request, info: request_info.RequestInfo) -> web.Response:
+        if request.method in ("POST", "PUT", "PATCH"):
+            raise status.method_not_allowed(_METHOD_NOT_ALLOWED)
         if info.core:
             if not info.version:
                 return _json_response(
@@ -736,6 +739,8 @@ class KubeApiServer(lifecycle.StartStopService):
                 )
             )
         method = request.method
+        if info.watch_path and method != "GET":
+            raise status.method_not_allowed(_METHOD_NOT_ALLOWED)
         if method == "GET":
             if info.name:
                 return self._get(request, rs, info)
@@ -760,7 +765,7 @@ class KubeApiServer(lifecycle.StartStopService):
             return await self._patch(request, rs, info)
         if method == "DELETE" and info.name:
             return await self._delete(request, rs, info)
-        raise status.method_not_allowed(f"{method} is not supported on {info.path}")
+        raise status.method_not_allowed(_METHOD_NOT_ALLOWED)
 
     def _key(self, rs: ResourceStorage, namespace: str, name: str) -> str:
         return f"{namespace}/{name}" if rs.info.namespaced and namespace else name
@@ -1318,7 +1323,7 @@ class KubeApiServer(lifecycle.StartStopService):
         method = request.method
         named_write = method in ("PUT", "PATCH", "DELETE")
         if not (named_write or method == "POST") or named_write != bool(info.name):
-            raise status.method_not_allowed(f"{method} is not supported on {info.path}")
+            raise status.method_not_allowed(_METHOD_NOT_ALLOWED)
         assert self.write_forwarder is not None
         raw = await request.read() if request.can_read_body else b""
         content_type = request.headers.get("Content-Type", _JSON).split(";")[0].strip()
