@@ -203,11 +203,70 @@ def test_has_synced_after_the_first_replace_is_popped() -> None:
     assert not q.has_synced()
     q.pop(name_of)
     assert q.pop(lambda o: (_ for _ in ()).throw(errors.Requeue())) is None
-    assert not q.has_synced()  # requeued "b" still pending
-    q.delete(obj("c"))  # never popped, but gone: no longer awaited
+    assert not q.has_synced()  # "c" is still queued
+    q.delete(obj("c"))  # deleted, but its queue entry not yet passed
+    assert not q.has_synced()
     q.replace([obj("b"), obj("d")])  # a second replace does not extend the batch
+    assert q.list_keys() == ["ns/b", "ns/d"]
     q.pop(name_of)
     assert q.has_synced()
+
+
+def test_a_deleted_initial_object_counts_only_when_pop_passes_its_key() -> None:
+    """client-go decrements initialPopulationCount per queue entry popped, deleted or not."""
+    q = cache.FIFO()
+    q.replace([obj("a"), obj("b"), obj("c")])
+    q.delete(obj("a"))
+    assert q.list_keys() == ["ns/b", "ns/c"]
+    assert q.pop(name_of) == "b"  # passes "a" too: two of three entries consumed
+    assert not q.has_synced()
+    assert q.pop(name_of) == "c"
+    assert q.has_synced()
+
+
+def test_a_requeued_initial_object_counts_when_first_taken() -> None:
+    q = cache.FIFO()
+    q.replace([obj("a")])
+    assert q.pop(lambda o: (_ for _ in ()).throw(errors.Requeue())) is None
+    assert q.has_synced()  # client-go: the count went down when "a" was taken
+    assert q.list_keys() == ["ns/a"]
+
+
+def test_has_synced_is_latched() -> None:
+    q = cache.FIFO()
+    q.add(obj("a"))
+    assert q.has_synced()
+    q.replace([obj("b"), obj("c")])
+    assert q.has_synced()
+
+
+def test_a_delete_after_the_first_replace_does_not_sync_it() -> None:
+    """Only pops count down; with the last initial entry deleted and passed while the
+    queue runs dry, client-go reports synced at the next write (no pop returned)."""
+    q = cache.FIFO()
+    q.replace([obj("a"), obj("b")])
+    q.delete(obj("b"))
+    assert q.pop(name_of) == "a"
+    assert not q.has_synced()
+    with pytest.raises(TimeoutError):
+        q.pop(name_of, timeout=0.01)  # passes the deleted "b", then finds nothing
+    assert not q.has_synced()
+    q.add(obj("c"))
+    assert q.has_synced()
+
+
+def test_a_key_deleted_and_added_again_pops_at_its_first_place() -> None:
+    """As client-go: the re-added key is appended, but the earlier entry is reached first."""
+    q = cache.FIFO()
+    for n in "abc":
+        q.add(obj(n))
+    q.delete(obj("a"))
+    q.add(obj("a", rv="2"))
+    assert q.list_keys() == ["ns/a", "ns/b", "ns/c"]
+    assert [q.pop(name_of) for _ in range(3)] == ["a", "b", "c"]
+    assert len(q) == 0
+    with pytest.raises(TimeoutError):
+        q.pop(name_of, timeout=0.01)  # the stale second entry of "a" is skipped
 
 
 def test_has_synced_when_another_write_comes_first() -> None:
