@@ -8,7 +8,7 @@ with every reader: never mutate what a store hands out (``copy=True`` or
 """
 
 from kubemirror.cache import FIFO, DeltaFIFO, Indexer, TTLStore, new_store
-from kubemirror.client import KubeClient, load_config
+from kubemirror.client import ClientConfig, KubeClient, load_config
 from kubemirror.errors import (
     ApiError,
     ConfigError,
@@ -59,6 +59,7 @@ __all__ = [
     "ApiError",
     "CachedStore",
     "ChangeStats",
+    "ClientConfig",
     "ClusterSynchro",
     "ConfigError",
     "DeletedFinalStateUnknown",

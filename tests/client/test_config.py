@@ -71,6 +71,10 @@ async def test_kubeconfig_env_merges_files_first_definition_wins(
     assert await prod.authorization() == "Bearer bob-token"
     auto = await config.load_config(context="prod")
     assert auto.server == prod.server
+    given = await config.load_config(second, context="prod")  # a path beats $KUBECONFIG
+    assert given.server == "http://127.0.0.1:2222"
+    with pytest.raises(errors.ConfigError, match="no kubeconfig file found"):
+        await config.load_config(tmp_path / "missing")
 
 
 async def test_exec_plugin_provides_and_refreshes_the_token(tmp_path: Path) -> None:

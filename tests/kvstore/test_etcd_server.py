@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,23 @@ def test_first_start_replaces_a_port_taken_meanwhile(tmp_path: object, etcd_bina
             assert server.healthy()
         finally:
             server.cleanup()
+
+
+def test_find_etcd_binary_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$KUBEMIRROR_ETCD alone when set, then $KUBEBUILDER_ASSETS/etcd, then PATH."""
+    assets, on_path = tmp_path / "assets", tmp_path / "bin"
+    for directory in (assets, on_path):
+        directory.mkdir()
+        binary = directory / "etcd"
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path))
+    monkeypatch.delenv("KUBEMIRROR_ETCD", raising=False)
+    monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+    assert etcd_server.find_etcd_binary() == str(on_path / "etcd")
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    assert etcd_server.find_etcd_binary() == str(assets / "etcd")
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path / "empty"))
+    assert etcd_server.find_etcd_binary() == str(on_path / "etcd")
+    monkeypatch.setenv("KUBEMIRROR_ETCD", str(tmp_path / "missing"))
+    assert etcd_server.find_etcd_binary() is None

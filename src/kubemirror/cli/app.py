@@ -169,6 +169,14 @@ def demo(
     ] = 0,
     duration: Duration = None,
     seed: Annotated[int, typer.Option("--seed", help="Workload random seed.")] = 0,
+    write_kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-kubeconfig",
+            help="Write a kubeconfig for the embedded server here once it is populated "
+            "(removed on exit).",
+        ),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Mirror a generated cluster live: no cluster or configuration needed.
@@ -182,7 +190,12 @@ def demo(
     from kubemirror.cli import demo as demo_mod
 
     options = demo_mod.DemoOptions(
-        pods=pods, churn=churn, port=port, duration=duration, seed=seed
+        pods=pods,
+        churn=churn,
+        port=port,
+        duration=duration,
+        seed=seed,
+        write_kubeconfig=write_kubeconfig.expanduser() if write_kubeconfig else None,
     )
 
     async def body() -> int:

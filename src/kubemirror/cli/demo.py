@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -68,6 +69,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     duration: float | None = None
     seed: int = 0
+    write_kubeconfig: Path | None = None
 
 
 class DemoCluster:
@@ -266,6 +268,8 @@ class _DemoSession:
             ("Try:  ", "bold"),
             (f"kubectl --server {url} get pods -A", "bold yellow"),
         )
+        if self.options.write_kubeconfig is not None:
+            text.append(f"\n      export KUBECONFIG={self.options.write_kubeconfig}", "yellow")
         return Panel(text, title="kubemirror demo", title_align="left", border_style="blue")
 
     def render(self) -> RenderableType:
@@ -433,6 +437,10 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
     mirror_started = time.monotonic()
     try:
         await lifecycle.run_until_stopped(cluster.wait_populated(), stop)
+        if options.write_kubeconfig is not None and not stop.is_set():
+            cluster.server.write_kubeconfig(options.write_kubeconfig)
+            if not console.is_terminal:
+                console.print(f"export KUBECONFIG={options.write_kubeconfig}", highlight=False)
         if not stop.is_set():
             session.watcher.start()
             await lifecycle.run_until_stopped(session.watcher.wait_for_sync(), stop)
@@ -461,6 +469,9 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
         await session.watcher.stop()
         await session.client.close()
         await asyncio.to_thread(cluster.stop)
+        if options.write_kubeconfig is not None:
+            with contextlib.suppress(OSError):
+                options.write_kubeconfig.unlink()
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
     return report

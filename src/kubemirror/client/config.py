@@ -323,8 +323,17 @@ def load_incluster_config(
     return _from_configuration(configuration, auth, namespace=namespace, context_name=None)
 
 
-async def load_config(context: str | None = None) -> ClientConfig:
-    """kubeconfig when one exists (``$KUBECONFIG`` or ``~/.kube/config``), else in-cluster."""
+async def load_config(
+    config_file: str | os.PathLike[str] | None = None, *, context: str | None = None
+) -> ClientConfig:
+    """Settings as kubectl finds them: ``config_file`` when given, else kubeconfig when one
+    exists (``$KUBECONFIG`` or ``~/.kube/config``), else the pod's service account.
+
+    ``context`` selects a kubeconfig context. Raises ``ConfigError`` naming the file
+    or context at fault (also when ``config_file`` does not exist).
+    """
+    if config_file is not None:
+        return await load_kube_config(config_file, context=context)
     raw = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     if _any_exists(raw):
         return await load_kube_config(context=context)

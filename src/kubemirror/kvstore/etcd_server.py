@@ -32,10 +32,17 @@ _HOST = "127.0.0.1"
 
 
 def find_etcd_binary(name: str = "etcd") -> str | None:
-    """Return the path of the ``etcd`` executable (``$KUBEMIRROR_ETCD`` first), or None."""
+    """Return the path of the ``etcd`` executable, or None: ``$KUBEMIRROR_ETCD`` (used
+    alone when set), then ``$KUBEBUILDER_ASSETS/etcd`` (the envtest convention, as
+    ``kubemirror envtest setup`` prints it), then ``PATH``."""
     override = os.environ.get("KUBEMIRROR_ETCD")
     if override:
         return override if os.access(override, os.X_OK) else None
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets:
+        candidate = os.path.join(assets, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
     return shutil.which(name)
 
 
