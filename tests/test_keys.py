@@ -58,3 +58,13 @@ def test_meta_namespace_index_func() -> None:
     assert keys.meta_namespace_index_func({"metadata": {"name": "a"}}) == [""]
     tomb = keys.DeletedFinalStateUnknown("x/a", {"metadata": {"namespace": "x", "name": "a"}})
     assert keys.meta_namespace_index_func(tomb) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "key"),
+    [("ns", "a", "ns/a"), ("", "a", "a"), (None, "a", "a")],
+    ids=["namespaced", "empty-namespace", "cluster-scoped"],
+)
+def test_object_key(namespace: str | None, name: str, key: str) -> None:
+    assert keys.object_key(namespace, name) == key
+    assert keys.split_meta_namespace_key(key) == (namespace or "", name)

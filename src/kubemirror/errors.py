@@ -68,6 +68,7 @@ __all__ = [
     "UnauthorizedError",
     "UnknownIndexError",
     "api_error_from_status",
+    "describe_object",
 ]
 
 
@@ -137,7 +138,7 @@ class KeyFuncError(KubemirrorError):
     def __init__(self, obj: object, reason: str) -> None:
         self.obj = obj
         self.reason = reason
-        super().__init__(f"cannot compute key for {_describe(obj)}: {reason}")
+        super().__init__(f"cannot compute key for {describe_object(obj)}: {reason}")
 
 
 class IndexFuncError(KubemirrorError):
@@ -151,7 +152,7 @@ class IndexFuncError(KubemirrorError):
         self.index_name = index_name
         self.obj = obj
         self.reason = reason
-        super().__init__(f"index {index_name!r} failed on {_describe(obj)}: {reason}")
+        super().__init__(f"index {index_name!r} failed on {describe_object(obj)}: {reason}")
 
 
 class UnknownIndexError(KubemirrorError, LookupError):
@@ -330,7 +331,9 @@ def api_error_from_status(status: Mapping[str, Any]) -> ApiError:
     return _API_ERRORS_BY_CODE.get(code, ApiError)(status)
 
 
-def _describe(obj: object) -> str:
+def describe_object(obj: object) -> str:
+    """``obj`` named for a message: ``Pod ns/name``, ``Node name``, ``object without
+    metadata``, or its type and a short repr; never raises."""
     if isinstance(obj, Mapping):
         meta = obj.get("metadata")
         kind = obj.get("kind", "object")

@@ -151,7 +151,7 @@ class HandlerRegistration:
                     self.metrics.inc("errors", self.name)
                 log.exception("%s: handler %s.%s failed on %s", self.name,
                               _callback_name(callbacks[kind]), _HANDLER_NAMES[kind],
-                              _describe(args[-1]))
+                              errors.describe_object(args[-1]))
             self.delivered += 1
             if self.delivered % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -707,10 +707,4 @@ def _same_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 def _callback_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__name__
 
-
-def _describe(obj: Any) -> str:
-    try:
-        return keys.meta_namespace_key(obj)
-    except errors.KubemirrorError:
-        return type(obj).__name__
 

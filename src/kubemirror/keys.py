@@ -18,6 +18,7 @@ __all__ = [
     "deletion_handling_meta_namespace_key",
     "meta_namespace_index_func",
     "meta_namespace_key",
+    "object_key",
     "split_meta_namespace_key",
 ]
 
@@ -59,9 +60,14 @@ def meta_namespace_key(obj: Any) -> str:
     if not isinstance(name, str) or not name:
         raise errors.KeyFuncError(obj, f"metadata.name must be a non-empty string, got {name!r}")
     namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
-    if namespace:
-        return f"{namespace}/{name}"
-    return name
+    return object_key(namespace, name)
+
+
+def object_key(namespace: str | None, name: str) -> str:
+    """The key of the object ``name`` in ``namespace``: ``"namespace/name"``, or ``"name"``
+    when ``namespace`` is empty or None (client-go's ``ObjectName.String``). The one
+    rule every store, lister and index of kubemirror keys objects by."""
+    return f"{namespace}/{name}" if namespace else name
 
 
 def deletion_handling_meta_namespace_key(obj: Any) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from kubemirror import bulk, errors, keys, lifecycle
 from kubemirror.listwatch import EventStream, ListerWatcher, ListOptions
-from kubemirror.types import Obj, WatchEvent
+from kubemirror.types import INITIAL_EVENTS_END_ANNOTATION, Obj, WatchEvent
 
 __all__ = [
     "INITIAL_EVENTS_END_ANNOTATION",
@@ -42,9 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-INITIAL_EVENTS_END_ANNOTATION = "k8s.io/initial-events-end"
-"""Annotation on the bookmark that ends the initial events of a streaming list."""
 
 TransformFunc = Callable[[dict[str, Any]], dict[str, Any]]
 """Called on each received object before it is stored (may strip fields in place)."""
@@ -312,7 +309,7 @@ class Reflector(lifecycle.Service):
             return self.transform(obj)
         except Exception:
             log.exception("%s: transform failed on %s; storing it unchanged", self.name,
-                          _describe(obj))
+                          errors.describe_object(obj))
             self._count_error(RuntimeError("transform failed"))
             return obj
 
@@ -531,9 +528,3 @@ class Poller(lifecycle.Service):
                 log.exception("%s: poll failed", self.name)
             await asyncio.sleep(self.period)
 
-
-def _describe(obj: Any) -> str:
-    try:
-        return keys.meta_namespace_key(obj)
-    except errors.KeyFuncError:
-        return "an object without metadata.name"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Final, Literal, Protocol, TypedDict
 
 __all__ = [
+    "INITIAL_EVENTS_END_ANNOTATION",
     "Clock",
     "GroupVersionResource",
     "IndexFunc",
@@ -25,6 +26,10 @@ __all__ = [
     "WatchEvent",
     "WatchEventType",
 ]
+
+INITIAL_EVENTS_END_ANNOTATION: Final = "k8s.io/initial-events-end"
+"""The annotation (value ``"true"``) of the BOOKMARK that ends a watch's initial events
+(``sendInitialEvents=true``): the replayed state is complete."""
 
 Obj = Mapping[str, Any]
 """A Kubernetes object as decoded JSON. Treat as read-only."""

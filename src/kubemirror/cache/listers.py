@@ -13,7 +13,7 @@ import builtins
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from kubemirror import errors, types
+from kubemirror import errors, keys, types
 from kubemirror.cache import index
 
 __all__ = [
@@ -128,7 +128,7 @@ class NamespaceLister:
 
     def get(self, name: str) -> types.Obj | None:
         """The object ``name`` of the namespace, or ``None``. O(1)."""
-        key = f"{self.namespace}/{name}" if self.namespace else name
+        key = keys.object_key(self.namespace, name)
         return self._parent.indexer.get_by_key(key)
 
 

@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kubemirror import informer, lifecycle, listwatch, watcher
+from kubemirror import informer, keys, lifecycle, listwatch, watcher
 from kubemirror.cli import ui
 from kubemirror.cli.mirror import (
     LatencyWindow,
@@ -381,7 +381,7 @@ class _DemoSession:
             entry.key: entry.object["metadata"]["resourceVersion"] for entry in result.entries
         }
         mirror = {
-            (f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name): ref.resource_version
+            keys.object_key(ref.namespace, ref.name): ref.resource_version
             for ref in self.watcher.store.refs()
         }
         missing = len(server.keys() - mirror.keys())

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import yaml
 
-from kubemirror import errors
+from kubemirror import errors, keys
 from kubemirror.client import transport
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import status
@@ -217,7 +217,7 @@ class MemberWriteForwarder:
                 write.cluster,
                 write.method,
                 gvr,
-                f"{namespace}/{name}" if namespace else name,
+                keys.object_key(namespace, name),
                 self.wait_timeout,
             )
             entry = None

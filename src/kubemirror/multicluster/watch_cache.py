@@ -20,14 +20,14 @@ import collections
 import contextlib
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import orjson
 
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import status
 from kubemirror.multicluster.filters import ObjectFilter
-from kubemirror.types import Obj
+from kubemirror.types import INITIAL_EVENTS_END_ANNOTATION, Obj
 
 __all__ = [
     "INITIAL_EVENTS_END_ANNOTATION",
@@ -37,9 +37,6 @@ __all__ = [
     "Watch",
     "WatchCache",
 ]
-
-INITIAL_EVENTS_END_ANNOTATION: Final = "k8s.io/initial-events-end"
-"""Set to ``"true"`` on the bookmark that ends a ``sendInitialEvents`` stream."""
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 

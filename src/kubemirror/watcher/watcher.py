@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from kubemirror import errors, keys, lifecycle, listwatch, paths, reflector
@@ -70,7 +70,8 @@ class _StoreWriter:
             self.store.update(obj, keys)
         except errors.StoreError as exc:
             self.rejected += 1
-            log.warning("%s: object not stored: %s (%s)", self.name, exc, _describe(obj))
+            log.warning("%s: object not stored: %s (%s)", self.name, exc,
+                        errors.describe_object(obj))
             return _UNCHANGED, None
         return (_CREATED if old is None else _MODIFIED), ref
 
@@ -123,12 +124,6 @@ class _StoreWriter:
     def list_keys(self) -> list[str]:
         return [f"{r.namespace}/{r.name}" if r.namespace else r.name for r in self.store.refs()]
 
-
-def _describe(obj: object) -> str:
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    if isinstance(meta, Mapping):
-        return f"{meta.get('namespace') or ''}/{meta.get('name')}"
-    return f"{type(obj).__name__}"
 
 
 class Watcher(lifecycle.Service):
