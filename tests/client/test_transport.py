@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import orjson
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from kubemirror.client.transport import (
     ListOptions,
     decode_list,
     error_from_response,
+    map_transport_errors,
     parse_watch_line,
     resource_path,
 )
@@ -208,3 +210,23 @@ def test_compact_pages_and_decode_list_fill_in_the_same_kind_and_api_version(
     raws = PartialDecoder().page(body, PODS.api_version).items
     assert [raw.decode() for raw in raws] == dicts
     assert [(raw["kind"], raw["apiVersion"]) for raw in raws] == [("Pod", "v1")]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [ConnectionResetError("reset by peer"), TimeoutError(), aiohttp.ServerDisconnectedError()],
+    ids=["socket", "timeout", "aiohttp"],
+)
+def test_map_transport_errors_wraps_connection_failures(failure: BaseException) -> None:
+    with (
+        pytest.raises(errors.TransportError, match=r"^GET /api/v1/pods: ") as caught,
+        map_transport_errors("GET /api/v1/pods"),
+    ):
+        raise failure
+    assert caught.value.__cause__ is failure
+
+
+def test_map_transport_errors_lets_api_errors_through() -> None:
+    gone = errors.GoneError({"code": 410, "reason": "Expired", "message": "too old"})
+    with pytest.raises(errors.GoneError), map_transport_errors("LIST pods"):
+        raise gone

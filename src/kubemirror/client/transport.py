@@ -13,8 +13,9 @@ decoding list pages (both measured in ``perf-baselines.md``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, cast
@@ -36,11 +37,29 @@ __all__ = [
     "WatchStream",
     "decode_list",
     "error_from_response",
+    "map_transport_errors",
     "parse_watch_line",
     "resource_path",
 ]
 
 log = logging.getLogger(__name__)
+
+
+_TRANSPORT_FAILURES = (TimeoutError, aiohttp.ClientError, OSError)
+"""What a connection can fail with: aiohttp's errors, socket errors and timeouts."""
+
+
+@contextlib.contextmanager
+def map_transport_errors(what: str) -> Iterator[None]:
+    """Raise ``TransportError("<what>: <cause>")``, chained, for a connection failure inside.
+
+    The one place where aiohttp's and the socket layer's exceptions become kubemirror's
+    (as httpx maps its transport's errors in one place); API errors pass through.
+    """
+    try:
+        yield
+    except _TRANSPORT_FAILURES as exc:
+        raise errors.TransportError(f"{what}: {exc!r}") from exc
 
 _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _BLANK = frozenset(b" \t\r\x0b\x0c")
@@ -273,10 +292,8 @@ class WatchStream:
                     return self._parse(line)
             if self._closed:
                 raise StopAsyncIteration
-            try:
+            with map_transport_errors("watch stream broken"):
                 chunk = await self._response.content.readany()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise errors.TransportError(f"watch stream broken: {exc!r}") from exc
             if not chunk:
                 self._closed = True
                 tail = self._splitter.tail
@@ -412,7 +429,7 @@ class KubeClient:
             data = bytes(body) if isinstance(body, bytes | bytearray) else orjson.dumps(body)
             headers["Content-Type"] = content_type
         url = self.config.server + path
-        try:
+        with map_transport_errors(f"{method} {url}"):
             response = await self._get_session().request(
                 method,
                 url,
@@ -423,12 +440,10 @@ class KubeClient:
                 server_hostname=self.config.tls_server_name,
                 proxy=self.config.proxy,
             )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise errors.TransportError(f"{method} {url}: {exc!r}") from exc
         if response.status >= 400:
             try:
                 payload = await response.read()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except _TRANSPORT_FAILURES as exc:
                 payload = b""
                 log.debug("reading error body of %s %s failed: %r", method, path, exc)
             finally:
@@ -474,9 +489,8 @@ class KubeClient:
             method, path, params=params, body=body, timeout=timeout, content_type=content_type
         )
         try:
-            return await response.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise errors.TransportError(f"{method} {path}: reading body: {exc!r}") from exc
+            with map_transport_errors(f"{method} {path}: reading body"):
+                return await response.read()
         finally:
             response.release()
 
