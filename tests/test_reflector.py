@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
 
 from kubemirror import bulk, errors
 from kubemirror.reflector import Backoff, Poller, Reflector, is_initial_events_end
@@ -46,35 +45,6 @@ def make(server: MemoryServer, **kwargs: Any) -> tuple[MemoryListerWatcher, Dict
 
 def caught_up(server: MemoryServer, store: DictStore, refl: Reflector) -> bool:
     return refl.last_sync_resource_version == str(server.rv) and store.items == server.state()
-
-
-# -- Backoff ----------------------------------------------------------------------------------
-
-
-def test_backoff_grows_exponentially_to_the_cap_without_jitter() -> None:
-    b = Backoff(initial=1, cap=10, factor=2, jitter=False)
-    assert [b.next() for _ in range(6)] == [1, 2, 4, 8, 10, 10]
-    b.reset()
-    assert b.next() == 1
-
-
-@given(st.integers(min_value=0, max_value=2**32), st.integers(min_value=0, max_value=30))
-def test_backoff_jitter_stays_between_half_and_full_delay(seed: int, attempt: int) -> None:
-    b = Backoff(initial=0.5, cap=20, rng=random.Random(seed))
-    for _ in range(attempt):
-        b.next()
-    full = min(20, 0.5 * 2**attempt)
-    assert full / 2 <= b.next() <= full
-
-
-@pytest.mark.parametrize(
-    ("initial", "cap", "factor"),
-    [(0, 1, 2), (2, 1, 2), (1, 2, 0.5)],
-    ids=["zero-initial", "cap-below-initial", "shrinking"],
-)
-def test_backoff_rejects_bad_parameters(initial: float, cap: float, factor: float) -> None:
-    with pytest.raises(errors.ConfigError, match="backoff"):
-        Backoff(initial, cap, factor)
 
 
 def test_initial_events_end_detection() -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubemirror import bulk, errors, keys, lifecycle
+from kubemirror.backoff import Backoff
 from kubemirror.listwatch import EventStream, ListerWatcher, ListOptions
 from kubemirror.types import INITIAL_EVENTS_END_ANNOTATION, Obj, WatchEvent
 
@@ -86,55 +87,6 @@ class ReflectorStats:
     malformed_events: int = 0
     errors: int = 0
     last_error: str = ""
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped; sans-I/O (returns delays, never sleeps).
-
-    The n-th consecutive ``next()`` returns a delay drawn uniformly from
-    ``[d/2, d]`` (with ``jitter=True``) where ``d = min(cap, initial * factor**n)``;
-    ``reset()`` after a success. Not thread-safe.
-    """
-
-    __slots__ = ("_attempt", "cap", "factor", "initial", "jitter", "rng")
-
-    def __init__(
-        self,
-        initial: float = 0.8,
-        cap: float = 30.0,
-        factor: float = 2.0,
-        *,
-        jitter: bool = True,
-        rng: random.Random | None = None,
-    ) -> None:
-        if initial <= 0 or cap < initial or factor < 1:
-            raise errors.ConfigError(
-                "backoff needs 0 < initial <= cap and factor >= 1",
-                field="backoff",
-                expression=f"initial={initial} cap={cap} factor={factor}",
-            )
-        self.initial = initial
-        self.cap = cap
-        self.factor = factor
-        self.jitter = jitter
-        self.rng = rng or random.Random()
-        self._attempt = 0
-
-    @property
-    def attempt(self) -> int:
-        """Consecutive failures since the last ``reset``."""
-        return self._attempt
-
-    def next(self) -> float:
-        """The delay before the next attempt; grows with each call."""
-        delay = min(self.cap, self.initial * self.factor**self._attempt)
-        self._attempt += 1
-        if self.jitter:
-            delay = delay / 2 + self.rng.random() * delay / 2
-        return delay
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 def is_initial_events_end(event: WatchEvent) -> bool:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
 from kubemirror import errors
+from kubemirror.backoff import exponential_delay
 from kubemirror.types import Clock, MonotonicClock
 
 __all__ = [
@@ -66,9 +66,7 @@ class ExponentialFailureRateLimiter:
     def when(self, item: Hashable) -> float:
         failures = self._failures.get(item, 0)
         self._failures[item] = failures + 1
-        if failures > 60:  # 2**60 overflows any sensible delay
-            return self.max_delay
-        return min(self.base_delay * math.pow(2, failures), self.max_delay)
+        return exponential_delay(failures, self.base_delay, 2.0, self.max_delay)
 
     def forget(self, item: Hashable) -> None:
         self._failures.pop(item, None)
