@@ -136,7 +136,7 @@ def test_field_description_without_importing_models() -> None:
 
 
 def test_crd_schema_becomes_a_component() -> None:
-    from kubemirror.multicluster.server import crd_resource_infos
+    from kubemirror.multicluster.crds import crd_resource_infos
 
     infos = [*BUILTIN_RESOURCES, *crd_resource_infos(CRD)]
     doc = openapi.v3_document("apis/example.com/v1", infos, openapi.crd_schemas([CRD]))

@@ -26,9 +26,9 @@ from kubemirror import errors, keys
 from kubemirror.client import transport
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import status
-from kubemirror.multicluster.server import ForwardedWrite
 from kubemirror.multicluster.storage import CLUSTER_ANNOTATION, MemoryStorage
 from kubemirror.multicluster.synchro import wait_for_object
+from kubemirror.multicluster.writes import ForwardedWrite
 from kubemirror.types import GroupVersionResource
 
 __all__ = ["MemberWriteForwarder", "unmirror_body"]
