@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
-from kubemirror import errors, lifecycle
+from kubemirror import errors, keys, lifecycle
 from kubemirror.multicluster import watch_cache
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.storage import (
@@ -270,7 +270,7 @@ async def wait_for_object(
     ``timeout`` seconds. Wakes on the storage's own events: no polling.
     """
     resource_storage = storage.resource_storage(gvr)
-    key = f"{namespace}/{name}" if namespace and resource_storage.info.namespaced else name
+    key = keys.object_key(namespace if resource_storage.info.namespaced else "", name)
 
     def reached() -> bool:
         entry = resource_storage.get_entry(cluster, key)
