@@ -16,12 +16,8 @@ import pytest
 import yaml
 
 from kubemirror import errors
-from kubemirror.cli.serve import (
-    DEFAULT_UNREADY_AFTER,
-    ServeFlags,
-    load_serve_config,
-    sync_readiness,
-)
+from kubemirror.cli.serve import sync_readiness
+from kubemirror.cli.serve_config import DEFAULT_UNREADY_AFTER, ServeFlags, load_serve_config
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.testing import make_pod, make_self_signed_cert, seed

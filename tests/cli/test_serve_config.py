@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kubemirror import errors
-from kubemirror.cli.serve import (
+from kubemirror.cli.serve_config import (
     ClusterSpec,
     ServeConfig,
     ServeFlags,

@@ -373,8 +373,9 @@ def serve(
     --read-write, writes go to the member cluster that owns the object.
     """
     from kubemirror.cli import serve as serve_mod
+    from kubemirror.cli.serve_config import ServeFlags
 
-    flags = serve_mod.ServeFlags(
+    flags = ServeFlags(
         config=str(config) if config else None,
         clusters=tuple(cluster or ()),
         resources=tuple(resource or ()),
