@@ -326,3 +326,32 @@ def test_service_thread_keeps_and_logs_a_crash_and_still_closes(
     messages = [r.getMessage() for r in caplog.records]
     assert "crashing-thread crashed" in messages
     assert any(m.startswith("closing") and "failed" in m for m in messages)
+
+
+class _Recorder(lifecycle.BlockingService):
+    """A BlockingService that records the thread of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool]] = []
+
+    def start(self) -> None:
+        self.calls.append(("start", threading.current_thread() is threading.main_thread()))
+
+    def stop(self) -> None:
+        self.calls.append(("stop", threading.current_thread() is threading.main_thread()))
+
+
+def test_blocking_service_with_starts_and_closes_on_the_calling_thread() -> None:
+    service = _Recorder()
+    with service as entered:
+        assert entered is service
+    assert service.calls == [("start", True), ("stop", True)]
+
+
+async def test_blocking_service_async_twins_run_in_a_worker_thread() -> None:
+    service = _Recorder()
+    async with service:
+        pass
+    await service.astart()
+    await service.astop()
+    assert service.calls == [("start", False), ("stop", False)] * 2

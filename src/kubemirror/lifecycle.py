@@ -12,6 +12,10 @@ one half and inherits the other:
   coroutine) and ``async stop()`` (cancel them); inherit ``run(stop)`` and
   ``async with``. For components that must be usable as soon as ``start()``
   returns, such as the kvstore stores.
+- ``BlockingService``: write blocking ``start()`` and ``stop()`` (child processes:
+  ``EnvTest``, ``EtcdServer``); inherit ``astart``/``astop`` (run in a worker
+  thread), ``with`` and ``async with`` (which end with ``close()``, ``stop()`` unless
+  overridden).
 - ``ServiceThread``: runs a ``run(stop)`` on a new event loop in a daemon thread;
   the one thread facade under ``InformerThread``, ``WatcherThread`` and the demo.
 
@@ -33,6 +37,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 __all__ = [
+    "BlockingService",
     "Service",
     "ServiceThread",
     "StartStopService",
@@ -180,6 +185,60 @@ class StartStopService(_AsyncContext):
             await wait_stopped(stop)
         finally:
             await self.stop()
+
+
+class BlockingService:
+    """Base class: implement blocking ``start()`` and ``stop()``; get the asyncio twins
+    ``astart()``/``astop()`` (run in a worker thread, so the loop keeps serving) and
+    ``with``/``async with``, which start on entry and call ``close()`` on exit.
+
+    ``close()`` is ``stop()`` unless a subclass also releases what outlives a stop
+    (a data directory). Thread safety is the subclass's to state.
+    """
+
+    def start(self) -> None:
+        """Bring the service up; return once it is usable (blocks)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Bring the service down (blocks)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """What leaving ``with``/``async with`` does: ``stop()``, unless overridden."""
+        self.stop()
+
+    async def astart(self) -> None:
+        """``start()`` without blocking the event loop."""
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        """``stop()`` without blocking the event loop."""
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.close)
 
 
 class ServiceThread:

@@ -38,12 +38,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.client.config import ClientConfig, make_ssl_context
 from kubemirror.envtest.assets import Assets, setup_assets
 from kubemirror.envtest.pki import CertificateAuthority, service_account_key_pair
@@ -58,7 +57,7 @@ _HOST = "127.0.0.1"
 _SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
-class EnvTest:
+class EnvTest(lifecycle.BlockingService):
     """A real control plane (etcd + kube-apiserver) in child processes on 127.0.0.1.
 
     ``assets`` defaults to ``setup_assets(build=build)``: ``$KUBEBUILDER_ASSETS``,
@@ -353,15 +352,7 @@ class EnvTest:
             return "\n".join(text.splitlines()[-lines:])
         return ""
 
-    # -- asyncio twins and context managers -------------------------------------
-
-    async def astart(self) -> None:
-        """``start()`` without blocking the event loop."""
-        await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        """``stop()`` without blocking the event loop."""
-        await asyncio.to_thread(self.stop)
+    # -- asyncio twins (astart, astop, with and async with: BlockingService) ----
 
     async def arestart_apiserver(self) -> None:
         """``restart_apiserver()`` without blocking the event loop."""
@@ -370,30 +361,6 @@ class EnvTest:
     async def arestart_etcd(self) -> None:
         """``restart_etcd()`` without blocking the event loop."""
         await asyncio.to_thread(self.restart_etcd)
-
-    def __enter__(self) -> EnvTest:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EnvTest:
-        await self.astart()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
 
     def __repr__(self) -> str:
         state = "running" if self.apiserver_running else "stopped"
