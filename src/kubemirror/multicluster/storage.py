@@ -997,6 +997,9 @@ class MemoryStorage:
 
     # -- async twins and replicas: the interface shared with PostgresStorage ---------------
 
+    async def flush(self) -> None:
+        """Nothing to wait for: every write is applied before it returns."""
+
     async def aclean_cluster(self, cluster: str) -> None:
         """``clean_cluster``."""
         self.clean_cluster(cluster)
