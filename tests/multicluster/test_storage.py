@@ -218,12 +218,16 @@ async def test_list_versions_that_are_served(any_pods: AnyResourceStorage) -> No
     await any_pods.acreate("a", make_pod("y"))
     assert (await any_pods.alist(ListOptions(resource_version="0"))).resource_version == "p.2"
     assert (await any_pods.alist(ListOptions(resource_version="p.1"))).resource_version == "p.2"
-    exact = await any_pods.alist(ListOptions(resource_version="p.2", resource_version_match="Exact"))
+    exact = await any_pods.alist(
+        ListOptions(resource_version="p.2", resource_version_match="Exact")
+    )
     assert exact.resource_version == "p.2"
     assert len(exact.items) == 2
 
 
-async def test_clean_cluster_and_resource(storage: AnyStorage, any_pods: AnyResourceStorage) -> None:
+async def test_clean_cluster_and_resource(
+    storage: AnyStorage, any_pods: AnyResourceStorage
+) -> None:
     await any_pods.acreate("a", make_pod("x", resource_version="10"))
     await any_pods.acreate("b", make_pod("y", resource_version="20"))
     assert any_pods.count("a") == 1
@@ -267,7 +271,8 @@ async def test_cluster_store_replace_emits_only_changes(
     ]
     assert names((await any_pods.alist()).items) == ["x"]
     x = await any_pods.aget("a", "default", "x")
-    assert x is not None and x["metadata"]["resourceVersion"].endswith(".3")
+    assert x is not None
+    assert x["metadata"]["resourceVersion"].endswith(".3")
 
 
 def test_memory_cluster_store_reads(pods: ResourceStorage) -> None:

@@ -43,7 +43,8 @@ from kubemirror.client import discovery, transport
 from kubemirror.multicluster.forward import MemberWriteForwarder
 from kubemirror.multicluster.resources import ALL_VERBS, READ_VERBS, ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer, Readiness
-from kubemirror.multicluster.storage import ClusterResourceStore, MemoryStorage
+from kubemirror.multicluster.storage import MemoryStorage
+from kubemirror.multicluster.storage_api import ClusterStoreApi, Storage
 from kubemirror.multicluster.synchro import ClusterSynchro, MemberHealth, Runnable
 from kubemirror.types import GroupVersionResource
 
@@ -104,6 +105,7 @@ class ServeFlags:
     unready_after: float | None = None
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    storage: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,8 @@ class ServeConfig:
     unready_after: float = DEFAULT_UNREADY_AFTER
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    storage: str = field(default="memory", repr=False)
+    """``memory`` or a PostgreSQL URL (hidden from ``repr``: it may hold a password)."""
 
 
 def _split_names(values: Iterable[str]) -> tuple[str, ...]:
@@ -312,7 +316,35 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         ),
         allowed_origins=flags.allowed_origins
         or _names(listen.get("allowedOrigins") or [], f"{path}: listen.allowedOrigins"),
+        storage=_storage_location(pick(flags.storage, doc.get("storage"), "memory"), path),
     )
+
+
+def _storage_location(value: object, path: str) -> str:
+    """``memory`` or a ``postgresql://`` / ``postgres://`` URL; else a ``ConfigError``."""
+    text = str(_expect(value, str, f"{path}: storage"))
+    if text == "memory" or text.startswith(("postgresql://", "postgres://")):
+        return text
+    raise errors.ConfigError(
+        "must be memory or a postgresql:// URL",
+        field=f"{path}: storage".lstrip(": "),
+        expression=text.split("@")[-1],
+    )
+
+
+def open_storage(location: str) -> Storage:
+    """The storage ``location`` names (not started): a ``MemoryStorage`` or, for a
+    PostgreSQL URL, a ``PostgresStorage`` (``CommandError`` without the extra)."""
+    if location == "memory":
+        return MemoryStorage()
+    try:
+        from kubemirror.multicluster.postgres import PostgresStorage
+    except ImportError as exc:
+        raise errors.CommandError(
+            "--storage postgresql:// needs the PostgreSQL driver",
+            "pip install 'kubemirror[postgres]'",
+        ) from exc
+    return PostgresStorage(location)
 
 
 def _host_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
@@ -563,7 +595,7 @@ class _Mirror:
     def reflector_factory(
         self,
         lister_watcher: Any,
-        store: ClusterResourceStore,
+        store: ClusterStoreApi,
         *,
         resync_period: float = 0.0,
         page_size: int = 500,
@@ -682,7 +714,7 @@ def _report_health(
 
 async def _report_progress(
     mirror: _Mirror,
-    storage: MemoryStorage,
+    storage: Storage,
     console: Console,
     stop: asyncio.Event,
     unready_after: float = DEFAULT_UNREADY_AFTER,
@@ -716,7 +748,10 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
     try:
         for spec in config.clusters:
             await _connect(mirror, spec, config.read_only)
-        storage = MemoryStorage()
+        storage = open_storage(config.storage)
+        # Replicas sharing a database serve what it holds: ready without syncing themselves
+        # (each member is synced by whichever replica holds its lease).
+        shared = not isinstance(storage, MemoryStorage)
         default_cluster = config.clusters[0].name if config.clusters else "default"
         collector = None
         if prometheus is not None:
@@ -748,7 +783,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             accept_hosts=config.accept_hosts,
             allowed_origins=config.allowed_origins,
             readiness=sync_readiness(
-                mirror.waiting,
+                (lambda: []) if shared else mirror.waiting,
                 lambda: unreachable_members(mirror.health, config.unready_after),
             ),
             extra_routes=(
@@ -769,6 +804,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         mirror.health = synchro.health
         stop = asyncio.Event()
         ui.install_stop_handlers(stop)
+        await storage.start()
         await server.start()
         warnings = Console(stderr=True, highlight=False)
         retry_log = RetryLog(
@@ -804,6 +840,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         finally:
             reflector_log.removeFilter(retry_log)
             await server.stop()
+            await storage.stop()
     finally:
         await mirror.close()
     _log(console, "stopped")

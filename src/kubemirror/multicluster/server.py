@@ -1,4 +1,5 @@
-"""A Kubernetes-compatible HTTP API over a ``MemoryStorage`` (multicluster layer).
+"""A Kubernetes-compatible HTTP API over a storage (multicluster layer): ``MemoryStorage``
+or ``PostgresStorage``, through their shared async interface (``storage_api.Storage``).
 
 ``KubeApiServer`` serves discovery (``/api``, ``/apis``, resource lists),
 LIST/WATCH/GET/POST/PUT/PATCH/DELETE for every registered resource type, all
@@ -36,11 +37,8 @@ from kubemirror.multicluster import patch as patches
 from kubemirror.multicluster import request_info, status, table, validation, watch_cache
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
-from kubemirror.multicluster.storage import (
-    CLUSTER_ANNOTATION,
-    MemoryStorage,
-    ResourceStorage,
-)
+from kubemirror.multicluster.storage import CLUSTER_ANNOTATION
+from kubemirror.multicluster.storage_api import ResourceStorageApi, Storage
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
 __all__ = [
@@ -372,7 +370,7 @@ class KubeApiServer(lifecycle.StartStopService):
 
     def __init__(
         self,
-        storage: MemoryStorage,
+        storage: Storage,
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
@@ -436,7 +434,7 @@ class KubeApiServer(lifecycle.StartStopService):
         """The base URL serving only ``cluster``."""
         return f"{self.url}/clusters/{cluster}"
 
-    def register_resource(self, info: ResourceInfo) -> ResourceStorage:
+    def register_resource(self, info: ResourceInfo) -> ResourceStorageApi:
         """Serve a resource type (CRD-style) from now on; idempotent."""
         return self.storage.new_resource_storage(info)
 
@@ -607,7 +605,7 @@ class KubeApiServer(lifecycle.StartStopService):
                 status.make_status(406, "NotAcceptable", "only application/json is supported")
             )
         crds = openapi.crd_schemas(
-            self.storage.resource_storage(CRD_RESOURCE.gvr).list().items
+            (await self.storage.resource_storage(CRD_RESOURCE.gvr).alist()).items
         )
         loop = asyncio.get_running_loop()
         if path == "/openapi/v2":
@@ -705,7 +703,7 @@ class KubeApiServer(lifecycle.StartStopService):
 
     # -- resources ------------------------------------------------------------------------
 
-    def _find(self, info: request_info.RequestInfo) -> ResourceStorage:
+    def _find(self, info: request_info.RequestInfo) -> ResourceStorageApi:
         gvr = GroupVersionResource(info.group, info.version, info.resource)
         try:
             rs = self.storage.resource_storage(gvr)
@@ -743,7 +741,7 @@ class KubeApiServer(lifecycle.StartStopService):
             raise status.method_not_allowed(_METHOD_NOT_ALLOWED)
         if method == "GET":
             if info.name:
-                return self._get(request, rs, info)
+                return await self._get(request, rs, info)
             query = request_info.parse_list_query(
                 request.query,
                 namespace=info.namespace,
@@ -767,11 +765,11 @@ class KubeApiServer(lifecycle.StartStopService):
             return await self._delete(request, rs, info)
         raise status.method_not_allowed(_METHOD_NOT_ALLOWED)
 
-    def _key(self, rs: ResourceStorage, namespace: str, name: str) -> str:
+    def _key(self, rs: ResourceStorageApi, namespace: str, name: str) -> str:
         return f"{namespace}/{name}" if rs.info.namespaced and namespace else name
 
-    def _locate(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, hint: str | None = None
+    async def _locate(
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, hint: str | None = None
     ) -> str:
         """The cluster a named request acts on: the path's, else the hint, default, or holder."""
         if info.cluster is not None:
@@ -779,18 +777,18 @@ class KubeApiServer(lifecycle.StartStopService):
         key = self._key(rs, info.namespace, info.name)
         if hint and self.storage.has_cluster(hint):
             return hint
-        if rs.get_entry(self.default_cluster, key) is not None:
+        if await rs.aget_entry(self.default_cluster, key) is not None:
             return self.default_cluster
         for cluster in self.storage.clusters():
-            if rs.get_entry(cluster, key) is not None:
+            if await rs.aget_entry(cluster, key) is not None:
                 return cluster
         return self.default_cluster
 
-    def _get(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+    async def _get(
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
-        cluster = self._locate(rs, info)
-        entry = rs.get_entry(cluster, self._key(rs, info.namespace, info.name))
+        cluster = await self._locate(rs, info)
+        entry = await rs.aget_entry(cluster, self._key(rs, info.namespace, info.name))
         if entry is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         if request_info.accepts_table(request.headers.get("Accept", "")):
@@ -804,10 +802,10 @@ class KubeApiServer(lifecycle.StartStopService):
         return web.Response(body=entry.encoded(), content_type=_JSON)
 
     async def _list(
-        self, request: web.Request, rs: ResourceStorage, query: request_info.QueryOptions
+        self, request: web.Request, rs: ResourceStorageApi, query: request_info.QueryOptions
     ) -> web.StreamResponse:
         await self._await_resource_version(query.options.resource_version)
-        result = rs.list(query.options)
+        result = await rs.alist(query.options)
         if request_info.accepts_table(request.headers.get("Accept", "")):
             tbl = table.to_table(
                 result.items,
@@ -869,10 +867,10 @@ class KubeApiServer(lifecycle.StartStopService):
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
     async def _watch(
-        self, request: web.Request, rs: ResourceStorage, query: request_info.QueryOptions
+        self, request: web.Request, rs: ResourceStorageApi, query: request_info.QueryOptions
     ) -> web.StreamResponse:
         await self._await_resource_version(query.options.resource_version)
-        watch = rs.watch(query.options)
+        watch = await rs.awatch(query.options)
         as_table = request_info.accepts_table(request.headers.get("Accept", ""))
         include_object = request.query.get("includeObject", "Metadata")
         timeout = min(query.timeout_seconds or self.watch_timeout, self.watch_timeout)
@@ -927,7 +925,7 @@ class KubeApiServer(lifecycle.StartStopService):
 
     @staticmethod
     def _table_line(
-        rs: ResourceStorage,
+        rs: ResourceStorageApi,
         event: watch_cache.StorageEvent,
         include_object: str,
         with_columns: bool,
@@ -967,11 +965,11 @@ class KubeApiServer(lifecycle.StartStopService):
         except orjson.JSONDecodeError as exc:
             raise status.bad_request(unrecognized + _json_problem(raw, exc.pos)) from None
 
-    def _has_status(self, rs: ResourceStorage) -> bool:
+    def _has_status(self, rs: ResourceStorageApi) -> bool:
         """Whether the type has a ``status`` subresource."""
         return rs.gvr in _STATUS_SUBRESOURCE or rs.gvr in self._status_subresource
 
-    def _name_rule(self, rs: ResourceStorage) -> validation.NameRule:
+    def _name_rule(self, rs: ResourceStorageApi) -> validation.NameRule:
         gvr = rs.gvr
         if gvr in _LABEL_NAMED:
             return "label"
@@ -979,7 +977,7 @@ class KubeApiServer(lifecycle.StartStopService):
             return "subdomain"
         return "path"  # registered at run time: only what keeps names safe in paths and keys
 
-    def _check_type(self, rs: ResourceStorage, api_version: str, kind: str) -> None:
+    def _check_type(self, rs: ResourceStorageApi, api_version: str, kind: str) -> None:
         """400 when the body's apiVersion/kind is not the endpoint's, worded as the server."""
         info = rs.info
         expected = info.api_version
@@ -1016,7 +1014,7 @@ class KubeApiServer(lifecycle.StartStopService):
             )
 
     def _check_object(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, body: Any
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, body: Any
     ) -> MutableObj:
         """The body as an object of ``rs``'s type, or the 400 the API server's decoder
         gives (wrong apiVersion/kind, a non-object, mistyped metadata fields)."""
@@ -1065,7 +1063,7 @@ class KubeApiServer(lifecycle.StartStopService):
             meta.pop("namespace", None)
         return obj
 
-    def _validate(self, rs: ResourceStorage, obj: Obj, *, create: bool) -> None:
+    def _validate(self, rs: ResourceStorageApi, obj: Obj, *, create: bool) -> None:
         """422 Invalid with kube-apiserver's causes when ``obj``'s metadata (or a CRD's
         spec) breaks its rules; names are checked on create only (they never change)."""
         meta = obj["metadata"]
@@ -1092,14 +1090,14 @@ class KubeApiServer(lifecycle.StartStopService):
         return self.default_cluster
 
     async def _create(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         dry_run = self._dry_run(request)
         obj = self._check_object(rs, info, await self._body(request, rs.info.kind))
-        return self._store_new(rs, info, obj, dry_run)
+        return await self._store_new(rs, info, obj, dry_run)
 
-    def _store_new(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, obj: MutableObj, dry_run: bool
+    async def _store_new(
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, obj: MutableObj, dry_run: bool
     ) -> web.Response:
         meta = obj["metadata"]
         generate = meta.get("generateName")
@@ -1116,15 +1114,15 @@ class KubeApiServer(lifecycle.StartStopService):
             crd_resource_infos(obj)  # validates before anything is stored
         if dry_run:
             key = self._key(rs, str(meta.get("namespace") or ""), meta["name"])
-            if rs.get_entry(cluster, key) is not None:
+            if await rs.aget_entry(cluster, key) is not None:
                 raise status.already_exists(rs.info.gvr.resource, meta["name"], rs.info.gvr.group)
             return _json_response(obj, 201)
-        stored = rs.create(cluster, obj)
+        stored = await rs.acreate(cluster, obj)
         self._after_write(rs, stored)
         return _json_response(stored, 201)
 
     def _merge_update(
-        self, rs: ResourceStorage, cluster: str, obj: MutableObj, current: Obj
+        self, rs: ResourceStorageApi, cluster: str, obj: MutableObj, current: Obj
     ) -> MutableObj:
         meta = obj["metadata"]
         current_meta = current.get("metadata") or {}
@@ -1141,7 +1139,7 @@ class KubeApiServer(lifecycle.StartStopService):
         return obj
 
     def _subresource_rules(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, obj: MutableObj, current: Obj
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, obj: MutableObj, current: Obj
     ) -> MutableObj:
         """A write to ``.../status`` changes only ``.status``; a write to the object of a
         type with a status subresource keeps the stored ``.status`` (as kube-apiserver)."""
@@ -1158,9 +1156,9 @@ class KubeApiServer(lifecycle.StartStopService):
             return out
         return obj
 
-    def _store_update(
+    async def _store_update(
         self,
-        rs: ResourceStorage,
+        rs: ResourceStorageApi,
         info: request_info.RequestInfo,
         cluster: str,
         obj: MutableObj,
@@ -1185,12 +1183,12 @@ class KubeApiServer(lifecycle.StartStopService):
                 )
             obj["metadata"]["resourceVersion"] = current_rv
             return _json_response(obj)
-        stored = rs.update(cluster, obj, expected_resource_version=expected, original_rv="")
+        stored = await rs.aupdate(cluster, obj, expected_resource_version=expected, original_rv="")
         self._after_write(rs, stored)
         return _json_response(stored)
 
     async def _replace(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         dry_run = self._dry_run(request)
         obj = self._check_object(rs, info, await self._body(request, rs.info.kind))
@@ -1201,21 +1199,21 @@ class KubeApiServer(lifecycle.StartStopService):
                 f"({info.name})"
             )
         meta["name"] = info.name
-        cluster = self._locate(rs, info, self._write_cluster(info, obj))
-        current = rs.get(cluster, info.namespace, info.name)
+        cluster = await self._locate(rs, info, self._write_cluster(info, obj))
+        current = await rs.aget(cluster, info.namespace, info.name)
         if current is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         expected = meta.get("resourceVersion") or None
-        return self._store_update(rs, info, cluster, obj, current, expected, dry_run)
+        return await self._store_update(rs, info, cluster, obj, current, expected, dry_run)
 
     async def _patch(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         content_type = request_info.media_type(request.headers.get("Content-Type"))
         dry_run = self._dry_run(request)
         body = await self._body(request, rs.info.kind)
-        cluster = self._locate(rs, info)
-        current = rs.get(cluster, info.namespace, info.name)
+        cluster = await self._locate(rs, info)
+        current = await rs.aget(cluster, info.namespace, info.name)
         apply = content_type == "application/apply-patch+yaml"
         if current is None:
             if apply and not info.subresource:  # server-side apply creates
@@ -1228,7 +1226,7 @@ class KubeApiServer(lifecycle.StartStopService):
                     )
                 obj["metadata"]["name"] = info.name
                 obj["metadata"].pop("generateName", None)
-                return self._store_new(rs, info, obj, dry_run)
+                return await self._store_new(rs, info, obj, dry_run)
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         if content_type == "application/json-patch+json":
             patched = patches.apply_json_patch(current, body)
@@ -1247,7 +1245,7 @@ class KubeApiServer(lifecycle.StartStopService):
             raise status.bad_request("a patch must not change metadata.name")
         current_rv = (current.get("metadata") or {}).get("resourceVersion")
         expected = obj["metadata"].get("resourceVersion")
-        return self._store_update(
+        return await self._store_update(
             rs,
             info,
             cluster,
@@ -1258,16 +1256,16 @@ class KubeApiServer(lifecycle.StartStopService):
         )
 
     async def _delete(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         dry_run = self._dry_run(request)
         options = await self._delete_options(request)
         preconditions = options.get("preconditions") or {}
         if options.get("dryRun"):
             dry_run = request_info.parse_dry_run(options["dryRun"], "DELETE") or dry_run
-        cluster = self._locate(rs, info)
+        cluster = await self._locate(rs, info)
         key = self._key(rs, info.namespace, info.name)
-        entry = rs.get_entry(cluster, key)
+        entry = await rs.aget_entry(cluster, key)
         if entry is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         meta = entry.object.get("metadata") or {}
@@ -1291,7 +1289,7 @@ class KubeApiServer(lifecycle.StartStopService):
             )
         if dry_run:
             return _json_response(entry.object)
-        final = rs.delete_by_key(cluster, key, expected_resource_version=rv or None)
+        final = await rs.adelete_by_key(cluster, key, expected_resource_version=rv or None)
         self._after_delete(rs, final)
         return _json_response(final)
 
@@ -1317,7 +1315,7 @@ class KubeApiServer(lifecycle.StartStopService):
     # -- write forwarding (optional: ``write_forwarder``) -----------------------------------
 
     async def _forward_write(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         """Hand a write to ``write_forwarder`` (see ``ForwardedWrite`` for the cluster)."""
         method = request.method
@@ -1340,11 +1338,11 @@ class KubeApiServer(lifecycle.StartStopService):
             elif method == "POST":
                 cluster = self.default_cluster
             else:
-                cluster = self._locate(rs, info)
+                cluster = await self._locate(rs, info)
         elif method == "POST":
             cluster = self.default_cluster
         else:
-            cluster = self._locate(rs, info)
+            cluster = await self._locate(rs, info)
         code, answer = await self.write_forwarder(
             ForwardedWrite(
                 cluster=cluster,
@@ -1362,7 +1360,7 @@ class KubeApiServer(lifecycle.StartStopService):
 
     # -- CRDs -----------------------------------------------------------------------------
 
-    def _after_write(self, rs: ResourceStorage, obj: Obj) -> None:
+    def _after_write(self, rs: ResourceStorageApi, obj: Obj) -> None:
         if rs.info.gvr == CRD_RESOURCE.gvr:
             with_status = _crd_status_versions(obj)
             for info in crd_resource_infos(obj):
@@ -1373,7 +1371,7 @@ class KubeApiServer(lifecycle.StartStopService):
                 else:
                     self._status_subresource.discard(info.gvr)
 
-    def _after_delete(self, rs: ResourceStorage, obj: Obj) -> None:
+    def _after_delete(self, rs: ResourceStorageApi, obj: Obj) -> None:
         """Deleting a CRD keeps its storage (objects stay readable); nothing to do."""
 
 

@@ -997,6 +997,12 @@ class MemoryStorage:
 
     # -- async twins and replicas: the interface shared with PostgresStorage ---------------
 
+    async def start(self) -> None:
+        """Nothing to connect to (the interface shared with ``PostgresStorage``)."""
+
+    async def stop(self) -> None:
+        """Nothing to close; the objects stay."""
+
     async def flush(self) -> None:
         """Nothing to wait for: every write is applied before it returns."""
 

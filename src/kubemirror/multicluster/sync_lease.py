@@ -1,4 +1,4 @@
-"""Who syncs a member cluster: the lease a ``ClusterSynchro`` holds per cluster (multicluster layer).
+"""Who syncs a member cluster: the lease a ``ClusterSynchro`` holds (multicluster layer).
 
 Several server replicas may share one durable storage (``PostgresStorage``);
 exactly one of them may write a member cluster's objects at a time, or two

@@ -1,4 +1,4 @@
-"""Following the PostgreSQL event log: LISTEN/NOTIFY to wake, the table as the truth (multicluster layer).
+"""Following the PostgreSQL event log: NOTIFY wakes, the table is the truth (multicluster layer).
 
 An ``EventLogTail`` keeps one connection that LISTENs on
 ``schema.NOTIFY_CHANNEL`` and reads ``kubemirror_events`` in index order from
@@ -74,7 +74,7 @@ class EventLogTail:
         self.retry_delay = retry_delay
         self._advanced = asyncio.Condition()
 
-    async def wait_for(self, index: int, timeout: float | None = None) -> bool:
+    async def wait_for(self, index: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until the events up to ``index`` were handed out; False on timeout."""
         async with self._advanced:
             try:

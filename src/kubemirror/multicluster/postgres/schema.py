@@ -1,4 +1,4 @@
-"""The PostgreSQL schema of ``PostgresStorage``: tables, indexes and migrations (multicluster layer).
+"""The PostgreSQL schema of ``PostgresStorage``: tables, indexes, migrations (multicluster layer).
 
 Tables (all names start with ``kubemirror_``):
 

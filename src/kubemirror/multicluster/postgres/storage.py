@@ -31,6 +31,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -59,6 +60,7 @@ T = TypeVar("T")
 _WRITE_BATCH = 2000
 _SCAN_BATCH = 1000
 _COLUMNS = "cluster, key, namespace, seq, original_rv, object"
+_EVERYTHING = ListOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ class PostgresResourceStorage:
         entry = await self.aget_entry(cluster, self._key(namespace, name))
         return None if entry is None else entry.object
 
-    async def alist(self, opts: ListOptions = ListOptions()) -> ListResult:
+    async def alist(self, opts: ListOptions = _EVERYTHING) -> ListResult:
         """One page of the objects selected by ``opts``; see the module docstring.
 
         Same contract as ``ResourceStorage.list``: ``Exact`` only when nothing of
@@ -231,7 +233,9 @@ class PostgresResourceStorage:
             sql += " AND o.seq <= %s"
             params.append(snap)
             scope = sql_filter.where_clause(
-                ObjectFilter(flt.clusters, flt.namespace), namespaced=self.info.namespaced, alias="e"
+                ObjectFilter(flt.clusters, flt.namespace),
+                namespaced=self.info.namespaced,
+                alias="e",
             )
             changed = (
                 "SELECT DISTINCT ON (e.cluster, e.key) e.cluster, e.key, e.namespace, 0 AS seq, "
@@ -340,7 +344,7 @@ class PostgresResourceStorage:
 
     # -- watch ----------------------------------------------------------------------------
 
-    async def awatch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
+    async def awatch(self, opts: ListOptions = _EVERYTHING) -> watch_cache.Watch:
         """Start a watch; the contract of ``ResourceStorage.watch``. The initial state
         (``""``/``"0"``, ``sendInitialEvents``) is read from PostgreSQL; the events after
         it from this replica's window (410 once they left it)."""
@@ -561,6 +565,7 @@ class PostgresStorage:
         self._progress: asyncio.Condition | None = None
         self._wake_writer: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._started = False
 
@@ -673,16 +678,20 @@ class PostgresStorage:
                 encoded=event.previous,
             )
         type_: watch_cache.EventType = (
-            "ADDED" if event.type == "ADDED" else "DELETED" if event.type == "DELETED" else "MODIFIED"
+            "ADDED"
+            if event.type == "ADDED"
+            else "DELETED"
+            if event.type == "DELETED"
+            else "MODIFIED"
         )
         return watch_cache.StorageEvent(type_, entry, event.seq, previous)
 
     def _on_events(self, events: list[event_log.LogEvent], gap_to: int) -> None:
         with self._lock:
             if gap_to:
-                log.warning("event log trimmed past this replica (up to %d): watches restart", gap_to)
-                for rs in self._resources.values():
-                    rs._watch_cache.forget_before(gap_to)
+                log.warning("event log trimmed past this replica (to %d): watches restart", gap_to)
+                for known in self._resources.values():
+                    known._watch_cache.forget_before(gap_to)
             for event in events:
                 rs = self._by_name.get(event.resource)
                 if rs is not None:
@@ -694,8 +703,9 @@ class PostgresStorage:
                 self._index = event.seq
 
     def _on_clusters(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.create_task(self._reload_clusters())
+        task = asyncio.get_running_loop().create_task(self._reload_clusters())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def _reload_clusters(self) -> None:
         async with self._connection() as conn:
@@ -704,7 +714,9 @@ class PostgresStorage:
         with self._lock:
             self._clusters = names
 
-    async def wait_for_index(self, index: int, timeout: float | None = None) -> bool:
+    async def wait_for_index(
+        self, index: int, timeout: float | None = None  # noqa: ASYNC109
+    ) -> bool:
         """Wait until this replica has read the event log up to ``index``."""
         if self._tail is None:
             return self._index >= index
@@ -767,14 +779,15 @@ class PostgresStorage:
             await self._progress.wait_for(lambda: self._applied >= target)
 
     async def _write_forever(self) -> None:
-        assert self._wake_writer is not None and self._progress is not None
+        assert self._wake_writer is not None
+        assert self._progress is not None
         while True:
             await self._wake_writer.wait()
             self._wake_writer.clear()
             while self._queue:
                 batch = [self._queue[i] for i in range(min(len(self._queue), _WRITE_BATCH))]
                 try:
-                    await self._run_tx(lambda tx, ops=batch: self._apply(tx, ops))
+                    await self._run_tx(functools.partial(self._apply, ops=batch))
                 except (psycopg.Error, OSError) as exc:
                     log.warning("storage writes failed (%s); retrying in 1 s", exc)
                     await asyncio.sleep(1.0)
@@ -889,12 +902,13 @@ class PostgresStorage:
             )
         )
         with self._lock:
-            rs = self._resources.get(info.gvr)
-            if rs is None:
-                rs = self._resources[info.gvr] = PostgresResourceStorage(self, info)
-                self._by_name[rs.name] = rs
-                if self._started:
-                    rs._watch_cache.load([], self._index)
+            found = self._resources.get(info.gvr)
+            if found is not None:
+                return found
+            rs = self._resources[info.gvr] = PostgresResourceStorage(self, info)
+            self._by_name[rs.name] = rs
+            if self._started:
+                rs._watch_cache.load([], self._index)
             return rs
 
     def resource_storage(self, gvr: GroupVersionResource) -> PostgresResourceStorage:

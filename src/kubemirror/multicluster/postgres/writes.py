@@ -1,4 +1,4 @@
-"""One write transaction of ``PostgresStorage``: index assignment, rows and event log (multicluster layer).
+"""One write transaction of ``PostgresStorage``: indexes, rows, event log (multicluster layer).
 
 A ``WriteTransaction`` runs inside one database transaction. It first locks
 the counter row (``kubemirror_counter``), so every writer of every replica is
