@@ -2,7 +2,8 @@
 
 Each ``PostgresStorage`` replica keeps one dedicated connection (``LeaseHolder``)
 on which it takes ``pg_try_advisory_lock(<kubemirror>, hashtext(cluster))`` for
-every member cluster it syncs. PostgreSQL releases a session's advisory locks
+every member cluster it syncs (``application_name`` ``kubemirror leases <pid>``
+tells who holds what in ``pg_locks``). PostgreSQL releases a session's advisory locks
 the moment the session ends, so when a replica dies (its socket closes) the
 next replica retrying (every ``retry_interval`` seconds) takes the cluster over.
 The holder checks its connection every ``check_interval`` seconds; when it
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any, Final
 
 import psycopg
@@ -70,7 +72,7 @@ class LeaseHolder:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, application_name="kubemirror sync leases"
+                self.dsn, autocommit=True, application_name=f"kubemirror leases {os.getpid()}"
             )
         return self._conn
 

@@ -578,12 +578,15 @@ class PostgresStorage:
             self.prefix = await schema.migrate(conn, self.prefix)
             index, trimmed = await _counter(conn)
             cur = await conn.execute("SELECT name FROM kubemirror_clusters")
-            self._clusters = {str(r[0]) for r in await cur.fetchall()}
+            with self._lock:  # clusters prepared before start are queued for the writer
+                self._clusters |= {str(r[0]) for r in await cur.fetchall()}
             for rs in list(self._resources.values()):
                 await self._backfill(conn, rs, index, trimmed)
         self._index = index
         self._progress = asyncio.Condition()
         self._wake_writer = asyncio.Event()
+        if self._queue:
+            self._wake_writer.set()
         self._tail = event_log.EventLogTail(
             self.dsn, index, self._on_events, self._on_clusters, poll_interval=self.poll_interval
         )
@@ -693,6 +696,8 @@ class PostgresStorage:
                 for known in self._resources.values():
                     known._watch_cache.forget_before(gap_to)
             for event in events:
+                if event.type != "DELETED":  # it was written: its cluster was prepared
+                    self._clusters.add(event.cluster)
                 rs = self._by_name.get(event.resource)
                 if rs is not None:
                     if event.type == "ADDED":
@@ -712,7 +717,7 @@ class PostgresStorage:
             cur = await conn.execute("SELECT name FROM kubemirror_clusters")
             names = {str(r[0]) for r in await cur.fetchall()}
         with self._lock:
-            self._clusters = names
+            self._clusters = names | {op.cluster for op in self._queue if op.kind == "prepare"}
 
     async def wait_for_index(
         self, index: int, timeout: float | None = None  # noqa: ASYNC109
