@@ -50,15 +50,16 @@ class StoredObject:
     """One stored version of an object, with its JSON encoding computed once on demand.
 
     The element shared by the storage's maps, LIST pages and watch events.
-    Immutable after construction (the encoding cache is filled lazily and never
-    changes). ``object`` is shared: do not mutate it.
+    Immutable after construction (the encoding and, for an object built from its
+    JSON, the decoded dict are cached lazily and never change). ``object`` is
+    shared: do not mutate it.
     """
 
-    __slots__ = ("_encoded", "cluster", "index", "key", "namespace", "object", "original_rv")
+    __slots__ = ("_encoded", "_object", "cluster", "index", "key", "namespace", "original_rv")
 
     def __init__(
         self,
-        obj: Obj,
+        obj: Obj | None,
         *,
         cluster: str,
         key: str,
@@ -67,20 +68,31 @@ class StoredObject:
         original_rv: str,
         encoded: bytes | None = None,
     ) -> None:
-        self.object = obj
+        if obj is None and encoded is None:
+            raise ValueError("a StoredObject needs the object or its JSON")
+        self._object = obj
         self.cluster = cluster
         self.key = key
         self.namespace = namespace
         self.index = index
         self.original_rv = original_rv
         self._encoded: bytes | None = encoded
-        """``encoded``, when given, must be the JSON of ``obj`` (a database row's bytes)."""
+        """``encoded``, when given, must be the JSON of ``obj``; with ``obj`` ``None`` it is
+        decoded on first use of ``object`` (a database row served without decoding)."""
+
+    @property
+    def object(self) -> Obj:
+        """The stored object (shared; do not mutate)."""
+        obj = self._object
+        if obj is None:
+            obj = self._object = orjson.loads(cast(bytes, self._encoded))
+        return obj
 
     def encoded(self) -> bytes:
         """``orjson`` encoding of ``object``, cached."""
         data = self._encoded
         if data is None:
-            data = self._encoded = orjson.dumps(self.object)
+            data = self._encoded = orjson.dumps(self._object)
         return data
 
 

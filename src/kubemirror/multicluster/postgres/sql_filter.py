@@ -29,6 +29,8 @@ class SqlCondition:
 
     terms: list[str] = field(default_factory=list)
     params: list[object] = field(default_factory=list)
+    exact: bool = True
+    """False when some selector terms are left to ``ObjectFilter.matches_object``."""
 
     def add(self, term: str, *params: object) -> None:
         """AND ``term`` in."""
@@ -57,6 +59,7 @@ def where_clause(flt: ObjectFilter, *, namespaced: bool, alias: str = "o") -> Sq
         for req in fields.requirements:
             column = {"metadata.name": "name", "metadata.namespace": "namespace"}.get(req.field)
             if column is None:
+                cond.exact = False
                 continue
             op = "=" if req.operator is selectors.Operator.EQUALS else "<>"
             cond.add(f"{alias}.{column} {op} %s", req.value)
@@ -86,6 +89,7 @@ def _labels(cond: SqlCondition, label: selectors.LabelSelector, alias: str) -> N
             cond.add(f"{alias}.labels ? %s", key)
         elif op is Op.DOES_NOT_EXIST:
             cond.add(f"NOT {alias}.labels ? %s", key)
-        # gt / lt: numeric comparisons stay with ObjectFilter.matches_object
+        else:  # gt / lt: numeric comparisons stay with ObjectFilter.matches_object
+            cond.exact = False
     if contained:
         cond.add(f"{alias}.labels @> %s", Jsonb(contained))

@@ -48,7 +48,13 @@ from kubemirror.multicluster import status, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter
 from kubemirror.multicluster.postgres import event_log, lease, schema, sql_filter, writes
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import ListOptions, ListResult, bad_continue, foreign_continue
+from kubemirror.multicluster.storage import (
+    ListOptions,
+    ListResult,
+    bad_continue,
+    foreign_continue,
+    object_key,
+)
 from kubemirror.types import GroupVersionResource, Obj
 
 __all__ = ["PostgresClusterStore", "PostgresResourceStorage", "PostgresStorage"]
@@ -61,6 +67,8 @@ _WRITE_BATCH = 2000
 _SCAN_BATCH = 1000
 _COLUMNS = "cluster, key, namespace, seq, original_rv, object"
 _EVERYTHING = ListOptions()
+_MAX_REMAINING_COUNT = 10_000
+"""``remainingItemCount`` is counted up to this (optional in Kubernetes; omitted above)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,15 +275,17 @@ class PostgresResourceStorage:
         """The matching entries of one page and whether rows remain after it."""
         page: list[watch_cache.StoredObject] = []
         want = limit if limit else None
+        exact = sql_filter.where_clause(flt, namespaced=self.info.namespaced).exact
         while True:
             n = _SCAN_BATCH if want is None else max(want - len(page) + 1, 2)
             sql, params = self._page_sql(flt, snap, index, after, n)
-            cur = await conn.execute(sql.encode(), params)
+            cur = await conn.execute(sql.encode(), params, binary=True)  # bytea as is, no hex
             rows = await cur.fetchall()
             for i, (cluster, key, namespace, seq, orig, raw, type_) in enumerate(rows):
-                entry = _entry(cluster, key, namespace, seq, orig, bytes(raw), type_ is not None)
+                replaced = type_ is not None
+                entry = _entry(cluster, key, namespace, seq, orig, bytes(raw), replaced)
                 after = (cluster, key)
-                if not flt.matches_object(entry.object):
+                if (replaced or not exact) and not flt.matches_object(entry.object):
                     continue
                 page.append(entry)
                 if want is not None and len(page) == want:
@@ -294,10 +304,12 @@ class PostgresResourceStorage:
     ) -> int | None:
         if not (more and page and flt.selects_everything_in_scope):
             return None
-        sql, params = self._page_sql(flt, snap, index, (page[-1].cluster, page[-1].key), 2**62)
+        bound = _MAX_REMAINING_COUNT + 1
+        sql, params = self._page_sql(flt, snap, index, (page[-1].cluster, page[-1].key), bound)
         cur = await conn.execute(f"SELECT count(*) FROM ({sql}) r".encode(), params)
         row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        count = int(row[0]) if row else 0
+        return count if count <= _MAX_REMAINING_COUNT else None
 
     def _encode_continue(self, snap: int, cluster: str, key: str, scope: str) -> str:
         raw = orjson.dumps(
@@ -448,8 +460,10 @@ class PostgresResourceStorage:
 def _entry(
     cluster: str, key: str, namespace: str, seq: int, orig: str, raw: bytes, replaced: bool
 ) -> watch_cache.StoredObject:
-    obj = orjson.loads(raw)
+    """A row as a ``StoredObject`` whose JSON is decoded only if someone reads ``object``."""
+    obj = None
     if replaced:  # a state read back from the event log: its versions are in its stamp
+        obj = orjson.loads(raw)
         _, seq, orig = rvs.parse_memory_resource_version(obj["metadata"]["resourceVersion"])
     return watch_cache.StoredObject(
         obj, cluster=cluster, key=key, namespace=namespace, index=seq, original_rv=orig,
@@ -658,7 +672,7 @@ class PostgresStorage:
         rs: PostgresResourceStorage, event: event_log.LogEvent
     ) -> watch_cache.StorageEvent:
         entry = watch_cache.StoredObject(
-            orjson.loads(event.object),
+            None,
             cluster=event.cluster,
             key=event.key,
             namespace=event.namespace,
@@ -805,6 +819,18 @@ class PostgresStorage:
 
     @staticmethod
     async def _apply(tx: writes.WriteTransaction, ops: list[_Op]) -> None:
+        # one query reads the current rows of every key the batch's upserts and deletes touch
+        touched: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        for op in ops:
+            if op.info is not None and op.kind in ("upsert", "delete"):
+                with contextlib.suppress(errors.KubemirrorError, TypeError, KeyError):
+                    touched[(writes.resource_name(op.info), op.cluster)].append(
+                        keys.meta_namespace_key(op.payload)
+                        if op.kind == "delete"
+                        else object_key(op.info, op.payload)[0]
+                    )
+        for (resource, cluster), batch_keys in touched.items():
+            await tx.load(resource, cluster, batch_keys)
         for op in ops:
             try:
                 if op.kind == "prepare":
