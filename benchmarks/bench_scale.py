@@ -13,7 +13,7 @@ PostgreSQL, one process for memory), and measures over loopback HTTP:
 * PostgreSQL only: one replica is killed (SIGKILL) mid-stream; its watchers
   resume on the others from their last resourceVersion; recovery time.
 
-    python benchmarks/bench_scale.py --quick                     # 100k pods, 5 clusters, 200 watchers
+    python benchmarks/bench_scale.py --quick                     # 100k pods, 5 clusters
     python benchmarks/bench_scale.py --quick --storage postgres  # same, 3 PostgreSQL replicas
     python benchmarks/bench_scale.py --storage postgres          # 1M pods, 10 clusters, 1,000
 
