@@ -68,7 +68,9 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[AnyStorage]:
     from kubemirror.multicluster.postgres import PostgresStorage
 
     dsn: str = request.getfixturevalue("postgres_dsn")
-    pg = PostgresStorage(dsn, prefix="p", event_window=64, poll_interval=0.2)
+    pg = PostgresStorage(
+        dsn, prefix="p", event_window=64, poll_interval=0.2, resource_version_wait=0.2
+    )
     for info in resources.BUILTIN_RESOURCES:
         pg.new_resource_storage(info)
     async with pg:
