@@ -72,7 +72,7 @@ class PostgresServer:
 
     def __init__(self, bin_dir: Path | None = None, *, startup_timeout: float = 30.0) -> None:
         found = bin_dir or find_postgres_bin()
-        if found is None:
+        if found is None or not (found / "initdb").exists():
             raise errors.ConfigError(
                 "no PostgreSQL binaries found (install Debian's postgresql package or set "
                 f"${POSTGRES_BIN_ENV})",
