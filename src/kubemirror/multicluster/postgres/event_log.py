@@ -116,6 +116,7 @@ class EventLogTail:
             "SELECT seq, resource, cluster, key, namespace, type, original_rv, object, previous "
             "FROM kubemirror_events WHERE seq > %s ORDER BY seq LIMIT %s",
             (self.position, _BATCH),
+            binary=True,  # bytea as is, no hex
         )
         rows = await cur.fetchall()
         if not rows:

@@ -39,6 +39,7 @@ NOTIFY_CHANNEL: Final = "kubemirror_events"
 """LISTEN/NOTIFY channel: the payload is the newest index, or ``clusters``."""
 
 _MIGRATION_LOCK: Final = 0x6B6D6972  # "kmir": serialises concurrent migrations
+_OPTIONAL: Final = "-- optional\n"  # a statement whose failure (an unsupported feature) is fine
 
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -63,6 +64,9 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             original_rv text NOT NULL,
             object bytea NOT NULL,
             PRIMARY KEY (resource, cluster, key))""",
+        # lz4 (PostgreSQL >= 14 built with it) compresses several times faster than the
+        # default pglz: loading is ~2x faster; without it the default stays
+        _OPTIONAL + "ALTER TABLE kubemirror_objects ALTER COLUMN object SET COMPRESSION lz4",
         "CREATE INDEX kubemirror_objects_labels ON kubemirror_objects USING gin (labels)",
         """CREATE INDEX kubemirror_objects_namespace
             ON kubemirror_objects (resource, namespace, cluster, key)""",
@@ -77,6 +81,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             object bytea NOT NULL,
             previous bytea,
             created timestamptz NOT NULL DEFAULT now())""",
+        _OPTIONAL + "ALTER TABLE kubemirror_events ALTER COLUMN object SET COMPRESSION lz4",
+        _OPTIONAL + "ALTER TABLE kubemirror_events ALTER COLUMN previous SET COMPRESSION lz4",
         "CREATE INDEX kubemirror_events_resource ON kubemirror_events (resource, seq)",
     ),
 }
@@ -106,7 +112,14 @@ async def migrate(conn: psycopg.AsyncConnection[tuple[object, ...]], prefix: str
             )
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _MIGRATIONS[step]:
-                await conn.execute(statement.encode())
+                if not statement.startswith(_OPTIONAL):
+                    await conn.execute(statement.encode())
+                    continue
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(statement.encode())
+                except psycopg.errors.FeatureNotSupported:
+                    pass
         if version == 0:
             await conn.execute(
                 "INSERT INTO kubemirror_meta VALUES ('prefix', %s), ('schema_version', %s)",

@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from kubemirror import keys
 from kubemirror.multicluster import resource_version as rvs
@@ -69,6 +68,7 @@ class CurrentRow:
 
 
 _Pk = tuple[str, str, str]
+_EVENT_TYPES = ["int8", "text", "text", "text", "text", "text", "text", "bytea", "bytea"]
 
 
 class WriteTransaction:
@@ -177,7 +177,7 @@ class WriteTransaction:
                 key,
                 namespace,
                 str(meta.get("name") or ""),
-                Jsonb(labels if isinstance(labels, dict) else {}),
+                orjson.dumps(labels if isinstance(labels, dict) else {}).decode(),
                 index,
                 orig,
                 raw,
@@ -376,21 +376,26 @@ class WriteTransaction:
                     "AND o.cluster = d.cluster AND o.key = d.key",
                     ([p[0] for p in gone], [p[1] for p in gone], [p[2] for p in gone]),
                 )
-            if kept:
-                await cur.executemany(
+            if kept:  # one statement, parameters as arrays in binary
+                await cur.execute(
                     "INSERT INTO kubemirror_objects (resource, cluster, key, namespace, name, "
-                    "labels, seq, original_rv, object) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "labels, seq, original_rv, object) SELECT u.resource, u.cluster, u.key, "
+                    "u.namespace, u.name, u.labels::jsonb, u.seq, u.original_rv, u.object "
+                    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[], %b::int8[], %b::text[], %b::bytea[]) AS u(resource, cluster, "
+                    "key, namespace, name, labels, seq, original_rv, object) "
                     "ON CONFLICT (resource, cluster, key) DO UPDATE SET namespace = "
                     "EXCLUDED.namespace, name = EXCLUDED.name, labels = EXCLUDED.labels, "
                     "seq = EXCLUDED.seq, original_rv = EXCLUDED.original_rv, "
                     "object = EXCLUDED.object",
-                    kept,
+                    [list(column) for column in zip(*kept, strict=True)],
                 )
             if self._events:
                 async with cur.copy(
                     "COPY kubemirror_events (seq, resource, cluster, key, namespace, type, "
-                    "original_rv, object, previous) FROM STDIN"
+                    "original_rv, object, previous) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
+                    copy.set_types(_EVENT_TYPES)
                     for event in self._events:
                         await copy.write_row(event)
             if self.index != self._start:
