@@ -61,11 +61,29 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+_TEMPLATES: list[bytes] = []
+
+
 def _cluster_pods(cluster: int, count: int, seed: int = 42):  # type: ignore[no-untyped-def]
-    """Yield ``count`` pods of cluster number ``cluster`` in chunks (deterministic)."""
+    """Yield ``count`` pods of cluster number ``cluster`` in chunks (deterministic).
+
+    Pod ``i`` is podgen pod ``i % 2000`` under its own name and uid, decoded from JSON
+    on its own (no object shares anything with another, as after a real LIST):
+    generating every pod with podgen would dominate the run.
+    """
+    if not _TEMPLATES:
+        _TEMPLATES.extend(orjson.dumps(p) for p in podgen.make_pods(2000, seed))
     rng = random.Random(seed * 1000 + cluster)
     for start in range(0, count, LOAD_CHUNK):
-        yield [podgen.make_pod(i, rng) for i in range(start, min(count, start + LOAD_CHUNK))]
+        chunk = []
+        for i in range(start, min(count, start + LOAD_CHUNK)):
+            pod = orjson.loads(_TEMPLATES[i % len(_TEMPLATES)])
+            meta = pod["metadata"]
+            meta["name"] = f"{meta['name']}-c{cluster}-{i}"[-63:].lstrip("-")
+            meta["uid"] = f"{rng.getrandbits(128):032x}"
+            meta["resourceVersion"] = str(1000 + i)
+            chunk.append(pod)
+        yield chunk
 
 
 def _clusters(count: int) -> list[str]:

@@ -6,11 +6,11 @@ several replicas. Importing this package needs psycopg 3 and psycopg_pool.
 """
 
 from kubemirror.multicluster.postgres.lease import LeaseHolder, PostgresSyncLease
-from kubemirror.multicluster.postgres.storage import (
+from kubemirror.multicluster.postgres.resource_storage import (
     PostgresClusterStore,
     PostgresResourceStorage,
-    PostgresStorage,
 )
+from kubemirror.multicluster.postgres.storage import PostgresStorage
 
 __all__ = [
     "LeaseHolder",
