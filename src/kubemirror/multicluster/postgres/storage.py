@@ -316,7 +316,7 @@ class PostgresStorage:
             await tx.finish()
         if tx.cluster_changes:
             with self._lock:
-                self._clusters = set(tx._clusters)
+                self._clusters = set(tx.clusters)
         await self.wait_for_index(tx.index, timeout=self.resource_version_wait)
         return result
 

@@ -102,6 +102,11 @@ class WriteTransaction:
         cur = await self._conn.execute("SELECT name FROM kubemirror_clusters")
         self._clusters = {str(r[0]) for r in await cur.fetchall()}
 
+    @property
+    def clusters(self) -> frozenset[str]:
+        """The prepared clusters, this transaction's changes included."""
+        return frozenset(self._clusters)
+
     # -- reading current rows --------------------------------------------------------------
 
     async def load(self, resource: str, cluster: str, keys_: Sequence[str]) -> None:
