@@ -6,6 +6,7 @@ bounded retention (410), schema migration, sync leases and their takeover."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -230,3 +231,33 @@ async def test_paged_list_at_a_version_equals_the_state_then(
                 "DROP TABLE kubemirror_meta, kubemirror_counter, kubemirror_clusters, "
                 "kubemirror_objects, kubemirror_events"
             )
+
+
+async def test_writes_after_the_lease_moved_are_fenced(replicas: StartReplica) -> None:
+    a = await replicas(lease_retry_interval=0.1, lease_check_interval=0.2)
+    b = await replicas(lease_retry_interval=0.1)
+    never = asyncio.Event()
+    lease_a = a.sync_lease("east")
+    assert await lease_a.acquire(never)
+    a.prepare_cluster("east")
+    store_a = a.resource_storage(PODS).cluster_store("east")
+    store_a.add(make_pod("before"))
+    await a.flush()
+    # PostgreSQL ends a's lease session (as when its connection drops): b takes over
+    async with await psycopg.AsyncConnection.connect(a.dsn, autocommit=True) as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (f"kubemirror leases {os.getpid()}",),
+        )
+    lease_b = b.sync_lease("east")
+    async with asyncio.timeout(5):
+        assert await lease_b.acquire(never)
+    store_a.add(make_pod("late"))  # a reflector that has not noticed yet
+    await a.flush()
+    names = [p["metadata"]["name"] for p in (await b.resource_storage(PODS).alist()).items]
+    assert names == ["before"]
+    b.resource_storage(PODS).cluster_store("east").add(make_pod("by-b"))
+    await b.flush()
+    assert await b.resource_storage(PODS).aget("east", "default", "by-b") is not None
+    await lease_b.release()

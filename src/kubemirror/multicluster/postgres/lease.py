@@ -41,6 +41,9 @@ class LeaseHolder:
         self._use = asyncio.Lock()
         self._granted: set[PostgresSyncLease] = set()
         self._monitor: asyncio.Task[None] | None = None
+        self._backend_pid = 0
+        self.ever_granted: set[str] = set()
+        """Clusters this replica has held a lease for (their writes are fenced)."""
 
     def lease(self, cluster: str) -> PostgresSyncLease:
         """A lease for ``cluster`` (not yet acquired)."""
@@ -74,7 +77,21 @@ class LeaseHolder:
             self._conn = await psycopg.AsyncConnection.connect(
                 self.dsn, autocommit=True, application_name=f"kubemirror leases {os.getpid()}"
             )
+            self._backend_pid = self._conn.info.backend_pid
         return self._conn
+
+    async def held_now(self, conn: psycopg.AsyncConnection[Any], clusters: set[str]) -> set[str]:
+        """Which of ``clusters`` this replica's lease session holds now, asked on ``conn``
+        (another session: PostgreSQL's lock table is the truth, not our bookkeeping)."""
+        if not self._backend_pid:
+            return set()
+        cur = await conn.execute(
+            "SELECT c FROM unnest(%s::text[]) AS c WHERE EXISTS (SELECT 1 FROM pg_locks l "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.pid = %s AND l.classid = %s "
+            "AND l.objid = hashtext(c)::oid AND l.objsubid = 2)",
+            (sorted(clusters), self._backend_pid, _LOCK_SPACE),
+        )
+        return {str(row[0]) for row in await cur.fetchall()}
 
     async def _check_forever(self) -> None:
         while True:
@@ -105,6 +122,7 @@ class LeaseHolder:
             return False
         if row is not None and row[0]:
             self._granted.add(lease)
+            self.ever_granted.add(lease.cluster)
             return True
         return False
 

@@ -361,8 +361,21 @@ class PostgresStorage:
                     self._applied += len(batch)
                     self._progress.notify_all()
 
-    @staticmethod
-    async def _apply(tx: writes.WriteTransaction, ops: list[QueuedWrite]) -> None:
+    async def _apply(self, tx: writes.WriteTransaction, ops: list[QueuedWrite]) -> None:
+        # Fencing: a cluster this replica synced under a lease is written only while the
+        # lease is still held, checked here, behind the counter row lock: once another
+        # replica took the cluster over, our late writes cannot land after its writes.
+        leased = {op.cluster for op in ops if op.info is not None} & self._leases.ever_granted
+        if leased:
+            held = await self._leases.held_now(tx.connection, leased)
+            fenced = [op for op in ops if op.cluster in leased and op.cluster not in held]
+            if fenced:
+                log.warning(
+                    "dropped %d queued writes of %s: the sync lease moved to another replica",
+                    len(fenced),
+                    ", ".join(sorted({op.cluster for op in fenced})),
+                )
+                ops = [op for op in ops if op.cluster not in leased or op.cluster in held]
         # one query reads the current rows of every key the batch's upserts and deletes touch
         touched: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
         for op in ops:
@@ -388,7 +401,7 @@ class PostgresStorage:
                     await tx.delete_object(info, op.cluster, op.payload)
                 elif op.kind == "replace":
                     await tx.replace(info, op.cluster, op.payload)
-            except (errors.ApiError, errors.KeyFuncError) as exc:
+            except (errors.ApiError, errors.KeyFuncError) as exc:  # a bad object: skip it
                 log.warning("dropped a write to %s of cluster %s: %s", info, op.cluster, exc)
 
     # -- clusters -------------------------------------------------------------------------

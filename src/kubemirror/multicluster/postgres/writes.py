@@ -103,6 +103,11 @@ class WriteTransaction:
         self._clusters = {str(r[0]) for r in await cur.fetchall()}
 
     @property
+    def connection(self) -> Connection:
+        """The connection of this transaction (for reads that must see its snapshot)."""
+        return self._conn
+
+    @property
     def clusters(self) -> frozenset[str]:
         """The prepared clusters, this transaction's changes included."""
         return frozenset(self._clusters)
