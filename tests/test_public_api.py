@@ -14,6 +14,7 @@ PACKAGES = [
     "kubemirror.watcher",
     "kubemirror.client",
     "kubemirror.multicluster",
+    "kubemirror.multicluster.postgres",
     "kubemirror.kvstore",
     "kubemirror.selectors",
     "kubemirror.envtest",

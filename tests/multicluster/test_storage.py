@@ -1,10 +1,15 @@
-"""MemoryStorage: writes, LIST (pages, versions) and the cluster store; watches are in
-test_watch_cache.py. Fixtures ``mem`` and ``pods`` come from conftest.py."""
+"""Storage conformance: writes, LIST (pages, versions) and the cluster store, run against
+``MemoryStorage`` and ``PostgresStorage`` (a real PostgreSQL) through the async interface
+both share; watches are in test_watch_cache.py. Fixtures ``storage``, ``any_pods``, ``mem``
+and ``pods`` come from conftest.py."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import orjson
 import pytest
 
 from kubemirror import errors
@@ -17,112 +22,136 @@ from kubemirror.multicluster.storage import (
     MemoryStorage,
     ResourceStorage,
 )
-from kubemirror.testing import PODS, make_pod, new_storage
+from kubemirror.testing import PODS, make_pod
 from kubemirror.types import GroupVersionResource, Obj
+
+if TYPE_CHECKING:
+    from tests.multicluster.conftest import AnyResourceStorage, AnyStorage
 
 
 def names(objs: Sequence[Obj]) -> list[str]:
     return [o["metadata"]["name"] for o in objs]
 
 
-def test_create_stamps_version_cluster_and_type(pods: ResourceStorage) -> None:
+async def test_create_stamps_version_cluster_and_type(any_pods: AnyResourceStorage) -> None:
     pod = make_pod("web-1", resource_version="123")
     del pod["kind"], pod["apiVersion"]
-    stored = pods.create("a", pod)
+    stored = await any_pods.acreate("a", pod)
     assert stored["metadata"]["resourceVersion"] == "p.1.123"
     assert stored["metadata"]["annotations"][CLUSTER_ANNOTATION] == "a"
     assert (stored["kind"], stored["apiVersion"]) == ("Pod", "v1")
     assert CLUSTER_ANNOTATION not in pod["metadata"]["annotations"], "caller's object mutated"
+    assert await any_pods.aget("a", "default", "web-1") == stored
+    assert await any_pods.aget("b", "default", "web-1") is None
+
+
+def test_memory_reads_share_the_stored_object(pods: ResourceStorage) -> None:
+    stored = pods.create("a", make_pod("web-1"))
     assert pods.get("a", "default", "web-1") is stored
-    assert pods.get("b", "default", "web-1") is None
 
 
-def test_api_write_without_version_uses_the_index(pods: ResourceStorage) -> None:
-    stored = pods.create("a", make_pod("x"))
+async def test_api_write_without_version_uses_the_index(any_pods: AnyResourceStorage) -> None:
+    stored = await any_pods.acreate("a", make_pod("x"))
     assert stored["metadata"]["resourceVersion"] == "p.1.1"
 
 
-def test_write_errors_carry_statuses(pods: ResourceStorage, mem: MemoryStorage) -> None:
-    pods.create("a", make_pod("x"))
+async def test_write_errors_carry_statuses(
+    any_pods: AnyResourceStorage, storage: AnyStorage
+) -> None:
+    await any_pods.acreate("a", make_pod("x"))
     with pytest.raises(errors.ConflictError) as exists:
-        pods.create("a", make_pod("x"))
+        await any_pods.acreate("a", make_pod("x"))
     assert exists.value.reason == "AlreadyExists"
     with pytest.raises(errors.NotFoundError):
-        pods.update("a", make_pod("y"))
+        await any_pods.aupdate("a", make_pod("y"))
     with pytest.raises(errors.ConflictError) as stale:
-        pods.update("a", make_pod("x"), expected_resource_version="p.0.0")
+        await any_pods.aupdate("a", make_pod("x"), expected_resource_version="p.0.0")
     assert stale.value.reason == "Conflict"
     nameless = make_pod("z")
     del nameless["metadata"]["name"]
     with pytest.raises(errors.InvalidError) as invalid:
-        pods.create("a", nameless)
+        await any_pods.acreate("a", nameless)
     assert invalid.value.code == 422
     with pytest.raises(errors.NotFoundError, match="nowhere"):
-        pods.create("nowhere", make_pod("x"))
-    assert mem.index == 1, "failed writes must not consume an index"
+        await any_pods.acreate("nowhere", make_pod("x"))
+    with pytest.raises(errors.NotFoundError):
+        await any_pods.adelete_by_key("a", "default/absent")
+    assert storage.index == 1, "failed writes must not consume an index"
 
 
-def test_one_index_orders_all_resources_and_clusters(mem: MemoryStorage) -> None:
-    pods = mem.resource_storage(PODS)
-    cms = mem.resource_storage(GroupVersionResource("", "v1", "configmaps"))
-    a = pods.create("a", make_pod("x"))
-    b = cms.create("b", {"metadata": {"name": "c", "namespace": "default"}, "data": {}})
-    c = (
-        pods.update("b", make_pod("x"))
-        if pods.get("b", "default", "x")
-        else pods.create("b", make_pod("x"))
-    )
+async def test_one_index_orders_all_resources_and_clusters(storage: AnyStorage) -> None:
+    pods = storage.resource_storage(PODS)
+    cms = storage.resource_storage(GroupVersionResource("", "v1", "configmaps"))
+    a = await pods.acreate("a", make_pod("x"))
+    b = await cms.acreate("b", {"metadata": {"name": "c", "namespace": "default"}, "data": {}})
+    c = await pods.aupsert("b", make_pod("x"))
     indexes = [
         rvs.parse_memory_resource_version(o["metadata"]["resourceVersion"])[1] for o in (a, b, c)
     ]
     assert indexes == [1, 2, 3]
 
 
-def test_list_filters_and_orders(pods: ResourceStorage) -> None:
-    pods.create("b", make_pod("z", "ns1", {"app": "web"}))
-    pods.create("a", make_pod("y", "ns2", {"app": "db"}))
-    pods.create("a", make_pod("x", "ns1", {"app": "web"}, phase="Pending"))
-    assert names(pods.list().items) == ["x", "y", "z"]
-    assert names(pods.list(ListOptions(clusters=("b",))).items) == ["z"]
-    assert names(pods.list(ListOptions(namespace="ns1")).items) == ["x", "z"]
-    assert names(pods.list(ListOptions(label_selector="app=web")).items) == ["x", "z"]
-    assert names(pods.list(ListOptions(label_selector="app in (db)")).items) == ["y"]
-    assert names(pods.list(ListOptions(field_selector="status.phase=Pending")).items) == ["x"]
-    assert names(pods.list(ListOptions(field_selector="metadata.name!=x")).items) == ["y", "z"]
-    assert pods.list().resource_version == "p.3"
+async def test_list_filters_and_orders(any_pods: AnyResourceStorage) -> None:
+    await any_pods.acreate("b", make_pod("z", "ns1", {"app": "web"}))
+    await any_pods.acreate("a", make_pod("y", "ns2", {"app": "db"}))
+    await any_pods.acreate("a", make_pod("x", "ns1", {"app": "web", "tier": "1"}, phase="Pending"))
+
+    async def listed(**options: object) -> list[str]:
+        return names((await any_pods.alist(ListOptions(**options))).items)  # type: ignore[arg-type]
+
+    assert await listed() == ["x", "y", "z"]
+    assert await listed(clusters=("b",)) == ["z"]
+    assert await listed(namespace="ns1") == ["x", "z"]
+    assert await listed(label_selector="app=web") == ["x", "z"]
+    assert await listed(label_selector="app in (db)") == ["y"]
+    assert await listed(label_selector="app in (db,web),app!=web") == ["y"]
+    assert await listed(label_selector="app notin (web)") == ["y"]
+    assert await listed(label_selector="tier") == ["x"]
+    assert await listed(label_selector="!tier") == ["y", "z"]
+    assert await listed(label_selector="tier>0") == ["x"]
+    assert await listed(label_selector="app=web,app=db") == []
+    assert await listed(field_selector="status.phase=Pending") == ["x"]
+    assert await listed(field_selector="metadata.name!=x") == ["y", "z"]
+    assert await listed(field_selector="metadata.namespace=ns2") == ["y"]
+    assert (await any_pods.alist()).resource_version == "p.3"
 
 
-def test_bad_selector_is_bad_request(pods: ResourceStorage) -> None:
+async def test_bad_selector_is_bad_request(any_pods: AnyResourceStorage) -> None:
     with pytest.raises(errors.BadRequestError, match="labelSelector"):
-        pods.list(ListOptions(label_selector="a in b"))
+        await any_pods.alist(ListOptions(label_selector="a in b"))
     with pytest.raises(errors.BadRequestError, match="fieldSelector"):
-        pods.list(ListOptions(field_selector="nonsense"))
+        await any_pods.alist(ListOptions(field_selector="nonsense"))
 
 
-def test_pages_are_a_consistent_snapshot(pods: ResourceStorage) -> None:
+async def test_pages_are_a_consistent_snapshot(any_pods: AnyResourceStorage) -> None:
     for i in range(10):
-        pods.create("a", make_pod(f"p{i:02d}"))
-    first = pods.list(ListOptions(limit=4))
+        await any_pods.acreate("a", make_pod(f"p{i:02d}"))
+    first = await any_pods.alist(ListOptions(limit=4))
     assert names(first.items) == ["p00", "p01", "p02", "p03"]
     assert first.remaining_item_count == 6
     # Writes between pages do not show up in the remaining pages.
-    pods.delete("a", make_pod("p05"))
-    pods.create("a", make_pod("p99"))
-    second = pods.list(ListOptions(limit=4, continue_token=first.continue_token))
-    third = pods.list(ListOptions(limit=4, continue_token=second.continue_token))
+    await any_pods.adelete("a", make_pod("p05"))
+    await any_pods.acreate("a", make_pod("p99"))
+    await any_pods.aupdate("a", make_pod("p06", labels={"changed": "yes"}))
+    second = await any_pods.alist(ListOptions(limit=4, continue_token=first.continue_token))
+    third = await any_pods.alist(ListOptions(limit=4, continue_token=second.continue_token))
     assert names(second.items) == ["p04", "p05", "p06", "p07"]
+    assert "changed" not in second.items[2]["metadata"]["labels"]
+    assert second.remaining_item_count == 2
     assert names(third.items) == ["p08", "p09"]
     assert third.continue_token == ""
     assert {first.resource_version, second.resource_version, third.resource_version} == {"p.10"}
 
 
-def test_pages_with_selector_skip_non_matching(pods: ResourceStorage) -> None:
+async def test_pages_with_selector_skip_non_matching(any_pods: AnyResourceStorage) -> None:
     for i in range(10):
-        pods.create("a", make_pod(f"p{i}", labels={"even": str(i % 2 == 0).lower()}))
+        await any_pods.acreate("a", make_pod(f"p{i}", labels={"even": str(i % 2 == 0).lower()}))
     seen: list[str] = []
     token = ""
     while True:
-        page = pods.list(ListOptions(limit=2, label_selector="even=true", continue_token=token))
+        page = await any_pods.alist(
+            ListOptions(limit=2, label_selector="even=true", continue_token=token)
+        )
         seen += names(page.items)
         assert page.remaining_item_count is None
         token = page.continue_token
@@ -131,7 +160,28 @@ def test_pages_with_selector_skip_non_matching(pods: ResourceStorage) -> None:
     assert seen == ["p0", "p2", "p4", "p6", "p8"]
 
 
-def test_evicted_or_foreign_continue_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> None:
+def _reissued(token: str, **changes: object) -> str:
+    """``token`` with fields changed, as another instance or request would have minted it."""
+    decoded = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    decoded.update(changes)
+    return base64.urlsafe_b64encode(orjson.dumps(decoded)).decode().rstrip("=")
+
+
+async def test_foreign_or_malformed_continue(any_pods: AnyResourceStorage) -> None:
+    for i in range(5):
+        await any_pods.acreate("a", make_pod(f"p{i}"))
+    token = (await any_pods.alist(ListOptions(limit=1))).continue_token
+    with pytest.raises(errors.GoneError):
+        await any_pods.alist(ListOptions(limit=1, continue_token=_reissued(token, p="q")))
+    with pytest.raises(errors.BadRequestError, match="another request"):
+        await any_pods.alist(ListOptions(limit=1, continue_token=token, namespace="other"))
+    with pytest.raises(errors.BadRequestError):
+        await any_pods.alist(ListOptions(limit=1, continue_token="!!notatoken"))
+    with pytest.raises(errors.BadRequestError):
+        await any_pods.alist(ListOptions(limit=1, continue_token=token, resource_version="p.1"))
+
+
+def test_evicted_continue_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> None:
     mem.max_snapshots = 1
     for i in range(5):
         pods.create("a", make_pod(f"p{i}"))
@@ -139,18 +189,6 @@ def test_evicted_or_foreign_continue_is_gone(mem: MemoryStorage, pods: ResourceS
     pods.list(ListOptions(limit=1))
     with pytest.raises(errors.GoneError):
         pods.list(ListOptions(limit=1, continue_token=old))
-    other = new_storage(prefix="q")
-    other.prepare_cluster("a")
-    other_pods = other.resource_storage(PODS)
-    for i in range(3):
-        other_pods.create("a", make_pod(f"p{i}"))
-    foreign = other_pods.list(ListOptions(limit=1)).continue_token
-    with pytest.raises(errors.GoneError):
-        pods.list(ListOptions(limit=1, continue_token=foreign))
-    with pytest.raises(errors.BadRequestError):
-        pods.list(ListOptions(limit=1, continue_token="!!notatoken"))
-    with pytest.raises(errors.BadRequestError):
-        pods.list(ListOptions(limit=1, continue_token=old, resource_version="p.1"))
 
 
 @pytest.mark.parametrize(
@@ -166,53 +204,83 @@ def test_evicted_or_foreign_continue_is_gone(mem: MemoryStorage, pods: ResourceS
     ],
     ids=["exact-unset", "exact-zero", "bad-match", "too-large", "foreign", "exact-old", "junk"],
 )
-def test_list_version_errors(
-    pods: ResourceStorage, rv: str, match: str, error: type[errors.ApiError]
+async def test_list_version_errors(
+    any_pods: AnyResourceStorage, rv: str, match: str, error: type[errors.ApiError]
 ) -> None:
-    pods.create("a", make_pod("x"))
-    pods.create("a", make_pod("y"))
+    await any_pods.acreate("a", make_pod("x"))
+    await any_pods.acreate("a", make_pod("y"))
     with pytest.raises(error):
-        pods.list(ListOptions(resource_version=rv, resource_version_match=match))
+        await any_pods.alist(ListOptions(resource_version=rv, resource_version_match=match))
 
 
-def test_list_versions_that_are_served(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    pods.create("a", make_pod("y"))
-    assert pods.list(ListOptions(resource_version="0")).resource_version == "p.2"
-    assert pods.list(ListOptions(resource_version="p.1")).resource_version == "p.2"
-    exact = pods.list(ListOptions(resource_version="p.2", resource_version_match="Exact"))
+async def test_list_versions_that_are_served(any_pods: AnyResourceStorage) -> None:
+    await any_pods.acreate("a", make_pod("x"))
+    await any_pods.acreate("a", make_pod("y"))
+    assert (await any_pods.alist(ListOptions(resource_version="0"))).resource_version == "p.2"
+    assert (await any_pods.alist(ListOptions(resource_version="p.1"))).resource_version == "p.2"
+    exact = await any_pods.alist(
+        ListOptions(resource_version="p.2", resource_version_match="Exact")
+    )
     assert exact.resource_version == "p.2"
     assert len(exact.items) == 2
 
 
-def test_get_resource_versions_and_clean(mem: MemoryStorage, pods: ResourceStorage) -> None:
+async def test_clean_cluster_and_resource(
+    storage: AnyStorage, any_pods: AnyResourceStorage
+) -> None:
+    await any_pods.acreate("a", make_pod("x", resource_version="10"))
+    await any_pods.acreate("b", make_pod("y", resource_version="20"))
+    assert any_pods.count("a") == 1
+    await storage.aclean_cluster("a")
+    assert not storage.has_cluster("a")
+    assert names((await any_pods.alist()).items) == ["y"]
+    assert any_pods.count("a") == 0
+    await storage.aclean_cluster_resource("b", PODS)
+    assert (await any_pods.alist()).items == []
+
+
+def test_memory_get_resource_versions(mem: MemoryStorage, pods: ResourceStorage) -> None:
     pods.create("a", make_pod("x", resource_version="10"))
     pods.create("b", make_pod("y", resource_version="20"))
     assert mem.get_resource_versions("a") == {PODS: {"default/x": "10"}}
     mem.clean_cluster("a")
     assert mem.get_resource_versions("a") == {}
-    assert not mem.has_cluster("a")
-    assert names(pods.list().items) == ["y"]
-    mem.clean_cluster_resource("b", PODS)
-    assert pods.list().items == []
 
 
-def test_cluster_store_replace_emits_only_changes(pods: ResourceStorage) -> None:
-    store = ClusterResourceStore(pods, "a")
+async def test_cluster_store_replace_emits_only_changes(
+    storage: AnyStorage, any_pods: AnyResourceStorage
+) -> None:
+    store = any_pods.cluster_store("a")
     store.replace([make_pod("x", resource_version="1"), make_pod("y", resource_version="1")], "1")
-    before = pods.list().resource_version
+    await storage.flush()
+    before = (await any_pods.alist()).resource_version
     store.replace([make_pod("x", resource_version="1"), make_pod("z", resource_version="2")], "2")
-    assert sorted(store.list_keys()) == ["default/x", "default/z"]
-    cache = pods._watch_cache
-    events = cache.read(cache.first_seq_after(rvs.parse_list_resource_version(before)))[0]
+    store.update(make_pod("x", resource_version="3"))
+    store.delete(DeletedFinalStateUnknown("default/z", None))
+    store.delete(make_pod("absent"))
+    store.resync()
+    await storage.flush()
+    watch = await any_pods.awatch(ListOptions(resource_version=before))
+    events = await watch.next_batch()
+    watch.stop()
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
         ("ADDED", "z"),
         ("DELETED", "y"),
+        ("MODIFIED", "x"),
+        ("DELETED", "z"),
     ]
+    assert names((await any_pods.alist()).items) == ["x"]
+    x = await any_pods.aget("a", "default", "x")
+    assert x is not None
+    assert x["metadata"]["resourceVersion"].endswith(".3")
+
+
+def test_memory_cluster_store_reads(pods: ResourceStorage) -> None:
+    store = ClusterResourceStore(pods, "a")
+    store.replace([make_pod("x", resource_version="1"), make_pod("z", resource_version="2")], "2")
+    assert sorted(store.list_keys()) == ["default/x", "default/z"]
     store.update(make_pod("x", resource_version="3"))
     assert store.get_by_key("default/x")["metadata"]["resourceVersion"].endswith(".3")  # type: ignore[index]
     store.delete(DeletedFinalStateUnknown("default/x", None))
-    store.delete(make_pod("absent"))
     assert store.get(make_pod("x")) is None
     assert [o["metadata"]["name"] for o in store.list()] == ["z"]
-    store.resync()

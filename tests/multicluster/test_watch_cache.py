@@ -1,11 +1,13 @@
-"""WatchCache through ResourceStorage.watch: window, cut-off, selectors, bookmarks, initial
-events, wake-ups from threads, shared encodings. Fixtures ``mem`` and ``pods`` come from
+"""WatchCache through the storages' watches: window, cut-off, selectors, bookmarks, initial
+events (run against MemoryStorage and PostgresStorage: fixtures ``storage`` and
+``any_pods``), wake-ups from threads, shared encodings (memory). Fixtures come from
 conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +15,13 @@ from hypothesis import strategies as st
 
 from kubemirror import errors
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster.storage import ListOptions, MemoryStorage, ResourceStorage
+from kubemirror.multicluster.storage import ListOptions
 from kubemirror.multicluster.watch_cache import INITIAL_EVENTS_END_ANNOTATION, StorageEvent, Watch
 from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource
+
+if TYPE_CHECKING:
+    from tests.multicluster.conftest import AnyResourceStorage, AnyStorage
 
 
 async def take(watch: Watch, n: int) -> list[StorageEvent]:
@@ -29,10 +34,12 @@ async def take(watch: Watch, n: int) -> list[StorageEvent]:
     return out
 
 
-async def test_watch_from_empty_version_replays_state_then_streams(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    watch = pods.watch()
-    pods.create("b", make_pod("y"))
+async def test_watch_from_empty_version_replays_state_then_streams(
+    any_pods: AnyResourceStorage,
+) -> None:
+    await any_pods.acreate("a", make_pod("x"))
+    watch = await any_pods.awatch()
+    await any_pods.acreate("b", make_pod("y"))
     events = await take(watch, 2)
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [
         ("ADDED", "x"),
@@ -40,16 +47,16 @@ async def test_watch_from_empty_version_replays_state_then_streams(pods: Resourc
     ]
     assert events[1].line().startswith(b'{"type":"ADDED","object":{')
     watch.stop()
-    assert pods.watcher_count == 0
+    assert any_pods.watcher_count == 0
 
 
-async def test_watch_from_version_sees_exactly_later_events(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    mark = pods.list().resource_version
-    pods.update("a", make_pod("x", phase="Failed"))
-    pods.create("b", make_pod("y"))
-    pods.delete("a", make_pod("x"))
-    async with pods.watch(ListOptions(resource_version=mark)) as watch:
+async def test_watch_from_version_sees_exactly_later_events(any_pods: AnyResourceStorage) -> None:
+    await any_pods.acreate("a", make_pod("x"))
+    mark = (await any_pods.alist()).resource_version
+    await any_pods.aupdate("a", make_pod("x", phase="Failed"))
+    await any_pods.acreate("b", make_pod("y"))
+    await any_pods.adelete("a", make_pod("x"))
+    async with await any_pods.awatch(ListOptions(resource_version=mark)) as watch:
         events = await take(watch, 3)
     assert [(e.type, e.cluster) for e in events] == [
         ("MODIFIED", "a"),
@@ -61,90 +68,95 @@ async def test_watch_from_version_sees_exactly_later_events(pods: ResourceStorag
     assert indexes[0] == 2
 
 
-async def test_watch_older_than_window_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> None:
+async def test_watch_older_than_window_is_gone(any_pods: AnyResourceStorage) -> None:
     for i in range(100):
-        pods.create("a", make_pod(f"p{i}"))
+        await any_pods.acreate("a", make_pod(f"p{i}"))
     with pytest.raises(errors.GoneError):
-        pods.watch(ListOptions(resource_version="p.3"))
+        await any_pods.awatch(ListOptions(resource_version="p.3"))
     with pytest.raises(errors.ApiError) as future:
-        pods.watch(ListOptions(resource_version="p.1000"))
+        await any_pods.awatch(ListOptions(resource_version="p.1000"))
     assert future.value.code == 504
-    pods.watch(ListOptions(resource_version="p.60")).stop()
+    (await any_pods.awatch(ListOptions(resource_version="p.60"))).stop()
 
 
-async def test_slow_watcher_is_cut_off_and_can_resume(mem: MemoryStorage) -> None:
-    mem.max_watch_lag = 10
-    pods = mem.resource_storage(PODS)
-    watch = pods.watch(ListOptions(resource_version=mem.resource_version))
-    pods.create("a", make_pod("first"))
+async def test_slow_watcher_is_cut_off_and_can_resume(storage: AnyStorage) -> None:
+    storage.max_watch_lag = 10
+    pods = storage.resource_storage(PODS)
+    watch = await pods.awatch(ListOptions(resource_version=storage.resource_version))
+    await pods.acreate("a", make_pod("first"))
     [first] = await take(watch, 1)
     for i in range(20):
-        pods.create("a", make_pod(f"p{i}"))
+        await pods.acreate("a", make_pod(f"p{i}"))
     rest = [e async for e in watch]
     assert watch.cut_off
     assert rest == []
-    async with pods.watch(ListOptions(resource_version=watch.resource_version)) as resumed:
+    async with await pods.awatch(ListOptions(resource_version=watch.resource_version)) as resumed:
         events = await take(resumed, 20)
     assert [e.object["metadata"]["name"] for e in events] == [f"p{i}" for i in range(20)]
     assert first.object["metadata"]["name"] == "first"
 
 
-async def test_selector_transitions_become_added_and_deleted(pods: ResourceStorage) -> None:
-    watch = pods.watch(ListOptions(resource_version="p.0", label_selector="app=web"))
-    pods.create("a", make_pod("x", labels={"app": "db"}))
-    pods.update("a", make_pod("x", labels={"app": "web"}))
-    pods.update("a", make_pod("x", labels={"app": "web", "v": "2"}))
-    pods.update("a", make_pod("x", labels={"app": "db"}))
-    pods.delete("a", make_pod("x"))
-    pods.create("a", make_pod("sentinel", labels={"app": "web"}))
+async def test_selector_transitions_become_added_and_deleted(
+    any_pods: AnyResourceStorage,
+) -> None:
+    watch = await any_pods.awatch(ListOptions(resource_version="p.0", label_selector="app=web"))
+    await any_pods.acreate("a", make_pod("x", labels={"app": "db"}))
+    await any_pods.aupdate("a", make_pod("x", labels={"app": "web"}))
+    await any_pods.aupdate("a", make_pod("x", labels={"app": "web", "v": "2"}))
+    await any_pods.aupdate("a", make_pod("x", labels={"app": "db"}))
+    await any_pods.adelete("a", make_pod("x"))
+    await any_pods.acreate("a", make_pod("sentinel", labels={"app": "web"}))
     events = await take(watch, 4)
     watch.stop()
     assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED", "ADDED"]
 
 
-async def test_send_initial_events_ends_with_annotated_bookmark(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("x"))
-    pods.create("b", make_pod("y"))
+async def test_send_initial_events_ends_with_annotated_bookmark(
+    any_pods: AnyResourceStorage,
+) -> None:
+    await any_pods.acreate("a", make_pod("x"))
+    await any_pods.acreate("b", make_pod("y"))
     opts = ListOptions(
         send_initial_events=True,
         resource_version_match="NotOlderThan",
         allow_watch_bookmarks=True,
     )
-    async with pods.watch(opts) as watch:
+    async with await any_pods.awatch(opts) as watch:
         events = await take(watch, 3)
     assert [e.type for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
     meta = events[2].object["metadata"]
     assert meta["annotations"] == {INITIAL_EVENTS_END_ANNOTATION: "true"}
     assert meta["resourceVersion"] == "p.2"
     with pytest.raises(errors.InvalidError):  # 422, as kube-apiserver
-        pods.watch(ListOptions(send_initial_events=True, allow_watch_bookmarks=True))
+        await any_pods.awatch(ListOptions(send_initial_events=True, allow_watch_bookmarks=True))
 
 
-async def test_idle_watch_with_bookmarks_gets_one(mem: MemoryStorage) -> None:
-    mem.bookmark_interval = 0.01
-    pods = mem.resource_storage(PODS)
-    mem.resource_storage(GroupVersionResource("", "v1", "configmaps")).create(
+async def test_idle_watch_with_bookmarks_gets_one(storage: AnyStorage) -> None:
+    storage.bookmark_interval = 0.01
+    pods = storage.resource_storage(PODS)
+    await storage.resource_storage(GroupVersionResource("", "v1", "configmaps")).acreate(
         "a", {"metadata": {"name": "c", "namespace": "n"}}
     )
-    async with pods.watch(ListOptions(resource_version="p.0", allow_watch_bookmarks=True)) as w:
+    options = ListOptions(resource_version="p.0", allow_watch_bookmarks=True)
+    async with await pods.awatch(options) as w:
         [bookmark] = await take(w, 1)
     assert bookmark.type == "BOOKMARK"
     assert bookmark.object["metadata"]["resourceVersion"] == "p.1"
 
 
-async def test_json_cluster_versions_resume_per_cluster(pods: ResourceStorage) -> None:
-    pods.create("a", make_pod("old", resource_version="5"))
-    pods.create("a", make_pod("new", resource_version="7"))
-    pods.create("b", make_pod("other", resource_version="1"))
-    watch = pods.watch(ListOptions(resource_version='{"a": "5"}'))
-    pods.create("b", make_pod("later", resource_version="2"))
+async def test_json_cluster_versions_resume_per_cluster(any_pods: AnyResourceStorage) -> None:
+    await any_pods.acreate("a", make_pod("old", resource_version="5"))
+    await any_pods.acreate("a", make_pod("new", resource_version="7"))
+    await any_pods.acreate("b", make_pod("other", resource_version="1"))
+    watch = await any_pods.awatch(ListOptions(resource_version='{"a": "5"}'))
+    await any_pods.acreate("b", make_pod("later", resource_version="2"))
     events = await take(watch, 2)
     watch.stop()
     assert [e.object["metadata"]["name"] for e in events] == ["new", "later"]
 
 
-async def test_stop_wakes_a_waiting_iterator(pods: ResourceStorage) -> None:
-    watch = pods.watch(ListOptions(resource_version="p.0"))
+async def test_stop_wakes_a_waiting_iterator(any_pods: AnyResourceStorage) -> None:
+    watch = await any_pods.awatch(ListOptions(resource_version="p.0"))
 
     async def drain() -> list[StorageEvent]:
         return [e async for e in watch]

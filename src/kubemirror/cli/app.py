@@ -361,13 +361,21 @@ def serve(
             help="Browser Origin allowed to call the API (scheme://host[:port], repeatable).",
         ),
     ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Where the mirrored objects live: memory (default) or a PostgreSQL URL "
+            "(postgresql://user@host/db) shared by several serve replicas.",
+        ),
+    ] = None,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
     """Serve member clusters' resources through one Kubernetes-compatible API.
 
-    Every cluster is mirrored into memory and served aggregated at / and per
-    cluster under /clusters/NAME, so kubectl works against it. Also serves
+    Every cluster is mirrored into memory (or PostgreSQL: --storage) and served
+    aggregated at / and per cluster under /clusters/NAME, so kubectl works against it. Also serves
     /healthz, /readyz (ready once every cluster synced, 503 while a member is
     unreachable beyond --unready-after) and /metrics (Prometheus). With
     --read-write, writes go to the member cluster that owns the object.
@@ -394,6 +402,7 @@ def serve(
         unready_after=unready_after,
         accept_hosts=tuple(accept_hosts or ()),
         allowed_origins=tuple(allow_origin or ()),
+        storage=storage,
     )
     _run(ctx, debug, lambda: serve_mod.run_serve(flags, _console()))
 

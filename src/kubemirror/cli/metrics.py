@@ -20,7 +20,7 @@ from aiohttp import web
 
 from kubemirror import errors, reflector
 from kubemirror.multicluster import server
-from kubemirror.multicluster.storage import MemoryStorage
+from kubemirror.multicluster.storage_api import Storage
 from kubemirror.multicluster.synchro import MemberHealth
 from kubemirror.types import GroupVersionResource
 
@@ -79,7 +79,7 @@ def metrics_handler(prometheus: Prometheus, collector: MirrorCollector) -> serve
 
 
 class MirrorCollector:
-    """A Prometheus collector over a ``MemoryStorage`` and the reflectors feeding it.
+    """A Prometheus collector over a storage and the reflectors feeding it.
 
     ``feeds()`` returns the current ``{(cluster, gvr): Reflector}``; ``ready()``
     whether every cluster has synced; ``health()`` (optional) ``{cluster:
@@ -93,7 +93,7 @@ class MirrorCollector:
     def __init__(
         self,
         prometheus: Prometheus,
-        storage: MemoryStorage,
+        storage: Storage,
         feeds: Feeds,
         ready: Callable[[], bool],
         *,

@@ -45,7 +45,8 @@ from kubemirror.client import discovery, transport
 from kubemirror.multicluster.forward import MemberWriteForwarder
 from kubemirror.multicluster.resources import ALL_VERBS, READ_VERBS, ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer, Readiness
-from kubemirror.multicluster.storage import ClusterResourceStore, MemoryStorage
+from kubemirror.multicluster.storage import MemoryStorage
+from kubemirror.multicluster.storage_api import ClusterStoreApi, Storage
 from kubemirror.multicluster.synchro import ClusterSynchro, MemberHealth, Runnable
 from kubemirror.types import GroupVersionResource
 
@@ -56,6 +57,21 @@ __all__ = [
     "sync_readiness",
     "unreachable_members",
 ]
+
+def open_storage(location: str) -> Storage:
+    """The storage ``location`` names (not started): a ``MemoryStorage`` or, for a
+    PostgreSQL URL, a ``PostgresStorage`` (``CommandError`` without the extra)."""
+    if location == "memory":
+        return MemoryStorage()
+    try:
+        from kubemirror.multicluster.postgres import PostgresStorage
+    except ImportError as exc:
+        raise errors.CommandError(
+            "--storage postgresql:// needs the PostgreSQL driver",
+            "pip install 'kubemirror[postgres]'",
+        ) from exc
+    return PostgresStorage(location)
+
 
 def sync_readiness(
     waiting: Callable[[], list[str]], unready: Callable[[], list[str]] | None = None
@@ -234,7 +250,7 @@ class _Mirror:
     def reflector_factory(
         self,
         lister_watcher: Any,
-        store: ClusterResourceStore,
+        store: ClusterStoreApi,
         *,
         resync_period: float = 0.0,
         page_size: int = 500,
@@ -353,7 +369,7 @@ def _report_health(
 
 async def _report_progress(
     mirror: _Mirror,
-    storage: MemoryStorage,
+    storage: Storage,
     console: Console,
     stop: asyncio.Event,
     unready_after: float = DEFAULT_UNREADY_AFTER,
@@ -387,7 +403,10 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
     try:
         for spec in config.clusters:
             await _connect(mirror, spec, config.read_only)
-        storage = MemoryStorage()
+        storage = open_storage(config.storage)
+        # Replicas sharing a database serve what it holds: ready without syncing themselves
+        # (each member is synced by whichever replica holds its lease).
+        shared = not isinstance(storage, MemoryStorage)
         default_cluster = config.clusters[0].name if config.clusters else "default"
         collector = None
         if prometheus is not None:
@@ -419,7 +438,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             accept_hosts=config.accept_hosts,
             allowed_origins=config.allowed_origins,
             readiness=sync_readiness(
-                mirror.waiting,
+                (lambda: []) if shared else mirror.waiting,
                 lambda: unreachable_members(mirror.health, config.unready_after),
             ),
             extra_routes=(
@@ -440,6 +459,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         mirror.health = synchro.health
         stop = asyncio.Event()
         ui.install_stop_handlers(stop)
+        await storage.start()
         await server.start()
         warnings = Console(stderr=True, highlight=False)
         retry_log = RetryLog(
@@ -475,6 +495,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         finally:
             reflector_log.removeFilter(retry_log)
             await server.stop()
+            await storage.stop()
     finally:
         await mirror.close()
     _log(console, "stopped")

@@ -47,6 +47,7 @@ _CONFIG_KEYS = frozenset(
         "clusters",
         "metrics",
         "unreadyAfter",
+        "storage",
     }
 )
 _CLUSTER_KEYS = frozenset({"name", "context", "kubeconfig", "resources"})
@@ -74,6 +75,7 @@ class ServeFlags:
     unready_after: float | None = None
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    storage: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ class ServeConfig:
     unready_after: float = DEFAULT_UNREADY_AFTER
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    storage: str = field(default="memory", repr=False)
+    """``memory`` or a PostgreSQL URL (hidden from ``repr``: it may hold a password)."""
 
 
 def _split_names(values: Iterable[str]) -> tuple[str, ...]:
@@ -282,6 +286,19 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         ),
         allowed_origins=flags.allowed_origins
         or _names(listen.get("allowedOrigins") or [], f"{path}: listen.allowedOrigins"),
+        storage=_storage_location(pick(flags.storage, doc.get("storage"), "memory"), path),
+    )
+
+
+def _storage_location(value: object, path: str) -> str:
+    """``memory`` or a ``postgresql://`` / ``postgres://`` URL; else a ``ConfigError``."""
+    text = str(_expect(value, str, f"{path}: storage"))
+    if text == "memory" or text.startswith(("postgresql://", "postgres://")):
+        return text
+    raise errors.ConfigError(
+        "must be memory or a postgresql:// URL",
+        field=f"{path}: storage".lstrip(": "),
+        expression=text.split("@")[-1],
     )
 
 

@@ -2,7 +2,9 @@
 
 ``MemoryStorage`` keeps every cluster's objects with one global event order;
 ``KubeApiServer`` serves it over HTTP so kubectl and Kubernetes clients work
-unchanged; ``ClusterSynchro`` feeds it from member clusters.
+unchanged; ``ClusterSynchro`` feeds it from member clusters. ``Storage`` is the
+interface both use, which ``kubemirror.multicluster.postgres.PostgresStorage``
+(the ``postgres`` extra, not imported here) implements too.
 """
 
 from kubemirror.multicluster.resource_version import (
@@ -24,6 +26,8 @@ from kubemirror.multicluster.storage import (
     MemoryStorage,
     ResourceStorage,
 )
+from kubemirror.multicluster.storage_api import ClusterStoreApi, ResourceStorageApi, Storage
+from kubemirror.multicluster.sync_lease import LocalSyncLease, SyncLease
 from kubemirror.multicluster.synchro import ClusterSynchro, StorageListerWatcher
 from kubemirror.multicluster.watch_cache import (
     INITIAL_EVENTS_END_ANNOTATION,
@@ -36,17 +40,22 @@ __all__ = [
     "BUILTIN_RESOURCES",
     "CLUSTER_ANNOTATION",
     "ClusterResourceStore",
+    "ClusterStoreApi",
     "ClusterSynchro",
     "INITIAL_EVENTS_END_ANNOTATION",
     "KubeApiServer",
     "ListOptions",
     "ListResult",
+    "LocalSyncLease",
     "MemoryStorage",
     "ResourceInfo",
     "ResourceStorage",
+    "ResourceStorageApi",
+    "Storage",
     "StorageEvent",
     "StorageListerWatcher",
     "StoredObject",
+    "SyncLease",
     "Watch",
     "WatchStart",
     "new_prefix",

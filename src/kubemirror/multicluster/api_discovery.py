@@ -18,7 +18,7 @@ from kubemirror import errors
 from kubemirror.multicluster import request_info, status
 from kubemirror.multicluster.bodies import JSON
 from kubemirror.multicluster.crds import CRD_RESOURCE
-from kubemirror.multicluster.storage import MemoryStorage
+from kubemirror.multicluster.storage_api import Storage
 
 __all__ = ["METHOD_NOT_ALLOWED", "discovery", "json_response", "openapi", "version"]
 
@@ -46,7 +46,7 @@ def version() -> dict[str, str]:
 
 
 async def openapi(
-    request: web.Request, storage: MemoryStorage, path: str
+    request: web.Request, storage: Storage, path: str
 ) -> web.StreamResponse:
     """OpenAPI v3 (``/openapi/v3``, ``/openapi/v3/<group-version>``) and v2
     (``/openapi/v2``, JSON only), for ``kubectl explain`` and server-side field
@@ -67,7 +67,7 @@ async def openapi(
             status.make_status(406, "NotAcceptable", "only application/json is supported")
         )
     crds = openapi.crd_schemas(
-        storage.resource_storage(CRD_RESOURCE.gvr).list().items
+        (await storage.resource_storage(CRD_RESOURCE.gvr).alist()).items
     )
     loop = asyncio.get_running_loop()
     if path == "/openapi/v2":
@@ -82,7 +82,7 @@ async def openapi(
     return json_response(doc)
 
 
-def _groups(storage: MemoryStorage) -> dict[str, list[str]]:
+def _groups(storage: Storage) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for rs in storage.resource_storages():
         gvr = rs.info.gvr
@@ -104,7 +104,7 @@ def _api_group(group: str, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def _resource_list(storage: MemoryStorage, group: str, version: str) -> dict[str, Any] | None:
+def _resource_list(storage: Storage, group: str, version: str) -> dict[str, Any] | None:
     resources = []
     for rs in storage.resource_storages():
         info = rs.info
@@ -133,7 +133,7 @@ def _resource_list(storage: MemoryStorage, group: str, version: str) -> dict[str
 
 
 def discovery(
-    request: web.Request, info: request_info.RequestInfo, storage: MemoryStorage, address: str
+    request: web.Request, info: request_info.RequestInfo, storage: Storage, address: str
 ) -> web.Response:
     """The discovery document ``info`` asks for (``address``: this server's host:port)."""
     if request.method in ("POST", "PUT", "PATCH"):

@@ -26,7 +26,8 @@ from kubemirror import errors, keys
 from kubemirror.client import transport
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import status
-from kubemirror.multicluster.storage import CLUSTER_ANNOTATION, MemoryStorage
+from kubemirror.multicluster.storage import CLUSTER_ANNOTATION
+from kubemirror.multicluster.storage_api import Storage
 from kubemirror.multicluster.synchro import wait_for_object
 from kubemirror.multicluster.writes import ForwardedWrite
 from kubemirror.types import GroupVersionResource
@@ -121,7 +122,7 @@ class MemberWriteForwarder:
 
     def __init__(
         self,
-        storage: MemoryStorage,
+        storage: Storage,
         clients: Mapping[str, transport.KubeClient],
         *,
         mirrored: Callable[[str, GroupVersionResource], bool] | None = None,

@@ -13,13 +13,13 @@ from collections.abc import Iterable
 
 from kubemirror import errors, keys
 from kubemirror.multicluster import request_info, status
-from kubemirror.multicluster.storage import MemoryStorage, ResourceStorage
+from kubemirror.multicluster.storage_api import ResourceStorageApi, Storage
 from kubemirror.types import GroupVersionResource
 
 __all__ = ["find_resource", "locate_cluster", "stored_key", "unknown_cluster"]
 
 
-def find_resource(storage: MemoryStorage, info: request_info.RequestInfo) -> ResourceStorage:
+def find_resource(storage: Storage, info: request_info.RequestInfo) -> ResourceStorageApi:
     """The storage of the path's resource type; 404 for an unknown type, or for a
     cluster-scoped type asked under a namespace."""
     gvr = GroupVersionResource(info.group, info.version, info.resource)
@@ -42,15 +42,15 @@ def find_resource(storage: MemoryStorage, info: request_info.RequestInfo) -> Res
     return rs
 
 
-def stored_key(rs: ResourceStorage, namespace: str, name: str) -> str:
+def stored_key(rs: ResourceStorageApi, namespace: str, name: str) -> str:
     """The storage key of ``name``: ``keys.object_key``, without the namespace of a
     cluster-scoped type."""
     return keys.object_key(namespace if rs.info.namespaced else "", name)
 
 
-def locate_cluster(
-    storage: MemoryStorage,
-    rs: ResourceStorage,
+async def locate_cluster(
+    storage: Storage,
+    rs: ResourceStorageApi,
     info: request_info.RequestInfo,
     default_cluster: str,
     hint: str | None = None,
@@ -61,10 +61,10 @@ def locate_cluster(
     key = stored_key(rs, info.namespace, info.name)
     if hint and storage.has_cluster(hint):
         return hint
-    if rs.get_entry(default_cluster, key) is not None:
+    if await rs.aget_entry(default_cluster, key) is not None:
         return default_cluster
     for cluster in storage.clusters():
-        if rs.get_entry(cluster, key) is not None:
+        if await rs.aget_entry(cluster, key) is not None:
             return cluster
     return default_cluster
 

@@ -23,7 +23,7 @@ from kubemirror.multicluster import placement, request_info, status, table, watc
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.api_discovery import json_response
 from kubemirror.multicluster.bodies import JSON
-from kubemirror.multicluster.storage import ResourceStorage
+from kubemirror.multicluster.storage_api import ResourceStorageApi
 
 if TYPE_CHECKING:
     from kubemirror.multicluster.server import KubeApiServer
@@ -44,11 +44,11 @@ class Reads:
     def __init__(self, server: KubeApiServer) -> None:
         self.server = server
 
-    def get(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+    async def get(
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
-        cluster = self.server.locate_cluster(rs, info)
-        entry = rs.get_entry(cluster, placement.stored_key(rs, info.namespace, info.name))
+        cluster = await self.server.locate_cluster(rs, info)
+        entry = await rs.aget_entry(cluster, placement.stored_key(rs, info.namespace, info.name))
         if entry is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         if request_info.accepts_table(request.headers.get("Accept", "")):
@@ -62,10 +62,10 @@ class Reads:
         return web.Response(body=entry.encoded(), content_type=JSON)
 
     async def list(
-        self, request: web.Request, rs: ResourceStorage, query: request_info.QueryOptions
+        self, request: web.Request, rs: ResourceStorageApi, query: request_info.QueryOptions
     ) -> web.StreamResponse:
         await self._await_resource_version(query.options.resource_version)
-        result = rs.list(query.options)
+        result = await rs.alist(query.options)
         if request_info.accepts_table(request.headers.get("Accept", "")):
             tbl = table.to_table(
                 result.items,
@@ -127,10 +127,10 @@ class Reads:
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
     async def watch(
-        self, request: web.Request, rs: ResourceStorage, query: request_info.QueryOptions
+        self, request: web.Request, rs: ResourceStorageApi, query: request_info.QueryOptions
     ) -> web.StreamResponse:
         await self._await_resource_version(query.options.resource_version)
-        watch = rs.watch(query.options)
+        watch = await rs.awatch(query.options)
         as_table = request_info.accepts_table(request.headers.get("Accept", ""))
         include_object = request.query.get("includeObject", "Metadata")
         timeout = min(query.timeout_seconds or self.server.watch_timeout, self.server.watch_timeout)
@@ -185,7 +185,7 @@ class Reads:
 
     @staticmethod
     def _table_line(
-        rs: ResourceStorage,
+        rs: ResourceStorageApi,
         event: watch_cache.StorageEvent,
         include_object: str,
         with_columns: bool,

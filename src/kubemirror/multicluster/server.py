@@ -1,4 +1,5 @@
-"""A Kubernetes-compatible HTTP API over a ``MemoryStorage`` (multicluster layer).
+"""A Kubernetes-compatible HTTP API over a storage (multicluster layer): ``MemoryStorage``
+or ``PostgresStorage``, through their shared async interface (``storage_api.Storage``).
 
 ``KubeApiServer`` serves discovery (``/api``, ``/apis``, resource lists),
 LIST/WATCH/GET/POST/PUT/PATCH/DELETE for every registered resource type, all
@@ -40,7 +41,7 @@ from kubemirror.multicluster import (
 from kubemirror.multicluster.api_discovery import METHOD_NOT_ALLOWED, json_response
 from kubemirror.multicluster.crds import CRD_RESOURCE
 from kubemirror.multicluster.resources import BUILTIN_RESOURCES, ResourceInfo
-from kubemirror.multicluster.storage import MemoryStorage, ResourceStorage
+from kubemirror.multicluster.storage_api import ResourceStorageApi, Storage
 from kubemirror.multicluster.writes import ForwardedWrite, WriteForwarder
 
 __all__ = [
@@ -108,7 +109,7 @@ class KubeApiServer(lifecycle.StartStopService):
 
     def __init__(
         self,
-        storage: MemoryStorage,
+        storage: Storage,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -174,13 +175,13 @@ class KubeApiServer(lifecycle.StartStopService):
         """The base URL serving only ``cluster``."""
         return f"{self.url}/clusters/{cluster}"
 
-    def locate_cluster(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, hint: str | None = None
+    async def locate_cluster(
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, hint: str | None = None
     ) -> str:
         """The cluster a named request acts on (``placement.locate_cluster``)."""
-        return placement.locate_cluster(self.storage, rs, info, self.default_cluster, hint)
+        return await placement.locate_cluster(self.storage, rs, info, self.default_cluster, hint)
 
-    def register_resource(self, info: ResourceInfo) -> ResourceStorage:
+    def register_resource(self, info: ResourceInfo) -> ResourceStorageApi:
         """Serve a resource type (CRD-style) from now on; idempotent."""
         return self.storage.new_resource_storage(info)
 
@@ -335,7 +336,7 @@ class KubeApiServer(lifecycle.StartStopService):
             raise status.method_not_allowed(METHOD_NOT_ALLOWED)
         if method == "GET":
             if info.name:
-                return self._reads.get(request, rs, info)
+                return await self._reads.get(request, rs, info)
             query = request_info.parse_list_query(
                 request.query,
                 namespace=info.namespace,

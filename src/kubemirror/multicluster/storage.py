@@ -36,7 +36,7 @@ import orjson
 
 from kubemirror import errors, keys
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status, watch_cache
+from kubemirror.multicluster import status, sync_lease, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter, field_spec
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
@@ -48,6 +48,12 @@ __all__ = [
     "ListResult",
     "MemoryStorage",
     "ResourceStorage",
+    "bad_continue",
+    "deleted_state",
+    "foreign_continue",
+    "object_key",
+    "original_resource_version",
+    "stamp_object",
 ]
 
 CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
@@ -201,6 +207,62 @@ def _meta(obj: Obj) -> Mapping[str, Any]:
     return meta
 
 
+def stamp_object(
+    info: ResourceInfo, prefix: str, cluster: str, obj: Obj, index: int, original_rv: str
+) -> MutableObj:
+    """``obj`` as stored: cluster annotation, ``<prefix>.<index>.<original rv>``, kind and
+    apiVersion filled in. Copies the top-level dict and ``metadata``; shares the rest."""
+    meta = dict(_meta(obj))
+    annotations = meta.get("annotations")
+    if not isinstance(annotations, Mapping) or annotations.get(CLUSTER_ANNOTATION) != cluster:
+        annotations = dict(annotations) if isinstance(annotations, Mapping) else {}
+        annotations[CLUSTER_ANNOTATION] = cluster
+        meta["annotations"] = annotations
+    meta["resourceVersion"] = rvs.to_memory_resource_version(prefix, index, original_rv)
+    out = dict(obj)
+    out["metadata"] = meta
+    if "kind" not in out:
+        out["kind"] = info.kind
+    if "apiVersion" not in out:
+        out["apiVersion"] = info.api_version
+    return out
+
+
+def object_key(info: ResourceInfo, obj: Obj) -> tuple[str, str]:
+    """``(key, namespace)`` of ``obj`` in a storage of ``info``'s type; raises
+    ``InvalidError`` (422) naming the missing or malformed ``metadata`` field."""
+    meta = _meta(obj)
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise status.invalid(info.kind, "", "metadata.name", "name is required")
+    namespace = meta.get("namespace") or ""
+    if not isinstance(namespace, str):
+        raise status.invalid(info.kind, name, "metadata.namespace", "must be a string")
+    if info.namespaced and not namespace:
+        raise status.invalid(info.kind, name, "metadata.namespace", "namespace is required")
+    if not info.namespaced and namespace:
+        namespace = ""
+    return (f"{namespace}/{name}" if namespace else name), namespace
+
+
+def original_resource_version(obj: Obj) -> str:
+    """The member cluster's ``metadata.resourceVersion`` of ``obj`` (``""`` if none)."""
+    rv = _meta(obj).get("resourceVersion")
+    return rv if isinstance(rv, str) else ""
+
+
+def deleted_state(previous: Obj, given: Obj | None) -> Obj:
+    """What a DELETED event carries: ``given`` when it is a full object (a synchro's
+    final state, with ``spec``, ``status`` or ``data``), else the last stored state."""
+    if (
+        given is not None
+        and given.get("metadata")
+        and ("spec" in given or "status" in given or "data" in given)
+    ):
+        return given
+    return previous
+
+
 class ResourceStorage:
     """The objects of one resource type across all clusters, with LIST and WATCH.
 
@@ -252,38 +314,10 @@ class ResourceStorage:
         return objects
 
     def _stamp(self, cluster: str, obj: Obj, index: int, original_rv: str) -> MutableObj:
-        meta = dict(_meta(obj))
-        annotations = meta.get("annotations")
-        if not isinstance(annotations, Mapping) or annotations.get(CLUSTER_ANNOTATION) != cluster:
-            annotations = dict(annotations) if isinstance(annotations, Mapping) else {}
-            annotations[CLUSTER_ANNOTATION] = cluster
-            meta["annotations"] = annotations
-        meta["resourceVersion"] = rvs.to_memory_resource_version(
-            self._storage.prefix, index, original_rv
-        )
-        out = dict(obj)
-        out["metadata"] = meta
-        if "kind" not in out:
-            out["kind"] = self.info.kind
-        if "apiVersion" not in out:
-            out["apiVersion"] = self.info.api_version
-        return out
+        return stamp_object(self.info, self._storage.prefix, cluster, obj, index, original_rv)
 
     def _key_of(self, obj: Obj) -> tuple[str, str]:
-        meta = _meta(obj)
-        name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            raise status.invalid(self.info.kind, "", "metadata.name", "name is required")
-        namespace = meta.get("namespace") or ""
-        if not isinstance(namespace, str):
-            raise status.invalid(self.info.kind, name, "metadata.namespace", "must be a string")
-        if self.info.namespaced and not namespace:
-            raise status.invalid(
-                self.info.kind, name, "metadata.namespace", "namespace is required"
-            )
-        if not self.info.namespaced and namespace:
-            namespace = ""
-        return (f"{namespace}/{name}" if namespace else name), namespace
+        return object_key(self.info, obj)
 
     def _commit(
         self,
@@ -319,8 +353,7 @@ class ResourceStorage:
 
     @staticmethod
     def _original_rv(obj: Obj) -> str:
-        rv = _meta(obj).get("resourceVersion")
-        return rv if isinstance(rv, str) else ""
+        return original_resource_version(obj)
 
     def create(self, cluster: str, obj: Obj) -> Obj:
         """Store a new object of ``cluster``; returns the stored version.
@@ -403,15 +436,10 @@ class ResourceStorage:
             previous = self._existing(
                 cluster, key, expected_resource_version, "the resourceVersion precondition failed"
             )
-            state: Obj = previous.object
+            state = deleted_state(previous.object, final_state)
             orig = previous.original_rv
-            if (
-                final_state is not None
-                and final_state.get("metadata")
-                and ("spec" in final_state or "status" in final_state or "data" in final_state)
-            ):
-                state = final_state
-                orig = self._original_rv(final_state) or orig
+            if state is not previous.object:
+                orig = self._original_rv(state) or orig
             return self._commit(
                 cluster, key, previous.namespace, "DELETED", state, orig, previous
             ).object
@@ -545,7 +573,7 @@ class ResourceStorage:
             with self._lock:
                 snap = self._snapshots.get(snapshot_id)
                 if snap is not None and snap.scope != scope:
-                    raise _foreign_continue()
+                    raise foreign_continue()
                 if snap is None:
                     raise status.expired(
                         "The provided continue parameter is too old to display a consistent "
@@ -615,13 +643,13 @@ class ResourceStorage:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
-            raise _bad_continue("illegal base64 data") from None
+            raise bad_continue("illegal base64 data") from None
         try:
             decoded = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise _bad_continue("not a JSON object") from None
+            raise bad_continue("not a JSON object") from None
         if not isinstance(decoded, dict):
-            raise _bad_continue("not a JSON object")
+            raise bad_continue("not a JSON object")
         prefix, snapshot_id, offset = decoded.get("p"), decoded.get("s"), decoded.get("o")
         if (
             not isinstance(snapshot_id, str)
@@ -629,7 +657,7 @@ class ResourceStorage:
             or isinstance(offset, bool)
             or offset < 0
         ):
-            raise _bad_continue("incorrect encoded start position")
+            raise bad_continue("incorrect encoded start position")
         if prefix != self._storage.prefix:
             raise status.expired(
                 "The provided continue parameter was issued by another storage instance; "
@@ -637,7 +665,7 @@ class ResourceStorage:
             )
         resource = self.info.gvr.api_version + "/" + self.info.gvr.resource
         if decoded.get("r") != resource or decoded.get("q") != scope:
-            raise _foreign_continue()
+            raise foreign_continue()
         return snapshot_id, offset
 
     # -- watch ----------------------------------------------------------------------------
@@ -672,13 +700,77 @@ class ResourceStorage:
                 allow_bookmarks=opts.allow_watch_bookmarks,
             )
 
+    # -- async twins: the interface shared with PostgresStorage's resource storages ------
 
-def _bad_continue(reason: str) -> errors.BadRequestError:
+    async def aget_entry(self, cluster: str, key: str) -> watch_cache.StoredObject | None:
+        """``get_entry``; never blocks."""
+        return self.get_entry(cluster, key)
+
+    async def aget(self, cluster: str, namespace: str, name: str) -> Obj | None:
+        """``get``; never blocks."""
+        return self.get(cluster, namespace, name)
+
+    async def alist(self, opts: ListOptions = ListOptions()) -> ListResult:
+        """``list``; never blocks for long (O(n) in memory)."""
+        return self.list(opts)
+
+    async def awatch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
+        """``watch``."""
+        return self.watch(opts)
+
+    async def acreate(self, cluster: str, obj: Obj) -> Obj:
+        """``create``."""
+        return self.create(cluster, obj)
+
+    async def aupdate(
+        self,
+        cluster: str,
+        obj: Obj,
+        *,
+        expected_resource_version: str | None = None,
+        original_rv: str | None = None,
+    ) -> Obj:
+        """``update``."""
+        return self.update(
+            cluster, obj, expected_resource_version=expected_resource_version,
+            original_rv=original_rv,
+        )
+
+    async def aupsert(self, cluster: str, obj: Obj) -> Obj:
+        """``upsert``."""
+        return self.upsert(cluster, obj)
+
+    async def adelete(self, cluster: str, obj: Obj) -> Obj:
+        """``delete``."""
+        return self.delete(cluster, obj)
+
+    async def adelete_by_key(
+        self,
+        cluster: str,
+        key: str,
+        *,
+        final_state: Obj | None = None,
+        expected_resource_version: str | None = None,
+    ) -> Obj:
+        """``delete_by_key``."""
+        return self.delete_by_key(
+            cluster, key, final_state=final_state,
+            expected_resource_version=expected_resource_version,
+        )
+
+    def cluster_store(self, cluster: str) -> ClusterResourceStore:
+        """A cache ``Store`` over ``cluster``'s objects of this type (a synchro's target)."""
+        return ClusterResourceStore(self, cluster)
+
+
+def bad_continue(reason: str) -> errors.BadRequestError:
+    """The 400 for a continue token that does not decode (``reason`` says why)."""
     return status.bad_request(f"invalid continue token: continue key is not valid: {reason}")
 
 
-def _foreign_continue() -> errors.BadRequestError:
-    return _bad_continue(
+def foreign_continue() -> errors.BadRequestError:
+    """The 400 for a continue token issued for another resource, scope or selector."""
+    return bad_continue(
         "it was issued for another request (a different resource, cluster, namespace, "
         "label selector or field selector)"
     )
@@ -902,3 +994,26 @@ class MemoryStorage:
     def cluster_store(self, cluster: str, gvr: GroupVersionResource) -> ClusterResourceStore:
         """A cache ``Store`` over one cluster's objects of ``gvr``."""
         return ClusterResourceStore(self.resource_storage(gvr), cluster)
+
+    # -- async twins and replicas: the interface shared with PostgresStorage ---------------
+
+    async def start(self) -> None:
+        """Nothing to connect to (the interface shared with ``PostgresStorage``)."""
+
+    async def stop(self) -> None:
+        """Nothing to close; the objects stay."""
+
+    async def flush(self) -> None:
+        """Nothing to wait for: every write is applied before it returns."""
+
+    async def aclean_cluster(self, cluster: str) -> None:
+        """``clean_cluster``."""
+        self.clean_cluster(cluster)
+
+    async def aclean_cluster_resource(self, cluster: str, gvr: GroupVersionResource) -> None:
+        """``clean_cluster_resource``."""
+        self.clean_cluster_resource(cluster, gvr)
+
+    def sync_lease(self, cluster: str) -> sync_lease.SyncLease:
+        """The right to sync ``cluster`` into this storage: always granted (one process)."""
+        return sync_lease.LocalSyncLease(cluster)

@@ -1,8 +1,11 @@
-"""Cluster synchro: feeds a ``MemoryStorage`` from member clusters (multicluster layer).
+"""Cluster synchro: feeds a storage from member clusters (multicluster layer).
 
 For every (cluster, resource) a ``Reflector`` lists and watches the member
-cluster and writes straight into the storage through a ``ClusterResourceStore``
+cluster and writes straight into the storage through its ``cluster_store``
 (the storage *is* the informer's store: no second copy, relists become diffs).
+Each cluster's reflectors run only while this process holds the storage's
+``sync_lease`` for it: always for a ``MemoryStorage``; for a ``PostgresStorage``
+shared by replicas, one replica at a time, the others waiting to take over.
 ``set_clusters`` reconciles the configured clusters: new ones are prepared and
 started, removed ones are stopped and cleaned (``clean_cluster``, which emits
 DELETED events to watchers). ``StorageListerWatcher`` is a ``ListerWatcher``
@@ -31,13 +34,8 @@ from typing import Any, Protocol, Self
 from kubemirror import errors, keys, lifecycle
 from kubemirror.multicluster import watch_cache
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import (
-    ClusterResourceStore,
-    ListOptions,
-    ListResult,
-    MemoryStorage,
-    ResourceStorage,
-)
+from kubemirror.multicluster.storage import ListOptions, ListResult
+from kubemirror.multicluster.storage_api import ClusterStoreApi, ResourceStorageApi, Storage
 from kubemirror.types import GroupVersionResource, WatchEvent
 
 __all__ = [
@@ -73,7 +71,7 @@ ReflectorFactory = Callable[..., Runnable]
 
 def default_reflector_factory(
     lister_watcher: Any,
-    store: ClusterResourceStore,
+    store: ClusterStoreApi,
     *,
     resync_period: float = 0.0,
     page_size: int = 500,
@@ -252,7 +250,7 @@ class TrackedListerWatcher:
 
 
 async def wait_for_object(
-    storage: MemoryStorage,
+    storage: Storage,
     gvr: GroupVersionResource,
     cluster: str,
     namespace: str,
@@ -272,15 +270,16 @@ async def wait_for_object(
     resource_storage = storage.resource_storage(gvr)
     key = keys.object_key(namespace if resource_storage.info.namespaced else "", name)
 
-    def reached() -> bool:
-        entry = resource_storage.get_entry(cluster, key)
+    async def reached() -> tuple[bool, watch_cache.StoredObject | None]:
+        entry = await resource_storage.aget_entry(cluster, key)
         if gone:
-            return entry is None
-        return entry is not None and _not_older(entry.original_rv, original_rv)
+            return entry is None, entry
+        return entry is not None and _not_older(entry.original_rv, original_rv), entry
 
-    if reached():
-        return resource_storage.get_entry(cluster, key)
-    watch = resource_storage.watch(
+    done, entry = await reached()
+    if done:
+        return entry
+    watch = await resource_storage.awatch(
         ListOptions(
             clusters=(cluster,),
             namespace=namespace or None,
@@ -289,12 +288,13 @@ async def wait_for_object(
     )
     try:
         async with asyncio.timeout(timeout):
-            while not reached():
+            while not done:
                 if not await watch.next_batch(1024):
                     raise TimeoutError(f"the watch of {resource_storage.gvr} ended")
+                done, entry = await reached()
     finally:
         watch.stop()
-    return resource_storage.get_entry(cluster, key)
+    return entry
 
 
 def _not_older(have: str, want: str) -> bool:
@@ -330,7 +330,7 @@ class ClusterSynchro(lifecycle.Service):
 
     def __init__(
         self,
-        storage: MemoryStorage,
+        storage: Storage,
         lister_watcher_for: ListerWatcherFactory,
         *,
         reflector_factory: ReflectorFactory = default_reflector_factory,
@@ -358,7 +358,9 @@ class ClusterSynchro(lifecycle.Service):
         """Resource types synchronised for ``cluster``."""
         return sorted((g for c, g in self._feeds if c == cluster), key=str)
 
-    def _resource_storage(self, resource: GroupVersionResource | ResourceInfo) -> ResourceStorage:
+    def _resource_storage(
+        self, resource: GroupVersionResource | ResourceInfo
+    ) -> ResourceStorageApi:
         if isinstance(resource, ResourceInfo):
             return self.storage.new_resource_storage(resource)
         return self.storage.resource_storage(resource)
@@ -378,7 +380,7 @@ class ClusterSynchro(lifecycle.Service):
             key = (cluster, rs.gvr)
             if key in self._feeds:
                 continue
-            store = ClusterResourceStore(rs, cluster)
+            store = rs.cluster_store(cluster)
             name = f"{cluster}/{rs.gvr}"
             lw = TrackedListerWatcher(self.lister_watcher_for(cluster, rs.gvr), health, name)
             runner = self.reflector_factory(
@@ -386,7 +388,7 @@ class ClusterSynchro(lifecycle.Service):
             )
             stop = asyncio.Event()
             task = asyncio.get_running_loop().create_task(
-                self._supervise(name, runner, stop), name=f"synchro {name}"
+                self._supervise(cluster, name, runner, stop), name=f"synchro {name}"
             )
             self._feeds[key] = _Feed(cluster, rs.gvr, runner, stop, task)
             log.info("synchro: started %s", name)
@@ -398,7 +400,7 @@ class ClusterSynchro(lifecycle.Service):
             await self._stop_feed(feed)
             if cluster in self.health:
                 self.health[cluster].forget(f"{cluster}/{gvr}")
-        self.storage.clean_cluster_resource(cluster, gvr)
+        await self.storage.aclean_cluster_resource(cluster, gvr)
 
     async def remove_cluster(self, cluster: str) -> None:
         """Stop every reflector of ``cluster`` and clean it out of the storage."""
@@ -407,7 +409,7 @@ class ClusterSynchro(lifecycle.Service):
             del self._feeds[(feed.cluster, feed.gvr)]
         await asyncio.gather(*(self._stop_feed(f) for f in feeds))
         self.health.pop(cluster, None)
-        self.storage.clean_cluster(cluster)
+        await self.storage.aclean_cluster(cluster)
         log.info("synchro: removed cluster %s", cluster)
 
     async def set_clusters(
@@ -430,7 +432,28 @@ class ClusterSynchro(lifecycle.Service):
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def _supervise(self, name: str, runner: Runnable, stop: asyncio.Event) -> None:
+    async def _supervise(
+        self, cluster: str, name: str, runner: Runnable, stop: asyncio.Event
+    ) -> None:
+        """Run ``runner`` while this process holds ``cluster``'s sync lease (always, for a
+        storage no other process writes); restart it after a crash, stop it when the
+        lease is lost and wait to get it back."""
+        while not stop.is_set():
+            lease = self.storage.sync_lease(cluster)
+            if not await lease.acquire(stop):
+                return
+            held = asyncio.Event()
+            relay = asyncio.get_running_loop().create_task(_relay(stop, lease.lost, held))
+            try:
+                await self._run_while_held(name, runner, held)
+            finally:
+                relay.cancel()
+                await asyncio.gather(relay, return_exceptions=True)
+                await lease.release()
+            if lease.lost.is_set() and not stop.is_set():
+                log.warning("synchro: lost the sync lease of %s; %s waits for it", cluster, name)
+
+    async def _run_while_held(self, name: str, runner: Runnable, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await runner.run(stop)
@@ -468,6 +491,17 @@ class ClusterSynchro(lifecycle.Service):
             await self.run(_set_event())
         else:
             await super().stop()
+
+
+async def _relay(stop: asyncio.Event, lost: asyncio.Event, out: asyncio.Event) -> None:
+    """Set ``out`` as soon as ``stop`` or ``lost`` is set."""
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        out.set()
 
 
 def _set_event() -> asyncio.Event:
@@ -518,7 +552,7 @@ class StorageListerWatcher:
     yield ``WatchEvent`` dicts. Errors are the storage's ``ApiError``s (410 etc.).
     """
 
-    def __init__(self, resource_storage: ResourceStorage, cluster: str | None = None) -> None:
+    def __init__(self, resource_storage: ResourceStorageApi, cluster: str | None = None) -> None:
         self.resource_storage = resource_storage
         self.cluster = cluster
 
@@ -539,11 +573,11 @@ class StorageListerWatcher:
 
     async def list(self, opts: Any = None) -> ListResult:
         """One page of the collection."""
-        return self.resource_storage.list(self._options(opts))
+        return await self.resource_storage.alist(self._options(opts))
 
     async def watch(self, opts: Any = None) -> _EventStream:
         """A stream of watch events; ends after ``timeout_seconds`` when given."""
-        watch = self.resource_storage.watch(self._options(opts))
+        watch = await self.resource_storage.awatch(self._options(opts))
         timeout = getattr(opts, "timeout_seconds", None)
         return _EventStream(watch, float(timeout) if timeout else None)
 

@@ -47,28 +47,49 @@ class StoredObject:
     """One stored version of an object, with its JSON encoding computed once on demand.
 
     The element shared by the storage's maps, LIST pages and watch events.
-    Immutable after construction (the encoding cache is filled lazily and never
-    changes). ``object`` is shared: do not mutate it.
+    Immutable after construction (the encoding and, for an object built from its
+    JSON, the decoded dict are cached lazily and never change). ``object`` is
+    shared: do not mutate it.
     """
 
-    __slots__ = ("_encoded", "cluster", "index", "key", "namespace", "object", "original_rv")
+    __slots__ = ("_encoded", "_object", "cluster", "index", "key", "namespace", "original_rv")
 
     def __init__(
-        self, obj: Obj, *, cluster: str, key: str, namespace: str, index: int, original_rv: str
+        self,
+        obj: Obj | None,
+        *,
+        cluster: str,
+        key: str,
+        namespace: str,
+        index: int,
+        original_rv: str,
+        encoded: bytes | None = None,
     ) -> None:
-        self.object = obj
+        if obj is None and encoded is None:
+            raise ValueError("a StoredObject needs the object or its JSON")
+        self._object = obj
         self.cluster = cluster
         self.key = key
         self.namespace = namespace
         self.index = index
         self.original_rv = original_rv
-        self._encoded: bytes | None = None
+        self._encoded: bytes | None = encoded
+        """``encoded``, when given, must be the JSON of ``obj``; with ``obj`` ``None`` it is
+        decoded on first use of ``object`` (a database row served without decoding)."""
+
+    @property
+    def object(self) -> Obj:
+        """The stored object (shared; do not mutate)."""
+        obj = self._object
+        if obj is None:
+            obj = self._object = orjson.loads(cast(bytes, self._encoded))
+        return obj
 
     def encoded(self) -> bytes:
         """``orjson`` encoding of ``object``, cached."""
         data = self._encoded
         if data is None:
-            data = self._encoded = orjson.dumps(self.object)
+            data = self._encoded = orjson.dumps(self._object)
         return data
 
 
@@ -233,6 +254,32 @@ class WatchCache:
             self._wakeup = None
             _wake(waiter)
 
+    def load(self, events: builtins.list[StorageEvent], floor: int) -> None:
+        """Replace the window with ``events`` (oldest first, at most ``capacity``) read
+        back from a durable log, whose events up to index ``floor`` are unknown: a
+        watch from an older version gets ``GoneError``. Lock held; no watch may be open.
+        """
+        self._ring = [None] * self._capacity
+        self._ring_indexes = [0] * self._capacity
+        self._next_seq = 0
+        self._dropped_original = {}
+        for event in events[-self._capacity :]:
+            self.append(event)
+        self._dropped_index = max(self._dropped_index, floor)
+
+    def forget_before(self, index: int) -> None:
+        """Declare every event up to ``index`` unknown (a gap in a durable log that was
+        trimmed): watches positioned before it are cut off as lagging. Lock held."""
+        self._dropped_index = max(self._dropped_index, index)
+        # every open cursor now points before the oldest retained event
+        self._next_seq += self._capacity + 1
+        self._ring = [None] * self._capacity
+        self._ring_indexes = [index] * self._capacity
+        waiter = self._wakeup
+        if waiter is not None:
+            self._wakeup = None
+            _wake(waiter)
+
     def watch(
         self,
         flt: ObjectFilter,
@@ -242,21 +289,31 @@ class WatchCache:
         initial: list[StoredObject] | None,
         initial_end_bookmark: bool,
         allow_bookmarks: bool,
+        initial_index: int | None = None,
     ) -> Watch:
         """Open a watch; the caller holds the lock (``initial`` is its snapshot).
 
         With ``initial`` the watch replays it as ADDED events (ending with an
         annotated bookmark if ``initial_end_bookmark``), then streams what comes
-        after; otherwise it streams from ``start``: from now on, after a version
-        (``GoneError`` once it left the window, a ``504`` ApiError when newer
-        than the storage), or after per-cluster original versions.
+        after: after ``initial_index`` when the snapshot was read elsewhere at
+        that index (``GoneError`` if the window already lost events after it),
+        else from now on. Otherwise it streams from ``start``: from now on, after
+        a version (``GoneError`` once it left the window, a ``504`` ApiError when
+        newer than the storage), or after per-cluster original versions.
         ``resource_version`` is the request's, for the error messages.
         """
         prefix = self._state.prefix
         current = self._state.index
         cluster_floor: dict[str, int] | None = None
         index = start.index
-        if initial is not None:
+        if initial is not None and initial_index is not None:
+            if initial_index < self._dropped_index:
+                raise status.expired(
+                    "the watch window moved past the initial snapshot; start the watch again"
+                )
+            cursor = self.first_seq_after(initial_index)
+            current = initial_index
+        elif initial is not None:
             cursor = self._next_seq
         elif start.cluster_versions is not None:
             cluster_floor = {}

@@ -27,7 +27,8 @@ from kubemirror.multicluster.api_discovery import METHOD_NOT_ALLOWED, json_respo
 from kubemirror.multicluster.bodies import JSON
 from kubemirror.multicluster.crds import CRD_RESOURCE
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import CLUSTER_ANNOTATION, ResourceStorage
+from kubemirror.multicluster.storage import CLUSTER_ANNOTATION
+from kubemirror.multicluster.storage_api import ResourceStorageApi
 from kubemirror.types import MutableObj, Obj
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Writes:
     def __init__(self, server: KubeApiServer) -> None:
         self.server = server
 
-    def _check_type(self, rs: ResourceStorage, api_version: str, kind: str) -> None:
+    def _check_type(self, rs: ResourceStorageApi, api_version: str, kind: str) -> None:
         """400 when the body's apiVersion/kind is not the endpoint's, worded as the server."""
         info = rs.info
         expected = info.api_version
@@ -116,7 +117,7 @@ class Writes:
             )
 
     def _check_object(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, body: Any
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, body: Any
     ) -> MutableObj:
         """The body as an object of ``rs``'s type, or the 400 the API server's decoder
         gives (wrong apiVersion/kind, a non-object, mistyped metadata fields)."""
@@ -165,7 +166,7 @@ class Writes:
             meta.pop("namespace", None)
         return obj
 
-    def _validate(self, rs: ResourceStorage, obj: Obj, *, create: bool) -> None:
+    def _validate(self, rs: ResourceStorageApi, obj: Obj, *, create: bool) -> None:
         """422 Invalid with kube-apiserver's causes when ``obj``'s metadata (or a CRD's
         spec) breaks its rules; names are checked on create only (they never change)."""
         meta = obj["metadata"]
@@ -195,14 +196,14 @@ class Writes:
         return self.server.default_cluster
 
     async def create(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         dry_run = self._dry_run(request)
         obj = self._check_object(rs, info, await bodies.read_body(request, rs.info.kind))
-        return self._store_new(rs, info, obj, dry_run)
+        return await self._store_new(rs, info, obj, dry_run)
 
-    def _store_new(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, obj: MutableObj, dry_run: bool
+    async def _store_new(
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, obj: MutableObj, dry_run: bool
     ) -> web.Response:
         meta = obj["metadata"]
         generate = meta.get("generateName")
@@ -219,15 +220,15 @@ class Writes:
             crds.crd_resource_infos(obj)  # validates before anything is stored
         if dry_run:
             key = placement.stored_key(rs, str(meta.get("namespace") or ""), meta["name"])
-            if rs.get_entry(cluster, key) is not None:
+            if await rs.aget_entry(cluster, key) is not None:
                 raise status.already_exists(rs.info.gvr.resource, meta["name"], rs.info.gvr.group)
             return json_response(obj, 201)
-        stored = rs.create(cluster, obj)
+        stored = await rs.acreate(cluster, obj)
         self._after_write(rs, stored)
         return json_response(stored, 201)
 
     def _merge_update(
-        self, rs: ResourceStorage, cluster: str, obj: MutableObj, current: Obj
+        self, rs: ResourceStorageApi, cluster: str, obj: MutableObj, current: Obj
     ) -> MutableObj:
         meta = obj["metadata"]
         current_meta = current.get("metadata") or {}
@@ -244,7 +245,7 @@ class Writes:
         return obj
 
     def _subresource_rules(
-        self, rs: ResourceStorage, info: request_info.RequestInfo, obj: MutableObj, current: Obj
+        self, rs: ResourceStorageApi, info: request_info.RequestInfo, obj: MutableObj, current: Obj
     ) -> MutableObj:
         """A write to ``.../status`` changes only ``.status``; a write to the object of a
         type with a status subresource keeps the stored ``.status`` (as kube-apiserver)."""
@@ -261,9 +262,9 @@ class Writes:
             return out
         return obj
 
-    def _store_update(
+    async def _store_update(
         self,
-        rs: ResourceStorage,
+        rs: ResourceStorageApi,
         info: request_info.RequestInfo,
         cluster: str,
         obj: MutableObj,
@@ -288,12 +289,14 @@ class Writes:
                 )
             obj["metadata"]["resourceVersion"] = current_rv
             return json_response(obj)
-        stored = rs.update(cluster, obj, expected_resource_version=expected, original_rv="")
+        stored = await rs.aupdate(
+            cluster, obj, expected_resource_version=expected, original_rv=""
+        )
         self._after_write(rs, stored)
         return json_response(stored)
 
     async def replace(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         dry_run = self._dry_run(request)
         obj = self._check_object(rs, info, await bodies.read_body(request, rs.info.kind))
@@ -304,21 +307,21 @@ class Writes:
                 f"({info.name})"
             )
         meta["name"] = info.name
-        cluster = self.server.locate_cluster(rs, info, self._write_cluster(info, obj))
-        current = rs.get(cluster, info.namespace, info.name)
+        cluster = await self.server.locate_cluster(rs, info, self._write_cluster(info, obj))
+        current = await rs.aget(cluster, info.namespace, info.name)
         if current is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         expected = meta.get("resourceVersion") or None
-        return self._store_update(rs, info, cluster, obj, current, expected, dry_run)
+        return await self._store_update(rs, info, cluster, obj, current, expected, dry_run)
 
     async def patch(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         content_type = request_info.media_type(request.headers.get("Content-Type"))
         dry_run = self._dry_run(request)
         body = await bodies.read_body(request, rs.info.kind)
-        cluster = self.server.locate_cluster(rs, info)
-        current = rs.get(cluster, info.namespace, info.name)
+        cluster = await self.server.locate_cluster(rs, info)
+        current = await rs.aget(cluster, info.namespace, info.name)
         apply = content_type == "application/apply-patch+yaml"
         if current is None:
             if apply and not info.subresource:  # server-side apply creates
@@ -331,7 +334,7 @@ class Writes:
                     )
                 obj["metadata"]["name"] = info.name
                 obj["metadata"].pop("generateName", None)
-                return self._store_new(rs, info, obj, dry_run)
+                return await self._store_new(rs, info, obj, dry_run)
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         if content_type == "application/json-patch+json":
             patched = patches.apply_json_patch(current, body)
@@ -350,7 +353,7 @@ class Writes:
             raise status.bad_request("a patch must not change metadata.name")
         current_rv = (current.get("metadata") or {}).get("resourceVersion")
         expected = obj["metadata"].get("resourceVersion")
-        return self._store_update(
+        return await self._store_update(
             rs,
             info,
             cluster,
@@ -361,16 +364,16 @@ class Writes:
         )
 
     async def delete(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         dry_run = self._dry_run(request)
         options = await bodies.read_delete_options(request)
         preconditions = options.get("preconditions") or {}
         if options.get("dryRun"):
             dry_run = request_info.parse_dry_run(options["dryRun"], "DELETE") or dry_run
-        cluster = self.server.locate_cluster(rs, info)
+        cluster = await self.server.locate_cluster(rs, info)
         key = placement.stored_key(rs, info.namespace, info.name)
-        entry = rs.get_entry(cluster, key)
+        entry = await rs.aget_entry(cluster, key)
         if entry is None:
             raise status.not_found(rs.info.gvr.resource, info.name, rs.info.gvr.group)
         meta = entry.object.get("metadata") or {}
@@ -395,13 +398,13 @@ class Writes:
         if dry_run:
             return json_response(entry.object)
         # deleting a CRD keeps its types served (their objects stay readable)
-        final = rs.delete_by_key(cluster, key, expected_resource_version=rv or None)
+        final = await rs.adelete_by_key(cluster, key, expected_resource_version=rv or None)
         return json_response(final)
 
     # -- write forwarding (optional: ``write_forwarder``) -----------------------------------
 
     async def forward(
-        self, request: web.Request, rs: ResourceStorage, info: request_info.RequestInfo
+        self, request: web.Request, rs: ResourceStorageApi, info: request_info.RequestInfo
     ) -> web.Response:
         """Hand a write to ``write_forwarder`` (see ``ForwardedWrite`` for the cluster)."""
         method = request.method
@@ -424,11 +427,11 @@ class Writes:
             elif method == "POST":
                 cluster = self.server.default_cluster
             else:
-                cluster = self.server.locate_cluster(rs, info)
+                cluster = await self.server.locate_cluster(rs, info)
         elif method == "POST":
             cluster = self.server.default_cluster
         else:
-            cluster = self.server.locate_cluster(rs, info)
+            cluster = await self.server.locate_cluster(rs, info)
         code, answer = await self.server.write_forwarder(
             ForwardedWrite(
                 cluster=cluster,
@@ -444,7 +447,7 @@ class Writes:
         )
         return web.Response(body=answer, status=code, content_type=JSON)
 
-    def _after_write(self, rs: ResourceStorage, obj: Obj) -> None:
+    def _after_write(self, rs: ResourceStorageApi, obj: Obj) -> None:
         """A stored CRD: serve the types it defines."""
         if rs.info.gvr == CRD_RESOURCE.gvr:
             for info in self.server.type_rules.crd_written(obj):

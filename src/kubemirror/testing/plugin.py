@@ -6,7 +6,10 @@ fresh ``MemoryStorage``) and ``kube_api_server`` (a started ``KubeApiServer`` on
 ``kubemirror.envtest``) and ``real_kube_apiserver`` (one real etcd + kube-apiserver for
 the whole session, an ``EnvTest``). Those two skip the test with the reason when no
 binaries can be found or built, and fail it instead when
-``KUBEMIRROR_REQUIRE_REAL_APISERVER=1``. When a collected test uses them and the
+``KUBEMIRROR_REQUIRE_REAL_APISERVER=1``. ``postgres_server`` (one throw-away
+PostgreSQL for the session, ``kubemirror.testing.postgres.PostgresServer``) and
+``postgres_dsn`` (a fresh, empty database on it per test) skip likewise, or fail
+under ``KUBEMIRROR_REQUIRE_POSTGRES=1``. When a collected test uses them and the
 binaries are missing, they are built with Go once, after collection and before the
 first test (so no test timeout applies). The plugin stays import-light: the storage,
 the servers and aiohttp are imported only when a fixture is used.
@@ -27,11 +30,14 @@ if TYPE_CHECKING:
     from kubemirror.envtest import Assets, EnvTest
     from kubemirror.multicluster.server import KubeApiServer
     from kubemirror.multicluster.storage import MemoryStorage
+    from kubemirror.testing.postgres import PostgresServer
 
 __all__ = [
     "envtest_assets",
     "kube_api_server",
     "kube_storage",
+    "postgres_dsn",
+    "postgres_server",
     "pytest_collection_finish",
     "real_kube_apiserver",
 ]
@@ -115,3 +121,53 @@ def real_kube_apiserver(envtest_assets: Assets) -> Iterator[EnvTest]:
         yield env
     finally:
         env.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server from the distribution's binaries, for the whole session.
+
+    Skips the test with the reason when PostgreSQL is not installed (fails instead
+    under ``KUBEMIRROR_REQUIRE_POSTGRES=1``); the ``psycopg`` driver is required too.
+    """
+    from kubemirror import errors
+    from kubemirror.testing.postgres import REQUIRE_POSTGRES_ENV, PostgresServer
+
+    def skip_or_fail(reason: str) -> None:
+        if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_POSTGRES_ENV}=1)", pytrace=False)
+        pytest.skip(reason)
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        skip_or_fail("no PostgreSQL driver: pip install 'kubemirror[postgres]'")
+    try:
+        server = PostgresServer().start()
+    except (errors.ConfigError, errors.CommandError) as exc:
+        skip_or_fail(f"no PostgreSQL server: {exc}")
+        raise  # pragma: no cover - skip and fail raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_database_serial = 0
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """The connection string of a fresh, empty database, dropped after the test."""
+    import psycopg
+
+    global _database_serial
+    _database_serial += 1
+    name = f"test_{os.getpid()}_{_database_serial}"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}".encode())
+    try:
+        yield postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
