@@ -46,9 +46,11 @@ from kubemirror.stores import CachedStore, MemoryStore
 from kubemirror.types import GroupVersionResource, Obj
 from kubemirror.watcher import (
     ChangeStats,
+    KVSource,
     SingleWatcher,
     SingleWatcherConfig,
     StoreType,
+    ValueFormat,
     Watcher,
     WatcherConfig,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "GroupVersionResource",
     "Indexer",
     "KVPair",
+    "KVSource",
     "KeyFuncError",
     "KubeApiServer",
     "KubeClient",
@@ -95,6 +98,7 @@ __all__ = [
     "StoreType",
     "TTLStore",
     "TransportError",
+    "ValueFormat",
     "WatchStoreManager",
     "Watcher",
     "WatcherConfig",
