@@ -391,3 +391,27 @@ def test_mirror_equals_keyspace_and_stats_count_changes(ops: list[Op]) -> None:
         assert calls.total() == expected
 
     asyncio.run(scenario())
+
+
+async def test_request_relist_repairs_a_store_changed_behind_its_back(
+    backend: kv_backend.Backend, prefix: str
+) -> None:
+    """What a drift repair does: a new listing replaces the store, as a diff."""
+    await backend.update(f"{prefix}/eu/a", agent(v=1))
+    await backend.update(f"{prefix}/eu/b", agent(v=1))
+    calls = Calls()
+    config = WatcherConfig(source=KVSource(prefix), index_by=["metadata.name"],
+                           debounce_interval=0, on_change=calls.on_change)
+    async with Watcher(config, backend) as w:
+        await asyncio.wait_for(w.wait_for_sync(), 10)
+        assert isinstance(w.reflector, KVReflector)
+        assert w.store.delete_by_name("eu", "a")  # lost behind the mirror's back
+        listed = await w.reflector.lw.list(ListOptions())  # the truth, as a drift check reads it
+        assert names(listed.items) == ["a", "b"] != names(w.store.list())
+        w.reflector.request_relist()
+        await eventually(lambda: names(w.store.list()) == ["a", "b"])
+        await backend.update(f"{prefix}/eu/b", agent(v=2))  # and it follows on
+        await eventually(lambda: [o["v"] for o in w.store.get("b")] == [2])
+        assert (w.reflector.stats.lists, w.reflector.stats.relists) == (2, 1)
+        await eventually(lambda: calls.total().total == 2)
+    assert calls.total() == ChangeStats(created=1, modified=1)

@@ -156,7 +156,8 @@ def _bad_request(message: str) -> errors.BadRequestError:
 
 
 class KVLister:
-    """Lists a ``KVSource`` (one namespace, or all; label-selected) like a Kubernetes LIST.
+    """Lists a ``KVSource`` (one namespace, or all; label-selected) like a Kubernetes LIST:
+    a ``listwatch.Lister``.
 
     ``list(opts)`` returns every matching object and the revision the listing
     was taken at as ``resource_version``: the current truth, read through the
@@ -257,10 +258,14 @@ class KVReflector(lifecycle.Service):
     in ``stats.malformed_events``; the key keeps its previous value.
 
     Offers what a ``Watcher`` reads of a ``Reflector``: ``lw`` (here a
-    ``KVLister``: the current truth with its revision), ``stats``,
+    ``KVLister``, a ``listwatch.Lister``: the current truth with its revision;
+    ``page_size`` is 0, a listing is never paged), ``stats``,
     ``last_sync_resource_version`` (the revision of the last listing or event
-    applied), ``has_synced()``. A ``lifecycle.Service`` on the backend's loop.
+    applied), ``has_synced()``, and ``request_relist()`` (to repair a store found
+    wrong). A ``lifecycle.Service`` on the backend's loop.
     """
+
+    page_size = 0
 
     def __init__(
         self,
@@ -285,6 +290,8 @@ class KVReflector(lifecycle.Service):
         self.stats = reflector.ReflectorStats()
         self._rv = ""
         self._synced = False
+        self._relist_requested = False
+        self._follow_task: asyncio.Future[None] | None = None
 
     @property
     def last_sync_resource_version(self) -> str:
@@ -295,14 +302,30 @@ class KVReflector(lifecycle.Service):
         """True once the first listing has been handed to ``store.replace``."""
         return self._synced
 
+    def request_relist(self) -> None:
+        """List again soon: the open stream is closed, and a new listing replaces the
+        store (a diff: the missing deletes, the changed values). Call it on the loop."""
+        self._relist_requested = True
+        task = self._follow_task
+        if task is not None and not task.done():
+            task.cancel()
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the prefix until ``stop`` is set; raises only if the backend is closed."""
         await lifecycle.run_until_stopped(self._follow_forever(), stop)
 
     async def _follow_forever(self) -> None:
         while True:
+            self._relist_requested = False
+            task = self._follow_task = asyncio.ensure_future(self._follow())
             try:
-                await self._follow()
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self._relist_requested and (current is None or not current.cancelling()):
+                    log.info("%s: relist requested", self.name)
+                    continue
+                raise
             except errors.KVStoreClosedError:
                 log.error("%s: the kvstore backend was closed; the mirror stops following it",
                           self.name)
@@ -312,6 +335,8 @@ class KVReflector(lifecycle.Service):
                 self.stats.last_error = repr(exc)
                 log.warning("%s: list-and-watch failed (%s); reopening", self.name, exc)
                 await asyncio.sleep(self.backoff.next())
+            finally:
+                self._follow_task = None
 
     async def _follow(self) -> None:
         lw = self.lw
