@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import hypothesis.strategies as st
@@ -415,3 +415,38 @@ async def test_request_relist_repairs_a_store_changed_behind_its_back(
         assert (w.reflector.stats.lists, w.reflector.stats.relists) == (2, 1)
         await eventually(lambda: calls.total().total == 2)
     assert calls.total() == ChangeStats(created=1, modified=1)
+
+
+class CancellationSwallowingBackend(memory.MemoryBackend):
+    """FAULT INJECTION: after its listing, the stream swallows one cancellation, as
+    aetcd's watch creation can (``asyncio.wait_for`` on Python 3.11 loses a
+    cancellation that races the server's answer); a real etcd does it only rarely."""
+
+    swallowed = 0
+
+    async def list_and_watch(self, prefix: str) -> AsyncGenerator[kv_backend.KVEvent, None]:
+        inner = super().list_and_watch(prefix)
+        try:
+            async for event in inner:
+                yield event
+                if event.type is kv_backend.KVEventType.LIST_DONE:
+                    try:
+                        await asyncio.sleep(3600)  # creating the watch...
+                    except asyncio.CancelledError:
+                        self.swallowed += 1  # ...and the cancellation is lost
+        finally:
+            await inner.aclose()
+
+
+async def test_stopping_survives_a_lost_cancellation() -> None:
+    async with CancellationSwallowingBackend() as backend:
+        await backend.update("p/a", agent(v=1))
+        config = WatcherConfig(source=KVSource("p"), index_by=["metadata.name"],
+                               on_change=noop)
+        w = Watcher(config, backend)
+        w.start()
+        await asyncio.wait_for(w.wait_for_sync(), 10)
+        await asyncio.sleep(0)  # the stream is past LIST_DONE
+        await asyncio.wait_for(w.stop(), 10)
+        assert backend.swallowed == 1
+        assert w.store.size == 1

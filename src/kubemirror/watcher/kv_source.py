@@ -319,7 +319,15 @@ class KVReflector(lifecycle.Service):
             self._relist_requested = False
             task = self._follow_task = asyncio.ensure_future(self._follow())
             try:
-                await task
+                try:
+                    # Not ``await task``: that would wait for the task to take our
+                    # cancellation, and one can be lost below us (Python 3.11's
+                    # ``asyncio.wait_for``, which aetcd uses to create a watch).
+                    await asyncio.wait({task})
+                except asyncio.CancelledError:
+                    await _cancel_until_done(task)
+                    raise
+                task.result()
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if self._relist_requested and (current is None or not current.cancelling()):
@@ -383,6 +391,8 @@ class KVReflector(lifecycle.Service):
                                 event.key, exc)
                 self._rv = str(event.revision)
                 stats.events += 1
+                if self._relist_requested:  # in case its cancellation was lost
+                    raise asyncio.CancelledError
             raise errors.KVStoreClosedError(f"the list-and-watch stream of {lw.watch_prefix!r}")
         finally:
             gc_paused.close()
@@ -401,3 +411,10 @@ class KVReflector(lifecycle.Service):
             self._synced = True
             if self.freeze_gc_after_sync:
                 gc.freeze()
+
+
+async def _cancel_until_done(task: asyncio.Future[None]) -> None:
+    """Cancel ``task`` again until it ends (a cancellation it swallowed is repeated)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.2)
