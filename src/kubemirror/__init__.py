@@ -46,9 +46,11 @@ from kubemirror.stores import CachedStore, MemoryStore
 from kubemirror.types import GroupVersionResource, Obj
 from kubemirror.watcher import (
     ChangeStats,
+    KVSource,
     SingleWatcher,
     SingleWatcherConfig,
     StoreType,
+    ValueFormat,
     Watcher,
     WatcherConfig,
 )
@@ -74,6 +76,7 @@ __all__ = [
     "GroupVersionResource",
     "Indexer",
     "KVPair",
+    "KVSource",
     "KeyFuncError",
     "KubeApiServer",
     "KubeClient",
@@ -96,6 +99,7 @@ __all__ = [
     "StoreType",
     "TTLStore",
     "TransportError",
+    "ValueFormat",
     "WatchStoreManager",
     "Watcher",
     "WatcherConfig",

@@ -17,6 +17,7 @@ attributes, so callers can act on it without parsing the message::
     ├── Requeue                                       raised by a pop callback to put deltas back
     ├── TransportError                                connection, TLS, timeout (wraps the cause)
     ├── MalformedEventError(line, reason)             a watch line that is not a valid event
+    ├── MalformedValueError(key, revision, reason)    a kvstore value a watcher cannot decode
     ├── ResourceNotFoundError(name)                   discovery knows no such resource
     ├── ApiError(status)                              the API server answered with a Status
     │   ├── BadRequestError                           400
@@ -59,6 +60,7 @@ __all__ = [
     "KubemirrorError",
     "LeaseExpiredError",
     "MalformedEventError",
+    "MalformedValueError",
     "NotFoundError",
     "Requeue",
     "ResourceNotFoundError",
@@ -223,6 +225,21 @@ class MalformedEventError(KubemirrorError):
         self.line = bytes(line[:200])
         self.reason = reason
         super().__init__(f"malformed watch event ({reason}): {self.line!r}")
+
+
+class MalformedValueError(KubemirrorError):
+    """A kvstore value a watcher's ``KVSource`` cannot turn into an object.
+
+    ``key`` is the full key, ``revision`` the value's mod revision and ``reason``
+    what is wrong (for JSON values, the decoder's message with its position).
+    Watchers log and count it and keep the key's previous value; they never stop.
+    """
+
+    def __init__(self, key: str, revision: int, reason: str) -> None:
+        self.key = key
+        self.revision = revision
+        self.reason = reason
+        super().__init__(f"value of {key!r} at revision {revision} is not usable: {reason}")
 
 
 class ResourceNotFoundError(KubemirrorError):

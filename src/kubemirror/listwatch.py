@@ -2,7 +2,7 @@
 
 Part of the ``reflector`` layer (client-go ``tools/cache`` ``ListerWatcher`` and
 ``ListWatch``). A ``ListerWatcher`` lists one page of a resource and opens a
-watch on it; ``ListWatch`` does so through a ``KubeClient`` for one
+watch on it (a ``Lister`` only lists); ``ListWatch`` does so through a ``KubeClient`` for one
 group/version/resource, namespace and label/field selector.
 """
 
@@ -21,6 +21,7 @@ __all__ = [
     "ListOptions",
     "ListResult",
     "ListWatch",
+    "Lister",
     "ListerWatcher",
 ]
 
@@ -40,7 +41,17 @@ class EventStream(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ListerWatcher(Protocol):
+class Lister(Protocol):
+    """Lists one collection: one page of it, and the resourceVersion it was read at.
+
+    The half of ``ListerWatcher`` that says what the collection holds now (a
+    drift check needs no more); ``watcher.KVLister`` lists a kvstore prefix so.
+    """
+
+    async def list(self, opts: ListOptions) -> ListResult: ...
+
+
+class ListerWatcher(Lister, Protocol):
     """Lists and watches one collection; what a ``Reflector`` consumes.
 
     ``list`` returns one page (follow ``continue_token``); ``watch`` opens a

@@ -93,6 +93,7 @@ async def test_kv_on_etcd(etcd_url: str, spawn: Spawn) -> None:
         deleted = json.loads(await running.line_matching(lambda line: "app/a" in line))
     assert (created["type"], created["value"]) == ("create", "new")
     assert deleted["type"] == "delete"
+    assert deleted["revision"] >= created["revision"] > 0  # the mirror's revision at the time
     running.proc.terminate()
     assert (await running.finish()).returncode == 0
 

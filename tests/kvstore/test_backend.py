@@ -267,3 +267,25 @@ async def test_update_many_puts_and_deletes_in_batches(kv: Harness) -> None:
         assert await kv.admin.list_prefix("many/") == {"many/probe": b"1"}
     finally:
         await tail.close()
+
+
+async def test_events_carry_revisions_and_list_done_the_listing_revision(kv: Harness) -> None:
+    """Mod revisions order the listing's keys; LIST_DONE names the revision the listing
+    was taken at (what a mirror resumes from); a DELETE carries its own revision."""
+    b = kv.new_backend()
+    await b.update("rev/a", b"1")
+    await b.update("rev/b", b"1")
+    await b.update("elsewhere", b"1")  # moves the revision, not the prefix
+    tail = EventTail(b, "rev/")
+    try:
+        await asyncio.wait_for(tail.listed.wait(), 10)
+        listed, done = tail.events[:-1], tail.events[-1]
+        assert done.type is KVEventType.LIST_DONE
+        assert [e.key for e in listed] == ["rev/a", "rev/b"]
+        assert 0 < listed[0].revision < listed[1].revision < done.revision
+        await b.delete("rev/a")
+        await eventually(lambda: len(tail.events) == 4)
+        assert tail.events[-1].type is KVEventType.DELETE
+        assert tail.events[-1].revision == done.revision + 1
+    finally:
+        await tail.close()

@@ -1,13 +1,15 @@
 """``kubemirror kv``: list, get and watch a kvstore prefix, on etcd or an embedded demo keyspace.
 
-Part of the ``cli`` layer, over ``kubemirror.kvstore`` (``connect``, ``Backend``).
-With ``--etcd URL`` the commands talk to a real etcd v3 server; without it they
-use the in-process ``MemoryBackend``, seeded by ``DemoKeyspace`` with
-Cilium-style keys (nodes, identities, endpoint IPs) that keep changing, so the
-commands can be tried with nothing installed. Values print as text when they
-are UTF-8 (JSON compacted), else as ``base64:...``; ``-o json`` prints one JSON
-object per line. An etcd that does not answer in ``CONNECT_TIMEOUT`` seconds is
-reported as unreachable.
+Part of the ``cli`` layer, over ``kubemirror.kvstore`` (``connect``, ``Backend``)
+and, for ``watch``, the ``watcher`` layer: ``kv watch`` is a ``Watcher`` with a
+``KVSource`` (raw values, indexed by namespace and name), whose store is diffed
+at each ``on_change`` to print the keys that changed. With ``--etcd URL`` the
+commands talk to a real etcd v3 server; without it they use the in-process
+``MemoryBackend``, seeded by ``DemoKeyspace`` with Cilium-style keys (nodes,
+identities, endpoint IPs) that keep changing, so the commands can be tried with
+nothing installed. Values print as text when they are UTF-8 (JSON compacted),
+else as ``base64:...``; ``-o json`` prints one JSON object per line. An etcd
+that does not answer in ``CONNECT_TIMEOUT`` seconds is reported as unreachable.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ import base64
 import contextlib
 import random
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import orjson
 
-from kubemirror import errors, kvstore, lifecycle
+from kubemirror import errors, kvstore, lifecycle, watcher
 from kubemirror.cli import ui
+from kubemirror.stores import indexed_store
 
 __all__ = [
     "CONNECT_TIMEOUT",
     "DEMO_PREFIX",
     "DemoKeyspace",
+    "KeyPrinter",
     "render_value",
     "run_get",
     "run_list",
@@ -234,61 +238,96 @@ async def run_get(etcd: str | None, key: str, as_json: bool) -> int:
     return 0
 
 
+class KeyPrinter:
+    """Prints a ``kv watch`` mirror: every key at sync, then the keys each change touched.
+
+    The watcher's store (indexed by namespace and name) is compared with the
+    state printed last, so a key created and deleted between two ``on_change``
+    calls is not shown, and a key changed twice shows once, with its last value.
+    A deletion shows the mirror's revision at the time (``revision()``: the
+    watcher's ``reflector.last_sync_resource_version``). Callbacks run on the loop.
+    """
+
+    def __init__(
+        self, source: watcher.KVSource, as_json: bool, revision: Callable[[], str]
+    ) -> None:
+        self.source = source
+        self.as_json = as_json
+        self.revision = revision
+        self.shown: dict[tuple[str, str], str] = {}  # (namespace, name) -> resourceVersion
+
+    def _key(self, namespace: str, name: str) -> str:
+        return self.source.key_of(namespace, name)
+
+    def _print(self, kind: str, key: str, obj: Any) -> None:
+        value: bytes = obj["value"] if obj is not None else b""
+        revision = obj["metadata"]["resourceVersion"] if obj is not None else self.revision()
+        if self.as_json:
+            record: dict[str, Any] = {"type": kind, "key": key, "revision": int(revision or 0)}
+            if obj is not None:
+                record.update(_json_value(value))
+            _emit(record)
+        elif obj is None:
+            _print(f"{kind} {key}")
+        else:
+            _print(f"{kind} {key}  {render_value(value)}")
+
+    def _changes(self, store: indexed_store.IndexedStore) -> None:
+        current = {(r.namespace, r.name): r.resource_version for r in store.refs()}
+        for ref in sorted(current.keys() - self.shown.keys()):
+            self._print("create", self._key(*ref), next(iter(store.get(*ref)), None))
+        for ref in sorted(current.keys() & self.shown.keys()):
+            if current[ref] != self.shown[ref]:
+                self._print("modify", self._key(*ref), next(iter(store.get(*ref)), None))
+        for ref in sorted(self.shown.keys() - current.keys()):
+            self._print("delete", self._key(*ref), None)
+        self.shown = current
+
+    async def on_sync_complete(self, store: indexed_store.IndexedStore, count: int) -> None:
+        self._changes(store)
+        if self.as_json:
+            _emit({"type": "list-done", "keys": count})
+        else:
+            print(f"-- {count:,} keys under {self.source.root!r}; watching --", file=sys.stderr)
+
+    async def on_change(
+        self, store: indexed_store.IndexedStore, stats: watcher.ChangeStats
+    ) -> None:
+        self._changes(store)
+
+
 async def run_watch(
     etcd: str | None, prefix: str, as_json: bool, duration: float | None
 ) -> int:
-    """Print the keys under ``prefix``, then every change, until Ctrl-C or ``duration``."""
+    """Print the keys under ``prefix``, then every change, until Ctrl-C or ``duration``.
+
+    Until the first listing is complete, a silent or failing etcd is a ``CommandError``.
+    """
     stop = asyncio.Event()
     ui.install_stop_handlers(stop)
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, stop.set)
+    source = watcher.KVSource(prefix, watcher.ValueFormat.RAW)
+    printer = KeyPrinter(source, as_json, lambda: mirror.reflector.last_sync_resource_version)
+    config = watcher.WatcherConfig(
+        source=source,
+        index_by=["metadata.namespace", "metadata.name"],
+        debounce_interval=0.0,
+        on_change=printer.on_change,
+        on_sync_complete=printer.on_sync_complete,
+    )
     async with _open(etcd) as backend:
         churn = None
         if etcd is None:
             churn = asyncio.ensure_future(DemoKeyspace(backend, seed=1).run(stop))
-        events = backend.list_and_watch(prefix)
+        mirror = watcher.Watcher(config, backend)
+        mirror.start()
         try:
-            await lifecycle.run_until_stopped(_follow(etcd, events, prefix, as_json), stop)
+            await lifecycle.run_until_stopped(_answer(etcd, mirror.wait_for_sync()), stop)
+            await stop.wait()
         finally:
             stop.set()
-            await events.aclose()
+            await mirror.stop()
             if churn is not None:
                 await churn
     return 0
-
-
-async def _follow(
-    etcd: str | None,
-    events: AsyncGenerator[kvstore.KVEvent, None],
-    prefix: str,
-    as_json: bool,
-) -> None:
-    """Print events; until the listing is done, a silent or failing etcd is an error."""
-    listed = 0
-    listing = True
-    while True:
-        try:
-            event = await (_answer(etcd, anext(events)) if listing else anext(events))
-        except StopAsyncIteration:
-            return
-        if event.type is kvstore.KVEventType.LIST_DONE:
-            listing = False
-            if as_json:
-                _emit({"type": "list-done", "keys": listed})
-            else:
-                print(f"-- {listed:,} keys under {prefix!r}; watching --", file=sys.stderr)
-            continue
-        listed += listing
-        if as_json:
-            record: dict[str, Any] = {
-                "type": event.type.value,
-                "key": event.key,
-                "revision": event.revision,
-            }
-            if event.type is not kvstore.KVEventType.DELETE:
-                record.update(_json_value(event.value))
-            _emit(record)
-        elif event.type is kvstore.KVEventType.DELETE:
-            _print(f"delete {event.key}")
-        else:
-            _print(f"{event.type.value} {event.key}  {render_value(event.value)}")

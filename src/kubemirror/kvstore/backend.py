@@ -54,7 +54,10 @@ class KVEvent:
 
     ``value`` is the new value for CREATE/MODIFY and ``b""`` for DELETE (etcd does
     not send deleted values); ``key`` and ``value`` are empty for LIST_DONE.
-    ``revision`` is the backend revision of the change (0 for LIST_DONE).
+    ``revision`` is the backend revision of the change: the key's mod revision for
+    CREATE/MODIFY (also in a listing), the deletion's revision for DELETE (for a
+    deletion found by a relist after a compaction, that relist's revision), and the
+    revision the listing was taken at for LIST_DONE.
     """
 
     type: KVEventType
@@ -93,7 +96,8 @@ class Backend(Protocol):
       in time) it grants a new one on the next leased write and calls every observer
       registered for a prefix of an affected key, so owners can re-create it.
     - ``list_and_watch(prefix)`` yields the current keys (CREATE), then one
-      LIST_DONE, then every later change in revision order, forever: it resumes
+      LIST_DONE (carrying the listing's revision), then every later change in
+      revision order, forever: it resumes
       after connection loss without gaps or duplicates, and after a compaction it
       relists and emits the difference (including DELETEs). It ends only when the
       caller closes it (``aclose()``) or the backend is closed.

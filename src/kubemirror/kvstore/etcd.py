@@ -370,9 +370,10 @@ class EtcdBackend(lease.LeasedSession):
 
     @staticmethod
     def _diff(
-        known: dict[bytes, int], items: list[tuple[bytes, bytes, int]]
+        known: dict[bytes, int], items: list[tuple[bytes, bytes, int]], revision: int
     ) -> Iterator[backend.KVEvent]:
-        """Events turning ``known`` (key -> mod revision) into ``items``; updates ``known``."""
+        """Events turning ``known`` (key -> mod revision) into ``items``, listed at
+        ``revision`` (the revision of the DELETEs); updates ``known``."""
         seen: set[bytes] = set()
         for key, value, mod_revision in items:
             seen.add(key)
@@ -384,7 +385,7 @@ class EtcdBackend(lease.LeasedSession):
             yield backend.KVEvent(kind, _decode(key), bytes(value), mod_revision)
         for key in [k for k in known if k not in seen]:
             del known[key]
-            yield backend.KVEvent(backend.KVEventType.DELETE, _decode(key), b"", 0)
+            yield backend.KVEvent(backend.KVEventType.DELETE, _decode(key), b"", revision)
 
     async def list_and_watch(self, prefix: str) -> AsyncGenerator[backend.KVEvent, None]:
         """See ``Backend.list_and_watch``; close it with ``aclose()`` when done."""
@@ -405,11 +406,11 @@ class EtcdBackend(lease.LeasedSession):
                     log.warning("%s: listing %r failed: %s; retrying", self._name, prefix, exc)
                     delay = await self._backoff(delay)
                     continue
-                for event in self._diff(known, items):
+                for event in self._diff(known, items, revision):
                     yield event
                 if not listed:
                     listed = True
-                    yield backend.KVEvent(backend.KVEventType.LIST_DONE)
+                    yield backend.KVEvent(backend.KVEventType.LIST_DONE, revision=revision)
                 need_list = False
             try:
                 watch = await self._client.watch_prefix(raw, start_revision=revision + 1)

@@ -144,12 +144,14 @@ class MemoryKVServer:
 
     # -- watches ---------------------------------------------------------------
 
-    def subscribe(self, prefix: str) -> tuple[list[tuple[str, bytes, int]], _Subscription]:
-        """Atomically list ``prefix`` and subscribe to its later events."""
-        items, _ = self.range(prefix)
+    def subscribe(
+        self, prefix: str
+    ) -> tuple[list[tuple[str, bytes, int]], int, _Subscription]:
+        """Atomically list ``prefix`` (items and revision) and subscribe to its later events."""
+        items, revision = self.range(prefix)
         sub = _Subscription(prefix, asyncio.Queue())
         self._subscriptions.append(sub)
-        return items, sub
+        return items, revision, sub
 
     def unsubscribe(self, sub: _Subscription) -> None:
         """Stop delivering events to ``sub`` (idempotent)."""
@@ -335,12 +337,12 @@ class MemoryBackend(lease.LeasedSession):
     async def list_and_watch(self, prefix: str) -> AsyncGenerator[backend.KVEvent, None]:
         """See ``Backend.list_and_watch``; close it with ``aclose()`` when done."""
         self._check_open()
-        items, sub = self.server.subscribe(prefix)
+        items, revision, sub = self.server.subscribe(prefix)
         self._subscriptions.add(sub)
         try:
             for key, value, mod_revision in items:
                 yield backend.KVEvent(backend.KVEventType.CREATE, key, value, mod_revision)
-            yield backend.KVEvent(backend.KVEventType.LIST_DONE)
+            yield backend.KVEvent(backend.KVEventType.LIST_DONE, revision=revision)
             while not self._closed:
                 event = await sub.queue.get()
                 if event is None:

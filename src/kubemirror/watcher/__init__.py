@@ -2,8 +2,10 @@
 
 The ``watcher`` layer, above ``reflector`` (haproxy-template-ic ``k8s/types`` and
 ``k8s/watcher``): ``WatcherConfig``/``Watcher`` for a collection,
-``SingleWatcherConfig``/``SingleWatcher`` for one named object, ``ChangeStats``
-and the sans-I/O ``Debouncer``, and ``WatcherThread`` for plain scripts.
+``SingleWatcherConfig``/``SingleWatcher`` for one named object, ``KVSource``
+(with ``ValueFormat``, ``KVReflector``, ``KVLister``) to mirror a kvstore prefix
+instead of a Kubernetes resource, ``ChangeStats`` and the sans-I/O
+``Debouncer``, and ``WatcherThread`` for plain scripts.
 """
 
 from kubemirror.watcher.config import (
@@ -18,6 +20,7 @@ from kubemirror.watcher.config import (
     WatcherConfig,
 )
 from kubemirror.watcher.debouncer import ChangeStats, Debouncer
+from kubemirror.watcher.kv_source import KVLister, KVReflector, KVSource, ValueFormat
 from kubemirror.watcher.single import SingleWatcher
 from kubemirror.watcher.thread import WatcherThread
 from kubemirror.watcher.watcher import Watcher
@@ -28,12 +31,16 @@ __all__ = [
     "DEFAULT_DEBOUNCE_INTERVAL",
     "DEFAULT_NAMESPACE_FILE",
     "Debouncer",
+    "KVLister",
+    "KVReflector",
+    "KVSource",
     "OnChange",
     "OnResourceChange",
     "OnSyncComplete",
     "SingleWatcher",
     "SingleWatcherConfig",
     "StoreType",
+    "ValueFormat",
     "Watcher",
     "WatcherConfig",
     "WatcherThread",

@@ -24,6 +24,7 @@ from kubemirror import errors, paths, selectors
 from kubemirror.stores import cached_store, indexed_store
 from kubemirror.types import GroupVersionResource, Obj
 from kubemirror.watcher.debouncer import ChangeStats
+from kubemirror.watcher.kv_source import KVSource
 
 __all__ = [
     "DEFAULT_CACHE_TTL",
@@ -106,6 +107,42 @@ def _check_namespace(namespace: object, field_name: str, *, required: bool) -> s
     return namespace
 
 
+def _check_key_namespace(namespace: object, field_name: str) -> str:
+    """A ``KVSource`` namespace: key parts between the prefix and the name (``""``: all)."""
+    if not isinstance(namespace, str):
+        raise errors.ConfigError(
+            f"must be a string, got {type(namespace).__name__}", field=field_name
+        )
+    if namespace and (namespace != namespace.strip("/") or "//" in namespace):
+        raise errors.ConfigError(
+            "must be key parts joined by '/', without empty parts or edge slashes",
+            field=field_name,
+            expression=namespace,
+        )
+    return namespace
+
+
+def _check_source(source: object, gvr: object) -> KVSource | None:
+    """``None`` (Kubernetes: ``gvr`` required) or a valid ``KVSource`` (``gvr`` unset)."""
+    if source is None:
+        _require_gvr(gvr)
+        return None
+    if not isinstance(source, KVSource):
+        raise errors.ConfigError(
+            f"must be None (the Kubernetes resource gvr) or a KVSource, got "
+            f"{type(source).__name__}",
+            field="source",
+        )
+    source.validate("source")
+    if gvr is not None:
+        raise errors.ConfigError(
+            "a KVSource mirrors a kvstore key prefix, not a resource type: leave gvr unset",
+            field="gvr",
+            expression=str(gvr),
+        )
+    return source
+
+
 def _check_callback(value: object, field_name: str, *, required: bool) -> None:
     if value is None:
         if required:
@@ -151,14 +188,25 @@ class WatcherConfig:
     ``validate`` raises ``ConfigError`` naming the first bad field, and rejects
     bad field paths and selectors up front, not at the first event.
 
-    * ``gvr``: the resource type (required).
-    * ``namespace``: watch one namespace; ``""`` watches all.
+    * ``source``: where the objects come from. ``None`` (the default): the
+      Kubernetes resource ``gvr``, read through the ``KubeClient`` (or
+      ``ListerWatcher``) handed to the ``Watcher``. A ``KVSource(prefix)``: the
+      values under a kvstore key prefix (JSON objects, or raw bytes), read
+      through the ``kvstore.Backend`` handed to the ``Watcher`` (etcd, or the
+      embedded memory keyspace); a key's parts are its namespace and name, its
+      mod revision its resourceVersion (see ``KVSource``). Everything below means
+      the same for both sources.
+    * ``gvr``: the resource type (required for the Kubernetes source, unset for a
+      ``KVSource``).
+    * ``namespace``: watch one namespace; ``""`` watches all. For a ``KVSource``,
+      the key parts after the prefix (``"eu/zone-a"`` watches ``<prefix>/eu/zone-a/``).
     * ``namespaced_watch``: watch the pod's own namespace, read from
       ``namespace_file`` (the service-account mount); takes precedence over
       ``namespace``.
     * ``label_selector``: string form (``"app=web,tier!=db"``), ``metav1.LabelSelector``
       dict form (``{"matchLabels": ..., "matchExpressions": ...}``), a
-      ``selectors.LabelSelector``, or ``None`` for everything.
+      ``selectors.LabelSelector``, or ``None`` for everything. Sent to the API
+      server; applied to ``metadata.labels`` of the values by a ``KVSource``.
     * ``index_by``: field paths whose values are the store keys, in order
       (required, at least one). An object lacking a path is stored under ``""``.
       ``["metadata.labels['kubernetes.io/service-name']"]`` gives an O(1)
@@ -181,6 +229,7 @@ class WatcherConfig:
     """
 
     gvr: GroupVersionResource | None = None
+    source: KVSource | None = None
     namespace: str = ""
     namespaced_watch: bool = False
     label_selector: str | Mapping[str, Any] | selectors.LabelSelector | None = None
@@ -207,8 +256,10 @@ class WatcherConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (``SelectorError``, ``FieldPathError``) naming a bad field."""
-        _require_gvr(self.gvr)
-        _check_namespace(self.namespace, "namespace", required=False)
+        if _check_source(self.source, self.gvr) is None:
+            _check_namespace(self.namespace, "namespace", required=False)
+        else:
+            _check_key_namespace(self.namespace, "namespace")
         if not isinstance(self.namespaced_watch, bool):
             raise errors.ConfigError("must be a bool", field="namespaced_watch")
         if self.namespaced_watch:
@@ -289,7 +340,11 @@ class WatcherConfig:
 class SingleWatcherConfig:
     """What a ``SingleWatcher`` follows: one object by ``namespace`` and ``name``.
 
-    All fields but ``on_sync_complete`` are required. ``on_change(obj)`` is called
+    All fields but ``on_sync_complete`` and ``source`` are required. ``source``
+    is as in ``WatcherConfig``: ``None`` for the Kubernetes resource ``gvr``, or a
+    ``KVSource``, whose object ``namespace``/``name`` is the key
+    ``<prefix>/<namespace>/<name>`` (``namespace`` may then be ``""``: the key
+    ``<prefix>/<name>``). ``on_change(obj)`` is called
     at once (no debounce) for every change after the initial sync — on deletion
     with the last known state of the object (check ``SingleWatcher.current``,
     then ``None``). ``on_sync_complete(obj)`` gets the state after the initial
@@ -298,6 +353,7 @@ class SingleWatcherConfig:
     """
 
     gvr: GroupVersionResource | None = None
+    source: KVSource | None = None
     namespace: str = ""
     name: str = ""
     on_change: OnResourceChange | None = None
@@ -308,8 +364,10 @@ class SingleWatcherConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first missing or invalid field."""
-        _require_gvr(self.gvr)
-        _check_namespace(self.namespace, "namespace", required=True)
+        if _check_source(self.source, self.gvr) is None:
+            _check_namespace(self.namespace, "namespace", required=True)
+        else:
+            _check_key_namespace(self.namespace, "namespace")
         if not isinstance(self.name, str) or not self.name:
             raise errors.ConfigError("resource name is required", field="name")
         if "/" in self.name or "," in self.name:

@@ -1,8 +1,9 @@
 """``SingleWatcher``: one named object, with an immediate callback on every change.
 
 Part of the ``watcher`` layer (haproxy-template-ic ``k8s/watcher`` single watcher):
-a ``Reflector`` restricted by field selector to one object, writing into a tiny
-``ReflectorStore`` that keeps the current state and queues the callbacks.
+a ``Reflector`` restricted by field selector to one object (or a ``KVReflector``
+on the object's key), writing into a tiny ``ReflectorStore`` that keeps the
+current state and queues the callbacks.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kubemirror import keys, lifecycle, listwatch, reflector
+from kubemirror import errors, keys, lifecycle, listwatch, reflector
 from kubemirror.client import transport
+from kubemirror.kvstore import backend as kv_backend
 from kubemirror.stores import indexed_store
 from kubemirror.types import Obj
-from kubemirror.watcher import thread
+from kubemirror.watcher import kv_source, thread
 from kubemirror.watcher.config import SingleWatcherConfig, invoke
 
 __all__ = ["SingleWatcher"]
@@ -66,6 +68,10 @@ class _SingleWriter:
 
     def delete(self, obj: Any) -> None:
         if isinstance(obj, keys.DeletedFinalStateUnknown):
+            if obj.obj is None:  # a kvstore deletion: report the last state known
+                if obj.key == (f"{self.namespace}/{self.name}" if self.namespace else self.name):
+                    self._set(None)
+                return
             obj = obj.obj
         if self._mine(obj):
             if self.listed and self.current is not None:
@@ -93,35 +99,58 @@ class SingleWatcher(lifecycle.Service):
     state of the deleted object (``current`` is ``None`` by then). Callbacks run
     one at a time, in event order (sync ones in a worker thread); errors are
     logged. ``source`` is a ``KubeClient`` or a ``ListerWatcher`` already
-    restricted to the object. Same lifecycle as ``Watcher`` (a ``lifecycle.Service``).
+    restricted to the object, or, for a ``KVSource``, a ``kvstore.Backend`` (the
+    key ``<prefix>/<namespace>/<name>`` is followed; etcd sends no deleted value,
+    so a deletion reports the last state seen). Same lifecycle as ``Watcher`` (a
+    ``lifecycle.Service``).
     """
 
     def __init__(
         self,
         config: SingleWatcherConfig,
-        source: transport.KubeClient | listwatch.ListerWatcher,
+        source: transport.KubeClient | listwatch.ListerWatcher | kv_backend.Backend,
         *,
         resync_period: float = 0.0,
     ) -> None:
         config.set_defaults()
         config.validate()
-        assert config.gvr is not None
         self.config = config
         self.source = source
+        self._queue: asyncio.Queue[tuple[str, Obj | None]] = asyncio.Queue()
+        self._writer = _SingleWriter(config.namespace, config.name, self._queue)
+        self._synced = asyncio.Event()
+        self.reflector: reflector.Reflector | kv_source.KVReflector
+        if config.source is not None:
+            kv = config.source
+            if not isinstance(source, kv_backend.Backend):
+                raise errors.ConfigError(
+                    f"a KVSource ({kv}) is read through a kvstore Backend, got "
+                    f"{type(source).__name__}",
+                    field="source",
+                )
+            self.name = f"kvstore {kv.key_of(config.namespace, config.name)}"
+            self.reflector = kv_source.KVReflector(
+                source, kv, self._writer, namespace=config.namespace,
+                only_name=config.name, name=self.name,
+            )
+            return
+        assert config.gvr is not None
         if isinstance(source, transport.KubeClient):
             lister_watcher: listwatch.ListerWatcher = listwatch.ListWatch(
                 source, config.gvr, config.namespace,
                 field_selector=f"metadata.name={config.name}",
             )
+        elif isinstance(source, kv_backend.Backend):
+            raise errors.ConfigError(
+                "a kvstore Backend reads a KVSource: set SingleWatcherConfig.source",
+                field="source",
+            )
         else:
             lister_watcher = source
         self.name = f"{config.gvr} {config.namespace}/{config.name}"
-        self._queue: asyncio.Queue[tuple[str, Obj | None]] = asyncio.Queue()
-        self._writer = _SingleWriter(config.namespace, config.name, self._queue)
         self.reflector = reflector.Reflector(
             lister_watcher, self._writer, page_size=0, resync_period=resync_period, name=self.name
         )
-        self._synced = asyncio.Event()
 
     @property
     def current(self) -> Obj | None:

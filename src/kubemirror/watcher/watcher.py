@@ -1,10 +1,12 @@
 """``Watcher``: a collection mirrored into an indexed store, with debounced callbacks.
 
-The ``watcher`` layer, above ``reflector`` (haproxy-template-ic ``k8s/watcher``).
-One ``Reflector`` writes through a small ``ReflectorStore`` adapter straight into a
-``MemoryStore`` or ``CachedStore`` (keys from the ``IndexBy`` field paths; no
-second copy of the objects) that counts ``ChangeStats``; a ``Debouncer`` turns
-them into at most one ``on_change`` per interval.
+The ``watcher`` layer, above ``reflector`` and ``kvstore`` (haproxy-template-ic
+``k8s/watcher``). One ``Reflector`` (a Kubernetes resource) or ``KVReflector`` (a
+kvstore prefix, ``WatcherConfig.source``) writes through a small
+``ReflectorStore`` adapter straight into a ``MemoryStore`` or ``CachedStore``
+(keys from the ``IndexBy`` field paths; no second copy of the objects) that
+counts ``ChangeStats``; a ``Debouncer`` turns them into at most one
+``on_change`` per interval.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 from kubemirror import errors, keys, lifecycle, listwatch, paths, reflector
 from kubemirror.client import transport
+from kubemirror.kvstore import backend as kv_backend
 from kubemirror.stores import cached_store, indexed_store, key_index, memory_store
 from kubemirror.types import Clock, GroupVersionResource, MonotonicClock, Obj
-from kubemirror.watcher import thread
+from kubemirror.watcher import kv_source, thread
 from kubemirror.watcher.config import StoreType, WatcherConfig, compile_paths, invoke
 from kubemirror.watcher.debouncer import ChangeStats, Debouncer
 
@@ -87,7 +90,8 @@ class _StoreWriter:
 
     def delete(self, obj: Any) -> None:
         try:
-            namespace, name = keys.split_meta_namespace_key(keys.meta_namespace_key(obj))
+            # The name is the last part: a kvstore namespace may hold slashes.
+            namespace, _, name = keys.meta_namespace_key(obj).rpartition("/")
         except errors.KeyFuncError as exc:
             self.rejected += 1
             log.warning("%s: delete event without a usable key: %s", self.name, exc)
@@ -129,10 +133,16 @@ class _StoreWriter:
 class Watcher(lifecycle.Service):
     """Mirrors the collection ``config`` describes into ``store`` and reports changes.
 
-    ``source`` is a ``KubeClient`` (the watcher builds the ``ListWatch`` and, for
-    a ``CACHED`` store, fetches with the client's GET) or any ``ListerWatcher``
-    (then a ``CACHED`` store needs ``fetch``). The config is defaulted and
-    validated here: a bad config raises ``ConfigError`` before anything runs.
+    ``source`` is what the collection is read through. For the Kubernetes source
+    (``config.source`` unset): a ``KubeClient`` (the watcher builds the
+    ``ListWatch`` and, for a ``CACHED`` store, fetches with the client's GET) or
+    any ``ListerWatcher`` (then a ``CACHED`` store needs ``fetch``). For a
+    ``KVSource``: a ``kvstore.Backend`` (``EtcdBackend``, ``MemoryBackend``; a
+    ``CACHED`` store fetches with its ``get``), followed by a ``KVReflector``;
+    ``page_size`` and ``resync_period`` then do not apply. The config is
+    defaulted and validated here: a bad config raises ``ConfigError`` before
+    anything runs. ``reflector`` is the ``Reflector`` or ``KVReflector``; its
+    ``lw.list`` lists the current truth with its resourceVersion (revision).
 
     Callback order, all from one task so calls never overlap: with
     ``call_on_change_during_sync``, ``on_change(store, stats)`` for the initial
@@ -154,7 +164,7 @@ class Watcher(lifecycle.Service):
     def __init__(
         self,
         config: WatcherConfig,
-        source: transport.KubeClient | listwatch.ListerWatcher,
+        source: transport.KubeClient | listwatch.ListerWatcher | kv_backend.Backend,
         *,
         fetch: cached_store.Fetch | None = None,
         clock: Clock | None = None,
@@ -164,23 +174,36 @@ class Watcher(lifecycle.Service):
     ) -> None:
         config.set_defaults()
         config.validate()
-        assert config.gvr is not None
         assert config.cache_ttl is not None
         assert config.debounce_interval is not None
         self.config = config
-        gvr = config.gvr
         namespace = config.watch_namespace()
         index_by = compile_paths(config.index_by, "index_by")
         ignore = compile_paths(config.ignore_fields, "ignore_fields")
         self.source = source
-        if isinstance(source, transport.KubeClient):
-            lister_watcher: listwatch.ListerWatcher = listwatch.ListWatch(
-                source, gvr, namespace or None, label_selector=str(config.selector())
+        kv = config.source
+        lister_watcher: listwatch.ListerWatcher | None
+        if kv is not None:
+            backend = _require_backend(source, kv)
+            lister_watcher = None
+            if fetch is None:
+                fetch = _kv_fetch(backend, kv)
+            self.name = f"kvstore {kv.key_prefix(namespace) or '/'}"
+        elif isinstance(source, transport.KubeClient):
+            assert config.gvr is not None
+            lister_watcher = listwatch.ListWatch(
+                source, config.gvr, namespace or None, label_selector=str(config.selector())
             )
             if fetch is None:
-                fetch = _client_fetch(source, gvr)
+                fetch = _client_fetch(source, config.gvr)
+        elif isinstance(source, kv_backend.Backend):
+            raise errors.ConfigError(
+                "a kvstore Backend reads a KVSource: set WatcherConfig.source", field="source"
+            )
         else:
             lister_watcher = source
+        if kv is None:
+            self.name = f"{config.gvr}" + (f" in {namespace}" if namespace else "")
         self._clock: Clock = clock or MonotonicClock()
         self.store: indexed_store.IndexedStore
         if config.store_type is StoreType.CACHED:
@@ -199,16 +222,28 @@ class Watcher(lifecycle.Service):
             )
         else:
             self.store = memory_store.MemoryStore(len(index_by), ignore_fields=ignore)
-        self.name = f"{gvr}" + (f" in {namespace}" if namespace else "")
         self._writer = _StoreWriter(self.store, index_by, self._record, self.name)
-        self.reflector = reflector.Reflector(
-            lister_watcher,
-            self._writer,
-            page_size=page_size,
-            resync_period=resync_period,
-            name=self.name,
-            freeze_gc_after_sync=freeze_gc_after_sync,
-        )
+        self.reflector: reflector.Reflector | kv_source.KVReflector
+        if lister_watcher is None:
+            assert kv is not None
+            self.reflector = kv_source.KVReflector(
+                backend,
+                kv,
+                self._writer,
+                namespace=namespace,
+                selector=config.selector(),
+                name=self.name,
+                freeze_gc_after_sync=freeze_gc_after_sync,
+            )
+        else:
+            self.reflector = reflector.Reflector(
+                lister_watcher,
+                self._writer,
+                page_size=page_size,
+                resync_period=resync_period,
+                name=self.name,
+                freeze_gc_after_sync=freeze_gc_after_sync,
+            )
         self._debouncer = Debouncer(config.debounce_interval, self._clock)
         self._listed = False
         self._sync_stats: ChangeStats | None = None
@@ -311,6 +346,32 @@ class Watcher(lifecycle.Service):
     def start_in_thread(self) -> thread.WatcherThread:
         """Run on a new event loop in a daemon thread; see ``WatcherThread``."""
         return thread.WatcherThread(self).start()
+
+
+def _require_backend(source: object, kv: kv_source.KVSource) -> kv_backend.Backend:
+    """``source`` as the ``Backend`` a ``KVSource`` is read through, else ``ConfigError``."""
+    if not isinstance(source, kv_backend.Backend):
+        raise errors.ConfigError(
+            f"a KVSource ({kv}) is read through a kvstore Backend (EtcdBackend, "
+            f"MemoryBackend), got {type(source).__name__}",
+            field="source",
+        )
+    return source
+
+
+def _kv_fetch(backend: kv_backend.Backend, kv: kv_source.KVSource) -> cached_store.Fetch:
+    """A ``CachedStore`` fetch reading the key (its resourceVersion is not known: ``""``)."""
+
+    async def fetch(namespace: str, name: str) -> Obj | None:
+        key = kv.key_of(namespace, name)
+        value = await backend.get(key)
+        if value is None:
+            return None
+        obj = kv.to_object(key, value, 0)
+        obj["metadata"].pop("resourceVersion", None)
+        return obj
+
+    return fetch
 
 
 def _client_fetch(
