@@ -293,7 +293,7 @@ class MutationCheckingIndexer(index.Indexer):
         strict: bool = False,
     ) -> None:
         super().__init__(key_func, indexers)
-        self.detector = detector or MutationDetector()
+        self.detector = detector if detector is not None else MutationDetector()
         self.strict = strict
 
     def add(self, obj: Any) -> None:

@@ -49,7 +49,7 @@ class MutationCheckingMemoryStore(MemoryStore):
         strict: bool = False,
     ) -> None:
         super().__init__(num_keys, ignore_fields)
-        self.detector = detector or detection.MutationDetector()
+        self.detector = detector if detector is not None else detection.MutationDetector()
         self.strict = strict
 
     def update(self, obj: Obj, keys: Sequence[str]) -> None:
