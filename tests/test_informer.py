@@ -511,6 +511,7 @@ def test_handler_replay_equals_the_source_under_any_fault_sequence(
 # -- the mutation detector --------------------------------------------------------------------
 
 
+@pytest.mark.mutates_stored_objects
 @pytest.mark.parametrize("kind", ["on_add", "on_update"])
 async def test_a_handler_mutating_a_received_pod_raises_mutation_error(
     env: Env, kind: str, caplog: pytest.LogCaptureFixture
@@ -552,6 +553,7 @@ async def test_the_detector_is_off_by_default_and_costs_no_wrapper(
     assert informer.add_event_handler(on_add=on_add).callbacks[0] is on_add
 
 
+@pytest.mark.mutates_stored_objects
 async def test_a_strict_informer_read_raises_after_a_mutation(env: Env) -> None:
     await create(env, "web-0")
     informer = fast_informer(env, mutation_detector=cache.MutationDetectorOptions(

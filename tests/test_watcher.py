@@ -704,6 +704,7 @@ async def test_any_lister_watcher_as_source(client: KubeClient) -> None:
 # -- the mutation detector --------------------------------------------------------------------
 
 
+@pytest.mark.mutates_stored_objects
 async def test_on_change_mutating_a_stored_pod_is_found_by_the_periodic_check(
     client: KubeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -722,6 +723,7 @@ async def test_on_change_mutating_a_stored_pod_is_found_by_the_periodic_check(
     assert "'default/web-0' was mutated at metadata.labels.patched" in caplog.text
 
 
+@pytest.mark.mutates_stored_objects
 async def test_strict_watcher_store_read_raises_naming_the_pod(client: KubeClient) -> None:
     await client.create(PODS, make_pod("web-0"), "default")
     options = cache.MutationDetectorOptions(check_every=0, strict=True)

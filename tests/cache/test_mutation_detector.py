@@ -17,6 +17,8 @@ from kubemirror import cache, errors, keys
 from kubemirror.cache import mutation_detector as detection
 from tests.objects import obj
 
+pytestmark = pytest.mark.mutates_stored_objects
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
     lambda children: st.lists(children, max_size=4)
