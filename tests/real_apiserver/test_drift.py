@@ -53,6 +53,7 @@ async def test_check_drift_reports_exactly_the_object_removed_behind_its_back(
         assert not clean.drifted
         assert clean.checked == 4
         gone = inf.get_indexer().get_by_key(f"{api.namespace}/cm-2")
+        assert gone is not None
         inf.get_indexer().delete(gone)
         report = await inf.check_drift()
     assert report.keys() == [f"{api.namespace}/cm-2"]
