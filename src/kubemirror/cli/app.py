@@ -240,6 +240,15 @@ def watch(
     debounce: Annotated[
         float, typer.Option("--debounce", min=0.0, help="Seconds between change reports.")
     ] = 1.0,
+    check_drift: Annotated[
+        float,
+        typer.Option("--check-drift", min=0.0, metavar="SECONDS",
+                     help="Compare the mirror with a LIST from the server every SECONDS and "
+                     "report drift (0: never)."),
+    ] = 0.0,
+    repair_drift: Annotated[
+        bool, typer.Option("--repair-drift", help="Relist when --check-drift finds drift.")
+    ] = False,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
@@ -264,6 +273,8 @@ def watch(
         json=output is OutputFormat.JSON,
         debounce=debounce,
         duration=duration,
+        check_drift=check_drift,
+        repair_drift=repair_drift,
     )
     _run(ctx, debug, lambda: watch_mod.run_watch(options, _console()))
 
