@@ -238,10 +238,12 @@ OnDrift: TypeAlias = Callable[[DriftReport], "Awaitable[None] | None"]
 class DriftMonitor:
     """Runs ``check`` every ``every`` seconds, on the loop of whoever awaits ``run()``.
 
-    Each report is kept in ``last_report``; drift is logged (warning), counted
-    through ``metrics`` (counters ``drift_checks``, ``drift_objects``,
-    ``drift_repairs``, ``drift_check_errors``; gauges ``drift_missing``,
-    ``drift_extra``, ``drift_stale``, all labelled ``name``), handed to
+    Each report is kept in ``last_report``; drift is logged (a warning when it
+    differs from the previous check's, else at debug level), counted
+    through ``metrics`` (counters ``drift_checks``, ``drift_detected`` (checks
+    that found drift), ``drift_objects``, ``drift_repairs``,
+    ``drift_check_errors``; gauges ``drift_missing``, ``drift_extra``,
+    ``drift_stale``, all labelled ``name``), handed to
     ``on_drift`` (plain callbacks run on the loop; exceptions are logged), and,
     with ``repair``, repaired by calling it (a reflector's ``request_relist``).
     A failing check is logged and counted; the next period retries. ``run``
@@ -288,18 +290,21 @@ class DriftMonitor:
         """One check, with everything a periodic one does; returns the report."""
         report = await self.check()
         self.checks += 1
-        self.last_report = report
         self._inc("drift_checks")
         metrics = self.metrics
         if metrics is not None:
             metrics.set("drift_missing", self.name, len(report.missing))
             metrics.set("drift_extra", self.name, len(report.extra))
             metrics.set("drift_stale", self.name, len(report.stale))
+        previous, self.last_report = self.last_report, report
         if not report.drifted:
             return report
         self.drifts += 1
+        self._inc("drift_detected")
         self._inc("drift_objects", report.count)
-        log.warning("drift: %s%s", report, "; relisting" if self.repair else "")
+        same = previous is not None and _differences(previous) == _differences(report)
+        log.log(logging.DEBUG if same else logging.WARNING, "drift: %s%s", report,
+                "; relisting" if self.repair else "")
         if self.on_drift is not None:
             try:
                 result: Any = self.on_drift(report)
@@ -316,3 +321,7 @@ class DriftMonitor:
     def _inc(self, metric: str, amount: int = 1) -> None:
         if self.metrics is not None:
             self.metrics.inc(metric, self.name, amount)
+
+
+def _differences(report: DriftReport) -> tuple[tuple[DriftEntry, ...], ...]:
+    return report.missing, report.extra, report.stale

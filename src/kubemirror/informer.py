@@ -164,8 +164,8 @@ class PrometheusMetrics:
     Needs the optional ``prometheus-client`` package (``kubemirror[metrics]``).
     Counters ``<prefix>_events_total``, ``_relists_total``, ``_errors_total``,
     ``_malformed_events_total``, the drift checks' ``_drift_checks_total``,
-    ``_drift_objects_total``, ``_drift_repairs_total``, ``_drift_check_errors_total``
-    and gauges ``_store_size``, ``_queue_depth``, ``_drift_missing``,
+    ``_drift_detected_total``, ``_drift_objects_total``, ``_drift_repairs_total``,
+    ``_drift_check_errors_total`` and gauges ``_store_size``, ``_queue_depth``, ``_drift_missing``,
     ``_drift_extra``, ``_drift_stale`` (objects found drifted by the last check),
     all labelled by ``resource``. Thread-safe (prometheus-client is).
     """
@@ -187,6 +187,7 @@ class PrometheusMetrics:
                 ("errors", "List/watch/handler errors"),
                 ("malformed_events", "Malformed watch lines skipped"),
                 ("drift_checks", "Drift checks completed"),
+                ("drift_detected", "Drift checks that found drift"),
                 ("drift_objects", "Objects found drifted, summed over checks"),
                 ("drift_repairs", "Relists to repair drift"),
                 ("drift_check_errors", "Drift checks that failed"),

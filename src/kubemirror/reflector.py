@@ -68,8 +68,11 @@ class MetricsSink(Protocol):
     """Receives counters and gauges; ``informer.PrometheusMetrics`` is one implementation.
 
     ``metric`` is one of ``events``, ``relists``, ``errors``, ``malformed_events``
-    (counters) or ``store_size`` (gauge); ``resource`` names the reflector.
-    Called from the event loop; must not block.
+    (counters) or ``store_size``, ``queue_depth`` (gauges), and for drift checks
+    (``drift.DriftMonitor``) ``drift_checks``, ``drift_detected``,
+    ``drift_objects``, ``drift_repairs``, ``drift_check_errors`` (counters) and
+    ``drift_missing``, ``drift_extra``, ``drift_stale`` (gauges); ``resource``
+    names the mirror. Called from the event loop; must not block.
     """
 
     def inc(self, metric: str, resource: str, amount: int = 1) -> None: ...

@@ -359,6 +359,17 @@ def serve(
             help="Browser Origin allowed to call the API (scheme://host[:port], repeatable).",
         ),
     ] = None,
+    check_drift: Annotated[
+        float | None,
+        typer.Option("--check-drift", min=0.0, metavar="SECONDS",
+                     help="Compare each (cluster, resource) with a LIST of the member every "
+                     "SECONDS; drift shows in /metrics and the log (default 0: never)."),
+    ] = None,
+    repair_drift: Annotated[
+        bool | None,
+        typer.Option("--repair-drift/--no-repair-drift",
+                     help="Relist a (cluster, resource) where --check-drift found drift."),
+    ] = None,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
@@ -391,6 +402,8 @@ def serve(
         unready_after=unready_after,
         accept_hosts=tuple(accept_hosts or ()),
         allowed_origins=tuple(allow_origin or ()),
+        check_drift=check_drift,
+        repair_drift=repair_drift,
     )
     _run(ctx, debug, lambda: serve_mod.run_serve(flags, _console()))
 

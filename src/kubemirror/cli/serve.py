@@ -9,7 +9,8 @@ keeps a ``MemoryStorage`` equal to the clusters while a ``KubeApiServer``
 serves it, read-only by default, with ``/readyz`` answering 200 only once
 every (cluster, resource) has synced and no member has been unreachable for
 more than ``unready_after`` seconds (``sync_readiness``), and ``/metrics`` in
-Prometheus format (``metrics.metrics_handler``), member staleness included.
+Prometheus format (``metrics.metrics_handler``), member staleness and drift
+(``--check-drift``: each feed compared with a LIST of its member) included.
 A member's retries are logged as one line each ("cluster eu: connection
 refused to https://...; retrying in 6.4 s", ``RetryLog``). With ``--read-write``
 writes go to the member that owns the object (``MemberWriteForwarder``) and are
@@ -37,7 +38,12 @@ from rich.console import Console
 
 from kubemirror import errors, listwatch, reflector
 from kubemirror.cli import failures, ui
-from kubemirror.cli.metrics import MirrorCollector, load_prometheus, metrics_handler
+from kubemirror.cli.metrics import (
+    DriftMonitors,
+    MirrorCollector,
+    load_prometheus,
+    metrics_handler,
+)
 from kubemirror.cli.watch import load_client_config
 from kubemirror.client import discovery, transport
 from kubemirror.multicluster.forward import MemberWriteForwarder
@@ -77,6 +83,8 @@ _CONFIG_KEYS = frozenset(
         "clusters",
         "metrics",
         "unreadyAfter",
+        "checkDrift",
+        "repairDrift",
     }
 )
 _CLUSTER_KEYS = frozenset({"name", "context", "kubeconfig", "resources"})
@@ -104,6 +112,8 @@ class ServeFlags:
     unready_after: float | None = None
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    check_drift: float | None = None
+    repair_drift: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,8 @@ class ServeConfig:
     unready_after: float = DEFAULT_UNREADY_AFTER
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    check_drift: float = 0.0
+    repair_drift: bool = False
 
 
 def _split_names(values: Iterable[str]) -> tuple[str, ...]:
@@ -294,6 +306,14 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         raise errors.ConfigError(
             "must be a number of seconds above 0", field=f"{path}: unreadyAfter".lstrip(": ")
         )
+    check_drift = pick(flags.check_drift, doc.get("checkDrift"), 0.0)
+    _expect(check_drift, (int, float), f"{path}: checkDrift")
+    if isinstance(check_drift, bool) or check_drift < 0:
+        raise errors.ConfigError(
+            "must be a number of seconds, 0 for none", field=f"{path}: checkDrift".lstrip(": ")
+        )
+    repair_drift = _expect(pick(flags.repair_drift, doc.get("repairDrift"), False), bool,
+                           f"{path}: repairDrift")
     return ServeConfig(
         clusters=tuple(resolved),
         host=str(pick(flags.host, listen.get("host"), "127.0.0.1")),
@@ -312,6 +332,8 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         ),
         allowed_origins=flags.allowed_origins
         or _names(listen.get("allowedOrigins") or [], f"{path}: listen.allowedOrigins"),
+        check_drift=float(check_drift),
+        repair_drift=bool(repair_drift),
     )
 
 
@@ -549,6 +571,7 @@ class _Mirror:
         self.feeds: dict[tuple[str, GroupVersionResource], reflector.Reflector] = {}
         self.by_name: dict[str, tuple[str, reflector.Reflector]] = {}
         self.health: Mapping[str, MemberHealth] = {}
+        self.drift_monitors: DriftMonitors = dict
         self._pending: dict[str, tuple[str, GroupVersionResource]] = {}
         self.reported: set[tuple[str, GroupVersionResource]] = set()
 
@@ -726,6 +749,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
                 lambda: mirror.feeds,
                 lambda: not mirror.waiting(),
                 health=lambda: mirror.health,
+                drift=lambda: mirror.drift_monitors(),
             )
         forwarder = None
         if not config.read_only and config.clusters:
@@ -765,8 +789,11 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             storage,
             mirror.lister_watcher_for,
             reflector_factory=mirror.reflector_factory,
+            check_drift_every=config.check_drift,
+            repair_drift=config.repair_drift,
         )
         mirror.health = synchro.health
+        mirror.drift_monitors = synchro.drift_monitors
         stop = asyncio.Event()
         ui.install_stop_handlers(stop)
         await server.start()
