@@ -123,8 +123,9 @@ class Env:
 
 
 @pytest_asyncio.fixture
-async def env() -> AsyncIterator[Env]:
-    storage = new_storage(bookmark_interval=0.2)
+async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    window = getattr(request, "param", 100_000)
+    storage = new_storage(event_window=window, bookmark_interval=0.2)
     async with KubeApiServer(storage) as server, FaultProxy(server.url) as proxy:
         writer = KubeClient(ClientConfig(server.url))
         client = KubeClient(ClientConfig(proxy.url))
@@ -183,18 +184,25 @@ async def test_informer_check_drift_reports_exactly_the_key_changed_behind_its_b
     assert len(getattr(report, kind)) == 1
 
 
-async def test_a_change_held_back_is_in_flight_not_drift(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("env", "exact"), [(100_000, True), (1, False)], indirect=["env"],
+    ids=["listed-at-the-mirrors-version", "window-passed-fresh-list"],
+)
+async def test_a_change_held_back_is_in_flight_not_drift(env: Env, exact: bool) -> None:
+    """With the changes still in the server's event window, it lists at the mirror's
+    version; once they left it (a window of one event), a fresh list is compared and the
+    change counts as in flight."""
     await create(env, "a", "b")
     async with informer(env) as inf:
         assert await inf.wait_for_sync(10)
         env.proxy.pause_watches()
         await touch(env, "a", "1")
+        await touch(env, "a", "2")
         report = await inf.check_drift()
         env.proxy.resume_watches()
-    # kubemirror's server lists only its latest state exactly; the fresh list is newer.
-    assert not report.exact
+    assert report.exact is exact
     assert not report.drifted
-    assert report.in_flight == 1
+    assert report.in_flight == (0 if exact else 1)
 
 
 def lost_update_of(name: str) -> Any:
