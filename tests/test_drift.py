@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from kubemirror import drift, errors
 from kubemirror.client import ClientConfig, KubeClient
 from kubemirror.drift import DriftEntry, DriftReport
-from kubemirror.informer import PrometheusMetrics, SharedInformer
+from kubemirror.informer import STORE_COMPACT, PrometheusMetrics, SharedInformer
 from kubemirror.listwatch import ListWatch
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.reflector import Backoff
@@ -182,6 +182,37 @@ async def test_informer_check_drift_reports_exactly_the_key_changed_behind_its_b
     assert report.exact
     assert report.keys() == [key]
     assert len(getattr(report, kind)) == 1
+
+
+async def test_compact_informer_check_drift(env: Env) -> None:
+    await create(env, "a", "b", "c")
+    async with informer(env, store=STORE_COMPACT) as inf:
+        assert await inf.wait_for_sync(10)
+        assert not (await inf.check_drift()).drifted
+        gone = inf.get_indexer().get_by_key("default/b")
+        assert gone is not None
+        inf.get_indexer().delete(gone)
+        report = await inf.check_drift()
+    assert report.keys() == ["default/b"]
+    assert report.missing[0].mirror_version == ""
+
+
+async def test_thread_facade_check_drift(env: Env) -> None:
+    """From a plain script's thread (the server runs on this loop)."""
+    await create(env, "a", "b")
+    own_client = KubeClient(ClientConfig(env.server.url))
+    inf = SharedInformer(ListWatch(own_client, PODS, "default"))
+
+    def plain_script() -> tuple[DriftReport, DriftReport]:
+        with inf.start_in_thread(closing=[own_client]) as handle:
+            assert handle.wait_for_sync(10)
+            clean = handle.check_drift(10)
+            handle.indexer.add(make_pod("ghost"))
+            return clean, handle.check_drift(10)
+
+    clean, report = await asyncio.to_thread(plain_script)
+    assert not clean.drifted
+    assert [e.key for e in report.extra] == ["default/ghost"]
 
 
 @pytest.mark.parametrize(

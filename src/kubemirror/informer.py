@@ -758,6 +758,19 @@ class InformerThread(lifecycle.ServiceThread):
                 return self.call(self.informer.wait_for_sync(timeout))
         return self.informer.has_synced()
 
+    def check_drift(self, timeout: float | None = None) -> drift.DriftReport:
+        """``SharedInformer.check_drift``, run in the informer's loop; blocks the caller.
+
+        Raises ``RuntimeError`` if the thread is not running, ``TimeoutError`` after
+        ``timeout`` seconds, and what the check raises.
+        """
+
+        async def check() -> drift.DriftReport:
+            async with asyncio.timeout(timeout):
+                return await self.informer.check_drift()
+
+        return self.call(check())
+
     def add_event_handler(self, handler: object | None = None, **callbacks: Callback | None
                           ) -> HandlerRegistration:
         """``SharedInformer.add_event_handler``, run in the informer's loop.
