@@ -276,13 +276,19 @@ class MutationDetector:
 class MutationCheckingIndexer(index.Indexer):
     """An ``Indexer`` whose objects a ``MutationDetector`` watches over.
 
-    Same contract as ``Indexer``; every write records or forgets fingerprints, and
-    with ``strict`` every read verifies the objects it returns (raising
-    ``MutationError``). Writes never raise for a mutation found: they report it.
-    Build one only when the detector is on; the plain ``Indexer`` pays nothing.
+    Same contract as ``Indexer``; every write records or forgets fingerprints
+    (reporting, never raising, a mutation it finds). With ``strict`` the instance
+    is a subclass whose reads verify the objects they return (raising
+    ``MutationError``); without, reads are the plain ``Indexer``'s. Build one only
+    when the detector is on: the plain ``Indexer`` pays nothing.
     """
 
-    __slots__ = ("detector", "strict")
+    __slots__ = ("detector",)
+
+    def __new__(cls, *args: Any, strict: bool = False, **kwargs: Any) -> MutationCheckingIndexer:
+        if strict and cls is MutationCheckingIndexer:
+            cls = _StrictMutationCheckingIndexer
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -294,7 +300,11 @@ class MutationCheckingIndexer(index.Indexer):
     ) -> None:
         super().__init__(key_func, indexers)
         self.detector = detector if detector is not None else MutationDetector()
-        self.strict = strict
+
+    @property
+    def strict(self) -> bool:
+        """Whether reads verify what they return."""
+        return False
 
     def add(self, obj: Any) -> None:
         self.update(obj)
@@ -314,19 +324,27 @@ class MutationCheckingIndexer(index.Indexer):
         super().replace(objs, resource_version)
         self.detector.reset({self.key_of(obj): obj for obj in objs})
 
+
+class _StrictMutationCheckingIndexer(MutationCheckingIndexer):
+    """``MutationCheckingIndexer(strict=True)``: reads verify what they return."""
+
+    __slots__ = ()
+
+    @property
+    def strict(self) -> bool:
+        return True
+
     def _checked(self, objs: builtins.list[Any]) -> builtins.list[Any]:
         for obj in objs:
             self.detector.verify(self.key_of(obj), obj)
         return objs
 
     def list(self, *, copy: bool = False) -> builtins.list[Any]:
-        if self.strict and not copy:
-            return self._checked(super().list())
-        return super().list(copy=copy)
+        return super().list(copy=True) if copy else self._checked(super().list())
 
     def get_by_key(self, key: str, *, copy: bool = False) -> Any | None:
         obj = super().get_by_key(key, copy=copy)
-        if self.strict and not copy and obj is not None:
+        if not copy and obj is not None:
             self.detector.verify(key, obj)
         return obj
 
@@ -336,11 +354,11 @@ class MutationCheckingIndexer(index.Indexer):
     def by_index(self, index_name: str, value: str, *, copy: bool = False
                  ) -> builtins.list[Any]:
         found = super().by_index(index_name, value, copy=copy)
-        return self._checked(found) if self.strict and not copy else found
+        return found if copy else self._checked(found)
 
     def index(self, index_name: str, obj: Any, *, copy: bool = False) -> builtins.list[Any]:
         found = super().index(index_name, obj, copy=copy)
-        return self._checked(found) if self.strict and not copy else found
+        return found if copy else self._checked(found)
 
 
 def checking_callback(callback: Callable[..., Any], key_of: Callable[[Any], str],

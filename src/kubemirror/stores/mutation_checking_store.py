@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from kubemirror import paths
 from kubemirror.cache import mutation_detector as detection
@@ -32,13 +33,20 @@ class MutationCheckingMemoryStore(MemoryStore):
     """A ``MemoryStore`` (same contract) fingerprinting each object it stores.
 
     Writes record what is stored (after ``ignore_fields``) and report a mutated
-    predecessor; ``strict`` reads verify what they return and raise
-    ``MutationError``. ``detector.verify_all()`` checks everything (the watcher
+    predecessor. With ``strict`` the instance is a subclass whose reads verify
+    what they return and raise ``MutationError``; without, reads are the plain
+    ``MemoryStore``'s. ``detector.verify_all()`` checks everything (the watcher
     runs it periodically). Thread-safe as ``MemoryStore``; fingerprints are taken
     outside its lock.
     """
 
-    __slots__ = ("detector", "strict")
+    __slots__ = ("detector",)
+
+    def __new__(cls, *args: Any, strict: bool = False, **kwargs: Any
+                ) -> MutationCheckingMemoryStore:
+        if strict and cls is MutationCheckingMemoryStore:
+            cls = _StrictMutationCheckingMemoryStore
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -50,7 +58,11 @@ class MutationCheckingMemoryStore(MemoryStore):
     ) -> None:
         super().__init__(num_keys, ignore_fields)
         self.detector = detector if detector is not None else detection.MutationDetector()
-        self.strict = strict
+
+    @property
+    def strict(self) -> bool:
+        """Whether reads verify what they return."""
+        return False
 
     def update(self, obj: Obj, keys: Sequence[str]) -> None:
         super().update(obj, keys)
@@ -76,6 +88,16 @@ class MutationCheckingMemoryStore(MemoryStore):
         super().clear()
         self.detector.reset({})
 
+
+class _StrictMutationCheckingMemoryStore(MutationCheckingMemoryStore):
+    """``MutationCheckingMemoryStore(strict=True)``: reads verify what they return."""
+
+    __slots__ = ()
+
+    @property
+    def strict(self) -> bool:
+        return True
+
     def _checked(self, objs: Sequence[Obj]) -> Sequence[Obj]:
         for obj in objs:
             self.detector.verify(_key_of(obj), obj)
@@ -83,16 +105,16 @@ class MutationCheckingMemoryStore(MemoryStore):
 
     def get(self, *keys: str, copy: bool = False) -> Sequence[Obj]:
         found = super().get(*keys, copy=copy)
-        return self._checked(found) if self.strict and not copy else found
+        return found if copy else self._checked(found)
 
     def get_by_name(self, namespace: str, name: str) -> Obj | None:
         obj = super().get_by_name(namespace, name)
-        if self.strict and obj is not None:
+        if obj is not None:
             self.detector.verify(_key(namespace, name), obj)
         return obj
 
     def list(self, copy: bool = False) -> builtins.list[Obj]:
         found = super().list(copy=copy)
-        if self.strict and not copy:
+        if not copy:
             self._checked(found)
         return found
