@@ -239,7 +239,7 @@ class Reflector(lifecycle.Service):
 
         For repairs (a drift check found the store wrong): the relist's ``replace``
         yields the missing deletes and fixes changed objects. Call it from the
-        reflector's event loop. A list already under way counts as the relist.
+        reflector's event loop. Requested during a list, another list follows it.
         """
         self._relist_requested = True
         task = self._watch_task
