@@ -318,7 +318,7 @@ class _Feed:
     stop: asyncio.Event
     task: asyncio.Task[None]
     lister_watcher: Any = None
-    store: ClusterResourceStore | None = None
+    resource_storage: ResourceStorage | None = None
     drift_monitor: drift.DriftMonitor | None = None
     drift_task: asyncio.Task[None] | None = None
 
@@ -406,7 +406,7 @@ class ClusterSynchro(lifecycle.Service):
             task = asyncio.get_running_loop().create_task(
                 self._supervise(name, runner, stop), name=f"synchro {name}"
             )
-            feed = self._feeds[key] = _Feed(cluster, rs.gvr, runner, stop, task, lw, store)
+            feed = self._feeds[key] = _Feed(cluster, rs.gvr, runner, stop, task, lw, rs)
             if self.check_drift_every > 0:
                 feed.drift_monitor = drift.DriftMonitor(
                     functools.partial(self.check_drift, cluster, rs.gvr),
@@ -433,13 +433,14 @@ class ClusterSynchro(lifecycle.Service):
         ``last_sync_resource_version`` and ``has_synced()`` (a ``Reflector`` does).
         """
         feed = self._feeds[(cluster, gvr)]
-        assert feed.store is not None
+        rs = feed.resource_storage
+        assert rs is not None
         runner: Any = feed.runner
         while not runner.has_synced():  # noqa: ASYNC110 - the reflector has no sync event
             await asyncio.sleep(0.05)
         rv = str(runner.last_sync_resource_version)
         mirror: dict[str, str] = {}
-        for obj in feed.store.list():
+        for obj in rs.list(ListOptions(clusters=(cluster,))).items:
             meta = obj["metadata"]
             stored = str(meta.get("resourceVersion", ""))
             try:
