@@ -171,7 +171,7 @@ async def test_informer_check_drift_reports_exactly_the_key_changed_behind_its_b
     env: Env, kind: str
 ) -> None:
     await create(env, *(f"p{i}" for i in range(5)))
-    async with informer(env) as inf:
+    async with informer(env, page_size=2) as inf:  # the check lists in pages too
         assert await inf.wait_for_sync(10)
         clean = await inf.check_drift()
         assert not clean.drifted

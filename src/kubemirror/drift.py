@@ -228,7 +228,9 @@ async def _list_all(
             versions[key] = str(rv)
         if not page.continue_token:
             return versions, page.resource_version
-        opts = dataclasses.replace(opts, continue_token=page.continue_token)
+        # The token carries the version: servers refuse a resourceVersion beside it.
+        opts = dataclasses.replace(opts, continue_token=page.continue_token,
+                                   resource_version="", resource_version_match="")
 
 
 OnDrift: TypeAlias = Callable[[DriftReport], "Awaitable[None] | None"]

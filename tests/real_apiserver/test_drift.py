@@ -47,7 +47,7 @@ async def test_check_drift_reports_exactly_the_object_removed_behind_its_back(
 ) -> None:
     for i in range(4):
         await api.client.create(CONFIGMAPS, configmap(f"cm-{i}"), api.namespace)
-    async with informer(api.client, api.namespace) as inf:
+    async with informer(api.client, api.namespace, page_size=3) as inf:  # pages of 3
         assert await inf.wait_for_sync(20)
         clean = await inf.check_drift()
         assert not clean.drifted
