@@ -10,7 +10,11 @@ Measures add, update, get_by_key, by_index and delete on N realistic ~6 KB Pods
 * ``Indexer``: ``cache.Indexer`` with the namespace index;
 * ``new_store``: ``cache.new_store()`` (an Indexer without indices);
 
-then DeltaFIFO throughput (add + pop). Each figure is the best of ``--repeat`` runs,
+then DeltaFIFO throughput (add + pop), then the mutation detector's cost: the
+``Indexer`` a store is built as when the detector is off (the default: no wrapper,
+no extra branch) against ``MutationCheckingIndexer`` with the detector on
+(fingerprint per write, verification of the replaced object) and in strict mode
+(also a verification per read). Each figure is the best of ``--repeat`` runs,
 interleaved across the store kinds after a warm-up round, in CPU time (the
 machine is shared: wall time would measure the neighbours); ratios are
 time(kubemirror) / time(dict+lock), lower is better. The issue's targets:
@@ -314,6 +318,52 @@ def main() -> None:
         f"DeltaFIFO add+pop: {1 / fifo_t:,.0f} ops/s; deque+lock baseline {1 / deque_t:,.0f} ops/s "
         f"(ratio {fifo_t / deque_t:.2f}x)"
     )
+    report_mutation_detector(pods, updated, keys_, namespaces, repeat)
+
+
+def report_mutation_detector(
+    pods: Sequence[Any],
+    updated: Sequence[Any],
+    keys_: Sequence[str],
+    namespaces: Sequence[str],
+    repeat: int,
+) -> None:
+    """The mutation detector's table: off (the plain Indexer), on, strict."""
+    from kubemirror.informer import SharedInformer
+    from kubemirror.listwatch import ListWatch
+
+    indexers = {cache.NAMESPACE_INDEX: keys.meta_namespace_index_func}
+    # What SharedInformer builds with the detector off: the plain Indexer, unwrapped.
+    off = SharedInformer(ListWatch(None, None), mutation_detector=False)  # type: ignore[arg-type]
+    assert type(off.get_indexer()) is cache.Indexer
+    results = bench_stores(
+        {
+            "off": (lambda: cache.Indexer(indexers=indexers), True),
+            "on": (lambda: cache.MutationCheckingIndexer(indexers=indexers), True),
+            "strict": (
+                lambda: cache.MutationCheckingIndexer(indexers=indexers, strict=True), True),
+        },
+        pods,
+        updated,
+        keys_,
+        namespaces,
+        repeat,
+    )
+    header = (
+        f"| {'operation':<11} | {'off':>11} | {'on':>11} | {'strict':>11} "
+        f"| {'on/off':>7} | {'strict/off':>10} |"
+    )
+    print()
+    print("mutation detector: ops/s (higher is better); ratios are time ratios vs off")
+    print("(off = the Indexer a SharedInformer builds without the detector: zero added cost)")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for op in ("add", "update", "get_by_key", "delete", "by_index"):
+        row = [results[kind][op] for kind in ("off", "on", "strict")]
+        print(
+            f"| {op:<11} | {1 / row[0]:>11,.0f} | {1 / row[1]:>11,.0f} | {1 / row[2]:>11,.0f} "
+            f"| {row[1] / row[0]:>6.2f}x | {row[2] / row[0]:>9.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Requests are forwarded to the real server over real HTTP on 127.0.0.1; the proxy
 only adds the failures a healthy server never produces on demand: a watch cut
 after N lines, a line truncated then the connection dropped, a corrupted line,
 delays, a forced status (410 Gone for a LIST with a continue token or a WATCH),
-and outages during which every request is refused.
+a swallowed line (an event lost while the stream goes on: the drift a relist
+repairs), and outages during which every request is refused. The upstream may be
+HTTPS (``ssl``: the client context, e.g. the real kube-apiserver's admin one).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ssl as ssl_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -52,6 +55,7 @@ class ProxyStats:
     corrupted: int = 0
     forced: int = 0
     refused: int = 0
+    swallowed: list[bytes] = field(default_factory=list)
 
 
 def is_watch(request: web.Request) -> bool:
@@ -69,9 +73,14 @@ class FaultProxy:
     watch now; ``outage()`` refuses requests until ``restore()``.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, ssl: ssl_module.SSLContext | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.ssl = ssl
         self.watch_faults: collections.deque[list[LineFault]] = collections.deque()
+        # One-shot: each predicate swallows the first watch line it matches.
+        self.swallow: list[Callable[[bytes], bool]] = []
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.forced: list[ForcedStatus] = []
         self.stats = ProxyStats()
         self.down = False
@@ -85,7 +94,8 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> FaultProxy:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
+        connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
+        self._session = aiohttp.ClientSession(auto_decompress=False, connector=connector)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -119,6 +129,13 @@ class FaultProxy:
                 request.transport.abort()
             self.stats.dropped += 1
         self._open_watches.clear()
+
+    def pause_watches(self) -> None:
+        """Hold every watch line back (streams stay open) until ``resume_watches()``."""
+        self._flowing.clear()
+
+    def resume_watches(self) -> None:
+        self._flowing.set()
 
     def outage(self) -> None:
         self.down = True
@@ -176,6 +193,9 @@ class FaultProxy:
             async for line in upstream.content:
                 fault = faults.get(n)
                 n += 1
+                await self._flowing.wait()
+                if self._swallowed(line):
+                    continue
                 if fault is None:
                     await response.write(line)
                     continue
@@ -199,6 +219,14 @@ class FaultProxy:
         finally:
             self._open_watches.pop(id(request), None)
         return response
+
+    def _swallowed(self, line: bytes) -> bool:
+        for predicate in self.swallow:
+            if predicate(line):
+                self.swallow.remove(predicate)
+                self.stats.swallowed.append(line)
+                return True
+        return False
 
     def _abort(self, request: web.Request) -> None:
         self.stats.dropped += 1

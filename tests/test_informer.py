@@ -506,3 +506,62 @@ def test_handler_replay_equals_the_source_under_any_fault_sequence(
         assert replay.problems == []
 
     asyncio.run(scenario())
+
+
+# -- the mutation detector --------------------------------------------------------------------
+
+
+@pytest.mark.mutates_stored_objects
+@pytest.mark.parametrize("kind", ["on_add", "on_update"])
+async def test_a_handler_mutating_a_received_pod_raises_mutation_error(
+    env: Env, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await create(env, "web-0")
+    calls: list[str] = []
+
+    async def mutate(*objs: Any) -> None:
+        calls.append(kind)
+        objs[-1]["metadata"].setdefault("labels", {})["patched"] = "in-place"
+
+    informer = fast_informer(env, mutation_detector=True)
+    registration = informer.add_event_handler(**{kind: mutate})
+    async with informer:
+        assert await informer.wait_for_sync(10)
+        if kind == "on_update":
+            await touch(env, "web-0", "1")
+        await eventually(lambda: registration.errors == 1, what="the handler failed")
+    failures = [r for r in caplog.records if r.exc_info and r.exc_info[1] is not None]
+    error = failures[0].exc_info[1] if failures and failures[0].exc_info else None
+    assert isinstance(error, errors.MutationError)
+    assert error.key == "default/web-0"
+    assert error.path.startswith("metadata.labels")
+    assert f"mutate.{kind}" in error.where
+    assert calls == [kind]
+
+
+async def test_the_detector_is_off_by_default_and_costs_no_wrapper(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBEMIRROR_MUTATION_DETECTOR", raising=False)
+    informer = fast_informer(env)
+    assert type(informer.get_indexer()) is cache.Indexer
+    assert informer.mutation_detector is None
+
+    def on_add(obj: Any) -> None:
+        pass
+
+    assert informer.add_event_handler(on_add=on_add).callbacks[0] is on_add
+
+
+@pytest.mark.mutates_stored_objects
+async def test_a_strict_informer_read_raises_after_a_mutation(env: Env) -> None:
+    await create(env, "web-0")
+    informer = fast_informer(env, mutation_detector=cache.MutationDetectorOptions(
+        check_every=0, strict=True))
+    async with informer:
+        assert await informer.wait_for_sync(10)
+        pod = informer.get_indexer().get_by_key("default/web-0")
+        assert pod is not None
+        pod["metadata"]["labels"] = {"changed": "yes"}
+        with pytest.raises(errors.MutationError, match=r"metadata\.labels"):
+            informer.get_indexer().get_by_key("default/web-0")

@@ -182,6 +182,24 @@ async def test_410_relists_and_the_replace_drops_objects_deleted_meanwhile(how: 
     assert store.calls.count("replace") == 2
 
 
+async def test_request_relist_ends_the_watch_and_lists_again() -> None:
+    server = MemoryServer()
+    for name in ("a", "b", "c"):
+        server.put(name)
+    lw, store, refl = make(server)
+    async with refl:
+        await eventually(lambda: caught_up(server, store, refl) and len(lw.streams) == 1)
+        del store.items["default/b"]  # the store lost an object (a drift check found it)
+        refl.request_relist()
+        await eventually(lambda: len(lw.list_calls) == 2 and caught_up(server, store, refl))
+        server.put("d")  # run() was not cancelled: it watches again afterwards
+        await eventually(lambda: caught_up(server, store, refl))
+    assert refl.stats.relists == 1
+    assert refl.stats.errors == 0
+    assert store.calls.count("replace") == 2
+    assert lw.streams[0].closed
+
+
 async def test_non_410_error_event_backs_off_and_rewatches_from_the_same_rv() -> None:
     lw, refl = await catch_up_through(WatchScript([(1, "error_event")]), "a", "b")
     assert refl.stats.errors == 1

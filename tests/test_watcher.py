@@ -19,7 +19,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from kubemirror import errors, keys, listwatch, paths, selectors, watcher
+from kubemirror import cache, errors, keys, listwatch, paths, selectors, stores, watcher
 from kubemirror.client import ClientConfig, KubeClient
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer
@@ -699,3 +699,46 @@ async def test_any_lister_watcher_as_source(client: KubeClient) -> None:
     async with watcher.Watcher(watcher_config(Recorder()), lw) as w:
         await asyncio.wait_for(w.wait_for_sync(), 10)
         assert names(w.store.get("default")) == ["a"]
+
+
+# -- the mutation detector --------------------------------------------------------------------
+
+
+@pytest.mark.mutates_stored_objects
+async def test_on_change_mutating_a_stored_pod_is_found_by_the_periodic_check(
+    client: KubeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    await client.create(PODS, make_pod("web-0"), "default")
+
+    def mutate(store: IndexedStore, count: int) -> None:
+        for pod in store.list():
+            pod["metadata"]["labels"]["patched"] = "in-place"
+
+    config = watcher_config(Recorder(), on_sync_complete=mutate)
+    w = watcher.Watcher(config, client, mutation_detector=True)
+    assert isinstance(w.store, stores.MutationCheckingMemoryStore)
+    async with w:
+        await w.wait_for_sync()
+        await wait_until(lambda: w.store.detector.mutations == 1)  # type: ignore[attr-defined]
+    assert "'default/web-0' was mutated at metadata.labels.patched" in caplog.text
+
+
+@pytest.mark.mutates_stored_objects
+async def test_strict_watcher_store_read_raises_naming_the_pod(client: KubeClient) -> None:
+    await client.create(PODS, make_pod("web-0"), "default")
+    options = cache.MutationDetectorOptions(check_every=0, strict=True)
+    w = watcher.Watcher(watcher_config(Recorder()), client, mutation_detector=options)
+    async with w:
+        await w.wait_for_sync()
+        (pod,) = w.store.get("default", "web-0")
+        pod["metadata"]["labels"]["tier"] = "x"
+        with pytest.raises(errors.MutationError) as info:
+            w.store.list()
+    assert (info.value.key, info.value.path) == ("default/web-0", "metadata.labels.tier")
+
+
+def test_watcher_without_detector_uses_the_plain_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBEMIRROR_MUTATION_DETECTOR", raising=False)
+    w = watcher.Watcher(watcher_config(Recorder()), listwatch.ListWatch(
+        KubeClient(ClientConfig("http://127.0.0.1:1")), PODS, "default"))
+    assert type(w.store) is MemoryStore

@@ -9,6 +9,7 @@ with every reader: never mutate what a store hands out (``copy=True`` or
 
 from kubemirror.cache import FIFO, DeltaFIFO, Indexer, TTLStore, new_store
 from kubemirror.client import ClientConfig, KubeClient, load_config
+from kubemirror.drift import DriftReport
 from kubemirror.errors import (
     ApiError,
     ConfigError,
@@ -16,6 +17,7 @@ from kubemirror.errors import (
     GoneError,
     KeyFuncError,
     KubemirrorError,
+    MutationError,
     StoreError,
     TransportError,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "ConfigError",
     "DeletedFinalStateUnknown",
     "DeltaFIFO",
+    "DriftReport",
     "EtcdBackend",
     "ExplicitKey",
     "FIFO",
@@ -86,6 +89,7 @@ __all__ = [
     "MemoryBackend",
     "MemoryStorage",
     "MemoryStore",
+    "MutationError",
     "Obj",
     "Poller",
     "Reflector",

@@ -12,6 +12,7 @@ attributes, so callers can act on it without parsing the message::
     ├── IndexFuncError(index_name, obj, reason)       an index function failed on an object
     ├── UnknownIndexError(index_name)                 no index of that name (also a LookupError)
     ├── StoreError(keys, reason)                      multi-key store misuse
+    ├── MutationError(key, path)                      a stored (shared) object was mutated
     │   └── FetchError(namespace, name, keys, cause)  CachedStore could not fetch an object
     ├── FIFOClosedError                               pop on a closed queue
     ├── Requeue                                       raised by a pop callback to put deltas back
@@ -61,6 +62,7 @@ __all__ = [
     "LeaseExpiredError",
     "MalformedEventError",
     "MalformedValueError",
+    "MutationError",
     "NotFoundError",
     "Requeue",
     "ResourceNotFoundError",
@@ -174,6 +176,24 @@ class StoreError(KubemirrorError):
         self.keys = tuple(keys)
         suffix = f" (keys {list(self.keys)!r})" if self.keys else ""
         super().__init__(f"{reason}{suffix}")
+
+
+class MutationError(KubemirrorError):
+    """An object a store shares with its readers was changed in place.
+
+    ``key`` is the object's store key, ``path`` the first field found changed
+    (``metadata.labels['tier']``; ``""`` for the object itself), ``where`` what
+    noticed it (a handler's name, a read, the periodic check).
+    """
+
+    def __init__(self, key: str, path: str, where: str = "") -> None:
+        self.key = key
+        self.path = path
+        self.where = where
+        at = f" at {path}" if path else ""
+        by = f" (found by {where})" if where else ""
+        super().__init__(f"stored object {key!r} was mutated{at}{by}: shared objects are "
+                         "read-only; copy before changing (copy=True, cache.deep_copy)")
 
 
 class FetchError(StoreError):

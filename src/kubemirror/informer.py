@@ -20,8 +20,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
-from kubemirror import bulk, errors, keys, lifecycle, reflector
+from kubemirror import bulk, drift, errors, keys, lifecycle, reflector
 from kubemirror.cache import compact, delta_fifo, index
+from kubemirror.cache import mutation_detector as detection
 from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.cache.thread_safe_store import Indexers
 from kubemirror.listwatch import ListerWatcher, ListWatch
@@ -162,8 +163,11 @@ class PrometheusMetrics:
 
     Needs the optional ``prometheus-client`` package (``kubemirror[metrics]``).
     Counters ``<prefix>_events_total``, ``_relists_total``, ``_errors_total``,
-    ``_malformed_events_total`` and gauges ``_store_size``, ``_queue_depth``, all
-    labelled by ``resource``. Thread-safe (prometheus-client is).
+    ``_malformed_events_total``, the drift checks' ``_drift_checks_total``,
+    ``_drift_detected_total``, ``_drift_objects_total``, ``_drift_repairs_total``,
+    ``_drift_check_errors_total`` and gauges ``_store_size``, ``_queue_depth``, ``_drift_missing``,
+    ``_drift_extra``, ``_drift_stale`` (objects found drifted by the last check),
+    all labelled by ``resource``. Thread-safe (prometheus-client is).
     """
 
     def __init__(self, registry: Any = None, prefix: str = "kubemirror") -> None:
@@ -182,6 +186,11 @@ class PrometheusMetrics:
                 ("relists", "Relists after an expired resourceVersion"),
                 ("errors", "List/watch/handler errors"),
                 ("malformed_events", "Malformed watch lines skipped"),
+                ("drift_checks", "Drift checks completed"),
+                ("drift_detected", "Drift checks that found drift"),
+                ("drift_objects", "Objects found drifted, summed over checks"),
+                ("drift_repairs", "Relists to repair drift"),
+                ("drift_check_errors", "Drift checks that failed"),
             )
         }
         self._gauges = {
@@ -189,6 +198,9 @@ class PrometheusMetrics:
             for name, doc in (
                 ("store_size", "Objects in the informer's store"),
                 ("queue_depth", "Keys waiting in the DeltaFIFO"),
+                ("drift_missing", "Objects on the server missing from the mirror (last check)"),
+                ("drift_extra", "Objects in the mirror deleted on the server (last check)"),
+                ("drift_stale", "Objects at another version in the mirror (last check)"),
             )
         }
 
@@ -298,6 +310,19 @@ class SharedInformer(lifecycle.Service):
     it is ``MIRROR_IGNORE_FIELDS`` for a compact store and nothing for a dict
     store; compact mode supports only ``metadata.managedFields`` (cut from the
     bytes). Raises ``ConfigError`` for a bad combination.
+
+    Drift (``check_drift()``, see ``drift``): compares the indexer with a LIST at
+    its last-synced resourceVersion. ``check_drift_every`` > 0 runs it
+    periodically (``drift.DriftMonitor``: logged, counted through ``metrics``,
+    passed to ``on_drift``; ``repair_drift`` relists when drift is found).
+
+    Mutations (``cache.mutation_detector``): ``mutation_detector`` (``True``,
+    ``MutationDetectorOptions``; ``None``: ``$KUBEMIRROR_MUTATION_DETECTOR``)
+    fingerprints every stored object of a dict store, verifies them every
+    ``check_every`` seconds and on replace/delete (logged), on every read in
+    strict mode, and around each handler call: a handler that changes an
+    object it received raises ``MutationError`` (logged and counted as a
+    handler failure). Off, the informer is built without it.
     """
 
     def __init__(
@@ -313,6 +338,10 @@ class SharedInformer(lifecycle.Service):
         store: str = STORE_DICT,
         view_paths: Iterable[str] = (),
         ignore_fields: Sequence[str] | None = None,
+        check_drift_every: float = 0.0,
+        on_drift: drift.OnDrift | None = None,
+        repair_drift: bool = False,
+        mutation_detector: detection.MutationDetectorOptions | bool | None = None,
         **reflector_options: Any,
     ) -> None:
         self.name = name or str(lw)
@@ -322,6 +351,8 @@ class SharedInformer(lifecycle.Service):
             ignore_fields = MIRROR_IGNORE_FIELDS if store == STORE_COMPACT else ()
         self.ignore_fields = tuple(ignore_fields)
         self._indexer: index.Indexer | compact.CompactIndexer
+        # Compact stores keep bytes and hand out decoded copies: nothing to watch over.
+        self._mutation_options: detection.MutationDetectorOptions | None = None
         if store == STORE_COMPACT:
             unsupported = set(self.ignore_fields) - set(MIRROR_IGNORE_FIELDS)
             if unsupported or transform is not None:
@@ -337,7 +368,14 @@ class SharedInformer(lifecycle.Service):
                 lw = ListWatch(lw.client, lw.gvr, lw.namespace, label_selector=lw.label_selector,
                                field_selector=lw.field_selector, decoder=decoder)
         elif store == STORE_DICT:
-            self._indexer = index.Indexer(key_func, dict(indexers or {}))
+            self._mutation_options = detection.resolve_options(mutation_detector)
+            if self._mutation_options is None:
+                self._indexer = index.Indexer(key_func, dict(indexers or {}))
+            else:
+                self._indexer = detection.MutationCheckingIndexer(
+                    key_func, dict(indexers or {}),
+                    detector=detection.MutationDetector(self.name),
+                    strict=self._mutation_options.strict)
             if self.ignore_fields:
                 transform = _ignoring(self.ignore_fields, transform)
         else:
@@ -367,6 +405,13 @@ class SharedInformer(lifecycle.Service):
         self._running = False
         self._drain_wake: asyncio.Event | None = None
         self.pops = 0
+        if check_drift_every < 0:
+            raise errors.ConfigError("must be >= 0 seconds", field="check_drift_every",
+                                     expression=str(check_drift_every))
+        self.drift_monitor = drift.DriftMonitor(
+            self.check_drift, check_drift_every, name=self.name, on_drift=on_drift,
+            repair=self.reflector.request_relist if repair_drift else None, metrics=metrics,
+        ) if check_drift_every > 0 else None
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -393,6 +438,43 @@ class SharedInformer(lifecycle.Service):
     def has_synced(self) -> bool:
         """True once the first list has been fully applied to the indexer."""
         return self._synced
+
+    @property
+    def mutation_detector(self) -> detection.MutationDetector | None:
+        """The store's ``MutationDetector`` when it is on, else ``None``."""
+        indexer = self._indexer
+        return indexer.detector if isinstance(indexer, detection.MutationCheckingIndexer) else None
+
+    async def check_drift(self) -> drift.DriftReport:
+        """Compare the indexer with the server (``drift.DriftReport``); does not repair.
+
+        Waits until the informer has synced and applied everything received, takes
+        the indexer's ``{key: resourceVersion}`` at ``last_sync_resource_version``,
+        and LISTs the server at that version (``Exact``), or its current state
+        with an allowance for events in flight (``drift.compare``). Raises
+        ``ApiError``/``TransportError`` if the server cannot be listed. Call it on
+        the informer's loop.
+        """
+        await self.wait_for_sync()
+        while not self._fifo.is_idle():  # noqa: ASYNC110 - no event marks an idle FIFO
+            await asyncio.sleep(0.01)
+        rv = self.last_sync_resource_version
+        mirror = self._mirror_versions()
+        listed = await drift.list_versions(self.reflector.lw, self._indexer.key_of, rv,
+                                           page_size=self.reflector.page_size)
+        return drift.compare(mirror, listed.versions, mirror_version=rv,
+                             server_version=listed.resource_version, exact=listed.exact,
+                             name=self.name)
+
+    def _mirror_versions(self) -> dict[str, str]:
+        """``{key: resourceVersion}`` of every stored object (on the loop: consistent)."""
+        get = self._get_old
+        out: dict[str, str] = {}
+        for key in self._indexer.list_keys():
+            obj = get(key)
+            if obj is not None:
+                out[key] = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        return out
 
     async def wait_for_sync(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until ``has_synced()``; returns False if ``timeout`` seconds pass first."""
@@ -430,6 +512,14 @@ class SharedInformer(lifecycle.Service):
         if on_add is None and on_update is None and on_delete is None:
             raise errors.ConfigError("a handler needs on_add, on_update or on_delete",
                                      field="handler")
+        if self._mutation_options is not None:
+            key_of = self._indexer.key_of
+            on_add, on_update, on_delete = (
+                None if cb is None else detection.checking_callback(
+                    cb, key_of, f"handler {_callback_name(cb)}.{kind}")
+                for cb, kind in ((on_add, "on_add"), (on_update, "on_update"),
+                                 (on_delete, "on_delete"))
+            )
         reg = HandlerRegistration((on_add, on_update, on_delete), self.name, self.metrics)
         indexer = self._indexer
         if isinstance(indexer, compact.CompactIndexer):
@@ -476,8 +566,15 @@ class SharedInformer(lifecycle.Service):
         self._drain_wake = asyncio.Event()
         if len(self._fifo):
             self._drain_wake.set()
+        tasks = [self.reflector.run(), self._drain_loop()]
+        if self.drift_monitor is not None:
+            tasks.append(self.drift_monitor.run())
+        detector = self.mutation_detector
+        if detector is not None and self._mutation_options is not None \
+                and self._mutation_options.check_every > 0:
+            tasks.append(detector.run(self._mutation_options.check_every))
         try:
-            await asyncio.gather(self.reflector.run(), self._drain_loop())
+            await asyncio.gather(*tasks)
         finally:
             self._drain_wake = None
 
@@ -660,6 +757,19 @@ class InformerThread(lifecycle.ServiceThread):
             with contextlib.suppress(RuntimeError):  # it stopped meanwhile
                 return self.call(self.informer.wait_for_sync(timeout))
         return self.informer.has_synced()
+
+    def check_drift(self, timeout: float | None = None) -> drift.DriftReport:
+        """``SharedInformer.check_drift``, run in the informer's loop; blocks the caller.
+
+        Raises ``RuntimeError`` if the thread is not running, ``TimeoutError`` after
+        ``timeout`` seconds, and what the check raises.
+        """
+
+        async def check() -> drift.DriftReport:
+            async with asyncio.timeout(timeout):
+                return await self.informer.check_drift()
+
+        return self.call(check())
 
     def add_event_handler(self, handler: object | None = None, **callbacks: Callback | None
                           ) -> HandlerRegistration:

@@ -66,8 +66,11 @@ class MetricsSink(Protocol):
     """Receives counters and gauges; ``informer.PrometheusMetrics`` is one implementation.
 
     ``metric`` is one of ``events``, ``relists``, ``errors``, ``malformed_events``
-    (counters) or ``store_size`` (gauge); ``resource`` names the reflector.
-    Called from the event loop; must not block.
+    (counters) or ``store_size``, ``queue_depth`` (gauges), and for drift checks
+    (``drift.DriftMonitor``) ``drift_checks``, ``drift_detected``,
+    ``drift_objects``, ``drift_repairs``, ``drift_check_errors`` (counters) and
+    ``drift_missing``, ``drift_extra``, ``drift_stale`` (gauges); ``resource``
+    names the mirror. Called from the event loop; must not block.
     """
 
     def inc(self, metric: str, resource: str, amount: int = 1) -> None: ...
@@ -103,6 +106,10 @@ class _StreamingUnsupportedError(Exception):
 
 class _UnresumableWatchError(Exception):
     """Internal: watches from one resourceVersion ended with an ERROR event twice; relist."""
+
+
+class _RelistRequestedError(Exception):
+    """Internal: ``request_relist()`` ended the watch; list again."""
 
 
 class Reflector(lifecycle.Service):
@@ -164,6 +171,8 @@ class Reflector(lifecycle.Service):
         self._error_event_rv: str | None = None
         self._synced = False
         self._synced_event: asyncio.Event | None = None
+        self._relist_requested = False
+        self._watch_task: asyncio.Future[bool] | None = None
 
     @property
     def last_sync_resource_version(self) -> str:
@@ -173,6 +182,18 @@ class Reflector(lifecycle.Service):
     def has_synced(self) -> bool:
         """True once the first full list has been handed to ``store.replace``."""
         return self._synced
+
+    def request_relist(self) -> None:
+        """List again soon: the open watch is closed and a full list replaces the store.
+
+        For repairs (a drift check found the store wrong): the relist's ``replace``
+        yields the missing deletes and fixes changed objects. Call it from the
+        reflector's event loop. Requested during a list, another list follows it.
+        """
+        self._relist_requested = True
+        task = self._watch_task
+        if task is not None and not task.done():
+            task.cancel()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """List and watch until ``stop`` is set (forever if ``None``); never raises on errors."""
@@ -198,7 +219,8 @@ class Reflector(lifecycle.Service):
         need_list = True
         while True:
             try:
-                if need_list:
+                if need_list or self._relist_requested:
+                    self._relist_requested = False
                     if self.streaming_list:
                         try:
                             stream = await self._streaming_sync()
@@ -206,7 +228,7 @@ class Reflector(lifecycle.Service):
                             self.streaming_list = False
                         else:
                             need_list = False
-                            await self._consume_and_close(stream)
+                            await self._consume_until_relist(stream)
                             continue
                     if not self.streaming_list:
                         await self._list()
@@ -218,6 +240,9 @@ class Reflector(lifecycle.Service):
                     self.backoff.reset()
                 else:
                     await asyncio.sleep(self.backoff.next())
+            except _RelistRequestedError as exc:
+                need_list = True
+                self._count_relist(exc)
             except (errors.GoneError, _UnresumableWatchError) as exc:
                 need_list = True
                 self._count_relist(exc)
@@ -376,7 +401,24 @@ class Reflector(lifecycle.Service):
             timeout_seconds=self._watch_seconds(),
         )
         self.stats.watches += 1
-        return await self._consume_and_close(await self.lw.watch(opts))
+        return await self._consume_until_relist(await self.lw.watch(opts))
+
+    async def _consume_until_relist(self, stream: EventStream) -> bool:
+        """``_consume_and_close`` in a task of its own, which ``request_relist()`` cancels
+        (then ``_RelistRequestedError``) without cancelling ``run()``."""
+        if self._relist_requested:
+            await stream.aclose()
+            raise _RelistRequestedError("relist requested")
+        task = self._watch_task = asyncio.ensure_future(self._consume_and_close(stream))
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._relist_requested and (current is None or not current.cancelling()):
+                raise _RelistRequestedError("relist requested") from None
+            raise
+        finally:
+            self._watch_task = None
 
     async def _consume_and_close(self, stream: EventStream) -> bool:
         try:

@@ -28,6 +28,11 @@ def _compact() -> cache.Store:
     return cache.CompactIndexer(indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func})
 
 
+def _mutation_checking() -> cache.Store:
+    return cache.MutationCheckingIndexer(
+        indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func}, strict=True)
+
+
 def _ttl() -> cache.Store:
     return cache.TTLStore(ttl=60.0, clock=FakeClock())
 
@@ -39,6 +44,7 @@ FACTORIES: dict[str, StoreFactory] = {
     "TTLStore": _ttl,
     "FIFO": cache.FIFO,
     "CompactIndexer": _compact,
+    "MutationCheckingIndexer": _mutation_checking,
 }
 
 

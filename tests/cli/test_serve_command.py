@@ -18,11 +18,13 @@ import yaml
 from kubemirror import errors
 from kubemirror.cli.serve import sync_readiness
 from kubemirror.cli.serve_config import DEFAULT_UNREADY_AFTER, ServeFlags, load_serve_config
+from kubemirror.client import ClientConfig, KubeClient
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
-from kubemirror.testing import make_pod, make_self_signed_cert, seed
+from kubemirror.testing import PODS, make_pod, make_self_signed_cert, seed
 from kubemirror.types import GroupVersionResource
 from tests.cli.conftest import KUBECTL, Running, Spawn, run_cli, skip_without_kubectl
+from tests.faultproxy import FaultProxy
 
 CONFIGMAPS = GroupVersionResource("", "v1", "configmaps")
 
@@ -345,3 +347,74 @@ def test_unready_after_comes_from_the_config_file(
         return
     assert load_serve_config(flags).unready_after == expected
     assert load_serve_config(dataclasses.replace(flags, unready_after=2.0)).unready_after == 2.0
+
+
+async def test_metrics_show_drift_per_cluster_and_resource(
+    kube_storage: MemoryStorage, kube_api_server: KubeApiServer, spawn: Spawn, tmp_path: Path
+) -> None:
+    """The member is reached through ``tests.faultproxy``, which swallows one DELETED event
+    (a real server never loses one on demand): ``--check-drift`` finds the extra object."""
+    seed(kube_storage, [make_pod(f"web-{i}", "default") for i in range(3)])
+    async with FaultProxy(kube_api_server.url) as proxy, \
+            KubeClient(ClientConfig(kube_api_server.url)) as writer:
+        kubeconfig = tmp_path / "through-proxy"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "kubemirror",
+            "clusters": [{"name": "member", "cluster": {"server": proxy.url}}],
+            "users": [{"name": "anonymous", "user": {}}],
+            "contexts": [{"name": "kubemirror",
+                          "context": {"cluster": "member", "user": "anonymous"}}],
+        }))
+        running = await spawn(
+            "serve", "--cluster", "east=kubemirror", "--resource", "pods",
+            "--kubeconfig", str(kubeconfig), "--port", "0", "--check-drift", "0.1",
+        )  # fmt: skip
+        url = await _served_url(running)
+        proxy.swallow.append(lambda line: b'"DELETED"' in line)
+        await writer.delete(PODS, "web-1", "default")
+        await writer.create(PODS, make_pod("web-9", "default"), "default")  # moves the feed on
+        drifted = 'kubemirror_drift_objects{cluster="east",kind="extra",resource="pods.v1"} 1.0'
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        async with aiohttp.ClientSession() as http:
+            while True:
+                async with http.get(f"{url}/metrics") as resp:
+                    metrics = await resp.text()
+                if drifted in metrics:
+                    break
+                assert loop.time() < deadline, metrics
+                await asyncio.sleep(0.05)
+        running.proc.terminate()
+        result = await running.finish()
+    assert 'kubemirror_drift_objects{cluster="east",kind="missing",resource="pods.v1"} 0.0' \
+        in metrics
+    checks = re.search(r'kubemirror_drift_checks_total\{cluster="east",resource="pods.v1"\} (\S+)',
+                       metrics)
+    assert checks is not None
+    assert float(checks[1]) >= 1
+    assert 'kubemirror_drift_repairs_total{cluster="east",resource="pods.v1"} 0.0' in metrics
+    assert result.returncode == 0, result.stderr
+    # The drift warning names the object, once while the drift stays the same.
+    assert result.stderr.count("1 extra (default/web-1)") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [({"checkDrift": -1}, "checkDrift"), ({"checkDrift": "often"}, "checkDrift"),
+     ({"repairDrift": "yes"}, "repairDrift")],
+    ids=["negative", "not-a-number", "repair-not-bool"],
+)
+def test_bad_drift_settings_are_named(tmp_path: Path, doc: dict[str, object], field: str) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    with pytest.raises(errors.ConfigError, match=field):
+        load_serve_config(ServeFlags(config=str(config)))
+
+
+def test_drift_flags_override_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"checkDrift": 30, "repairDrift": True}))
+    assert (load_serve_config(ServeFlags(config=str(config))).check_drift,
+            load_serve_config(ServeFlags(config=str(config))).repair_drift) == (30.0, True)
+    flagged = load_serve_config(ServeFlags(config=str(config), check_drift=5, repair_drift=False))
+    assert (flagged.check_drift, flagged.repair_drift) == (5.0, False)

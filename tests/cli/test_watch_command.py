@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from kubemirror.client import ClientConfig, KubeClient
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
-from kubemirror.testing import make_pod, seed
+from kubemirror.testing import PODS, make_pod, seed
 from tests.cli.conftest import KUBECTL, Spawn, run_cli, skip_without_kubectl
+from tests.faultproxy import FaultProxy
 
 POD_YAML = """
 apiVersion: v1
@@ -139,8 +141,10 @@ async def test_watch_a_bare_server_url(kube_api_server: KubeApiServer, kubeconfi
         (["pods", "-l", "app in (web"], ["invalid selector 'app in (web'", "key in (a,b)"]),
         (["pods", "--index-by", "metadata.labels["], ["invalid field path", "--index-by"]),
         (["pods", "--context", "nope"], ["context 'nope'", "--context NAME"]),
+        (["pods", "--repair-drift"], ["--repair-drift needs --check-drift", "--check-drift 60"]),
     ],
-    ids=["unknown-resource", "bad-selector", "bad-index-path", "unknown-context"],
+    ids=["unknown-resource", "bad-selector", "bad-index-path", "unknown-context",
+         "repair-without-check"],
 )
 async def test_bad_requests_fail_with_one_line(
     kubeconfig: str, args: list[str], expected: list[str]
@@ -182,3 +186,25 @@ async def test_debug_shows_the_traceback(kubeconfig: str) -> None:
     assert result.returncode == 1
     assert "Traceback" in result.stderr
     assert "ResourceNotFoundError" in result.stderr or "CommandError" in result.stderr
+
+
+async def test_watch_check_drift_reports_and_repairs_a_lost_delete(
+    kube_api_server: KubeApiServer, kubeconfig: str, spawn: Spawn
+) -> None:
+    """The proxy swallows one DELETED event (a real server never loses one on demand)."""
+    async with FaultProxy(kube_api_server.url) as proxy, \
+            KubeClient(ClientConfig(kube_api_server.url)) as writer:
+        running = await spawn("watch", "pods", "-n", "default", "--server", proxy.url,
+                              "-o", "json", "--check-drift", "0.1", "--repair-drift")
+        await running.line_matching(lambda line: '"synced"' in line)
+        proxy.swallow.append(lambda line: b'"DELETED"' in line)
+        await writer.delete(PODS, "web-1", "default")
+        await writer.create(PODS, make_pod("web-9", "default"), "default")  # moves the mirror on
+        report = json.loads(await running.line_matching(lambda line: '"drift"' in line))
+        assert [e["key"] for e in report["extra"]] == ["default/web-1"]
+        assert report["missing"] == []
+        assert report["exact"] is True
+        assert report["repairing"] is True
+        # The relist repairs it: the missed delete arrives as a change.
+        await running.line_matching(lambda line: '"change"' in line and '"deleted":1' in line)
+    assert len(proxy.stats.swallowed) == 1

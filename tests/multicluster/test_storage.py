@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubemirror import errors
 from kubemirror.keys import DeletedFinalStateUnknown
@@ -22,7 +24,7 @@ from kubemirror.multicluster.storage import (
     MemoryStorage,
     ResourceStorage,
 )
-from kubemirror.testing import PODS, make_pod
+from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource, Obj
 
 if TYPE_CHECKING:
@@ -199,10 +201,9 @@ def test_evicted_continue_is_gone(mem: MemoryStorage, pods: ResourceStorage) -> 
         ("p.2", "Sometimes", errors.InvalidError),
         ("p.99", "", errors.ApiError),
         ("q.1", "", errors.GoneError),
-        ("p.1", "Exact", errors.GoneError),
         ("p.x", "", errors.BadRequestError),
     ],
-    ids=["exact-unset", "exact-zero", "bad-match", "too-large", "foreign", "exact-old", "junk"],
+    ids=["exact-unset", "exact-zero", "bad-match", "too-large", "foreign", "junk"],
 )
 async def test_list_version_errors(
     any_pods: AnyResourceStorage, rv: str, match: str, error: type[errors.ApiError]
@@ -284,3 +285,65 @@ def test_memory_cluster_store_reads(pods: ResourceStorage) -> None:
     store.delete(DeletedFinalStateUnknown("default/x", None))
     assert store.get(make_pod("x")) is None
     assert [o["metadata"]["name"] for o in store.list()] == ["z"]
+
+
+# -- Exact lists at past versions ---------------------------------------------------------------
+
+_WRITES = st.lists(
+    st.tuples(st.sampled_from(["create", "update", "delete"]), st.sampled_from("abcd"),
+              st.sampled_from(["east", "west"])),
+    min_size=1, max_size=25,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(writes=_WRITES)
+def test_exact_list_gives_the_state_at_every_past_version(
+    writes: list[tuple[str, str, str]],
+) -> None:
+    """Each write's list version, listed later with Exact, gives the state right after it."""
+    storage = new_storage(prefix="p")
+    for cluster in ("east", "west"):
+        storage.prepare_cluster(cluster)
+    rs = storage.resource_storage(PODS)
+    states: list[tuple[str, dict[str, str]]] = []
+    for op, name, cluster in writes:
+        try:
+            if op == "create":
+                rs.create(cluster, make_pod(name))
+            elif op == "update":
+                rs.update(cluster, make_pod(name, labels={"v": str(len(states))}))
+            else:
+                rs.delete(cluster, make_pod(name))
+        except (errors.ConflictError, errors.NotFoundError):
+            continue  # exists already / not found: nothing written
+        listed = rs.list()
+        states.append((listed.resource_version, versions(listed.items)))
+    assert writes[0][0] != "create" or states, "a first create is always written"
+    for rv, state in states:
+        exact = rs.list(ListOptions(resource_version=rv, resource_version_match="Exact"))
+        assert exact.resource_version == rv
+        assert versions(exact.items) == state
+        east = rs.list(ListOptions(resource_version=rv, resource_version_match="Exact",
+                                   clusters=("east",)))
+        assert versions(east.items) == {k: v for k, v in state.items() if k.startswith("east")}
+
+
+def versions(items: Sequence[Obj]) -> dict[str, str]:
+    return {f"{o['metadata']['annotations']['shadow.clusterpedia.io/cluster-name']}/"
+            f"{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in items}
+
+
+def test_exact_list_past_the_event_window_is_gone() -> None:
+    storage = new_storage(prefix="p", event_window=3)
+    storage.prepare_cluster("a")
+    rs = storage.resource_storage(PODS)
+    rs.create("a", make_pod("x"))
+    first = rs.list().resource_version
+    for i in range(4):
+        rs.update("a", make_pod("x", labels={"i": str(i)}))
+    with pytest.raises(errors.GoneError, match="too old resource version"):
+        rs.list(ListOptions(resource_version=first, resource_version_match="Exact"))
+    latest = rs.list().resource_version
+    assert len(rs.list(ListOptions(resource_version=latest,
+                                   resource_version_match="Exact")).items) == 1

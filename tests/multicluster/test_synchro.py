@@ -189,3 +189,51 @@ async def test_real_reflector_mirrors_a_member() -> None:
         east.resource_storage(PODS).delete("self", make_pod("p0"))
         seed(east, [make_pod("late")], cluster="self")
         await wait_until(lambda: "late" in names(hub, "east") and "p0" not in names(hub, "east"))
+
+
+async def test_check_drift_reports_a_member_object_removed_behind_the_synchros_back() -> None:
+    east = member("east")
+    seed(east, [make_pod(f"p{i}") for i in range(5)], cluster="self")
+    hub = new_storage(prefix="hub")
+    synchro = ClusterSynchro(
+        hub, lambda cluster, gvr: StorageListerWatcher(east.resource_storage(gvr), "self"))
+    async with synchro:
+        await synchro.add_cluster("east", [PODS])
+        await wait_until(lambda: hub.resource_storage(PODS).count("east") == 5)
+        clean = await synchro.check_drift("east", PODS)
+        assert not clean.drifted
+        assert clean.checked == 5
+        hub.resource_storage(PODS).delete("east", make_pod("p3"))  # behind its back
+        report = await synchro.check_drift("east", PODS)
+    assert report.keys() == ["default/p3"]
+    assert report.exact
+    member_obj = east.resource_storage(PODS).get("self", "default", "p3")
+    assert member_obj is not None
+    assert report.missing[0].server_version == member_obj["metadata"]["resourceVersion"]
+    assert report.name == "east/pods.v1"
+
+
+async def test_periodic_drift_checks_per_feed_repair_by_relisting() -> None:
+    east = member("east")
+    seed(east, [make_pod(f"p{i}") for i in range(3)], cluster="self")
+    hub = new_storage(prefix="hub")
+    synchro = ClusterSynchro(
+        hub, lambda cluster, gvr: StorageListerWatcher(east.resource_storage(gvr), "self"),
+        check_drift_every=0.05, repair_drift=True)
+    async with synchro:
+        await synchro.add_cluster("east", [PODS])
+        await wait_until(lambda: hub.resource_storage(PODS).count("east") == 3)
+        hub.resource_storage(PODS).delete("east", make_pod("p1"))
+        monitor = synchro.drift_monitors()[("east", PODS)]
+        await wait_until(lambda: monitor.repairs == 1)
+        await wait_until(lambda: "p1" in names(hub, "east"))
+        last = monitor.checks
+        await wait_until(lambda: monitor.checks > last)
+        assert monitor.last_report is not None
+        assert not monitor.last_report.drifted
+    assert synchro.drift_monitors() == {}
+
+
+def test_a_negative_drift_period_is_refused() -> None:
+    with pytest.raises(errors.ConfigError, match="check_drift_every"):
+        ClusterSynchro(new_storage(), lambda cluster, gvr: None, check_drift_every=-1)

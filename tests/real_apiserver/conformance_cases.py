@@ -182,7 +182,6 @@ X_LABEL_MSG = "label selector errors: kubemirror's own message, not apimachinery
 X_FIELD_MSG = "field selector syntax error: kubemirror's own message, not apimachinery's"
 X_LIMIT_NEGATIVE = "limit=-1: real ignores it (full list), kubemirror 400"
 X_RV0_LIMIT = "resourceVersion=0 with limit: real ignores limit (full list), kubemirror pages"
-X_PAST_EXACT = "Exact at a past resourceVersion: real serves it, kubemirror 410 (latest only)"
 X_FOREIGN_RV = "resourceVersion=1 (not kubemirror's format): 400 instead of a watch"
 X_LEGACY_WATCH_OBJECT = "/watch/.../<name> is answered like a GET, not as a watch stream"
 X_TABLE_V1BETA1 = "Table v1beta1 asked for: kubemirror answers meta.k8s.io/v1"
@@ -385,8 +384,7 @@ for _id, _q, _status, _msg, _why in RV_CASES:
 add(case("rv", "rv-past-exact", "GET", CM, {"resourceVersion": "{rv_cm}",
                                             "resourceVersionMatch": "Exact"},
          before=req("PATCH", WCM + "/cm-rv-bump", body={"data": {"k": "bumped"}}, ctype=MERGE),
-         compare=("list",),
-         xfail=X_PAST_EXACT))
+         compare=("list",)))
 
 # -- watch ---------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The ``IndexedStore`` contract, run over ``MemoryStore`` and ``CachedStore``.
+"""The ``IndexedStore`` contract, run over ``MemoryStore``, ``CachedStore`` and
+``MutationCheckingMemoryStore`` (strict).
 
 For ``CachedStore`` the ``fetch`` seam reads a dict the test keeps equal to what it
 wrote (standing in for the API server, which tests/test_watcher.py uses for real).
@@ -39,6 +40,8 @@ class Harness:
     def make(self, num_keys: int, ignore_fields: Sequence[str] = ()) -> IndexedStore:
         if self.kind == "memory":
             return MemoryStore(num_keys, ignore_fields=ignore_fields)
+        if self.kind == "mutation-checking":
+            return stores.MutationCheckingMemoryStore(num_keys, ignore_fields, strict=True)
         return CachedStore(
             num_keys, self.api.fetch, ttl=60, clock=FakeClock(), ignore_fields=ignore_fields
         )
@@ -49,7 +52,7 @@ class Harness:
         store.update(o, keys)
 
 
-@pytest.fixture(params=["memory", "cached"])
+@pytest.fixture(params=["memory", "cached", "mutation-checking"])
 def harness(request: pytest.FixtureRequest) -> Harness:
     return Harness(request.param)
 

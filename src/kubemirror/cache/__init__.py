@@ -28,6 +28,11 @@ from kubemirror.cache.listers import (
     PodLister,
     ServiceLister,
 )
+from kubemirror.cache.mutation_detector import (
+    MutationCheckingIndexer,
+    MutationDetector,
+    MutationDetectorOptions,
+)
 from kubemirror.cache.raw_object import DEFAULT_VIEW_METADATA, PartialDecoder, RawObject, RawPage
 from kubemirror.cache.store import KeyGetter, KeyLister, KeyListerGetter, Store, deep_copy
 from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
@@ -55,6 +60,9 @@ __all__ = [
     "KeyLister",
     "KeyListerGetter",
     "LabelMatcher",
+    "MutationCheckingIndexer",
+    "MutationDetector",
+    "MutationDetectorOptions",
     "NAMESPACE_INDEX",
     "NamespaceLister",
     "NodeConditionLister",

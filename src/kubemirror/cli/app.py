@@ -253,6 +253,15 @@ def watch(
     debounce: Annotated[
         float, typer.Option("--debounce", min=0.0, help="Seconds between change reports.")
     ] = 1.0,
+    check_drift: Annotated[
+        float,
+        typer.Option("--check-drift", min=0.0, metavar="SECONDS",
+                     help="Compare the mirror with a LIST from the server every SECONDS and "
+                     "report drift (0: never)."),
+    ] = 0.0,
+    repair_drift: Annotated[
+        bool, typer.Option("--repair-drift", help="Relist when --check-drift finds drift.")
+    ] = False,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
@@ -277,6 +286,8 @@ def watch(
         json=output is OutputFormat.JSON,
         debounce=debounce,
         duration=duration,
+        check_drift=check_drift,
+        repair_drift=repair_drift,
     )
     _run(ctx, debug, lambda: watch_mod.run_watch(options, _console()))
 
@@ -369,6 +380,17 @@ def serve(
             "(postgresql://user@host/db) shared by several serve replicas.",
         ),
     ] = None,
+    check_drift: Annotated[
+        float | None,
+        typer.Option("--check-drift", min=0.0, metavar="SECONDS",
+                     help="Compare each (cluster, resource) with a LIST of the member every "
+                     "SECONDS; drift shows in /metrics and the log (default 0: never)."),
+    ] = None,
+    repair_drift: Annotated[
+        bool | None,
+        typer.Option("--repair-drift/--no-repair-drift",
+                     help="Relist a (cluster, resource) where --check-drift found drift."),
+    ] = None,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
@@ -403,6 +425,8 @@ def serve(
         accept_hosts=tuple(accept_hosts or ()),
         allowed_origins=tuple(allow_origin or ()),
         storage=storage,
+        check_drift=check_drift,
+        repair_drift=repair_drift,
     )
     _run(ctx, debug, lambda: serve_mod.run_serve(flags, _console()))
 

@@ -3,9 +3,9 @@
 Part of the ``cli`` layer; needs the optional ``prometheus_client`` package
 (``pip install 'kubemirror[metrics]'``): ``load_prometheus`` says so clearly
 when it is missing. ``MirrorCollector`` adds nothing to the event path: on each
-scrape it reads the storage sizes, each reflector's ``ReflectorStats`` and each
-member's ``MemberHealth`` (up, staleness); ``metrics_handler`` serves them as the
-API server's ``/metrics``.
+scrape it reads the storage sizes, each reflector's ``ReflectorStats``, each
+member's ``MemberHealth`` (up, staleness) and each feed's ``DriftMonitor`` (the
+last drift check); ``metrics_handler`` serves them as the API server's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from typing import Any
 
 from aiohttp import web
 
-from kubemirror import errors, reflector
+from kubemirror import drift, errors, reflector
 from kubemirror.multicluster import server
 from kubemirror.multicluster.storage_api import Storage
 from kubemirror.multicluster.synchro import MemberHealth
 from kubemirror.types import GroupVersionResource
 
-__all__ = ["MirrorCollector", "Prometheus", "load_prometheus", "metrics_handler"]
+__all__ = ["DriftMonitors", "MirrorCollector", "Prometheus", "load_prometheus",
+           "metrics_handler"]
 
 Feeds = Callable[[], Mapping[tuple[str, GroupVersionResource], reflector.Reflector]]
 Health = Callable[[], Mapping[str, MemberHealth]]
+DriftMonitors = Callable[[], Mapping[tuple[str, GroupVersionResource], drift.DriftMonitor]]
 
 
 class Prometheus:
@@ -86,8 +88,12 @@ class MirrorCollector:
     MemberHealth}``, for the ``kubemirror_member_*`` metrics: ``up`` (0 while a
     member fails), ``stale_seconds`` (how long it has been failing: the mirror's
     data of it may be that old), ``last_success_timestamp_seconds`` (the last time
-    it was known in sync: now while it is up) and ``failures_total``. Called from
-    the scraping request only.
+    it was known in sync: now while it is up) and ``failures_total``; ``drift()``
+    (optional) ``{(cluster, gvr): DriftMonitor}``, for ``kubemirror_drift_objects``
+    (by ``kind``: missing, extra, stale; from the last check),
+    ``kubemirror_drift_checks_total``, ``kubemirror_drift_detected_total`` (checks
+    that found drift) and ``kubemirror_drift_repairs_total``. Called from the
+    scraping request only.
     """
 
     def __init__(
@@ -98,12 +104,14 @@ class MirrorCollector:
         ready: Callable[[], bool],
         *,
         health: Health | None = None,
+        drift: DriftMonitors | None = None,
     ) -> None:
         self.prometheus = prometheus
         self.storage = storage
         self.feeds = feeds
         self.ready = ready
         self.health = health
+        self.drift = drift
 
     def collect(self) -> Iterator[Any]:
         core = self.prometheus.core
@@ -156,6 +164,41 @@ class MirrorCollector:
         yield from counters.values()
         if self.health is not None:
             yield from self._member_metrics(self.health())
+        if self.drift is not None:
+            yield from self._drift_metrics(self.drift())
+
+    def _drift_metrics(
+        self, monitors: Mapping[tuple[str, GroupVersionResource], drift.DriftMonitor]
+    ) -> Iterator[Any]:
+        core = self.prometheus.core
+        labels = ["cluster", "resource"]
+        objects = core.GaugeMetricFamily(
+            "kubemirror_drift_objects",
+            "Objects that differ between the mirror and the member (last drift check).",
+            labels=[*labels, "kind"],
+        )
+        counters = {
+            name: core.CounterMetricFamily(f"kubemirror_drift_{name}", text, labels=labels)
+            for name, text in (
+                ("checks", "Drift checks completed."),
+                ("detected", "Drift checks that found drift."),
+                ("repairs", "Relists to repair drift."),
+                ("check_errors", "Drift checks that failed."),
+            )
+        }
+        for (cluster, gvr), monitor in sorted(monitors.items(), key=lambda kv: str(kv[0])):
+            key = [cluster, str(gvr)]
+            last = monitor.last_report
+            if last is not None:
+                for kind, entries in (("missing", last.missing), ("extra", last.extra),
+                                      ("stale", last.stale)):
+                    objects.add_metric([*key, kind], len(entries))
+            counters["checks"].add_metric(key, monitor.checks)
+            counters["detected"].add_metric(key, monitor.drifts)
+            counters["repairs"].add_metric(key, monitor.repairs)
+            counters["check_errors"].add_metric(key, monitor.failures)
+        yield objects
+        yield from counters.values()
 
     def _member_metrics(self, health: Mapping[str, MemberHealth]) -> Iterator[Any]:
         core = self.prometheus.core

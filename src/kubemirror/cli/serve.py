@@ -8,7 +8,8 @@ keeps a ``MemoryStorage`` equal to the clusters while a ``KubeApiServer``
 serves it, read-only by default, with ``/readyz`` answering 200 only once
 every (cluster, resource) has synced and no member has been unreachable for
 more than ``unready_after`` seconds (``sync_readiness``), and ``/metrics`` in
-Prometheus format (``metrics.metrics_handler``), member staleness included.
+Prometheus format (``metrics.metrics_handler``), member staleness and drift
+(``--check-drift``: each feed compared with a LIST of its member) included.
 A member's retries are logged as one line each ("cluster eu: connection
 refused to https://...; retrying in 6.4 s", ``RetryLog``). With ``--read-write``
 writes go to the member that owns the object (``MemberWriteForwarder``) and are
@@ -31,7 +32,12 @@ from rich.console import Console
 
 from kubemirror import errors, listwatch, reflector
 from kubemirror.cli import failures, ui
-from kubemirror.cli.metrics import MirrorCollector, load_prometheus, metrics_handler
+from kubemirror.cli.metrics import (
+    DriftMonitors,
+    MirrorCollector,
+    load_prometheus,
+    metrics_handler,
+)
 from kubemirror.cli.serve_config import (
     DEFAULT_UNREADY_AFTER,
     ClusterSpec,
@@ -236,6 +242,7 @@ class _Mirror:
         self.feeds: dict[tuple[str, GroupVersionResource], reflector.Reflector] = {}
         self.by_name: dict[str, tuple[str, reflector.Reflector]] = {}
         self.health: Mapping[str, MemberHealth] = {}
+        self.drift_monitors: DriftMonitors = dict
         self._pending: dict[str, tuple[str, GroupVersionResource]] = {}
         self.reported: set[tuple[str, GroupVersionResource]] = set()
 
@@ -416,6 +423,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
                 lambda: mirror.feeds,
                 lambda: not mirror.waiting(),
                 health=lambda: mirror.health,
+                drift=lambda: mirror.drift_monitors(),
             )
         forwarder = None
         if not config.read_only and config.clusters:
@@ -455,8 +463,11 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
             storage,
             mirror.lister_watcher_for,
             reflector_factory=mirror.reflector_factory,
+            check_drift_every=config.check_drift,
+            repair_drift=config.repair_drift,
         )
         mirror.health = synchro.health
+        mirror.drift_monitors = synchro.drift_monitors
         stop = asyncio.Event()
         ui.install_stop_handlers(stop)
         await storage.start()

@@ -47,6 +47,8 @@ _CONFIG_KEYS = frozenset(
         "clusters",
         "metrics",
         "unreadyAfter",
+        "checkDrift",
+        "repairDrift",
         "storage",
     }
 )
@@ -75,6 +77,8 @@ class ServeFlags:
     unready_after: float | None = None
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    check_drift: float | None = None
+    repair_drift: bool | None = None
     storage: str | None = None
 
 
@@ -105,6 +109,8 @@ class ServeConfig:
     unready_after: float = DEFAULT_UNREADY_AFTER
     accept_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    check_drift: float = 0.0
+    repair_drift: bool = False
     storage: str = field(default="memory", repr=False)
     """``memory`` or a PostgreSQL URL (hidden from ``repr``: it may hold a password)."""
 
@@ -268,6 +274,14 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         raise errors.ConfigError(
             "must be a number of seconds above 0", field=f"{path}: unreadyAfter".lstrip(": ")
         )
+    check_drift = pick(flags.check_drift, doc.get("checkDrift"), 0.0)
+    _expect(check_drift, (int, float), f"{path}: checkDrift")
+    if isinstance(check_drift, bool) or check_drift < 0:
+        raise errors.ConfigError(
+            "must be a number of seconds, 0 for none", field=f"{path}: checkDrift".lstrip(": ")
+        )
+    repair_drift = _expect(pick(flags.repair_drift, doc.get("repairDrift"), False), bool,
+                           f"{path}: repairDrift")
     return ServeConfig(
         clusters=tuple(resolved),
         host=str(pick(flags.host, listen.get("host"), "127.0.0.1")),
@@ -280,6 +294,8 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         metrics=bool(pick(flags.metrics, doc.get("metrics"), True)),
         write_kubeconfig=flags.write_kubeconfig,
         unready_after=float(unready_after),
+        check_drift=float(check_drift),
+        repair_drift=bool(repair_drift),
         accept_hosts=_host_patterns(
             flags.accept_hosts
             or _names(listen.get("acceptHosts") or [], f"{path}: listen.acceptHosts")

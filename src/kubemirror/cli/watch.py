@@ -7,13 +7,16 @@ resolves the resource name, and one LIST of a single object checks
 reachability, credentials and server-side validation (a WATCH opened and closed
 at once checks the right to watch). Then a ``Watcher`` mirrors the collection
 and its debounced ``on_change`` reports are shown: a live screen on a terminal,
-text lines otherwise, JSON lines with ``-o json``.
+text lines otherwise, JSON lines with ``-o json``. With ``--check-drift`` the
+mirror is compared with the server periodically and drift is reported the same
+way (and relisted with ``--repair-drift``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime
 import sys
 import time
@@ -26,7 +29,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kubemirror import errors, listwatch, paths, selectors, watcher
+from kubemirror import drift, errors, listwatch, paths, selectors, watcher
 from kubemirror.cli import failures, ui
 from kubemirror.cli.mirror import MirrorStats, ObservedListerWatcher, RateMeter, SyncProgress
 from kubemirror.client import config as client_config
@@ -57,6 +60,8 @@ class WatchOptions:
     json: bool = False
     debounce: float = 1.0
     duration: float | None = None
+    check_drift: float = 0.0
+    repair_drift: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,9 @@ def check_locally(options: WatchOptions) -> None:
     selectors.FieldSelector.parse(options.field_selector)
     paths.compile_all(list(options.index_by), "--index-by")
     paths.compile_all(list(options.ignore_fields), "--ignore-field")
+    if options.repair_drift and not options.check_drift:
+        raise errors.CommandError("--repair-drift needs --check-drift",
+                                  "Add --check-drift SECONDS (e.g. --check-drift 60)")
 
 
 async def load_client_config(
@@ -204,6 +212,9 @@ class _WatchSession:
             debounce_interval=options.debounce,
             on_change=self.on_change,
             on_sync_complete=self.on_sync_complete,
+            check_drift_every=options.check_drift,
+            on_drift=self.on_drift,
+            repair_drift=options.repair_drift,
         )
         self.watcher = watcher.Watcher(config, source)
 
@@ -255,6 +266,39 @@ class _WatchSession:
             self.recent.appendleft(line)
         else:
             self.console.print(line, highlight=False)
+
+    async def on_drift(self, report: drift.DriftReport) -> None:
+        if self.options.json:
+            self.emit(
+                {
+                    "type": "drift",
+                    "resource_version": report.mirror_version,
+                    "exact": report.exact,
+                    "checked": report.checked,
+                    **{kind: [dataclasses.asdict(e) for e in entries] for kind, entries in (
+                        ("missing", report.missing), ("extra", report.extra),
+                        ("stale", report.stale))},
+                    "repairing": self.options.repair_drift,
+                }
+            )
+            return
+        stamp = datetime.datetime.now().strftime("%H:%M:%S")
+        line = f"{stamp}  drift: {report}" + ("; relisting" if self.options.repair_drift else "")
+        if self.console.is_terminal:
+            self.recent.appendleft(line)
+        else:
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+    def drift_row(self) -> str:
+        monitor = self.watcher.drift_monitor
+        if monitor is None:
+            return ""
+        last = monitor.last_report
+        latest = "not checked yet" if last is None else (
+            f"last: {last.count} drifted of {last.checked}" if last.drifted
+            else f"last: none of {last.checked}")
+        return (f"{monitor.checks} checks every {ui.fmt_seconds(monitor.every)}, "
+                f"{monitor.drifts} found drift, {monitor.repairs} repairs ({latest})")
 
     # -- screen ---------------------------------------------------------------------------
 
@@ -316,6 +360,8 @@ class _WatchSession:
                 ),
                 ("memory (RSS)", ui.fmt_bytes(ui.rss_bytes())),
             ]
+            if self.watcher.drift_monitor is not None:
+                rows.append(("drift", self.drift_row()))
             parts.append(ui.key_value_table(rows))
             top, distinct = self.top_keys()
             if top:
@@ -396,8 +442,17 @@ async def run_watch(options: WatchOptions, console: Console) -> int:
                     "modified": session.stats.modified,
                     "deleted": session.stats.deleted,
                     "size": session.watcher.store.size,
+                    **drift_counts(session.watcher.drift_monitor),
                 }
             )
         else:
             console.print(session.summary(), highlight=False, soft_wrap=True)
     return 0
+
+
+def drift_counts(monitor: drift.DriftMonitor | None) -> dict[str, int]:
+    """The drift figures of the final JSON record (none without ``--check-drift``)."""
+    if monitor is None:
+        return {}
+    return {"drift_checks": monitor.checks, "drifts": monitor.drifts,
+            "drift_repairs": monitor.repairs}

@@ -540,19 +540,34 @@ class ResourceStorage:
                 rv, rvs.to_list_resource_version(self._storage.prefix, self._storage._index)
             )
         if match == "Exact":
-            if self._watch_cache.latest_index > index:
-                raise status.expired(
-                    f"too old resource version: {rv}: only the latest state is kept in memory"
-                )
             return index
         return None
+
+    def _entries_at(self, flt: ObjectFilter, index: int) -> list[watch_cache.StoredObject]:
+        """The in-scope entries as they were at ``index`` (``Exact`` lists), in (cluster,
+        key) order: the current ones with the later events of the ring undone. Raises
+        ``GoneError`` when those events already left the ring. Lock held."""
+        state = {(e.cluster, e.key): e for e in self._snapshot_entries(flt)}
+        namespace = flt.namespace if self.info.namespaced else ""
+        for event in reversed(self._watch_cache.events_after(index)):
+            entry = event.entry
+            if (flt.clusters and entry.cluster not in flt.clusters) or (
+                namespace and entry.namespace != namespace
+            ):
+                continue
+            if event.previous is None:  # ADDED: it did not exist yet
+                state.pop((entry.cluster, entry.key), None)
+            else:  # MODIFIED, DELETED: it was the previous version
+                state[(entry.cluster, entry.key)] = event.previous
+        return [state[k] for k in sorted(state)]
 
     def list(self, opts: ListOptions = ListOptions()) -> ListResult:
         """One page of the objects selected by ``opts`` (shared; do not mutate).
 
         Without ``continue_token`` the page is cut from a snapshot of the current
         state (``resource_version`` ``""``/``"0"``/any version not newer than the
-        storage; ``Exact`` only when nothing of this type changed since). With
+        storage), or of the state at that version with ``Exact``: the current one
+        with the later events of the watch cache undone (410 once they left it). With
         ``limit`` the rest of the snapshot is kept for the continue token, so
         pages are stable and consistent; a token whose snapshot was evicted or
         that another instance issued raises ``GoneError`` (410 Expired). Bad
@@ -584,9 +599,12 @@ class ResourceStorage:
             offset = 0
             with self._lock:
                 pinned = self._check_list_rv(opts)
-                snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, scope)
-                if pinned is not None:
-                    snap.index = pinned
+                if pinned is None:
+                    snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, scope)
+                elif pinned < self._watch_cache.latest_index:
+                    snap = _Snapshot(self._entries_at(flt, pinned), pinned, scope)
+                else:
+                    snap = _Snapshot(self._snapshot_entries(flt), pinned, scope)
         entries = snap.entries
         if flt.selects_everything_in_scope:
             page = (

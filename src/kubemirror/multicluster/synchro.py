@@ -18,12 +18,17 @@ watch openings and events count as successes and its errors as failures, which
 gives readiness checks and metrics "unreachable for N s" without touching the
 reflector. ``wait_for_object`` waits until the storage holds a member's write
 (read-your-writes for a server that forwards writes to the members).
+
+``check_drift(cluster, gvr)`` compares one member's objects in the storage with a
+LIST of the member (``drift``); ``check_drift_every`` runs it per feed
+(``drift_monitors()``), and ``repair_drift`` relists a drifted feed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import time
@@ -31,8 +36,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
-from kubemirror import errors, keys, lifecycle
-from kubemirror.multicluster import watch_cache
+from kubemirror import drift, errors, keys, lifecycle
+from kubemirror.multicluster import resource_version, watch_cache
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.storage import ListOptions, ListResult
 from kubemirror.multicluster.storage_api import ClusterStoreApi, ResourceStorageApi, Storage
@@ -312,6 +317,10 @@ class _Feed:
     runner: Runnable
     stop: asyncio.Event
     task: asyncio.Task[None]
+    lister_watcher: Any = None
+    resource_storage: ResourceStorageApi | None = None
+    drift_monitor: drift.DriftMonitor | None = None
+    drift_task: asyncio.Task[None] | None = None
 
 
 class ClusterSynchro(lifecycle.Service):
@@ -321,7 +330,9 @@ class ClusterSynchro(lifecycle.Service):
     (for example ``ListWatch(client_of[cluster], gvr)``); ``reflector_factory``
     builds the reflector (default: ``kubemirror.reflector.Reflector``). A
     reflector that crashes is logged and restarted after ``restart_delay``
-    seconds. Not thread-safe: use from one event loop.
+    seconds. ``check_drift_every`` > 0 checks every feed for drift that often
+    (``drift.DriftMonitor``; ``repair_drift``: relist a drifted feed, when its
+    runner has ``request_relist``). Not thread-safe: use from one event loop.
 
     Lifecycle (``lifecycle.Service``): ``run(stop)`` keeps the reflectors going until
     ``stop`` is set; ``start()``, ``stop()`` and ``async with`` are inherited, except
@@ -337,7 +348,14 @@ class ClusterSynchro(lifecycle.Service):
         page_size: int = 500,
         resync_period: float = 0.0,
         restart_delay: float = 1.0,
+        check_drift_every: float = 0.0,
+        repair_drift: bool = False,
     ) -> None:
+        if check_drift_every < 0:
+            raise errors.ConfigError("must be >= 0 seconds", field="check_drift_every",
+                                     expression=str(check_drift_every))
+        self.check_drift_every = check_drift_every
+        self.repair_drift = repair_drift
         self.storage = storage
         self.lister_watcher_for = lister_watcher_for
         self.reflector_factory = reflector_factory
@@ -390,8 +408,54 @@ class ClusterSynchro(lifecycle.Service):
             task = asyncio.get_running_loop().create_task(
                 self._supervise(cluster, name, runner, stop), name=f"synchro {name}"
             )
-            self._feeds[key] = _Feed(cluster, rs.gvr, runner, stop, task)
+            feed = self._feeds[key] = _Feed(cluster, rs.gvr, runner, stop, task, lw, rs)
+            if self.check_drift_every > 0:
+                feed.drift_monitor = drift.DriftMonitor(
+                    functools.partial(self.check_drift, cluster, rs.gvr),
+                    self.check_drift_every, name=name,
+                    repair=getattr(runner, "request_relist", None) if self.repair_drift else None,
+                )
+                feed.drift_task = asyncio.get_running_loop().create_task(
+                    feed.drift_monitor.run(), name=f"drift {name}")
             log.info("synchro: started %s", name)
+
+    def drift_monitors(self) -> dict[tuple[str, GroupVersionResource], drift.DriftMonitor]:
+        """``{(cluster, gvr): DriftMonitor}`` of the feeds checked periodically."""
+        return {key: feed.drift_monitor for key, feed in self._feeds.items()
+                if feed.drift_monitor is not None}
+
+    async def check_drift(self, cluster: str, gvr: GroupVersionResource) -> drift.DriftReport:
+        """Compare ``cluster``'s ``gvr`` objects in the storage with a LIST of the member.
+
+        Versions compared are the member's own (the storage keeps them in each
+        object's ``<prefix>.<index>.<member rv>``); the LIST is at the feed's
+        last-synced version when the member supports it (see ``drift``); waits for
+        the feed's first sync. Raises ``KeyError`` for a (cluster, gvr) not being
+        synchronised, and what the LIST raises. The feed's runner must have
+        ``last_sync_resource_version`` and ``has_synced()`` (a ``Reflector`` does).
+        """
+        feed = self._feeds[(cluster, gvr)]
+        rs = feed.resource_storage
+        assert rs is not None
+        runner: Any = feed.runner
+        while not runner.has_synced():  # noqa: ASYNC110 - the reflector has no sync event
+            await asyncio.sleep(0.05)
+        await self.storage.flush()  # writes the reflector handed over, applied
+        rv = str(runner.last_sync_resource_version)
+        mirror: dict[str, str] = {}
+        for obj in (await rs.alist(ListOptions(clusters=(cluster,)))).items:
+            meta = obj["metadata"]
+            stored = str(meta.get("resourceVersion", ""))
+            try:
+                original = resource_version.parse_memory_resource_version(stored)[2]
+            except errors.ApiError:
+                original = stored
+            mirror[keys.meta_namespace_key(obj)] = original
+        listed = await drift.list_versions(feed.lister_watcher, keys.meta_namespace_key, rv,
+                                           page_size=self.page_size)
+        return drift.compare(mirror, listed.versions, mirror_version=rv,
+                             server_version=listed.resource_version, exact=listed.exact,
+                             name=f"{cluster}/{gvr}")
 
     async def remove_resource(self, cluster: str, gvr: GroupVersionResource) -> None:
         """Stop synchronising one resource type of ``cluster`` and delete its objects."""
@@ -469,6 +533,8 @@ class ClusterSynchro(lifecycle.Service):
 
     @staticmethod
     async def _stop_feed(feed: _Feed) -> None:
+        if feed.drift_task is not None:
+            await lifecycle.cancel_and_wait([feed.drift_task])
         feed.stop.set()
         try:
             await asyncio.wait_for(asyncio.shield(feed.task), 10)

@@ -354,6 +354,19 @@ class WatchCache:
             now_index=current if cluster_floor is not None else None,
         )
 
+    def events_after(self, index: int) -> builtins.list[StorageEvent]:
+        """The retained events with an index above ``index``, oldest first. Lock held.
+
+        Raises ``GoneError`` (410 Expired) when some already left the ring.
+        """
+        if index < self._dropped_index:
+            oldest = rvs.to_list_resource_version(self._state.prefix, self._dropped_index)
+            raise status.expired(f"too old resource version: only events after {oldest} "
+                                 "are kept in memory")
+        ring, cap = self._ring, self._capacity
+        return [cast(StorageEvent, ring[seq % cap])
+                for seq in range(self.first_seq_after(index), self._next_seq)]
+
     def first_seq_after(self, index: int) -> int:
         """Sequence number of the first retained event with an index above ``index``. Lock held."""
         lo = max(0, self._next_seq - self._capacity)

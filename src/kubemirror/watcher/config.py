@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from kubemirror import errors, paths, selectors
+from kubemirror import drift, errors, paths, selectors
 from kubemirror.stores import cached_store, indexed_store
 from kubemirror.types import GroupVersionResource, Obj
 from kubemirror.watcher.debouncer import ChangeStats
@@ -223,6 +223,9 @@ class WatcherConfig:
       initial_count)`` (optional): plain or ``async`` functions.
     * ``call_on_change_during_sync``: also report the initial bulk load through
       ``on_change`` (with ``is_initial_sync=True``), before ``on_sync_complete``.
+    * ``check_drift_every``: seconds between drift checks (``Watcher.check_drift``;
+      0, the default: none); drift is logged and passed to ``on_drift(report)``;
+      ``repair_drift`` relists when drift is found.
 
     The seed's ``Context`` field has no counterpart: cancellation is
     ``Watcher.run(stop)`` / ``await watcher.stop()``.
@@ -243,6 +246,9 @@ class WatcherConfig:
     on_sync_complete: OnSyncComplete | None = None
     call_on_change_during_sync: bool = False
     namespace_file: str | os.PathLike[str] = DEFAULT_NAMESPACE_FILE
+    check_drift_every: float = 0.0
+    on_drift: drift.OnDrift | None = None
+    repair_drift: bool = False
 
     def set_defaults(self) -> None:
         """Fill unset fields: ``cache_ttl``, ``debounce_interval``, ``store_type`` by name."""
@@ -289,6 +295,10 @@ class WatcherConfig:
         _check_callback(self.on_sync_complete, "on_sync_complete", required=False)
         if not isinstance(self.call_on_change_during_sync, bool):
             raise errors.ConfigError("must be a bool", field="call_on_change_during_sync")
+        _check_seconds(self.check_drift_every, "check_drift_every", positive=False)
+        _check_callback(self.on_drift, "on_drift", required=False)
+        if not isinstance(self.repair_drift, bool):
+            raise errors.ConfigError("must be a bool", field="repair_drift")
 
     def watch_namespace(self) -> str:
         """The namespace to watch (``""``: all), reading ``namespace_file`` if asked to.

@@ -18,10 +18,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubemirror import errors, keys, lifecycle, listwatch, paths, reflector
+from kubemirror import drift, errors, keys, lifecycle, listwatch, paths, reflector
+from kubemirror.cache import mutation_detector as detection
 from kubemirror.client import transport
 from kubemirror.kvstore import backend as kv_backend
-from kubemirror.stores import cached_store, indexed_store, key_index, memory_store
+from kubemirror.stores import (
+    cached_store,
+    indexed_store,
+    key_index,
+    memory_store,
+    mutation_checking_store,
+)
 from kubemirror.types import Clock, GroupVersionResource, MonotonicClock, Obj
 from kubemirror.watcher import kv_source, thread
 from kubemirror.watcher.config import StoreType, WatcherConfig, compile_paths, invoke
@@ -159,6 +166,11 @@ class Watcher(lifecycle.Service):
     drives the debouncer. ``freeze_gc_after_sync`` calls ``gc.freeze()`` once
     the first list is stored (see ``Reflector``; process-wide, opt-in), sparing
     the full collection that would otherwise scan the freshly listed objects.
+
+    ``check_drift()`` compares the store with the server (see ``drift``;
+    periodically with ``config.check_drift_every``). ``mutation_detector``
+    (``None``: ``$KUBEMIRROR_MUTATION_DETECTOR``) guards a ``MEMORY`` store's
+    objects (``cache.mutation_detector``); off, the plain store is used.
     """
 
     def __init__(
@@ -171,6 +183,7 @@ class Watcher(lifecycle.Service):
         page_size: int = 500,
         resync_period: float = 0.0,
         freeze_gc_after_sync: bool = False,
+        mutation_detector: detection.MutationDetectorOptions | bool | None = None,
     ) -> None:
         config.set_defaults()
         config.validate()
@@ -220,8 +233,15 @@ class Watcher(lifecycle.Service):
                 clock=self._clock,
                 ignore_fields=ignore,
             )
-        else:
-            self.store = memory_store.MemoryStore(len(index_by), ignore_fields=ignore)
+        self._mutation_options: detection.MutationDetectorOptions | None = None
+        if config.store_type is not StoreType.CACHED:
+            self._mutation_options = detection.resolve_options(mutation_detector)
+            if self._mutation_options is None:
+                self.store = memory_store.MemoryStore(len(index_by), ignore_fields=ignore)
+            else:
+                self.store = mutation_checking_store.MutationCheckingMemoryStore(
+                    len(index_by), ignore, detector=detection.MutationDetector(self.name),
+                    strict=self._mutation_options.strict)
         self._writer = _StoreWriter(self.store, index_by, self._record, self.name)
         self.reflector: reflector.Reflector | kv_source.KVReflector
         if lister_watcher is None:
@@ -251,6 +271,26 @@ class Watcher(lifecycle.Service):
         self._sync_reported = False
         self._synced = asyncio.Event()
         self._wake: asyncio.Event | None = None
+        self.drift_monitor = drift.DriftMonitor(
+            self.check_drift, config.check_drift_every, name=self.name,
+            on_drift=config.on_drift,
+            repair=self.reflector.request_relist if config.repair_drift else None,
+        ) if config.check_drift_every else None
+
+    async def check_drift(self) -> drift.DriftReport:
+        """Compare the store with the server (``drift.DriftReport``, keys
+        ``namespace/name``); waits for the sync; does not repair. See
+        ``SharedInformer.check_drift``. Call it on the watcher's loop.
+        """
+        await self._synced.wait()
+        rv = self.reflector.last_sync_resource_version
+        mirror = {keys.object_key(r.namespace, r.name): r.resource_version
+                  for r in self.store.refs()}
+        listed = await drift.list_versions(self.reflector.lw, keys.meta_namespace_key, rv,
+                                           page_size=self.reflector.page_size)
+        return drift.compare(mirror, listed.versions, mirror_version=rv,
+                             server_version=listed.resource_version, exact=listed.exact,
+                             name=self.name)
 
     @property
     def rejected(self) -> int:
@@ -292,9 +332,16 @@ class Watcher(lifecycle.Service):
         stopping = asyncio.Event()
         self.reflector.start()
         dispatcher = asyncio.ensure_future(self._dispatch(stopping))
+        checks = [asyncio.ensure_future(self.drift_monitor.run())] if self.drift_monitor else []
+        store = self.store
+        if isinstance(store, mutation_checking_store.MutationCheckingMemoryStore) \
+                and self._mutation_options and self._mutation_options.check_every > 0:
+            checks.append(asyncio.ensure_future(
+                store.detector.run(self._mutation_options.check_every)))
         try:
             await lifecycle.wait_stopped(stop)
         finally:
+            await lifecycle.cancel_and_wait(checks)
             try:
                 await self.reflector.stop()
             except Exception:
