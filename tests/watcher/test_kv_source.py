@@ -417,6 +417,28 @@ async def test_request_relist_repairs_a_store_changed_behind_its_back(
     assert calls.total() == ChangeStats(created=1, modified=1)
 
 
+async def test_check_drift_reports_a_key_lost_behind_the_mirrors_back(
+    backend: kv_backend.Backend, prefix: str
+) -> None:
+    """Watcher.check_drift() works for a kvstore prefix: an exact listing at the mirror's
+    revision names the one key the store lost, and a relist repairs it."""
+    await backend.update(f"{prefix}/eu/a", agent(v=1))
+    await backend.update(f"{prefix}/eu/b", agent(v=1))
+    config = WatcherConfig(source=KVSource(prefix), index_by=["metadata.name"],
+                           on_change=lambda store, stats: None)
+    async with Watcher(config, backend) as w:
+        await asyncio.wait_for(w.wait_for_sync(), 10)
+        assert not (await w.check_drift()).drifted
+        assert w.store.delete_by_name("eu", "a")
+        report = await w.check_drift()
+        assert report.exact
+        assert [e.key for e in report.missing] == ["eu/a"]
+        assert report.extra == report.stale == ()
+        w.reflector.request_relist()
+        await eventually(lambda: names(w.store.list()) == ["a", "b"])
+        assert not (await w.check_drift()).drifted
+
+
 class CancellationSwallowingBackend(memory.MemoryBackend):
     """FAULT INJECTION: after its listing, the stream swallows one cancellation, as
     aetcd's watch creation can (``asyncio.wait_for`` on Python 3.11 loses a
