@@ -78,6 +78,7 @@ _CONFIG_KEYS = frozenset(
         "clusters",
         "metrics",
         "unreadyAfter",
+        "storage",
     }
 )
 _CLUSTER_KEYS = frozenset({"name", "context", "kubeconfig", "resources"})
