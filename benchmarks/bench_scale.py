@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import random
@@ -44,6 +45,7 @@ import orjson
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import podgen
+from kubemirror import bulk
 from kubemirror.multicluster import resources
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import PODS
@@ -93,11 +95,11 @@ def _clusters(count: int) -> list[str]:
 # -- server processes ----------------------------------------------------------------------
 
 
-def _memory_server(conn: Connection, objects: int, clusters: int) -> None:
+def _memory_server(conn: Connection, objects: int, clusters: int, compact: bool) -> None:
     """Child: a MemoryStorage loaded with the pods, served until told to stop."""
     from kubemirror.testing import new_storage
 
-    storage = new_storage()
+    storage = new_storage(compact=compact)
     pods = storage.resource_storage(PODS)
     per = objects // clusters
     started = time.perf_counter()
@@ -108,6 +110,9 @@ def _memory_server(conn: Connection, objects: int, clusters: int) -> None:
                 pods.upsert(name, pod)
     storage.prepare_cluster(STREAM_CLUSTER)
     load_s = time.perf_counter() - started
+    # as the informer does after a LIST: the decoded pods are garbage; give their pages back
+    gc.collect()
+    bulk.release_freed_memory()
     asyncio.run(_serve(conn, storage, {"load_s": load_s}))
 
 
@@ -367,6 +372,11 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=200, help="LIST pages per variant")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for delivery")
     parser.add_argument("--dsn", help="PostgreSQL URL (default: a throw-away server)")
+    parser.add_argument(
+        "--dict-objects",
+        action="store_true",
+        help="memory storage keeps decoded dicts (default: compact, the JSON bytes)",
+    )
     args = parser.parse_args()
     full = not args.quick
     args.objects = args.objects or (1_000_000 if full else 100_000)
@@ -374,9 +384,12 @@ def main() -> None:
     args.watchers = args.watchers or (1_000 if full else 200)
     args.events = args.events or (5_000 if full else 1_000)
     replicas = args.replicas if args.storage == "postgres" else 1
+    layout = "" if args.storage == "postgres" else (
+        " (decoded dicts)" if args.dict_objects else " (compact)"
+    )
     print(
         f"bench_scale: {args.objects:,} podgen pods (seed 42) in {args.clusters} clusters, "
-        f"storage {args.storage}, {replicas} server process(es), {args.watchers} watchers, "
+        f"storage {args.storage}{layout}, {replicas} server process(es), {args.watchers} watchers, "
         f"{args.events:,} stream writes at {args.rate:.0f}/s, {args.pages} LIST pages per "
         f"variant; {os.cpu_count()} CPUs",
         flush=True,
@@ -402,7 +415,7 @@ def main() -> None:
             children = _start_children(ctx, _postgres_server, [(dsn,)] * replicas)
         else:
             children = _start_children(
-                ctx, _memory_server, [(args.objects, args.clusters)]
+                ctx, _memory_server, [(args.objects, args.clusters, not args.dict_objects)]
             )
             info = children[0][2]
             size = info["rss"]

@@ -165,3 +165,23 @@ def test_a_bad_accept_hosts_pattern_is_named(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match="not a regular expression") as info:
         load_serve_config(ServeFlags(config=_write(tmp_path, CONFIG), accept_hosts=("([",)))
     assert (info.value.field, info.value.expression) == ("accept-hosts", "([")
+
+
+def test_storage_from_flag_or_file_and_hidden_from_repr(tmp_path: Path) -> None:
+    path = _write(tmp_path, CONFIG)
+    assert load_serve_config(ServeFlags(config=path)).storage == "memory"
+    url = "postgresql://mirror:secret@db.corp/kubemirror"
+    filed = load_serve_config(ServeFlags(config=_write(tmp_path, CONFIG + f"storage: {url}\n")))
+    assert filed.storage == url
+    assert "secret" not in repr(filed)
+    flagged = load_serve_config(ServeFlags(config=path, storage="postgres://db/k"))
+    assert flagged.storage == "postgres://db/k"
+
+
+def test_a_bad_storage_is_named_without_its_password(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match="memory or a postgresql") as info:
+        load_serve_config(
+            ServeFlags(config=_write(tmp_path, CONFIG), storage="mysql://u:pw@db/k")
+        )
+    assert info.value.expression == "db/k"
+    assert "pw" not in str(info.value)

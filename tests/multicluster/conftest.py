@@ -53,14 +53,14 @@ def pods(mem: MemoryStorage) -> ResourceStorage:
 
 
 @pytest_asyncio.fixture(
-    params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)]
+    params=["memory", "memory-compact", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[AnyStorage]:
-    """The storage conformance fixture: ``MemoryStorage`` and ``PostgresStorage`` (on a
-    fresh database of a real PostgreSQL), each with prefix ``p``, a 64-event window,
-    the built-in types and clusters ``a`` and ``b``."""
-    if request.param == "memory":
-        mem = new_storage(prefix="p", event_window=64)
+    """The storage conformance fixture: ``MemoryStorage`` (objects as dicts, or compact:
+    as bytes) and ``PostgresStorage`` (on a fresh database of a real PostgreSQL), each
+    with prefix ``p``, a 64-event window, the built-in types and clusters ``a`` and ``b``."""
+    if request.param.startswith("memory"):
+        mem = new_storage(prefix="p", event_window=64, compact=request.param.endswith("compact"))
         mem.prepare_cluster("a")
         mem.prepare_cluster("b")
         yield mem

@@ -17,12 +17,15 @@ from hypothesis import strategies as st
 from kubemirror import errors
 from kubemirror.keys import DeletedFinalStateUnknown
 from kubemirror.multicluster import resource_version as rvs
+from kubemirror.multicluster import resources
+from kubemirror.multicluster.filters import field_spec
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
     ClusterResourceStore,
     ListOptions,
     MemoryStorage,
     ResourceStorage,
+    selectable_skeleton,
 )
 from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource, Obj
@@ -347,3 +350,37 @@ def test_exact_list_past_the_event_window_is_gone() -> None:
     latest = rs.list().resource_version
     assert len(rs.list(ListOptions(resource_version=latest,
                                    resource_version_match="Exact")).items) == 1
+@given(
+    phase=st.sampled_from(["Running", "Pending", None]),
+    node=st.sampled_from(["n1", "n2", None]),
+    labels=st.dictionaries(st.sampled_from(["app", "tier", "v"]), st.sampled_from(["a", "b"])),
+    selector=st.sampled_from(
+        ["", "app=a", "app!=a,tier", "!v", "app in (a,b),tier notin (b)", "v>0"]
+    ),
+    fields=st.sampled_from(
+        [
+            "",
+            "status.phase=Running",
+            "spec.nodeName!=n1",
+            "metadata.name=x,metadata.namespace=default",
+            "spec.nodeName=",
+            "spec.restartPolicy=Always",
+        ]
+    ),
+)
+def test_selectors_decide_the_same_on_the_compact_skeleton(
+    phase: str | None, node: str | None, labels: dict[str, str], selector: str, fields: str
+) -> None:
+    pod = make_pod("x", labels=labels)
+    if phase is None:
+        del pod["status"]["phase"]
+    else:
+        pod["status"]["phase"] = phase
+    if node is None:
+        pod["spec"].pop("nodeName", None)
+    else:
+        pod["spec"]["nodeName"] = node
+    info = resources.BUILTIN_RESOURCES[[i.gvr for i in resources.BUILTIN_RESOURCES].index(PODS)]
+    flt = ListOptions(label_selector=selector, field_selector=fields).object_filter(info)
+    paths = [path for path, _ in field_spec("", "Pod").fields.values()]
+    assert flt.matches_object(selectable_skeleton(pod, paths)) == flt.matches_object(pod)

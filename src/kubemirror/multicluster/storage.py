@@ -53,6 +53,7 @@ __all__ = [
     "foreign_continue",
     "object_key",
     "original_resource_version",
+    "selectable_skeleton",
     "stamp_object",
 ]
 
@@ -251,6 +252,27 @@ def original_resource_version(obj: Obj) -> str:
     return rv if isinstance(rv, str) else ""
 
 
+def selectable_skeleton(obj: Obj, paths: Iterable[tuple[str, ...]]) -> Obj:
+    """The parts of ``obj`` selectors read: ``metadata`` labels, name and namespace, and
+    each field path of ``paths`` (a type's ``FieldSpec``), nested as in ``obj``."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    skeleton: dict[str, Any] = {
+        "metadata": {k: meta[k] for k in ("labels", "name", "namespace") if k in meta}
+    }
+    for path in paths:
+        current: object = obj
+        for segment in path:
+            current = current.get(segment) if isinstance(current, Mapping) else None
+        if current is None or isinstance(current, (Mapping, list)):
+            continue
+        node = skeleton
+        for segment in path[:-1]:
+            node = node.setdefault(segment, {})
+        node[path[-1]] = current
+    return skeleton
+
+
 def deleted_state(previous: Obj, given: Obj | None) -> Obj:
     """What a DELETED event carries: ``given`` when it is a full object (a synchro's
     final state, with ``spec``, ``status`` or ``data``), else the last stored state."""
@@ -280,6 +302,9 @@ class ResourceStorage:
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
         self._sorted: dict[str, list[str]] = {}
         self._snapshots: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
+        self._field_paths = tuple(
+            path for path, _ in field_spec(info.gvr.group, info.kind).fields.values()
+        )
         self._watch_cache = watch_cache.WatchCache(
             storage,
             storage._lock,
@@ -333,14 +358,23 @@ class ResourceStorage:
         objects = self._objects(cluster)
         index = self._storage._next_index()
         orig = original_rv if original_rv else str(index)
-        entry = watch_cache.StoredObject(
-            self._stamp(cluster, obj, index, orig),
-            cluster=cluster,
-            key=key,
-            namespace=namespace,
-            index=index,
-            original_rv=orig,
-        )
+        stamped = self._stamp(cluster, obj, index, orig)
+        if self._storage.compact:
+            entry = watch_cache.StoredObject(
+                None,
+                cluster=cluster,
+                key=key,
+                namespace=namespace,
+                index=index,
+                original_rv=orig,
+                encoded=orjson.dumps(stamped),
+                selectable=selectable_skeleton(stamped, self._field_paths),
+            )
+        else:
+            entry = watch_cache.StoredObject(
+                stamped, cluster=cluster, key=key, namespace=namespace, index=index,
+                original_rv=orig,
+            )
         if type_ == "DELETED":
             del objects[key]
             self._sorted.pop(cluster, None)
@@ -621,7 +655,7 @@ class ResourceStorage:
                 entry = entries[end]
                 end += 1
                 if flt.in_scope(entry.cluster, entry.namespace) and flt.matches_object(
-                    entry.object
+                    entry.selectable
                 ):
                     page.append(entry)
         token = ""
@@ -877,7 +911,10 @@ class MemoryStorage:
     an older version; ``max_watch_lag`` bounds how far a watcher may fall behind
     before it is cut off; ``max_snapshots`` bounds LIST snapshots kept for
     continue tokens; ``bookmark_interval`` (seconds) spaces watch bookmarks.
-    Thread-safe.
+    ``compact`` keeps each object as its JSON bytes plus the parts selectors read
+    (``selectable_skeleton``): LIST and WATCH send the bytes as they are, selectors
+    never decode, and reads (``get``, a watch event's ``object``) decode a fresh
+    copy each time, so ``get(...) is get(...)`` no longer holds. Thread-safe.
     """
 
     def __init__(
@@ -888,6 +925,7 @@ class MemoryStorage:
         max_watch_lag: int | None = None,
         max_snapshots: int = 64,
         bookmark_interval: float = 60.0,
+        compact: bool = False,
     ) -> None:
         if event_window < 1:
             raise errors.ConfigError("must be at least 1", field="event_window")
@@ -902,6 +940,7 @@ class MemoryStorage:
         )
         self.max_snapshots = max_snapshots
         self.bookmark_interval = bookmark_interval
+        self.compact = compact
         self._lock = threading.RLock()
         self._index = 0
         self._clusters: set[str] = set()

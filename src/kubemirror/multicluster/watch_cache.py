@@ -52,7 +52,16 @@ class StoredObject:
     shared: do not mutate it.
     """
 
-    __slots__ = ("_encoded", "_object", "cluster", "index", "key", "namespace", "original_rv")
+    __slots__ = (
+        "_encoded",
+        "_object",
+        "_selectable",
+        "cluster",
+        "index",
+        "key",
+        "namespace",
+        "original_rv",
+    )
 
     def __init__(
         self,
@@ -64,26 +73,39 @@ class StoredObject:
         index: int,
         original_rv: str,
         encoded: bytes | None = None,
+        selectable: Obj | None = None,
     ) -> None:
         if obj is None and encoded is None:
             raise ValueError("a StoredObject needs the object or its JSON")
         self._object = obj
+        self._selectable = selectable
         self.cluster = cluster
         self.key = key
         self.namespace = namespace
         self.index = index
         self.original_rv = original_rv
         self._encoded: bytes | None = encoded
-        """``encoded``, when given, must be the JSON of ``obj``; with ``obj`` ``None`` it is
-        decoded on first use of ``object`` (a database row served without decoding)."""
+        """``encoded``, when given, must be the JSON of ``obj``. With ``obj`` ``None`` the
+        JSON is decoded on first use of ``object`` and kept (a database row served
+        without decoding), or, *compact*, with ``selectable`` given (the parts of the
+        object selectors read), decoded on every use and never kept."""
 
     @property
     def object(self) -> Obj:
-        """The stored object (shared; do not mutate)."""
+        """The stored object (shared; do not mutate). A compact entry decodes it anew."""
         obj = self._object
         if obj is None:
-            obj = self._object = orjson.loads(cast(bytes, self._encoded))
+            obj = orjson.loads(cast(bytes, self._encoded))
+            if self._selectable is None:
+                self._object = obj
         return obj
+
+    @property
+    def selectable(self) -> Obj:
+        """What label and field selectors read: the object, or a compact entry's skeleton
+        of it (labels, name, namespace and the type's selectable fields)."""
+        selectable = self._selectable
+        return self.object if selectable is None else selectable
 
     def encoded(self) -> bytes:
         """``orjson`` encoding of ``object``, cached."""
@@ -485,7 +507,7 @@ class Watch:
         """Index of the newest event delivered (or vouched for by a bookmark)."""
         if initial is not None:
             for entry in initial:
-                if flt.matches_object(entry.object):
+                if flt.matches_object(entry.selectable):
                     self._pending.append(StorageEvent("ADDED", entry, entry.index))
             if initial_end_bookmark:
                 self._pending.append(
@@ -535,9 +557,9 @@ class Watch:
                     pass
         if flt.selects_everything_in_scope:
             return event
-        now = flt.matches_object(entry.object)
+        now = flt.matches_object(entry.selectable)
         if event.type == "MODIFIED" and event.previous is not None:
-            before = flt.matches_object(event.previous.object)
+            before = flt.matches_object(event.previous.selectable)
             if now and before:
                 return event
             if now:
@@ -546,7 +568,7 @@ class Watch:
                 return event.left_selection()
             return None
         if event.type == "DELETED" and event.previous is not None:
-            return event if flt.matches_object(event.previous.object) or now else None
+            return event if flt.matches_object(event.previous.selectable) or now else None
         return event if now else None
 
     def _pop(self) -> StorageEvent:

@@ -198,39 +198,38 @@ async def test_paged_list_at_a_version_equals_the_state_then(
     storage = PostgresStorage(postgres_dsn, prefix=f"h{time.monotonic_ns()}")
     storage.new_resource_storage(PODS)
     async with storage:
-        storage.prepare_cluster("east")
-        pods = storage.resource_storage(PODS)
-        await storage.flush()
-        for name, _ in writes[: len(writes) // 2]:
-            await pods.aupsert("east", make_pod(name, labels={"app": "web"}))
-        expected = [
-            o["metadata"]["name"]
-            for o in (await pods.alist(ListOptions(label_selector=selector))).items
-        ]
-        page = await pods.alist(ListOptions(limit=limit, label_selector=selector))
-        seen = [o["metadata"]["name"] for o in page.items]
-        for name, app in writes[len(writes) // 2 :]:
-            if app == "" and await pods.aget("east", "default", name) is not None:
-                await pods.adelete_by_key("east", f"default/{name}")
-            else:
-                labels = {"app": app} if app else {}
-                await pods.aupsert("east", make_pod(name, labels=labels))
-        token = page.continue_token
-        while token:
-            page = await pods.alist(
-                ListOptions(limit=limit, label_selector=selector, continue_token=token)
-            )
-            seen += [o["metadata"]["name"] for o in page.items]
+        try:
+            storage.prepare_cluster("east")
+            pods = storage.resource_storage(PODS)
+            await storage.flush()
+            for name, _ in writes[: len(writes) // 2]:
+                await pods.aupsert("east", make_pod(name, labels={"app": "web"}))
+            expected = [
+                o["metadata"]["name"]
+                for o in (await pods.alist(ListOptions(label_selector=selector))).items
+            ]
+            page = await pods.alist(ListOptions(limit=limit, label_selector=selector))
+            seen = [o["metadata"]["name"] for o in page.items]
+            for name, app in writes[len(writes) // 2 :]:
+                if app == "" and await pods.aget("east", "default", name) is not None:
+                    await pods.adelete_by_key("east", f"default/{name}")
+                else:
+                    labels = {"app": app} if app else {}
+                    await pods.aupsert("east", make_pod(name, labels=labels))
             token = page.continue_token
-        assert seen == expected
-        async with storage._connection() as conn:
-            await conn.execute("TRUNCATE kubemirror_objects, kubemirror_events")
-            await conn.execute("UPDATE kubemirror_counter SET index = 0, trimmed = 0")
-            await conn.execute("DELETE FROM kubemirror_meta")
-            await conn.execute(
-                "DROP TABLE kubemirror_meta, kubemirror_counter, kubemirror_clusters, "
-                "kubemirror_objects, kubemirror_events"
-            )
+            while token:
+                page = await pods.alist(
+                    ListOptions(limit=limit, label_selector=selector, continue_token=token)
+                )
+                seen += [o["metadata"]["name"] for o in page.items]
+                token = page.continue_token
+            assert seen == expected
+        finally:
+            async with storage._connection() as conn:  # the next example starts from nothing
+                await conn.execute(
+                    "DROP TABLE kubemirror_meta, kubemirror_counter, kubemirror_clusters, "
+                    "kubemirror_objects, kubemirror_events"
+                )
 
 
 async def test_writes_after_the_lease_moved_are_fenced(replicas: StartReplica) -> None:

@@ -68,7 +68,9 @@ class PostgresStorage:
     ``dsn`` is a libpq connection string (``postgresql://user@host/db``). The
     ``prefix`` is created with the schema and shared by all replicas (the
     argument only seeds a new database). ``event_window`` events per type are
-    kept in memory for watches; the database keeps the last ``retention``
+    kept in memory for watches (20,000: each holds the object's bytes and the
+    state it replaced, so the window, not the data set, bounds a replica's
+    memory); the database keeps the last ``retention``
     events (trimmed every ``trim_interval`` s) for consistent pages and for
     replicas catching up. ``max_watch_lag`` and ``bookmark_interval`` as on
     ``MemoryStorage``. ``pool_size`` connections serve reads and writes.
@@ -79,7 +81,7 @@ class PostgresStorage:
         dsn: str,
         *,
         prefix: str | None = None,
-        event_window: int = 100_000,
+        event_window: int = 20_000,
         retention: int = 1_000_000,
         max_watch_lag: int | None = None,
         bookmark_interval: float = 60.0,
