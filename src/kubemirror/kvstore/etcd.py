@@ -1,12 +1,13 @@
-"""``EtcdBackend``: the kvstore ``Backend`` on a real etcd v3 server, through aetcd.
+"""``EtcdBackend``: the kvstore ``Backend`` on a real etcd v3 cluster, through aetcd.
 
 Part of the kvstore layer (seed: Cilium's etcd backend). aetcd is an optional
 dependency (``pip install kubemirror[etcd]``), imported when the first backend is
-created. This module adds what the raw client lacks: idempotent writes retried
-while the server is unreachable, a session lease kept alive every TTL/3, paginated
-lists at one revision, and a list-then-watch stream that resumes from the last seen
-revision after a connection loss and relists (emitting the difference) after a
-compaction.
+created. This module adds what the raw client lacks: failover between the members
+of a cluster (``EtcdClientConfig``: several endpoints, TLS, auth), idempotent writes
+retried while no member answers, a session lease kept alive every TTL/3 through
+whichever member is reachable, paginated lists at one revision, and a list-then-watch
+stream that resumes from the last seen revision after a connection loss or a move to
+another member and relists (emitting the difference) after a compaction.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kubemirror import errors
-from kubemirror.kvstore import backend, lease
+from kubemirror.kvstore import backend, etcd_client, etcd_config, lease
 
 __all__ = ["DEFAULT_ENDPOINT", "EtcdBackend"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "127.0.0.1:2379"
+DEFAULT_ENDPOINT = etcd_config.DEFAULT_ENDPOINT
 
 _T = TypeVar("_T")
 _PAGE_SIZE = 1000
@@ -38,6 +40,9 @@ _GRPC_OPTIONS: dict[str, Any] = {
     "grpc.max_reconnect_backoff_ms": 1000,
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,
+    # Notice a member that vanished without closing the connection (etcd allows 5 s+).
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
 }
 
 
@@ -71,15 +76,8 @@ def _prefix_end(prefix: bytes) -> bytes:
 
 
 def _parse_endpoint(endpoint: str) -> tuple[str, int]:
-    text = endpoint.strip()
-    for scheme in ("etcd://", "http://"):
-        if text.startswith(scheme):
-            text = text[len(scheme):]
-    text = text.rstrip("/")
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise errors.ConfigError("expected host:port", field="endpoint", expression=endpoint)
-    return host, int(port)
+    parsed = etcd_config.EtcdEndpoint.parse(endpoint, field_name="endpoint")
+    return parsed.host, parsed.port
 
 
 class _LeaseCompare:
@@ -100,17 +98,26 @@ class _LeaseCompare:
 
 
 class EtcdBackend(lease.LeasedSession):
-    """A ``Backend`` session on one etcd v3 server (``host:port``, plain HTTP/2).
+    """A ``Backend`` session on an etcd v3 cluster (one or more members).
 
-    - Writes and reads that fail because the server is unreachable are retried with
+    ``endpoints`` is a ``host:port`` / URL, a comma-separated list of them, a
+    sequence of them, or an ``EtcdClientConfig`` (TLS files, username/password).
+
+    - The session talks to one member at a time, starting at a random one. When a
+      call finds that member unreachable (or without a leader), it moves to the next
+      endpoint, closes the old connection and retries there.
+    - Writes and reads that fail because no member is reachable are retried with
       backoff for up to ``retry_timeout`` seconds, then raise
       ``KVStoreUnavailableError`` (the write may or may not have been applied; all
       writes are idempotent, so retrying is safe). Other server errors raise
       ``KVStoreError`` from the cause. ``request_timeout`` bounds each RPC.
     - The session lease lasts ``lease_ttl`` seconds (etcd rounds up to whole seconds)
-      and is refreshed every ``lease_ttl / 3``.
-    - ``list_and_watch`` never ends on its own: it reconnects with capped backoff,
-      resumes from the last revision it delivered, and relists after compaction.
+      and is refreshed every ``lease_ttl / 3`` through the current member; a lease
+      found gone is replaced and its keys' observers are told (the sync stores
+      write those keys again).
+    - ``list_and_watch`` never ends on its own: it reconnects (on another member if
+      need be) with capped backoff, resumes from the revision after the last one it
+      delivered (no event lost or repeated), and relists after compaction.
 
     Use from one event loop. Opening is lazy (first call connects); ``close()`` (or
     ``async with``) releases the gRPC channel and ends every watch.
@@ -118,7 +125,7 @@ class EtcdBackend(lease.LeasedSession):
 
     def __init__(
         self,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoints: str | Sequence[str] | etcd_config.EtcdClientConfig = DEFAULT_ENDPOINT,
         *,
         lease_ttl: float = 15.0,
         request_timeout: float = 5.0,
@@ -129,22 +136,71 @@ class EtcdBackend(lease.LeasedSession):
         from aetcd import rpc  # the generated protobuf/gRPC bindings
 
         self._rpc = rpc
-        self.host, self.port = _parse_endpoint(endpoint)
-        self.endpoint = f"{self.host}:{self.port}"
+        self.config = (
+            endpoints if isinstance(endpoints, etcd_config.EtcdClientConfig)
+            else etcd_config.EtcdClientConfig.from_endpoints(endpoints)
+        )
         if request_timeout <= 0:
             raise errors.ConfigError(
                 "must be positive", field="request_timeout", expression=str(request_timeout)
             )
         self.request_timeout = request_timeout
         self.retry_timeout = retry_timeout
-        super().__init__(lease_ttl, name or f"etcd {self.endpoint}")
-        self._client: Any = self._aetcd.Client(
-            host=self.host,
-            port=self.port,
-            timeout=request_timeout,
-            options=dict(_GRPC_OPTIONS),
-        )
+        self._credentials = etcd_client.channel_credentials(self.config)
+        self._index = random.randrange(len(self.config.endpoints))
+        self._generation = 0  # bumped each time the session moves to another member
+        self._retired: set[asyncio.Task[None]] = set()
+        super().__init__(lease_ttl, name or f"etcd {self.config.describe()}")
+        self._client: Any = self._new_client()
         self._closed_event = asyncio.Event()
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the member this session talks to now."""
+        return self.config.endpoints[self._index].target
+
+    @property
+    def host(self) -> str:
+        """Host of the current member."""
+        return self.config.endpoints[self._index].host
+
+    @property
+    def port(self) -> int:
+        """Client port of the current member."""
+        return self.config.endpoints[self._index].port
+
+    @property
+    def failovers(self) -> int:
+        """How many times this session moved to another member."""
+        return self._generation
+
+    def _new_client(self) -> Any:
+        return etcd_client.open_client(
+            self._aetcd, self.config, self.config.endpoints[self._index], self._credentials,
+            timeout=self.request_timeout, options=_GRPC_OPTIONS,
+        )
+
+    def _failover(self, generation: int, exc: BaseException) -> None:
+        """The member behind ``generation`` failed: move to the next endpoint.
+
+        No-op with a single endpoint (gRPC redials it) or when another call already
+        moved on since ``generation``. The old client is closed in the background.
+        """
+        if len(self.config.endpoints) == 1 or generation != self._generation or self._closed:
+            return
+        old, before = self._client, self.endpoint
+        self._index = (self._index + 1) % len(self.config.endpoints)
+        self._generation += 1
+        self._client = self._new_client()
+        log.info("%s: %s failed (%s); moving to %s", self._name, before, exc, self.endpoint)
+        task = asyncio.get_running_loop().create_task(self._close_client(old))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    @staticmethod
+    async def _close_client(client: Any) -> None:
+        with contextlib.suppress(Exception):
+            await client.close()
 
     # -- error handling ----------------------------------------------------------
 
@@ -171,6 +227,7 @@ class EtcdBackend(lease.LeasedSession):
                 return _COMPACTED
         if isinstance(exc, aex.ClientError) and (
             "Socket closed" in text or "failed to connect" in text or "leader" in text
+            or "invalid auth token" in text
         ):
             return _UNAVAILABLE
         return _OTHER
@@ -205,12 +262,16 @@ class EtcdBackend(lease.LeasedSession):
         delay = 0.02
         while True:
             self._check_open()
+            generation = self._generation
             try:
                 return await fn()
             except Exception as exc:
                 if self._closed:
                     raise errors.KVStoreClosedError(f"backend {self._name}") from exc
-                kind = self._classify(exc)
+                # A call cut short because the session moved to another member is retried.
+                kind = _UNAVAILABLE if generation != self._generation else self._classify(exc)
+                if kind == _UNAVAILABLE:
+                    self._failover(generation, exc)
                 if kind == _LEASE:
                     raise lease.LeaseNotFoundError(str(exc)) from exc
                 if kind != _UNAVAILABLE:
@@ -353,12 +414,13 @@ class EtcdBackend(lease.LeasedSession):
                     raise
 
     async def _range_page(self, start: bytes, end: bytes, revision: int) -> Any:
-        await self._client.connect()
+        client = self._client
+        await client.connect()
         request = self._rpc.RangeRequest(
             key=start, range_end=end, limit=_PAGE_SIZE, revision=revision
         )
-        return await self._client.kvstub.Range(
-            request, timeout=self.request_timeout, metadata=self._client.metadata
+        return await client.kvstub.Range(
+            request, timeout=self.request_timeout, metadata=client.metadata
         )
 
     async def list_prefix(self, prefix: str) -> dict[str, bytes]:
@@ -411,8 +473,10 @@ class EtcdBackend(lease.LeasedSession):
                     listed = True
                     yield backend.KVEvent(backend.KVEventType.LIST_DONE)
                 need_list = False
+            generation = self._generation
+            resume_from = revision + 1
             try:
-                watch = await self._client.watch_prefix(raw, start_revision=revision + 1)
+                watch = await self._client.watch_prefix(raw, start_revision=resume_from)
             except Exception as exc:
                 if self._closed:
                     return
@@ -420,12 +484,15 @@ class EtcdBackend(lease.LeasedSession):
                     need_list = True
                     continue
                 log.debug("%s: watch of %r failed to start: %s", self._name, prefix, exc)
+                self._failover_if_unavailable(generation, exc)
                 delay = await self._backoff(delay)
                 continue
             try:
                 async for ev in watch:
                     delay = 0.05
                     kv = ev.kv
+                    if int(kv.mod_revision) < resume_from:
+                        continue  # delivered before this resume (a server must not send it)
                     revision = int(kv.mod_revision)
                     if ev.kind == "DELETE":
                         if known.pop(kv.key, None) is None:
@@ -448,6 +515,7 @@ class EtcdBackend(lease.LeasedSession):
                     need_list = True
                 else:
                     log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix, exc)
+                    self._failover_if_unavailable(generation, exc)
                     delay = await self._backoff(delay)
             else:
                 if not self._closed:  # the server ended the watch: resume, but not in a tight loop
@@ -458,10 +526,18 @@ class EtcdBackend(lease.LeasedSession):
 
     # -- lifecycle -----------------------------------------------------------------
 
+    def _failover_if_unavailable(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation or self._classify(exc) == _UNAVAILABLE:
+            self._failover(generation, exc)
+
     async def _release(self) -> None:
         self._closed_event.set()
-        with contextlib.suppress(Exception):
-            await self._client.close()
+        await self._close_client(self._client)
+        if self._retired:
+            await asyncio.gather(*self._retired)
 
     def __repr__(self) -> str:
-        return f"EtcdBackend({self.endpoint!r}, lease_id={self.lease_id})"
+        return (
+            f"EtcdBackend({self.config.describe()!r}, current={self.endpoint!r}, "
+            f"lease_id={self.lease_id})"
+        )
