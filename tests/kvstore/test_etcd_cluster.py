@@ -121,7 +121,8 @@ class Collaborator:
 
     @classmethod
     def create(cls, name: str, config: etcd_config.EtcdClientConfig, ttl: float) -> Collaborator:
-        session = etcd.EtcdBackend(config, lease_ttl=ttl, name=name, retry_timeout=2.0)
+        session = etcd.EtcdBackend(config, lease_ttl=ttl, name=name, retry_timeout=2.0,
+                                  request_timeout=1.0)
         return cls(name, session, sync_store.WorkqueueSyncStore(name, session, NODES))
 
     async def start(self) -> None:
@@ -284,15 +285,17 @@ async def test_leader_killed_under_write_load_loses_nothing(
             await c.close()
 
 
+@pytest.mark.parametrize("how", ["killed", "frozen"])
 async def test_member_stopped_longer_than_the_lease_ttl(
-    cluster: etcd_cluster.EtcdCluster, pki: Pki
+    cluster: etcd_cluster.EtcdCluster, pki: Pki, how: str
 ) -> None:
     """Sessions naming every member keep their lease through the partition; a session
     pinned to the stopped member finds its lease expired on return, and its sync store
     writes its keys and its synced canary again under a new lease (as Cilium's does:
-    the canary comes back, the synced callbacks do not run twice)."""
+    the canary comes back, the synced callbacks do not run twice). The member is either
+    killed (connections refused) or frozen with SIGSTOP (connections open, silent)."""
     config = client_config(cluster, pki)
-    ttl = 2.0
+    ttl = 3.0
     roaming = [Collaborator.create(f"c{i}", config, ttl=ttl) for i in range(3)]
     victim = next(m for m in cluster.members if m.endpoint == roaming[0].backend.endpoint)
     pinned = Collaborator.create("pinned", client_config(cluster, pki, [victim]), ttl=ttl)
@@ -307,7 +310,10 @@ async def test_member_stopped_longer_than_the_lease_ttl(
         await eventually(lambda: all(len(c.ack_times) > 20 for c in roaming), within=30)
 
         stopped_at = loop.time()
-        await asyncio.to_thread(victim.stop)
+        if how == "killed":
+            victim.kill()
+        else:
+            victim.pause()
         acked_during = sum(len(c.ack_times) for c in roaming)
         # The pinned session's lease expires in the cluster: the others see its keys go.
         await eventually(lambda: all("pinned" in c.node_history.deletes for c in roaming),
@@ -315,9 +321,14 @@ async def test_member_stopped_longer_than_the_lease_ttl(
         await eventually(lambda: sum(len(c.ack_times) for c in roaming) > acked_during + 50,
                          within=30)
         acked_during = sum(len(c.ack_times) for c in roaming) - acked_during
+        # The lease ran from the last keep-alive before the stop: stay down a full TTL.
+        await asyncio.sleep(max(0.0, stopped_at + ttl + 0.2 - loop.time()))
         down_for = loop.time() - stopped_at
         assert down_for > ttl
-        await cluster.arestart(victim)
+        if how == "killed":
+            await cluster.arestart(victim)
+        else:
+            victim.resume()
         back_at = loop.time()
 
         async def pinned_back_under_a_new_lease() -> bool:
@@ -352,7 +363,7 @@ async def test_member_stopped_longer_than_the_lease_ttl(
             assert await lease_of(config, c.nodes.synced_key) == c.backend.lease_id
             assert await lease_of(config, c.nodes.key_path(c.name)) == c.backend.lease_id
         print(
-            f"\npartition: member down {down_for:.2f}s (lease TTL {ttl:.0f}s), "
+            f"\npartition ({how}): member down {down_for:.2f}s (lease TTL {ttl:.0f}s), "
             f"{acked_during} writes acked meanwhile, pinned session re-created its lease and "
             f"keys, views converged {converged:.3f}s after the member returned, lost=0"
         )

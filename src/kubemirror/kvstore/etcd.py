@@ -193,9 +193,27 @@ class EtcdBackend(lease.LeasedSession):
         self._generation += 1
         self._client = self._new_client()
         log.info("%s: %s failed (%s); moving to %s", self._name, before, exc, self.endpoint)
-        task = asyncio.get_running_loop().create_task(self._close_client(old))
+        task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
+
+    def _cut_by_failover(self, generation: int) -> bool:
+        """Whether a ``CancelledError`` came from closing a replaced client's channel.
+
+        gRPC raises ``CancelledError`` in calls still running on a closed channel; it
+        is a retryable interruption unless the calling task itself is being cancelled.
+        """
+        task = asyncio.current_task()
+        return (
+            generation != self._generation
+            and not self._closed
+            and (task is None or task.cancelling() == 0)
+        )
+
+    async def _retire(self, client: Any) -> None:
+        """Close a replaced client once its in-flight calls had time to end."""
+        await self._pause(self.request_timeout)
+        await self._close_client(client)
 
     @staticmethod
     async def _close_client(client: Any) -> None:
@@ -265,7 +283,11 @@ class EtcdBackend(lease.LeasedSession):
             generation = self._generation
             try:
                 return await fn()
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
+                    generation
+                ):
+                    raise
                 if self._closed:
                     raise errors.KVStoreClosedError(f"backend {self._name}") from exc
                 # A call cut short because the session moved to another member is retried.
@@ -292,9 +314,20 @@ class EtcdBackend(lease.LeasedSession):
         return int(granted.id)
 
     async def keep_lease_alive(self, lease_id: int) -> float:
-        reply = await self._call(
-            "lease keep-alive", "", lambda: self._client.refresh_lease(lease_id), retry=False
-        )
+        # A refresh slower than TTL/3 is worth less than a prompt retry on another member.
+        timeout = min(self.request_timeout, self.lease_ttl / 3)
+
+        async def refresh() -> Any:
+            client = self._client
+            await client.connect()
+            request = self._rpc.LeaseKeepAliveRequest(ID=lease_id)
+            async for reply in client.leasestub.LeaseKeepAlive(
+                [request], timeout=timeout, metadata=client.metadata
+            ):
+                return reply
+            return None
+
+        reply = await self._call("lease keep-alive", "", refresh, retry=False)
         if reply is None:
             raise errors.KVStoreUnavailableError("lease keep-alive", f"lease {lease_id:x}")
         return float(reply.TTL)
@@ -476,8 +509,14 @@ class EtcdBackend(lease.LeasedSession):
             generation = self._generation
             resume_from = revision + 1
             try:
+                await self._client.connect()
+                self._client.revive_watcher()
                 watch = await self._client.watch_prefix(raw, start_revision=resume_from)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
+                    generation
+                ):
+                    raise
                 if self._closed:
                     return
                 if self._compacted(exc, prefix):
@@ -508,7 +547,11 @@ class EtcdBackend(lease.LeasedSession):
                         )
                         known[kv.key] = revision
                         yield backend.KVEvent(kind, _decode(kv.key), bytes(kv.value), revision)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
+                    generation
+                ):
+                    raise
                 if self._closed:
                     return
                 if self._compacted(exc, prefix):

@@ -6,7 +6,8 @@ with TLS (CA bundle, optional client certificate) when the config asks for it,
 fetches an auth token for username/password, and sends etcd's ``hasleader``
 metadata on every call so that a member cut off from the quorum refuses requests
 and cancels watches instead of serving stale data (the Go client's
-``WithRequireLeader``). Failover between members is the backend's job.
+``WithRequireLeader``). ``revive_watcher()`` works around aetcd's watch stream not
+restarting after a failure. Failover between members is the backend's job.
 """
 
 from __future__ import annotations
@@ -78,12 +79,26 @@ def _client_class(aetcd: Any) -> type[Any]:
                 self.clusterstub = rpc.ClusterStub(channel)
                 self.leasestub = rpc.LeaseStub(channel)
                 self.maintenancestub = rpc.MaintenanceStub(channel)
-                self._watcher = aetcd.watcher.Watcher(
-                    rpc.WatchStub(channel), timeout=self._timeout, metadata=self.metadata
-                )
+                self._watcher = self._new_watcher()
                 self._connected.set()
             finally:
                 self._is_connecting = False
+
+        def _new_watcher(self) -> Any:
+            return aetcd.watcher.Watcher(
+                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+
+        def revive_watcher(self) -> None:
+            """Replace the watch stream multiplexer if its stream task died.
+
+            aetcd 1.0.0's ``Watcher`` never restarts its stream after the stream task
+            failed (it awaits itself while tearing down and keeps the dead task), so
+            every later watch would time out. Call before creating a watch.
+            """
+            handler = getattr(self._watcher, "_request_handler", None)
+            if handler is not None and handler.done():
+                self._watcher = self._new_watcher()
 
     return _Client
 

@@ -326,9 +326,22 @@ class EtcdServer:
         if proc is None:
             return
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # SIGKILL also ends a paused (SIGSTOPped) process
         proc.wait()
         self._reap()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers.
+
+        This is how tests produce a partitioned member; ``resume()`` thaws it.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a ``pause()``d process (SIGCONT)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Start again on the same data directory and ports (kill first if running)."""
