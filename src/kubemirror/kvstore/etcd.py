@@ -32,6 +32,7 @@ DEFAULT_ENDPOINT = etcd_config.DEFAULT_ENDPOINT
 
 _T = TypeVar("_T")
 _PAGE_SIZE = 1000
+_FENCE_ATTEMPTS = 64  # compare-and-retry rounds a write may lose to other writers
 _UNAVAILABLE, _LEASE, _COMPACTED, _OTHER = "unavailable", "lease", "compacted", "other"
 _GRPC_OPTIONS: dict[str, Any] = {
     # Reconnect quickly after the server comes back (gRPC defaults to 1 s .. 120 s).
@@ -78,23 +79,6 @@ def _prefix_end(prefix: bytes) -> bytes:
 def _parse_endpoint(endpoint: str) -> tuple[str, int]:
     parsed = etcd_config.EtcdEndpoint.parse(endpoint, field_name="endpoint")
     return parsed.host, parsed.port
-
-
-class _LeaseCompare:
-    """A transaction compare on a key's lease (aetcd only offers value/version/...)."""
-
-    def __init__(self, rpc: Any, key: bytes, lease_id: int) -> None:
-        self._rpc = rpc
-        self._key = key
-        self._lease_id = lease_id
-
-    def build_message(self) -> Any:
-        compare = self._rpc.Compare()
-        compare.key = self._key
-        compare.result = self._rpc.Compare.EQUAL
-        compare.target = self._rpc.Compare.LEASE
-        compare.lease = self._lease_id
-        return compare
 
 
 class EtcdBackend(lease.LeasedSession):
@@ -149,6 +133,7 @@ class EtcdBackend(lease.LeasedSession):
         self._credentials = etcd_client.channel_credentials(self.config)
         self._index = random.randrange(len(self.config.endpoints))
         self._generation = 0  # bumped each time the session moves to another member
+        self._revision = 0  # newest cluster revision seen: the fence of every write
         self._retired: set[asyncio.Task[None]] = set()
         super().__init__(lease_ttl, name or f"etcd {self.config.describe()}")
         self._client: Any = self._new_client()
@@ -228,7 +213,7 @@ class EtcdBackend(lease.LeasedSession):
             return _COMPACTED
         if isinstance(exc, aex.ConnectionFailedError | aex.ConnectionTimeoutError):
             return _UNAVAILABLE
-        if isinstance(exc, aex.WatchTimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, aex.WatchTimeoutError | asyncio.TimeoutError | ConnectionError):
             return _UNAVAILABLE
         text = str(exc)
         if "lease not found" in text:
@@ -335,24 +320,82 @@ class EtcdBackend(lease.LeasedSession):
     # -- Backend: writes ---------------------------------------------------------
 
     async def _put(self, key: str, value: bytes, lease_id: int, if_different: bool) -> bool:
+        rpc = self._rpc
         raw = _encode(key)
-        if not if_different:
-            await self._call(
-                "update", key, lambda: self._client.put(raw, value, lease=lease_id or None)
-            )
-            return True
-        tx = self._client.transactions
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=raw, value=value, lease=lease_id))
+        applied = await self._fenced_write("update", key, put, (value, lease_id), if_different)
+        return applied is not None
 
-        def txn() -> Awaitable[tuple[bool, list[Any]]]:
-            result: Awaitable[tuple[bool, list[Any]]] = self._client.transaction(
-                compare=[tx.value(raw) == value, _LeaseCompare(self._rpc, raw, lease_id)],
-                success=[],
-                failure=[tx.put(raw, value, lease=lease_id or None)],
-            )
-            return result
+    async def _fenced_write(
+        self,
+        operation: str,
+        key: str,
+        op: Any,
+        wanted: tuple[bytes, int] | None,
+        if_different: bool = False,
+    ) -> Any:
+        """Apply ``op`` to ``key`` only if no write newer than this session knows exists.
 
-        unchanged, _ = await self._call("update", key, txn)
-        return not unchanged
+        Every put and delete is a transaction comparing the key's mod revision with
+        the newest revision this session has seen (the fence), so a request that a
+        frozen member delivers late, after it timed out and was retried, cannot
+        overwrite a newer value. When the compare fails the key is read in the same
+        transaction: already ``wanted`` (value, lease; None for absent) means done
+        (an earlier attempt landed), else another writer was first and the write is
+        retried above the revision now seen. With ``if_different`` nothing is written
+        when the key already holds ``wanted``. Returns the transaction response when
+        ``op`` was applied, else None.
+        """
+        rpc = self._rpc
+        raw = _encode(key)
+        for _ in range(_FENCE_ATTEMPTS):
+            fenced = rpc.TxnRequest(
+                compare=[rpc.Compare(key=raw, result=rpc.Compare.LESS, target=rpc.Compare.MOD,
+                                     mod_revision=self._revision + 1)],
+                success=[op],
+                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=raw))],
+            )
+            request = fenced
+            if if_different and wanted is not None:
+                value, lease_id = wanted
+                request = rpc.TxnRequest(
+                    compare=[
+                        rpc.Compare(key=raw, result=rpc.Compare.EQUAL,
+                                    target=rpc.Compare.VALUE, value=value),
+                        rpc.Compare(key=raw, result=rpc.Compare.EQUAL,
+                                    target=rpc.Compare.LEASE, lease=lease_id),
+                    ],
+                    success=[],
+                    failure=[rpc.RequestOp(request_txn=fenced)],
+                )
+            resp = await self._call(operation, key, functools.partial(self._txn_rpc, request))
+            self._saw(int(resp.header.revision))
+            inner = resp
+            if request is not fenced:
+                if resp.succeeded:
+                    return None  # already holds the value under this lease
+                inner = resp.responses[0].response_txn
+            if inner.succeeded:
+                return inner
+            kvs = inner.responses[0].response_range.kvs
+            current = (bytes(kvs[0].value), int(kvs[0].lease)) if kvs else None
+            if current == wanted:
+                return None
+        raise errors.KVStoreError(
+            f"etcd {operation} of {key!r} lost {_FENCE_ATTEMPTS} races with other writers"
+        )
+
+    async def _txn_rpc(self, request: Any) -> Any:
+        client = self._client
+        await client.connect()
+        return await client.kvstub.Txn(
+            request, timeout=self.request_timeout, metadata=client.metadata
+        )
+
+    def _saw(self, revision: int) -> None:
+        """Note a revision the cluster reached (raises the write fence)."""
+        if revision > self._revision:
+            self._revision = revision
 
     async def _write(self, key: str, value: bytes, lease_: bool, if_different: bool) -> bool:
         self._check_open()
@@ -407,10 +450,11 @@ class EtcdBackend(lease.LeasedSession):
 
     async def delete(self, key: str) -> bool:
         self._check_open()
-        raw = _encode(key)
-        result = await self._call("delete", key, lambda: self._client.delete(raw))
+        rpc = self._rpc
+        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_encode(key)))
+        applied = await self._fenced_write("delete", key, op, None)
         self._leases.detach(key)
-        return result is not None
+        return applied is not None and applied.responses[0].response_delete_range.deleted > 0
 
     # -- Backend: reads ----------------------------------------------------------
 
@@ -435,6 +479,7 @@ class EtcdBackend(lease.LeasedSession):
                     )
                     if revision == 0:
                         revision = int(resp.header.revision)
+                        self._saw(revision)
                     items.extend((kv.key, kv.value, kv.mod_revision) for kv in resp.kvs)
                     if not resp.more or not resp.kvs:
                         return items, revision
@@ -509,9 +554,7 @@ class EtcdBackend(lease.LeasedSession):
             generation = self._generation
             resume_from = revision + 1
             try:
-                await self._client.connect()
-                self._client.revive_watcher()
-                watch = await self._client.watch_prefix(raw, start_revision=resume_from)
+                watch = await self._client.watch_range(raw, _prefix_end(raw), resume_from)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
                     generation
@@ -533,6 +576,7 @@ class EtcdBackend(lease.LeasedSession):
                     if int(kv.mod_revision) < resume_from:
                         continue  # delivered before this resume (a server must not send it)
                     revision = int(kv.mod_revision)
+                    self._saw(revision)
                     if ev.kind == "DELETE":
                         if known.pop(kv.key, None) is None:
                             continue

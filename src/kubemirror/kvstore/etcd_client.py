@@ -6,13 +6,15 @@ with TLS (CA bundle, optional client certificate) when the config asks for it,
 fetches an auth token for username/password, and sends etcd's ``hasleader``
 metadata on every call so that a member cut off from the quorum refuses requests
 and cancels watches instead of serving stale data (the Go client's
-``WithRequireLeader``). ``revive_watcher()`` works around aetcd's watch stream not
-restarting after a failure. Failover between members is the backend's job.
+``WithRequireLeader``). ``watch_range`` gives each watch its own stream, since
+aetcd's shared watch stream does not recover from a failure. Failover between
+members is the backend's job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from typing import Any
 
@@ -21,6 +23,43 @@ from kubemirror.kvstore import etcd_config
 __all__ = ["open_client"]
 
 REQUIRE_LEADER = ("hasleader", "true")
+
+
+async def _shutdown(watcher: Any) -> None:
+    """Close a private watcher's stream (bounded: aetcd's teardown can block)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0):
+            await watcher.shutdown()
+
+
+class _StreamEnded(ConnectionError):
+    """The private watch stream's task ended (channel closed or stream failed)."""
+
+
+class _PrivateWatch:
+    """Events of one ``watch_range``: iterate them; ``cancel()`` closes the stream.
+
+    Iteration raises the stream's error (as aetcd reports it) and ends when the
+    server or ``cancel()`` ends the stream.
+    """
+
+    def __init__(self, watcher: Any, events: asyncio.Queue[Any]) -> None:
+        self._watcher = watcher
+        self._events = events
+
+    def __aiter__(self) -> _PrivateWatch:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._events.get()
+        if item is None:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def cancel(self) -> None:
+        await _shutdown(self._watcher)
 
 
 @functools.cache
@@ -79,7 +118,7 @@ def _client_class(aetcd: Any) -> type[Any]:
                 self.clusterstub = rpc.ClusterStub(channel)
                 self.leasestub = rpc.LeaseStub(channel)
                 self.maintenancestub = rpc.MaintenanceStub(channel)
-                self._watcher = self._new_watcher()
+                self._watcher = self._new_watcher()  # aetcd's own watch(); we use watch_range
                 self._connected.set()
             finally:
                 self._is_connecting = False
@@ -89,16 +128,35 @@ def _client_class(aetcd: Any) -> type[Any]:
                 rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
             )
 
-        def revive_watcher(self) -> None:
-            """Replace the watch stream multiplexer if its stream task died.
+        async def watch_range(self, key: bytes, range_end: bytes, start_revision: int) -> Any:
+            """A watch of ``[key, range_end)`` from ``start_revision`` on its own stream.
 
-            aetcd 1.0.0's ``Watcher`` never restarts its stream after the stream task
-            failed (it awaits itself while tearing down and keeps the dead task), so
-            every later watch would time out. Call before creating a watch.
+            aetcd's shared ``Watcher`` never recovers once its stream failed (its
+            request queue fills up and later watches block forever), so every watch
+            gets a private ``Watcher`` (one gRPC stream), shut down with the watch.
             """
-            handler = getattr(self._watcher, "_request_handler", None)
-            if handler is not None and handler.done():
-                self._watcher = self._new_watcher()
+            await self.connect()
+            watcher = self._new_watcher()
+            events: asyncio.Queue[Any] = asyncio.Queue()
+
+            async def deliver(response: Any) -> None:
+                await events.put(response)
+
+            try:
+                await watcher.add_callback(
+                    key, deliver, range_end=range_end, start_revision=start_revision
+                )
+            except BaseException:
+                await _shutdown(watcher)
+                raise
+            # The stream task can also end without telling the subscribers (it is
+            # cancelled when the channel closes): end the iteration then too.
+            stream = getattr(watcher, "_request_handler", None)
+            if stream is not None:
+                stream.add_done_callback(
+                    lambda _: events.put_nowait(_StreamEnded("watch stream ended"))
+                )
+            return _PrivateWatch(watcher, events)
 
     return _Client
 
