@@ -554,7 +554,11 @@ class EtcdBackend(lease.LeasedSession):
             generation = self._generation
             resume_from = revision + 1
             try:
-                watch = await self._client.watch_range(raw, _prefix_end(raw), resume_from)
+                watch = await self._unless_closed(
+                    self._client.watch_range(raw, _prefix_end(raw), resume_from)
+                )
+                if watch is None:
+                    return
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
                     generation
@@ -612,6 +616,28 @@ class EtcdBackend(lease.LeasedSession):
                     await watch.cancel()
 
     # -- lifecycle -----------------------------------------------------------------
+
+    async def _unless_closed(self, call: Awaitable[_T]) -> _T | None:
+        """Await ``call``, or cancel it and return None once the backend closes.
+
+        (Creating a watch waits for the server's answer for up to ``request_timeout``
+        even after the channel closed.)
+        """
+        task = asyncio.ensure_future(call)
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            closed.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
 
     def _failover_if_unavailable(self, generation: int, exc: BaseException) -> None:
         if generation != self._generation or self._classify(exc) == _UNAVAILABLE:
