@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
+import os
 import random
 import sys
 from collections.abc import AsyncGenerator
@@ -39,6 +41,8 @@ __all__ = [
     "run_list",
     "run_watch",
 ]
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for etcd's first answer before calling it unreachable."""
@@ -232,6 +236,10 @@ async def _open(
     etcd: kvstore.EtcdClientConfig | None,
 ) -> AsyncGenerator[kvstore.Backend, None]:
     """The backend for ``etcd`` (or the seeded demo keyspace), closed afterwards."""
+    # gRPC's C core would print TLS handshake failures to stderr on its own; the
+    # command reports the failure in one line instead (--debug keeps them).
+    if not log.isEnabledFor(logging.DEBUG):
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     backend = kvstore.connect(etcd or _MEMORY_URL)
     async with backend:
         if etcd is None:
