@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import aetcd
 import pytest
@@ -177,3 +178,23 @@ async def test_username_and_password_auth(etcd_server_fn: etcd_server.EtcdServer
             with pytest.raises(errors.KVStoreError) as caught:
                 await session.get("auth/a")
             assert not isinstance(caught.value, errors.KVStoreUnavailableError)
+
+
+async def test_an_expired_auth_token_is_renewed(tmp_path: Path) -> None:
+    """etcd forgets a simple token after --auth-token-ttl seconds without use (here 1 s):
+    the session authenticates again on a new connection instead of failing for good."""
+    binary = etcd_server.find_etcd_binary()
+    assert binary is not None
+    server = etcd_server.EtcdServer(tmp_path / "etcd", binary=binary,
+                                    extra_args=("--auth-token-ttl", "1"))
+    await server.astart()
+    try:
+        await _enable_auth(server, "pw")
+        config = EtcdClientConfig.from_endpoints(server.endpoint, username="root", password="pw")
+        async with etcd.EtcdBackend(config) as session:
+            await session.update("token/a", b"1")
+            await asyncio.sleep(3)  # etcd's own clock: the token must go unused past its TTL
+            assert await session.get("token/a") == b"1"
+            assert session.failovers == 1
+    finally:
+        await asyncio.to_thread(server.cleanup)

@@ -168,10 +168,14 @@ class EtcdBackend(lease.LeasedSession):
     def _failover(self, generation: int, exc: BaseException) -> None:
         """The member behind ``generation`` failed: move to the next endpoint.
 
-        No-op with a single endpoint (gRPC redials it) or when another call already
-        moved on since ``generation``. The old client is closed in the background.
+        No-op when another call already moved on since ``generation``, and with a
+        single endpoint (gRPC redials it) unless the auth token expired: then a new
+        connection to the same member authenticates again. The old client is closed
+        in the background.
         """
-        if len(self.config.endpoints) == 1 or generation != self._generation or self._closed:
+        if generation != self._generation or self._closed:
+            return
+        if len(self.config.endpoints) == 1 and "invalid auth token" not in str(exc):
             return
         old, before = self._client, self.endpoint
         self._index = (self._index + 1) % len(self.config.endpoints)
