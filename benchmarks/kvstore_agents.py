@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -285,6 +287,8 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
 
 async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
                      interval: float, stacks: list[str]) -> None:
+    # A SIGTERM (timeout(1), Ctrl-C from a runner) still stops the etcd members.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster = EtcdCluster(3, heartbeat_interval_ms=50, election_timeout_ms=500,
                           extra_args=("--unsafe-no-fsync",))
     await cluster.astart()
@@ -321,5 +325,7 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
 
 
 def worker_main(spec: str) -> None:
+    # Retries under overload are expected; only errors are worth the worker's stderr.
+    logging.basicConfig(level=logging.ERROR)
     stack, endpoints, first, count, agents, keys, latency_writes = json.loads(spec)
     asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes))

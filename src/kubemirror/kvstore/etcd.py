@@ -307,14 +307,18 @@ class EtcdBackend(lease.LeasedSession):
         timeout = min(self.request_timeout, self.lease_ttl / 3)
 
         async def refresh() -> Any:
+            import grpc
+
             client = self._client
             await client.connect()
-            request = self._rpc.LeaseKeepAliveRequest(ID=lease_id)
-            async for reply in client.leasestub.LeaseKeepAlive(
-                [request], timeout=timeout, metadata=client.metadata
-            ):
-                return reply
-            return None
+            # One request and one reply on the bidirectional stream, then hang up.
+            call = client.leasestub.LeaseKeepAlive(timeout=timeout, metadata=client.metadata)
+            try:
+                await call.write(self._rpc.LeaseKeepAliveRequest(ID=lease_id))
+                reply = await call.read()
+            finally:
+                call.cancel()
+            return None if reply is grpc.aio.EOF else reply
 
         reply = await self._call("lease keep-alive", "", refresh, retry=False)
         if reply is None:
