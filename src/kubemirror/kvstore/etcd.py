@@ -76,6 +76,12 @@ def _prefix_end(prefix: bytes) -> bytes:
     return b"\0"  # every key
 
 
+def _one_line(exc: BaseException) -> str:
+    """A gRPC error's ``details()`` (its ``str`` spans lines), else ``str(exc)``."""
+    details = getattr(exc, "details", None)
+    return " ".join(str(details() if callable(details) else exc).split())
+
+
 def _parse_endpoint(endpoint: str) -> tuple[str, int]:
     parsed = etcd_config.EtcdEndpoint.parse(endpoint, field_name="endpoint")
     return parsed.host, parsed.port
@@ -95,6 +101,10 @@ class EtcdBackend(lease.LeasedSession):
       ``KVStoreUnavailableError`` (the write may or may not have been applied; all
       writes are idempotent, so retrying is safe). Other server errors raise
       ``KVStoreError`` from the cause. ``request_timeout`` bounds each RPC.
+    - Each ``update``/``update_if_different``/``delete`` is fenced: it applies only if
+      the key was not modified after the newest revision this session has seen, so
+      a stale copy of a request that a member delivers late is a no-op (see
+      ``_fenced_write``). ``update_many`` batches are not fenced.
     - The session lease lasts ``lease_ttl`` seconds (etcd rounds up to whole seconds)
       and is refreshed every ``lease_ttl / 3`` through the current member; a lease
       found gone is replaced and its keys' observers are told (the sync stores
@@ -181,7 +191,8 @@ class EtcdBackend(lease.LeasedSession):
         self._index = (self._index + 1) % len(self.config.endpoints)
         self._generation += 1
         self._client = self._new_client()
-        log.info("%s: %s failed (%s); moving to %s", self._name, before, exc, self.endpoint)
+        log.info("%s: %s failed (%s); moving to %s", self._name, before, _one_line(exc),
+                 self.endpoint)
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
@@ -613,7 +624,8 @@ class EtcdBackend(lease.LeasedSession):
                 if self._compacted(exc, prefix):
                     need_list = True
                 else:
-                    log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix, exc)
+                    log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix,
+                             _one_line(exc))
                     self._failover_if_unavailable(generation, exc)
                     delay = await self._backoff(delay)
             else:
