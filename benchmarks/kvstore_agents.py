@@ -64,6 +64,7 @@ class Tally:
     converged_at: float = 0.0
     latency_seen: dict[int, int] = field(default_factory=dict)
     latency_complete: int = 0
+    raw_restarts: int = 0
     latencies: list[float] = field(default_factory=list)
     all_converged: asyncio.Event = field(default_factory=asyncio.Event)
     all_latency: asyncio.Event = field(default_factory=asyncio.Event)
@@ -145,13 +146,25 @@ async def raw_agent(
             await client.refresh_lease(lease_id)
 
     async def watch() -> None:
-        listing = await client.get_prefix(prefix)
-        for kv in listing.kvs:
-            note(kv.key, kv.value)
-        events = await client.watch_prefix(prefix, start_revision=listing.header.revision + 1)
-        async for event in events:
-            if event.kind == "PUT":
-                note(event.kv.key, event.kv.value)
+        # The least a raw client needs to survive overload: on any error, a new client
+        # (aetcd's watch stream does not recover), then list and watch again.
+        watcher = aetcd.Client(host=host, port=int(port), timeout=60)
+        while True:
+            try:
+                listing = await watcher.get_prefix(prefix)
+                for kv in listing.kvs:
+                    note(kv.key, kv.value)
+                events = await watcher.watch_prefix(
+                    prefix, start_revision=listing.header.revision + 1)
+                async for event in events:
+                    if event.kind == "PUT":
+                        note(event.kv.key, event.kv.value)
+            except Exception:
+                tally.raw_restarts += 1
+            with contextlib.suppress(Exception):
+                await watcher.close()
+            await asyncio.sleep(0.5)
+            watcher = aetcd.Client(host=host, port=int(port), timeout=60)
 
     async with client:
         lease = await client.lease(60)
@@ -159,7 +172,14 @@ async def raw_agent(
                                                                       watch())]
         try:
             for j in range(keys):
-                await client.put(f"{PREFIX}/a{agent}-k{j}".encode(), VALUE, lease=lease.id)
+                while True:
+                    try:
+                        await client.put(f"{PREFIX}/a{agent}-k{j}".encode(), VALUE,
+                                         lease=lease.id)
+                        break
+                    except Exception:
+                        tally.raw_restarts += 1
+                        await asyncio.sleep(0.5)
             await done.wait()
         finally:
             for task in tasks:
