@@ -317,6 +317,10 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
         for stack in stacks:
             results.append(await run_stack(stack, cluster, agents, keys, processes,
                                            latency_writes, interval))
+            done = results[-1]
+            print(f"[{done.stack} done: converged {done.converge_s:.2f} s, "
+                  f"p50 {done.pct(0.5):.2f} ms, p99 {done.pct(0.99):.2f} ms, "
+                  f"etcd CPU {done.etcd_cpu_s:.1f} s]", file=sys.stderr, flush=True)
     finally:
         await asyncio.to_thread(cluster.cleanup)
     mode = "asyncio tasks in 1 process" if processes == 1 else f"{processes} worker processes"
