@@ -14,6 +14,12 @@ Starts a private etcd (``EtcdServer``) on 127.0.0.1 and measures, in the same ru
   WorkqueueSyncStore -> etcd -> RestartableWatchStore path).
 
 Usage: python benchmarks/bench_kvstore.py [--keys 10000] [--latency-keys 2000] [--quick]
+
+With ``--agents N`` it runs the cluster benchmark instead (``kvstore_agents.py``): N
+collaborator agents owning ``--agent-keys`` keys each on a 3-member etcd cluster, as
+asyncio tasks (``--processes 1``) or over several processes, kubemirror vs raw aetcd:
+
+    python benchmarks/bench_kvstore.py --agents 1000 --agent-keys 10 --processes 2
 """
 
 from __future__ import annotations
@@ -406,7 +412,29 @@ def main() -> None:
     parser.add_argument("--latency-keys", type=int, default=None, help="writes per latency run")
     parser.add_argument("--repeat", type=int, default=None, help="runs per throughput row")
     parser.add_argument("--quick", action="store_true", help="1,000 keys, fewer variants")
+    parser.add_argument("--agents", type=int, default=None,
+                        help="run the agents benchmark on a 3-member cluster with N agents")
+    parser.add_argument("--agent-keys", type=int, default=10, help="keys owned by each agent")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="worker processes for the agents (1: asyncio tasks in one process)")
+    parser.add_argument("--latency-writes", type=int, default=100,
+                        help="single writes timed until every agent saw them")
+    parser.add_argument("--write-interval", type=float, default=0.05,
+                        help="seconds between two latency writes")
+    parser.add_argument("--stacks", default="kubemirror,raw",
+                        help="comma-separated: kubemirror, raw (aetcd)")
+    parser.add_argument("--agent-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.agent_worker is not None or args.agents is not None:
+        import kvstore_agents  # beside this file (benchmarks/ is on sys.path when run)
+
+        if args.agent_worker is not None:
+            kvstore_agents.worker_main(args.agent_worker)
+        else:
+            asyncio.run(kvstore_agents.run_agents(
+                args.agents, args.agent_keys, args.processes, args.latency_writes,
+                args.write_interval, args.stacks.split(",")))
+        return
     keys = args.keys or (1000 if args.quick else 10_000)
     latency_keys = args.latency_keys or min(keys, 300 if args.quick else 2000)
     repeat = args.repeat or (1 if args.quick else 3)

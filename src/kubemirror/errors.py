@@ -329,8 +329,15 @@ class KVStoreUnavailableError(KVStoreError):
         self.operation = operation
         self.key = key
         self.cause = cause
-        detail = f": {cause}" if cause is not None else ""
+        detail = f": {_cause_details(cause)}" if cause is not None else ""
         super().__init__(f"kvstore unavailable during {operation} of {key!r}{detail}")
+
+
+def _cause_details(cause: BaseException) -> str:
+    """A one-line description of ``cause`` (a gRPC error's ``details()``, else ``str``)."""
+    details = getattr(cause, "details", None)
+    text = str(details()) if callable(details) else str(cause)
+    return " ".join(text.split())
 
 
 class KVStoreStateError(KVStoreError):

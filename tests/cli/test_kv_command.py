@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from kubemirror import kvstore
-from kubemirror.cli.kv import DEMO_PREFIX, render_value
-from kubemirror.kvstore import etcd_server
+from kubemirror import errors, kvstore
+from kubemirror.cli.kv import DEMO_PREFIX, EtcdOptions, render_value
+from kubemirror.kvstore import EtcdClientConfig, etcd_cluster, etcd_server
+from tests.certs import make_pki
 from tests.cli.conftest import Spawn, run_cli
 
 
@@ -108,3 +110,74 @@ async def test_kv_unreachable_etcd_is_one_line() -> None:
     assert len(lines) == 1, result.stderr
     assert f"cannot reach etcd at http://127.0.0.1:{port}" in lines[0]
     assert "--etcd" in lines[0]
+
+
+@pytest.mark.etcd
+async def test_kv_on_a_tls_cluster_from_a_cilium_config_file(tmp_path: Path) -> None:
+    """Three TLS members, one of them killed: the CLI reads the config file and fails over."""
+    binary = _etcd_binary()
+    pki = make_pki(tmp_path)
+    tls = etcd_server.EtcdServerTLS(str(pki.ca_cert), str(pki.server_cert), str(pki.server_key))
+    async with etcd_cluster.EtcdCluster(3, tmp_path / "cluster", binary=binary,
+                                        tls=tls) as cluster:
+        config_file = tmp_path / "etcd.config"
+        config_file.write_text(
+            "endpoints:\n" + "".join(f"- {url}\n" for url in cluster.endpoints)
+            + f"trusted-ca-file: {pki.ca_cert}\ncert-file: {pki.client_cert}\n"
+            f"key-file: {pki.client_key}\n"
+        )
+        config = EtcdClientConfig.from_file(config_file)
+        async with kvstore.connect(config) as backend:
+            await backend.update("app/a", b"1")
+        cluster.kill(cluster.members[0])
+        for flags in (
+            ["--etcd-config", str(config_file)],
+            ["--etcd", ",".join(cluster.endpoints), "--cacert", str(pki.ca_cert),
+             "--cert", str(pki.client_cert), "--key", str(pki.client_key)],
+        ):
+            listed = await run_cli("kv", "list", "app/", *flags)
+            assert listed.returncode == 0, listed.stderr
+            assert listed.stdout.splitlines() == ["app/a  1"]
+        no_cert = await run_cli("kv", "get", "app/a", "--etcd", cluster.endpoints[1],
+                                "--cacert", str(pki.ca_cert))
+        assert no_cert.returncode == 1
+        assert len(no_cert.stderr.strip().splitlines()) == 1, no_cert.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (EtcdOptions(), None),
+        (EtcdOptions("a:1,b:2", user="root:pw"),
+         EtcdClientConfig.from_endpoints("a:1,b:2", username="root", password="pw")),
+        (EtcdOptions("a:1", user="root", password="pw"),
+         EtcdClientConfig.from_endpoints("a:1", username="root", password="pw")),
+        (EtcdOptions("https://a:1", cacert=Path("ca.pem")),
+         EtcdClientConfig.from_endpoints("https://a:1", ca_file="ca.pem")),
+    ],
+    ids=["demo", "user-colon-password", "user-and-password", "cacert"],
+)
+def test_etcd_options(options: EtcdOptions, expected: EtcdClientConfig | None) -> None:
+    assert options.client_config() == expected
+
+
+def test_etcd_options_flags_override_the_config_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "etcd.config"
+    config_file.write_text("endpoints: [https://a:1]\ntrusted-ca-file: file-ca.pem\n")
+    config = EtcdOptions("b:2", config_file=config_file, cacert=Path("flag-ca.pem")).client_config()
+    assert config == EtcdClientConfig.from_endpoints("https://b:2", ca_file="flag-ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (EtcdOptions(cacert=Path("ca.pem")), "etcd"),
+        (EtcdOptions("a:1", user="root"), "user"),
+        (EtcdOptions("a:1,nope"), "endpoints[1]"),
+    ],
+    ids=["tls-without-etcd", "user-without-password", "bad-endpoint"],
+)
+def test_etcd_options_errors_name_the_flag(options: EtcdOptions, field: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        options.client_config()
+    assert caught.value.field == field

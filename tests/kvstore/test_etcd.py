@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import aetcd
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from kubemirror import errors
 from kubemirror.kvstore import etcd, etcd_server
 from kubemirror.kvstore.backend import KVEventType
+from kubemirror.kvstore.etcd_config import EtcdClientConfig
 
 from .conftest import eventually
 from .test_backend import EventTail
@@ -141,3 +143,58 @@ async def test_lease_survives_a_server_restart(etcd_server_fn: etcd_server.EtcdS
         await asyncio.sleep(3.0)  # longer than the TTL: only the keep-alive can hold it
         assert await b.get("l/a") == b"1"
         assert b.lease_id == first
+
+
+async def _enable_auth(server: etcd_server.EtcdServer, password: str) -> None:
+    """etcdctl's ``user add root``, ``user grant-role root root``, ``auth enable``."""
+    import grpc
+    from aetcd import rpc
+
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        auth = rpc.AuthStub(channel)
+        await auth.UserAdd(rpc.AuthUserAddRequest(name="root", password=password))
+        await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="root", role="root"))
+        await auth.AuthEnable(rpc.AuthEnableRequest())
+
+
+async def test_username_and_password_auth(etcd_server_fn: etcd_server.EtcdServer) -> None:
+    server = etcd_server_fn
+    await _enable_auth(server, "s3cret")
+    good = EtcdClientConfig.from_endpoints(server.endpoint, username="root", password="s3cret")
+    async with etcd.EtcdBackend(good, lease_ttl=2.0) as session:
+        tail = EventTail(session, "auth/")
+        try:
+            await asyncio.wait_for(tail.listed.wait(), 10)
+            await session.update("auth/a", b"1", lease=True)
+            assert await session.get("auth/a") == b"1"
+            await eventually(lambda: tail.changes() == [(KVEventType.CREATE, "auth/a", b"1")])
+        finally:
+            await tail.close()
+    for config in (
+        EtcdClientConfig.from_endpoints(server.endpoint, username="root", password="wrong"),
+        EtcdClientConfig.from_endpoints(server.endpoint),
+    ):
+        async with etcd.EtcdBackend(config, retry_timeout=0.5) as session:
+            with pytest.raises(errors.KVStoreError) as caught:
+                await session.get("auth/a")
+            assert not isinstance(caught.value, errors.KVStoreUnavailableError)
+
+
+async def test_an_expired_auth_token_is_renewed(tmp_path: Path) -> None:
+    """etcd forgets a simple token after --auth-token-ttl seconds without use (here 1 s):
+    the session authenticates again on a new connection instead of failing for good."""
+    binary = etcd_server.find_etcd_binary()
+    assert binary is not None
+    server = etcd_server.EtcdServer(tmp_path / "etcd", binary=binary,
+                                    extra_args=("--auth-token-ttl", "1"))
+    await server.astart()
+    try:
+        await _enable_auth(server, "pw")
+        config = EtcdClientConfig.from_endpoints(server.endpoint, username="root", password="pw")
+        async with etcd.EtcdBackend(config) as session:
+            await session.update("token/a", b"1")
+            await asyncio.sleep(3)  # etcd's own clock: the token must go unused past its TTL
+            assert await session.get("token/a") == b"1"
+            assert session.failovers == 1
+    finally:
+        await asyncio.to_thread(server.cleanup)

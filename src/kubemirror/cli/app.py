@@ -74,8 +74,30 @@ Etcd = Annotated[
     typer.Option(
         "--etcd",
         envvar="KUBEMIRROR_ETCD_URL",
-        help="etcd URL (http://127.0.0.1:2379). Without it: an embedded demo keyspace.",
+        help="etcd endpoints, comma-separated (https://10.0.0.1:2379,https://10.0.0.2:2379). "
+        "Without it (and --etcd-config): an embedded demo keyspace.",
     ),
+]
+EtcdConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--etcd-config",
+        envvar="KUBEMIRROR_ETCD_CONFIG",
+        help="etcd client config file in Cilium's format (endpoints:, trusted-ca-file:, "
+        "cert-file:, key-file:).",
+    ),
+]
+CaCert = Annotated[
+    Path | None, typer.Option("--cacert", help="CA bundle verifying the etcd members (TLS).")
+]
+Cert = Annotated[Path | None, typer.Option("--cert", help="Client certificate (TLS).")]
+Key = Annotated[Path | None, typer.Option("--key", help="Client certificate's key (TLS).")]
+User = Annotated[
+    str | None, typer.Option("--user", help="etcd user: USER or USER:PASSWORD.")
+]
+Password = Annotated[
+    str | None,
+    typer.Option("--password", envvar="KUBEMIRROR_ETCD_PASSWORD", help="Password for --user."),
 ]
 Prefix = Annotated[str, typer.Argument(help='Key prefix ("" for every key).')]
 Output = Annotated[
@@ -439,13 +461,20 @@ def kv_list(
     ctx: typer.Context,
     prefix: Prefix = "",
     etcd: Etcd = None,
+    etcd_config: EtcdConfigFile = None,
+    cacert: CaCert = None,
+    cert: Cert = None,
+    key_file: Key = None,
+    user: User = None,
+    password: Password = None,
     output: Output = OutputFormat.TEXT,
     debug: Debug = False,
 ) -> None:
     """List the keys under PREFIX with their values."""
     from kubemirror.cli import kv as kv_mod
 
-    _run(ctx, debug, lambda: kv_mod.run_list(etcd, prefix, output is OutputFormat.JSON))
+    options = kv_mod.EtcdOptions(etcd, etcd_config, cacert, cert, key_file, user, password)
+    _run(ctx, debug, lambda: kv_mod.run_list(options, prefix, output is OutputFormat.JSON))
 
 
 @kv_app.command("get")
@@ -453,13 +482,20 @@ def kv_get(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="The key.")],
     etcd: Etcd = None,
+    etcd_config: EtcdConfigFile = None,
+    cacert: CaCert = None,
+    cert: Cert = None,
+    key_file: Key = None,
+    user: User = None,
+    password: Password = None,
     output: Output = OutputFormat.TEXT,
     debug: Debug = False,
 ) -> None:
     """Print the value of KEY (exit status 1 if it does not exist)."""
     from kubemirror.cli import kv as kv_mod
 
-    _run(ctx, debug, lambda: kv_mod.run_get(etcd, key, output is OutputFormat.JSON))
+    options = kv_mod.EtcdOptions(etcd, etcd_config, cacert, cert, key_file, user, password)
+    _run(ctx, debug, lambda: kv_mod.run_get(options, key, output is OutputFormat.JSON))
 
 
 @kv_app.command("watch")
@@ -467,6 +503,12 @@ def kv_watch(
     ctx: typer.Context,
     prefix: Prefix = "",
     etcd: Etcd = None,
+    etcd_config: EtcdConfigFile = None,
+    cacert: CaCert = None,
+    cert: Cert = None,
+    key_file: Key = None,
+    user: User = None,
+    password: Password = None,
     output: Output = OutputFormat.TEXT,
     duration: Duration = None,
     debug: Debug = False,
@@ -474,10 +516,11 @@ def kv_watch(
     """Print the keys under PREFIX, then every change, until Ctrl-C."""
     from kubemirror.cli import kv as kv_mod
 
+    options = kv_mod.EtcdOptions(etcd, etcd_config, cacert, cert, key_file, user, password)
     _run(
         ctx,
         debug,
-        lambda: kv_mod.run_watch(etcd, prefix, output is OutputFormat.JSON, duration),
+        lambda: kv_mod.run_watch(options, prefix, output is OutputFormat.JSON, duration),
     )
 
 

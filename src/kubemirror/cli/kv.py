@@ -3,13 +3,15 @@
 Part of the ``cli`` layer, over ``kubemirror.kvstore`` (``connect``, ``Backend``)
 and, for ``watch``, the ``watcher`` layer: ``kv watch`` is a ``Watcher`` with a
 ``KVSource`` (raw values, indexed by namespace and name), whose store is diffed
-at each ``on_change`` to print the keys that changed. With ``--etcd URL`` the
-commands talk to a real etcd v3 server; without it they use the in-process
-``MemoryBackend``, seeded by ``DemoKeyspace`` with Cilium-style keys (nodes,
-identities, endpoint IPs) that keep changing, so the commands can be tried with
-nothing installed. Values print as text when they are UTF-8 (JSON compacted),
-else as ``base64:...``; ``-o json`` prints one JSON object per line. An etcd
-that does not answer in ``CONNECT_TIMEOUT`` seconds is reported as unreachable.
+at each ``on_change`` to print the keys that changed. With ``--etcd URL[,URL...]``
+(or ``--etcd-config FILE``, Cilium's format) the commands talk to a real etcd v3
+cluster, with ``--cacert/--cert/--key`` for TLS and ``--user``/``--password`` for
+etcd auth (``EtcdOptions``); without it they use the in-process ``MemoryBackend``,
+seeded by ``DemoKeyspace`` with Cilium-style keys (nodes, identities, endpoint IPs) that keep changing, so the
+commands can be tried with nothing installed. Values print as text when they
+are UTF-8 (JSON compacted), else as ``base64:...``; ``-o json`` prints one JSON
+object per line. An etcd that does not answer in ``CONNECT_TIMEOUT`` seconds is
+reported as unreachable.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
+import os
 import random
 import sys
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,12 +38,15 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "DEMO_PREFIX",
     "DemoKeyspace",
+    "EtcdOptions",
     "KeyPrinter",
     "render_value",
     "run_get",
     "run_list",
     "run_watch",
 ]
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for etcd's first answer before calling it unreachable."""
@@ -46,7 +55,63 @@ DEMO_PREFIX = "cilium/state"
 """Where the demo keyspace lives."""
 
 _MEMORY_URL = "memory://"
-_ETCD_HINT = "Check the --etcd URL (e.g. http://127.0.0.1:2379) and that etcd is running"
+_ETCD_HINT = (
+    "Check the --etcd URLs (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379), the TLS "
+    "files (--cacert/--cert/--key) and that etcd is running"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdOptions:
+    """The ``kv`` commands' etcd flags, as given (all optional)."""
+
+    # --etcd: comma-separated endpoints (http://, https:// or host:port).
+    endpoints: str | None = None
+    # --etcd-config: a Cilium-style etcd config file (endpoints:, trusted-ca-file:, ...).
+    config_file: Path | None = None
+    # --cacert / --cert / --key: TLS files (override the config file's).
+    cacert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    # --user USER[:PASSWORD] and --password, as etcdctl takes them.
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def client_config(self) -> kvstore.EtcdClientConfig | None:
+        """The etcd client config, or None for the demo keyspace; ``ConfigError`` if bad."""
+        given_files = any(f is not None for f in (self.cacert, self.cert, self.key))
+        if self.endpoints is None and self.config_file is None:
+            if given_files or self.user is not None:
+                raise errors.ConfigError(
+                    "TLS and auth flags need --etcd or --etcd-config", field="etcd"
+                )
+            return None
+        if self.config_file is not None:
+            base = kvstore.EtcdClientConfig.from_file(self.config_file)
+            if self.endpoints is not None:
+                base = kvstore.EtcdClientConfig.from_endpoints(
+                    self.endpoints, ca_file=base.ca_file, cert_file=base.cert_file,
+                    key_file=base.key_file, username=base.username, password=base.password,
+                )
+        else:
+            assert self.endpoints is not None
+            base = kvstore.EtcdClientConfig.from_endpoints(self.endpoints)
+        username, password = base.username, base.password
+        if self.user is not None:
+            username, sep, inline = self.user.partition(":")
+            password = inline if sep else self.password
+            if password is None:
+                raise errors.ConfigError(
+                    "needs a password (--user USER:PASSWORD or --password)", field="user"
+                )
+        return kvstore.EtcdClientConfig.from_endpoints(
+            [str(e) for e in base.endpoints],
+            ca_file=str(self.cacert) if self.cacert else base.ca_file,
+            cert_file=str(self.cert) if self.cert else base.cert_file,
+            key_file=str(self.key) if self.key else base.key_file,
+            username=username,
+            password=password,
+        )
 
 
 def render_value(value: bytes) -> str:
@@ -171,8 +236,14 @@ class DemoKeyspace:
 
 
 @contextlib.asynccontextmanager
-async def _open(etcd: str | None) -> AsyncGenerator[kvstore.Backend, None]:
+async def _open(
+    etcd: kvstore.EtcdClientConfig | None,
+) -> AsyncGenerator[kvstore.Backend, None]:
     """The backend for ``etcd`` (or the seeded demo keyspace), closed afterwards."""
+    # gRPC's C core would print TLS handshake failures to stderr on its own; the
+    # command reports the failure in one line instead (--debug keeps them).
+    if not log.isEnabledFor(logging.DEBUG):
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     backend = kvstore.connect(etcd or _MEMORY_URL)
     async with backend:
         if etcd is None:
@@ -180,9 +251,9 @@ async def _open(etcd: str | None) -> AsyncGenerator[kvstore.Backend, None]:
         yield backend
 
 
-async def _answer(etcd: str | None, awaitable: Any) -> Any:
+async def _answer(etcd: kvstore.EtcdClientConfig | None, awaitable: Any) -> Any:
     """Await a backend call, turning silence or failure into a ``CommandError``."""
-    where = etcd or "the demo keyspace"
+    where = etcd.describe() if etcd is not None else "the demo keyspace"
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             return await awaitable
@@ -209,8 +280,9 @@ def _grpc_details(exc: BaseException) -> str:
     return str(exc)
 
 
-async def run_list(etcd: str | None, prefix: str, as_json: bool) -> int:
+async def run_list(options: EtcdOptions, prefix: str, as_json: bool) -> int:
     """Print every key under ``prefix`` with its value, sorted by key."""
+    etcd = options.client_config()
     async with _open(etcd) as backend:
         items = await _answer(etcd, backend.list_prefix(prefix))
     for key in sorted(items):
@@ -223,8 +295,9 @@ async def run_list(etcd: str | None, prefix: str, as_json: bool) -> int:
     return 0
 
 
-async def run_get(etcd: str | None, key: str, as_json: bool) -> int:
+async def run_get(options: EtcdOptions, key: str, as_json: bool) -> int:
     """Print the value of ``key``; ``CommandError`` when it does not exist."""
+    etcd = options.client_config()
     async with _open(etcd) as backend:
         value = await _answer(etcd, backend.get(key))
     if value is None:
@@ -297,12 +370,13 @@ class KeyPrinter:
 
 
 async def run_watch(
-    etcd: str | None, prefix: str, as_json: bool, duration: float | None
+    options: EtcdOptions, prefix: str, as_json: bool, duration: float | None
 ) -> int:
     """Print the keys under ``prefix``, then every change, until Ctrl-C or ``duration``.
 
     Until the first listing is complete, a silent or failing etcd is a ``CommandError``.
     """
+    etcd = options.client_config()
     stop = asyncio.Event()
     ui.install_stop_handlers(stop)
     if duration is not None:

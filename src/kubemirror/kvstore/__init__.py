@@ -2,7 +2,9 @@
 
 Backends (``MemoryBackend``, ``EtcdBackend``) implement the ``Backend`` protocol;
 ``SharedStore``, ``WorkqueueSyncStore``, ``RestartableWatchStore`` and
-``WatchStoreManager`` are written against it. ``EtcdServer`` runs a throw-away etcd.
+``WatchStoreManager`` are written against it. ``EtcdClientConfig`` says how to reach
+an etcd cluster (endpoints, TLS, auth). ``EtcdServer`` and ``EtcdCluster`` run
+throw-away etcd members.
 """
 
 from kubemirror.kvstore.backend import (
@@ -15,7 +17,9 @@ from kubemirror.kvstore.backend import (
 )
 from kubemirror.kvstore.connection import connect, list_prefix, watch_prefix
 from kubemirror.kvstore.etcd import EtcdBackend
-from kubemirror.kvstore.etcd_server import EtcdServer, find_etcd_binary
+from kubemirror.kvstore.etcd_cluster import EtcdCluster
+from kubemirror.kvstore.etcd_config import EtcdClientConfig, EtcdEndpoint
+from kubemirror.kvstore.etcd_server import EtcdServer, EtcdServerTLS, find_etcd_binary
 from kubemirror.kvstore.key import (
     Key,
     KeyCreator,
@@ -43,7 +47,11 @@ __all__ = [
     "Backend",
     "BucketRateLimiter",
     "EtcdBackend",
+    "EtcdClientConfig",
+    "EtcdCluster",
+    "EtcdEndpoint",
     "EtcdServer",
+    "EtcdServerTLS",
     "ExponentialFailureRateLimiter",
     "GaugeLike",
     "KVEvent",

@@ -2,7 +2,8 @@
 
 Part of the kvstore layer; the entry points for the ``kubemirror kv`` command and
 for scripts. ``memory://`` is the process-wide embedded keyspace; ``etcd://host:port``
-(also ``http://host:port`` or a bare ``host:port``) is an etcd v3 server.
+(also ``http://``, ``https://`` or a bare ``host:port``; several comma-separated for
+the members of a cluster) is an etcd v3 cluster, and so is an ``EtcdClientConfig``.
 """
 
 from __future__ import annotations
@@ -11,35 +12,42 @@ from collections.abc import AsyncGenerator
 
 from kubemirror import errors
 from kubemirror.kvstore import backend as backend_mod
-from kubemirror.kvstore import memory
+from kubemirror.kvstore import etcd_config, memory
 
 __all__ = ["connect", "list_prefix", "watch_prefix"]
 
 
-def connect(url: str, *, lease_ttl: float = 15.0) -> backend_mod.Backend:
+def connect(
+    url: str | etcd_config.EtcdClientConfig, *, lease_ttl: float = 15.0
+) -> backend_mod.Backend:
     """A new backend session for ``url``; close it (``async with``) when done.
 
     Raises ``ConfigError`` (field ``url``) for an unknown scheme or a malformed address.
     """
+    from kubemirror.kvstore import etcd
+
+    if isinstance(url, etcd_config.EtcdClientConfig):
+        return etcd.EtcdBackend(url, lease_ttl=lease_ttl)
     if url in ("memory", "memory://") or url.startswith("memory://"):
         return memory.MemoryBackend(memory.default_server(), lease_ttl=lease_ttl)
-    if "://" in url and not url.startswith(("etcd://", "http://")):
+    first = url.split(",", 1)[0].strip()
+    if "://" in first and not first.startswith(("etcd://", "http://", "https://")):
         raise errors.ConfigError(
             "unknown kvstore scheme (use memory:// or etcd://host:port)", field="url",
             expression=url,
         )
-    from kubemirror.kvstore import etcd
-
     return etcd.EtcdBackend(url, lease_ttl=lease_ttl)
 
 
-async def list_prefix(url: str, prefix: str) -> dict[str, bytes]:
+async def list_prefix(url: str | etcd_config.EtcdClientConfig, prefix: str) -> dict[str, bytes]:
     """Every key under ``prefix`` at ``url`` with its value (one consistent listing)."""
     async with connect(url) as backend:
         return await backend.list_prefix(prefix)
 
 
-async def watch_prefix(url: str, prefix: str) -> AsyncGenerator[backend_mod.KVEvent, None]:
+async def watch_prefix(
+    url: str | etcd_config.EtcdClientConfig, prefix: str
+) -> AsyncGenerator[backend_mod.KVEvent, None]:
     """Follow ``prefix`` at ``url``: current keys, LIST_DONE, then every change.
 
     Runs until the caller stops iterating (close it with ``aclose()``).

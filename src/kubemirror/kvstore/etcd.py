@@ -1,12 +1,13 @@
-"""``EtcdBackend``: the kvstore ``Backend`` on a real etcd v3 server, through aetcd.
+"""``EtcdBackend``: the kvstore ``Backend`` on a real etcd v3 cluster, through aetcd.
 
 Part of the kvstore layer (seed: Cilium's etcd backend). aetcd is an optional
 dependency (``pip install kubemirror[etcd]``), imported when the first backend is
-created. This module adds what the raw client lacks: idempotent writes retried
-while the server is unreachable, a session lease kept alive every TTL/3, paginated
-lists at one revision, and a list-then-watch stream that resumes from the last seen
-revision after a connection loss and relists (emitting the difference) after a
-compaction.
+created. This module adds what the raw client lacks: failover between the members
+of a cluster (``EtcdClientConfig``: several endpoints, TLS, auth), idempotent writes
+retried while no member answers, a session lease kept alive every TTL/3 through
+whichever member is reachable, paginated lists at one revision, and a list-then-watch
+stream that resumes from the last seen revision after a connection loss or a move to
+another member and relists (emitting the difference) after a compaction.
 """
 
 from __future__ import annotations
@@ -16,20 +17,22 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kubemirror import errors
-from kubemirror.kvstore import backend, lease
+from kubemirror.kvstore import backend, etcd_client, etcd_config, lease
 
 __all__ = ["DEFAULT_ENDPOINT", "EtcdBackend"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "127.0.0.1:2379"
+DEFAULT_ENDPOINT = etcd_config.DEFAULT_ENDPOINT
 
 _T = TypeVar("_T")
 _PAGE_SIZE = 1000
+_FENCE_ATTEMPTS = 64  # compare-and-retry rounds a write may lose to other writers
 _UNAVAILABLE, _LEASE, _COMPACTED, _OTHER = "unavailable", "lease", "compacted", "other"
 _GRPC_OPTIONS: dict[str, Any] = {
     # Reconnect quickly after the server comes back (gRPC defaults to 1 s .. 120 s).
@@ -38,6 +41,9 @@ _GRPC_OPTIONS: dict[str, Any] = {
     "grpc.max_reconnect_backoff_ms": 1000,
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,
+    # Notice a member that vanished without closing the connection (etcd allows 5 s+).
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
 }
 
 
@@ -70,47 +76,42 @@ def _prefix_end(prefix: bytes) -> bytes:
     return b"\0"  # every key
 
 
+def _one_line(exc: BaseException) -> str:
+    """A gRPC error's ``details()`` (its ``str`` spans lines), else ``str(exc)``."""
+    details = getattr(exc, "details", None)
+    return " ".join(str(details() if callable(details) else exc).split())
+
+
 def _parse_endpoint(endpoint: str) -> tuple[str, int]:
-    text = endpoint.strip()
-    for scheme in ("etcd://", "http://"):
-        if text.startswith(scheme):
-            text = text[len(scheme):]
-    text = text.rstrip("/")
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise errors.ConfigError("expected host:port", field="endpoint", expression=endpoint)
-    return host, int(port)
-
-
-class _LeaseCompare:
-    """A transaction compare on a key's lease (aetcd only offers value/version/...)."""
-
-    def __init__(self, rpc: Any, key: bytes, lease_id: int) -> None:
-        self._rpc = rpc
-        self._key = key
-        self._lease_id = lease_id
-
-    def build_message(self) -> Any:
-        compare = self._rpc.Compare()
-        compare.key = self._key
-        compare.result = self._rpc.Compare.EQUAL
-        compare.target = self._rpc.Compare.LEASE
-        compare.lease = self._lease_id
-        return compare
+    parsed = etcd_config.EtcdEndpoint.parse(endpoint, field_name="endpoint")
+    return parsed.host, parsed.port
 
 
 class EtcdBackend(lease.LeasedSession):
-    """A ``Backend`` session on one etcd v3 server (``host:port``, plain HTTP/2).
+    """A ``Backend`` session on an etcd v3 cluster (one or more members).
 
-    - Writes and reads that fail because the server is unreachable are retried with
+    ``endpoints`` is a ``host:port`` / URL, a comma-separated list of them, a
+    sequence of them, or an ``EtcdClientConfig`` (TLS files, username/password).
+
+    - The session talks to one member at a time, starting at a random one. When a
+      call finds that member unreachable (or without a leader), it moves to the next
+      endpoint, closes the old connection and retries there.
+    - Writes and reads that fail because no member is reachable are retried with
       backoff for up to ``retry_timeout`` seconds, then raise
       ``KVStoreUnavailableError`` (the write may or may not have been applied; all
       writes are idempotent, so retrying is safe). Other server errors raise
       ``KVStoreError`` from the cause. ``request_timeout`` bounds each RPC.
+    - Each ``update``/``update_if_different``/``delete`` is fenced: it applies only if
+      the key was not modified after the newest revision this session has seen, so
+      a stale copy of a request that a member delivers late is a no-op (see
+      ``_fenced_write``). ``update_many`` batches are not fenced.
     - The session lease lasts ``lease_ttl`` seconds (etcd rounds up to whole seconds)
-      and is refreshed every ``lease_ttl / 3``.
-    - ``list_and_watch`` never ends on its own: it reconnects with capped backoff,
-      resumes from the last revision it delivered, and relists after compaction.
+      and is refreshed every ``lease_ttl / 3`` through the current member; a lease
+      found gone is replaced and its keys' observers are told (the sync stores
+      write those keys again).
+    - ``list_and_watch`` never ends on its own: it reconnects (on another member if
+      need be) with capped backoff, resumes from the revision after the last one it
+      delivered (no event lost or repeated), and relists after compaction.
 
     Use from one event loop. Opening is lazy (first call connects); ``close()`` (or
     ``async with``) releases the gRPC channel and ends every watch.
@@ -118,7 +119,7 @@ class EtcdBackend(lease.LeasedSession):
 
     def __init__(
         self,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoints: str | Sequence[str] | etcd_config.EtcdClientConfig = DEFAULT_ENDPOINT,
         *,
         lease_ttl: float = 15.0,
         request_timeout: float = 5.0,
@@ -129,22 +130,95 @@ class EtcdBackend(lease.LeasedSession):
         from aetcd import rpc  # the generated protobuf/gRPC bindings
 
         self._rpc = rpc
-        self.host, self.port = _parse_endpoint(endpoint)
-        self.endpoint = f"{self.host}:{self.port}"
+        self.config = (
+            endpoints if isinstance(endpoints, etcd_config.EtcdClientConfig)
+            else etcd_config.EtcdClientConfig.from_endpoints(endpoints)
+        )
         if request_timeout <= 0:
             raise errors.ConfigError(
                 "must be positive", field="request_timeout", expression=str(request_timeout)
             )
         self.request_timeout = request_timeout
         self.retry_timeout = retry_timeout
-        super().__init__(lease_ttl, name or f"etcd {self.endpoint}")
-        self._client: Any = self._aetcd.Client(
-            host=self.host,
-            port=self.port,
-            timeout=request_timeout,
-            options=dict(_GRPC_OPTIONS),
-        )
+        self._credentials = etcd_client.channel_credentials(self.config)
+        self._index = random.randrange(len(self.config.endpoints))
+        self._generation = 0  # bumped each time the session moves to another member
+        self._revision = 0  # newest cluster revision seen: the fence of every write
+        self._retired: set[asyncio.Task[None]] = set()
+        super().__init__(lease_ttl, name or f"etcd {self.config.describe()}")
+        self._client: Any = self._new_client()
         self._closed_event = asyncio.Event()
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the member this session talks to now."""
+        return self.config.endpoints[self._index].target
+
+    @property
+    def host(self) -> str:
+        """Host of the current member."""
+        return self.config.endpoints[self._index].host
+
+    @property
+    def port(self) -> int:
+        """Client port of the current member."""
+        return self.config.endpoints[self._index].port
+
+    @property
+    def failovers(self) -> int:
+        """How many times this session moved to another member."""
+        return self._generation
+
+    def _new_client(self) -> Any:
+        return etcd_client.open_client(
+            self._aetcd, self.config, self.config.endpoints[self._index], self._credentials,
+            timeout=self.request_timeout, options=_GRPC_OPTIONS,
+        )
+
+    def _failover(self, generation: int, exc: BaseException) -> None:
+        """The member behind ``generation`` failed: move to the next endpoint.
+
+        No-op when another call already moved on since ``generation``, and with a
+        single endpoint (gRPC redials it) unless the auth token expired: then a new
+        connection to the same member authenticates again. The old client is closed
+        in the background.
+        """
+        if generation != self._generation or self._closed:
+            return
+        if len(self.config.endpoints) == 1 and "invalid auth token" not in str(exc):
+            return
+        old, before = self._client, self.endpoint
+        self._index = (self._index + 1) % len(self.config.endpoints)
+        self._generation += 1
+        self._client = self._new_client()
+        log.info("%s: %s failed (%s); moving to %s", self._name, before, _one_line(exc),
+                 self.endpoint)
+        task = asyncio.get_running_loop().create_task(self._retire(old))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    def _cut_by_failover(self, generation: int) -> bool:
+        """Whether a ``CancelledError`` came from closing a replaced client's channel.
+
+        gRPC raises ``CancelledError`` in calls still running on a closed channel; it
+        is a retryable interruption unless the calling task itself is being cancelled.
+        """
+        task = asyncio.current_task()
+        return (
+            generation != self._generation
+            and not self._closed
+            and (task is None or task.cancelling() == 0)
+        )
+
+    async def _retire(self, client: Any) -> None:
+        """Close a replaced client once its in-flight calls had time to end."""
+        await self._pause(self.request_timeout)
+        await self._close_client(client)
+
+    @staticmethod
+    async def _close_client(client: Any) -> None:
+        with contextlib.suppress(Exception):
+            await client.close()
 
     # -- error handling ----------------------------------------------------------
 
@@ -154,7 +228,7 @@ class EtcdBackend(lease.LeasedSession):
             return _COMPACTED
         if isinstance(exc, aex.ConnectionFailedError | aex.ConnectionTimeoutError):
             return _UNAVAILABLE
-        if isinstance(exc, aex.WatchTimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, aex.WatchTimeoutError | asyncio.TimeoutError | ConnectionError):
             return _UNAVAILABLE
         text = str(exc)
         if "lease not found" in text:
@@ -171,6 +245,7 @@ class EtcdBackend(lease.LeasedSession):
                 return _COMPACTED
         if isinstance(exc, aex.ClientError) and (
             "Socket closed" in text or "failed to connect" in text or "leader" in text
+            or "invalid auth token" in text
         ):
             return _UNAVAILABLE
         return _OTHER
@@ -205,12 +280,20 @@ class EtcdBackend(lease.LeasedSession):
         delay = 0.02
         while True:
             self._check_open()
+            generation = self._generation
             try:
                 return await fn()
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
+                    generation
+                ):
+                    raise
                 if self._closed:
                     raise errors.KVStoreClosedError(f"backend {self._name}") from exc
-                kind = self._classify(exc)
+                # A call cut short because the session moved to another member is retried.
+                kind = _UNAVAILABLE if generation != self._generation else self._classify(exc)
+                if kind == _UNAVAILABLE:
+                    self._failover(generation, exc)
                 if kind == _LEASE:
                     raise lease.LeaseNotFoundError(str(exc)) from exc
                 if kind != _UNAVAILABLE:
@@ -231,9 +314,24 @@ class EtcdBackend(lease.LeasedSession):
         return int(granted.id)
 
     async def keep_lease_alive(self, lease_id: int) -> float:
-        reply = await self._call(
-            "lease keep-alive", "", lambda: self._client.refresh_lease(lease_id), retry=False
-        )
+        # A refresh slower than TTL/3 is worth less than a prompt retry on another member.
+        timeout = min(self.request_timeout, self.lease_ttl / 3)
+
+        async def refresh() -> Any:
+            import grpc
+
+            client = self._client
+            await client.connect()
+            # One request and one reply on the bidirectional stream, then hang up.
+            call = client.leasestub.LeaseKeepAlive(timeout=timeout, metadata=client.metadata)
+            try:
+                await call.write(self._rpc.LeaseKeepAliveRequest(ID=lease_id))
+                reply = await call.read()
+            finally:
+                call.cancel()
+            return None if reply is grpc.aio.EOF else reply
+
+        reply = await self._call("lease keep-alive", "", refresh, retry=False)
         if reply is None:
             raise errors.KVStoreUnavailableError("lease keep-alive", f"lease {lease_id:x}")
         return float(reply.TTL)
@@ -241,24 +339,82 @@ class EtcdBackend(lease.LeasedSession):
     # -- Backend: writes ---------------------------------------------------------
 
     async def _put(self, key: str, value: bytes, lease_id: int, if_different: bool) -> bool:
+        rpc = self._rpc
         raw = _encode(key)
-        if not if_different:
-            await self._call(
-                "update", key, lambda: self._client.put(raw, value, lease=lease_id or None)
-            )
-            return True
-        tx = self._client.transactions
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=raw, value=value, lease=lease_id))
+        applied = await self._fenced_write("update", key, put, (value, lease_id), if_different)
+        return applied is not None
 
-        def txn() -> Awaitable[tuple[bool, list[Any]]]:
-            result: Awaitable[tuple[bool, list[Any]]] = self._client.transaction(
-                compare=[tx.value(raw) == value, _LeaseCompare(self._rpc, raw, lease_id)],
-                success=[],
-                failure=[tx.put(raw, value, lease=lease_id or None)],
-            )
-            return result
+    async def _fenced_write(
+        self,
+        operation: str,
+        key: str,
+        op: Any,
+        wanted: tuple[bytes, int] | None,
+        if_different: bool = False,
+    ) -> Any:
+        """Apply ``op`` to ``key`` only if no write newer than this session knows exists.
 
-        unchanged, _ = await self._call("update", key, txn)
-        return not unchanged
+        Every put and delete is a transaction comparing the key's mod revision with
+        the newest revision this session has seen (the fence), so a request that a
+        frozen member delivers late, after it timed out and was retried, cannot
+        overwrite a newer value. When the compare fails the key is read in the same
+        transaction: already ``wanted`` (value, lease; None for absent) means done
+        (an earlier attempt landed), else another writer was first and the write is
+        retried above the revision now seen. With ``if_different`` nothing is written
+        when the key already holds ``wanted``. Returns the transaction response when
+        ``op`` was applied, else None.
+        """
+        rpc = self._rpc
+        raw = _encode(key)
+        for _ in range(_FENCE_ATTEMPTS):
+            fenced = rpc.TxnRequest(
+                compare=[rpc.Compare(key=raw, result=rpc.Compare.LESS, target=rpc.Compare.MOD,
+                                     mod_revision=self._revision + 1)],
+                success=[op],
+                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=raw))],
+            )
+            request = fenced
+            if if_different and wanted is not None:
+                value, lease_id = wanted
+                request = rpc.TxnRequest(
+                    compare=[
+                        rpc.Compare(key=raw, result=rpc.Compare.EQUAL,
+                                    target=rpc.Compare.VALUE, value=value),
+                        rpc.Compare(key=raw, result=rpc.Compare.EQUAL,
+                                    target=rpc.Compare.LEASE, lease=lease_id),
+                    ],
+                    success=[],
+                    failure=[rpc.RequestOp(request_txn=fenced)],
+                )
+            resp = await self._call(operation, key, functools.partial(self._txn_rpc, request))
+            self._saw(int(resp.header.revision))
+            inner = resp
+            if request is not fenced:
+                if resp.succeeded:
+                    return None  # already holds the value under this lease
+                inner = resp.responses[0].response_txn
+            if inner.succeeded:
+                return inner
+            kvs = inner.responses[0].response_range.kvs
+            current = (bytes(kvs[0].value), int(kvs[0].lease)) if kvs else None
+            if current == wanted:
+                return None
+        raise errors.KVStoreError(
+            f"etcd {operation} of {key!r} lost {_FENCE_ATTEMPTS} races with other writers"
+        )
+
+    async def _txn_rpc(self, request: Any) -> Any:
+        client = self._client
+        await client.connect()
+        return await client.kvstub.Txn(
+            request, timeout=self.request_timeout, metadata=client.metadata
+        )
+
+    def _saw(self, revision: int) -> None:
+        """Note a revision the cluster reached (raises the write fence)."""
+        if revision > self._revision:
+            self._revision = revision
 
     async def _write(self, key: str, value: bytes, lease_: bool, if_different: bool) -> bool:
         self._check_open()
@@ -313,10 +469,11 @@ class EtcdBackend(lease.LeasedSession):
 
     async def delete(self, key: str) -> bool:
         self._check_open()
-        raw = _encode(key)
-        result = await self._call("delete", key, lambda: self._client.delete(raw))
+        rpc = self._rpc
+        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_encode(key)))
+        applied = await self._fenced_write("delete", key, op, None)
         self._leases.detach(key)
-        return result is not None
+        return applied is not None and applied.responses[0].response_delete_range.deleted > 0
 
     # -- Backend: reads ----------------------------------------------------------
 
@@ -341,6 +498,7 @@ class EtcdBackend(lease.LeasedSession):
                     )
                     if revision == 0:
                         revision = int(resp.header.revision)
+                        self._saw(revision)
                     items.extend((kv.key, kv.value, kv.mod_revision) for kv in resp.kvs)
                     if not resp.more or not resp.kvs:
                         return items, revision
@@ -353,12 +511,13 @@ class EtcdBackend(lease.LeasedSession):
                     raise
 
     async def _range_page(self, start: bytes, end: bytes, revision: int) -> Any:
-        await self._client.connect()
+        client = self._client
+        await client.connect()
         request = self._rpc.RangeRequest(
             key=start, range_end=end, limit=_PAGE_SIZE, revision=revision
         )
-        return await self._client.kvstub.Range(
-            request, timeout=self.request_timeout, metadata=self._client.metadata
+        return await client.kvstub.Range(
+            request, timeout=self.request_timeout, metadata=client.metadata
         )
 
     async def list_prefix(self, prefix: str) -> dict[str, bytes]:
@@ -412,22 +571,36 @@ class EtcdBackend(lease.LeasedSession):
                     listed = True
                     yield backend.KVEvent(backend.KVEventType.LIST_DONE, revision=revision)
                 need_list = False
+            generation = self._generation
+            resume_from = revision + 1
             try:
-                watch = await self._client.watch_prefix(raw, start_revision=revision + 1)
-            except Exception as exc:
+                watch = await self._unless_closed(
+                    self._client.watch_range(raw, _prefix_end(raw), resume_from)
+                )
+                if watch is None:
+                    return
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
+                    generation
+                ):
+                    raise
                 if self._closed:
                     return
                 if self._compacted(exc, prefix):
                     need_list = True
                     continue
                 log.debug("%s: watch of %r failed to start: %s", self._name, prefix, exc)
+                self._failover_if_unavailable(generation, exc)
                 delay = await self._backoff(delay)
                 continue
             try:
                 async for ev in watch:
                     delay = 0.05
                     kv = ev.kv
+                    if int(kv.mod_revision) < resume_from:
+                        continue  # delivered before this resume (a server must not send it)
                     revision = int(kv.mod_revision)
+                    self._saw(revision)
                     if ev.kind == "DELETE":
                         if known.pop(kv.key, None) is None:
                             continue
@@ -442,13 +615,19 @@ class EtcdBackend(lease.LeasedSession):
                         )
                         known[kv.key] = revision
                         yield backend.KVEvent(kind, _decode(kv.key), bytes(kv.value), revision)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
+                    generation
+                ):
+                    raise
                 if self._closed:
                     return
                 if self._compacted(exc, prefix):
                     need_list = True
                 else:
-                    log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix, exc)
+                    log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix,
+                             _one_line(exc))
+                    self._failover_if_unavailable(generation, exc)
                     delay = await self._backoff(delay)
             else:
                 if not self._closed:  # the server ended the watch: resume, but not in a tight loop
@@ -459,10 +638,40 @@ class EtcdBackend(lease.LeasedSession):
 
     # -- lifecycle -----------------------------------------------------------------
 
+    async def _unless_closed(self, call: Awaitable[_T]) -> _T | None:
+        """Await ``call``, or cancel it and return None once the backend closes.
+
+        (Creating a watch waits for the server's answer for up to ``request_timeout``
+        even after the channel closed.)
+        """
+        task = asyncio.ensure_future(call)
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            closed.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
+
+    def _failover_if_unavailable(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation or self._classify(exc) == _UNAVAILABLE:
+            self._failover(generation, exc)
+
     async def _release(self) -> None:
         self._closed_event.set()
-        with contextlib.suppress(Exception):
-            await self._client.close()
+        await self._close_client(self._client)
+        if self._retired:
+            await asyncio.gather(*self._retired)
 
     def __repr__(self) -> str:
-        return f"EtcdBackend({self.endpoint!r}, lease_id={self.lease_id})"
+        return (
+            f"EtcdBackend({self.config.describe()!r}, current={self.endpoint!r}, "
+            f"lease_id={self.lease_id})"
+        )

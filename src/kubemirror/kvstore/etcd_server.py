@@ -1,10 +1,13 @@
-"""A throw-away single-member etcd server process for tests, demos and benchmarks.
+"""A throw-away etcd member process for tests, demos and benchmarks.
 
 Part of the kvstore layer. ``EtcdServer`` starts the ``etcd`` binary on 127.0.0.1
 with free non-default ports, a private data directory and fast raft timings, waits
-until ``GET /health`` reports healthy, and can ``kill()`` (SIGKILL) and ``restart()``
-it on the same data directory and ports, which is how the fault tests produce a
-crashed server. It is a plain process helper: no etcd client is needed.
+until ``GET /health`` (on a plain-HTTP metrics listener) reports healthy, and can
+``kill()`` (SIGKILL) and ``restart()`` it on the same data directory and ports, which
+is how the fault tests produce a crashed server. Alone it is a single-member
+cluster; ``EtcdCluster`` (``etcd_cluster.py``) makes several of them one cluster. The
+client listener can serve TLS with client-certificate auth (``EtcdServerTLS``). It is
+a plain process helper: no etcd client is needed.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from kubemirror import errors
 
-__all__ = ["EtcdServer", "find_etcd_binary", "free_port"]
+__all__ = ["EtcdServer", "EtcdServerTLS", "find_etcd_binary", "free_port"]
 
 _HOST = "127.0.0.1"
 
@@ -54,6 +58,20 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdServerTLS:
+    """PEM files for a member's TLS client listener (``https://``).
+
+    With ``client_cert_auth`` the member accepts only clients presenting a
+    certificate signed by ``ca_file`` (etcd's ``--client-cert-auth``).
+    """
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_cert_auth: bool = True
+
+
 class EtcdServer:
     """One etcd member in a child process, bound to 127.0.0.1 only.
 
@@ -61,7 +79,10 @@ class EtcdServer:
     temporary directory is created (and removed by ``cleanup()``) when it is None.
     Ports are picked once and kept across ``restart()``. The server is configured with
     ``--heartbeat-interval 10 --election-timeout 100`` so that it elects itself within
-    a fraction of a second.
+    a fraction of a second. ``name`` and ``initial_cluster`` (``name=peer-url,...``;
+    by default this member alone) make it a member of a larger cluster; ``tls``
+    serves the client port over TLS. Health and metrics are always served over
+    plain HTTP on ``metrics_port``.
 
     The blocking methods (``start``, ``stop``, ``restart``) wait for the process and
     its health endpoint; their ``a``-prefixed twins run them in a worker thread so an
@@ -83,6 +104,9 @@ class EtcdServer:
         election_timeout_ms: int = 100,
         start_timeout: float = 15.0,
         extra_args: tuple[str, ...] = (),
+        name: str = "kubemirror",
+        initial_cluster: str | None = None,
+        tls: EtcdServerTLS | None = None,
     ) -> None:
         found = binary or find_etcd_binary()
         if found is None:
@@ -102,12 +126,22 @@ class EtcdServer:
         self.peer_port = peer_port or free_port()
         while self.peer_port == self.client_port:
             self.peer_port = free_port()
+        self.metrics_port = self._other_free_port()
+        self.name = name
+        self.initial_cluster = initial_cluster
+        self.tls = tls
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.election_timeout_ms = election_timeout_ms
         self.start_timeout = start_timeout
         self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+
+    def _other_free_port(self) -> int:
+        port = free_port()
+        while port in (self.client_port, self.peer_port):
+            port = free_port()
+        return port
 
     # -- addresses -------------------------------------------------------------
 
@@ -123,8 +157,18 @@ class EtcdServer:
 
     @property
     def client_url(self) -> str:
-        """``http://127.0.0.1:<client port>``."""
-        return f"http://{self.endpoint}"
+        """``http://127.0.0.1:<client port>`` (``https://`` with TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
+
+    @property
+    def peer_url(self) -> str:
+        """``http://127.0.0.1:<peer port>``, this member's address for its peers."""
+        return f"http://{_HOST}:{self.peer_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """``http://127.0.0.1:<metrics port>``: ``/health`` and ``/metrics``, no TLS."""
+        return f"http://{_HOST}:{self.metrics_port}"
 
     @property
     def pid(self) -> int | None:
@@ -139,21 +183,30 @@ class EtcdServer:
     # -- lifecycle -------------------------------------------------------------
 
     def _command(self) -> list[str]:
-        peer_url = f"http://{_HOST}:{self.peer_port}"
+        tls_args: list[str] = []
+        if self.tls is not None:
+            tls_args = [
+                "--trusted-ca-file", self.tls.ca_file,
+                "--cert-file", self.tls.cert_file,
+                "--key-file", self.tls.key_file,
+                *(["--client-cert-auth"] if self.tls.client_cert_auth else []),
+            ]
         return [
             self.binary,
-            "--name", "kubemirror",
+            "--name", self.name,
             "--data-dir", str(self.data_dir),
             "--listen-client-urls", self.client_url,
             "--advertise-client-urls", self.client_url,
-            "--listen-peer-urls", peer_url,
-            "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"kubemirror={peer_url}",
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             "--initial-cluster-state", "new",
+            "--listen-metrics-urls", self.metrics_url,
             "--heartbeat-interval", str(self.heartbeat_interval_ms),
             "--election-timeout", str(self.election_timeout_ms),
             "--logger", "zap",
             "--log-outputs", "stderr",
+            *tls_args,
             *self.extra_args,
         ]
 
@@ -180,8 +233,20 @@ class EtcdServer:
                 if not retry:
                     raise
                 self.client_port, self.peer_port = free_port(), free_port()
+                self.metrics_port = self._other_free_port()
 
     def _start_once(self) -> None:
+        self.spawn()
+        self._wait_healthy()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to be healthy (no-op while running).
+
+        A member of a new multi-member cluster is healthy only once a quorum runs, so
+        ``EtcdCluster`` spawns every member first, then calls ``wait_healthy()``.
+        """
+        if self.running:
+            return
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
@@ -192,6 +257,9 @@ class EtcdServer:
                 stderr=log,
                 start_new_session=True,
             )
+
+    def wait_healthy(self) -> None:
+        """Block until ``healthy()`` (``KVStoreError`` with the log tail on timeout or exit)."""
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
@@ -218,11 +286,32 @@ class EtcdServer:
     def healthy(self) -> bool:
         """True if ``GET /health`` answers ``{"health": "true"}`` right now."""
         try:
-            with urllib.request.urlopen(f"{self.client_url}/health", timeout=1.0) as resp:
+            with urllib.request.urlopen(f"{self.metrics_url}/health", timeout=1.0) as resp:
                 body = json.loads(resp.read() or b"{}")
         except (OSError, ValueError, urllib.error.URLError):
             return False
         return isinstance(body, dict) and body.get("health") == "true"
+
+    def is_leader(self) -> bool:
+        """True if this member is the raft leader right now (from ``/metrics``)."""
+        try:
+            with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=1.0) as resp:
+                text = resp.read().decode()
+        except (OSError, urllib.error.URLError):
+            return False
+        return "\netcd_server_is_leader 1" in text
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the running process has used (Linux ``/proc``)."""
+        pid = self.pid
+        if pid is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop gracefully (SIGTERM, then SIGKILL after ``grace`` s); no-op if stopped."""
@@ -244,9 +333,22 @@ class EtcdServer:
         if proc is None:
             return
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # SIGKILL also ends a paused (SIGSTOPped) process
         proc.wait()
         self._reap()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers.
+
+        This is how tests produce a partitioned member; ``resume()`` thaws it.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a ``pause()``d process (SIGCONT)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Start again on the same data directory and ports (kill first if running)."""

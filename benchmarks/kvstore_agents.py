@@ -1,0 +1,355 @@
+"""``bench_kvstore.py --agents N``: N collaborator agents on a 3-member etcd cluster.
+
+Each agent owns K keys under its session lease and watches the whole prefix, as a
+Cilium agent does with the nodes/identities of its cluster. Two stacks run on the
+same fresh 3-member cluster (plain HTTP on 127.0.0.1, since raw aetcd 1.0.0 has no
+TLS), one after the other:
+
+* kubemirror: ``EtcdBackend`` (every member named; failover), ``WorkqueueSyncStore``
+  writing the agent's keys, ``RestartableWatchStore`` mirroring the prefix;
+* raw aetcd (the baseline): one ``aetcd.Client`` per agent on member ``i % 3``, a
+  lease, K puts, ``get_prefix`` then ``watch_prefix`` from the next revision into a dict.
+
+Measured: the time from "go" until every agent has seen all N*K keys; then
+``--latency-writes`` single writes (one every ``--write-interval`` s) from a separate
+writer, each timed from just before the put until each agent's watch delivers it
+(p50/p99 over every agent and write); etcd's CPU seconds (all three members) over
+both phases. Agents run as asyncio tasks in this process (``--processes 1``) or
+spread over several worker processes (``--processes P``), each reporting on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aetcd
+
+from kubemirror.kvstore import (
+    EtcdBackend,
+    EtcdCluster,
+    KVPair,
+    RestartableWatchStore,
+    WorkqueueSyncStore,
+    kv_pair_creator,
+)
+from kubemirror.kvstore.key import Key, NamedKey
+
+PREFIX = "bench/agents"
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SCRIPT = str(Path(__file__).with_name("bench_kvstore.py"))
+LATENCY = "lat-"
+VALUE = b"x" * 100
+
+
+@dataclass
+class Tally:
+    """What the agents of one process saw: converged agents, latency samples."""
+
+    agents: int
+    expected: int
+    latency_writes: int
+    converged: set[int] = field(default_factory=set)
+    converged_at: float = 0.0
+    latency_seen: dict[int, int] = field(default_factory=dict)
+    latency_complete: int = 0
+    raw_restarts: int = 0
+    latencies: list[float] = field(default_factory=list)
+    all_converged: asyncio.Event = field(default_factory=asyncio.Event)
+    all_latency: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def seen(self, agent: int, name: str, value: bytes, count: int) -> None:
+        if name.startswith(LATENCY):
+            self.latencies.append(time.monotonic() - float(value))
+            n = self.latency_seen[agent] = self.latency_seen.get(agent, 0) + 1
+            if n == self.latency_writes:
+                self.latency_complete += 1
+                if self.latency_complete == self.agents:
+                    self.all_latency.set()
+            return
+        if count >= self.expected and agent not in self.converged:
+            self.converged.add(agent)
+            if len(self.converged) == self.agents:
+                self.converged_at = time.monotonic()
+                self.all_converged.set()
+
+
+class _Observer:
+    def __init__(self, agent: int, tally: Tally) -> None:
+        self.agent = agent
+        self.tally = tally
+        self.store: RestartableWatchStore | None = None
+
+    def on_update(self, k: Key) -> None:
+        assert self.store is not None
+        name = k.get_key_name()
+        count = self.store.num_entries() - self.tally.latency_seen.get(self.agent, 0)
+        self.tally.seen(self.agent, name, k.marshal(), count)
+
+    def on_delete(self, k: NamedKey) -> None:
+        pass
+
+
+async def kubemirror_agent(
+    agent: int, endpoints: list[str], keys: int, tally: Tally, go: asyncio.Event,
+    done: asyncio.Event,
+) -> None:
+    backend = EtcdBackend(",".join(endpoints), lease_ttl=60.0, name=f"a{agent}",
+                          request_timeout=60.0, retry_timeout=120.0)
+    observer = _Observer(agent, tally)
+    store = RestartableWatchStore(f"a{agent}", kv_pair_creator, observer)
+    observer.store = store
+    sync = WorkqueueSyncStore(f"a{agent}", backend, PREFIX)
+    await go.wait()
+    watching = asyncio.get_running_loop().create_task(store.watch(backend, PREFIX))
+    try:
+        async with sync:
+            for j in range(keys):
+                sync.upsert_key(KVPair(f"a{agent}-k{j}", VALUE))
+            await done.wait()
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await backend.close()
+
+
+async def raw_agent(
+    agent: int, endpoints: list[str], keys: int, tally: Tally, go: asyncio.Event,
+    done: asyncio.Event,
+) -> None:
+    host, port = endpoints[agent % len(endpoints)].rpartition("/")[2].split(":")
+    client = aetcd.Client(host=host, port=int(port), timeout=60)
+    await go.wait()
+    seen: dict[bytes, bytes] = {}
+    prefix = (PREFIX + "/").encode()
+
+    def note(key: bytes, value: bytes) -> None:
+        seen[key] = value
+        name = key[len(prefix):].decode()
+        tally.seen(agent, name, value, len(seen) - tally.latency_seen.get(agent, 0))
+
+    async def keepalive(lease_id: int) -> None:
+        while True:
+            await asyncio.sleep(20)
+            await client.refresh_lease(lease_id)
+
+    async def watch() -> None:
+        # The least a raw client needs to survive overload: on any error, a new client
+        # (aetcd's watch stream does not recover), then list and watch again.
+        watcher = aetcd.Client(host=host, port=int(port), timeout=60)
+        while True:
+            try:
+                listing = await watcher.get_prefix(prefix)
+                for kv in listing.kvs:
+                    note(kv.key, kv.value)
+                events = await watcher.watch_prefix(
+                    prefix, start_revision=listing.header.revision + 1)
+                async for event in events:
+                    if event.kind == "PUT":
+                        note(event.kv.key, event.kv.value)
+            except Exception:
+                tally.raw_restarts += 1
+            with contextlib.suppress(Exception):
+                await watcher.close()
+            await asyncio.sleep(0.5)
+            watcher = aetcd.Client(host=host, port=int(port), timeout=60)
+
+    async with client:
+        lease = await client.lease(60)
+        tasks = [asyncio.get_running_loop().create_task(c) for c in (keepalive(lease.id),
+                                                                      watch())]
+        try:
+            for j in range(keys):
+                while True:
+                    try:
+                        await client.put(f"{PREFIX}/a{agent}-k{j}".encode(), VALUE,
+                                         lease=lease.id)
+                        break
+                    except Exception:
+                        tally.raw_restarts += 1
+                        await asyncio.sleep(0.5)
+            await done.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+AGENTS: dict[str, Callable[..., Coroutine[None, None, None]]] = {
+    "kubemirror": kubemirror_agent, "raw": raw_agent,
+}
+
+
+async def run_worker(stack: str, endpoints: list[str], first: int, count: int, agents: int,
+                     keys: int, latency_writes: int) -> None:
+    """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin."""
+    tally = Tally(count, agents * keys, latency_writes)
+    go, done = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.get_running_loop().create_task(
+        AGENTS[stack](first + i, endpoints, keys, tally, go, done)) for i in range(count)]
+    print(json.dumps({"ready": True}), flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # "go"
+    go.set()
+    await tally.all_converged.wait()
+    print(json.dumps({"converged_at": tally.converged_at}), flush=True)
+    if latency_writes:
+        await tally.all_latency.wait()
+    print(json.dumps({"latencies": tally.latencies}), flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # "stop"
+    done.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class StackResult:
+    stack: str
+    converge_s: float
+    latencies: list[float]
+    etcd_cpu_s: float
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000 if data else float("nan")
+
+
+async def _writer(stack: str, endpoints: list[str]) -> tuple[
+        Callable[[str, bytes], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    if stack == "kubemirror":
+        backend = EtcdBackend(",".join(endpoints), name="latency-writer")
+
+        async def put_km(key: str, value: bytes) -> None:
+            await backend.update(key, value)
+
+        return put_km, backend.close
+    host, port = endpoints[0].rpartition("/")[2].split(":")
+    client = aetcd.Client(host=host, port=int(port))
+
+    async def put_raw(key: str, value: bytes) -> None:
+        await client.put(key.encode(), value)
+
+    return put_raw, client.close
+
+
+async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, processes: int,
+                    latency_writes: int, interval: float) -> StackResult:
+    endpoints = cluster.endpoints
+    per = [agents // processes + (1 if p < agents % processes else 0) for p in range(processes)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [SRC, os.environ.get("PYTHONPATH", "")])}
+    procs = []
+    first = 0
+    for count in per:
+        procs.append(await asyncio.create_subprocess_exec(
+            sys.executable, SCRIPT, "--agent-worker",
+            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=2**28,
+        ))
+        first += count
+
+    async def line(proc: asyncio.subprocess.Process) -> dict[str, object]:
+        assert proc.stdout is not None
+        raw = await proc.stdout.readline()
+        if not raw:
+            raise RuntimeError(f"agent worker exited with {await proc.wait()}")
+        loaded: dict[str, object] = json.loads(raw)
+        return loaded
+
+    def tell(word: str) -> None:
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(word.encode() + b"\n")
+
+    try:
+        for proc in procs:
+            await line(proc)  # ready
+        cpu_start = cluster.cpu_seconds()
+        start = time.monotonic()
+        tell("go")
+        converged = [await line(proc) for proc in procs]
+        converge_s = max(float(c["converged_at"]) for c in converged) - start  # type: ignore[arg-type]
+        put, close = await _writer(stack, endpoints)
+        try:
+            for n in range(latency_writes):
+                await put(f"{PREFIX}/{LATENCY}{n}", str(time.monotonic()).encode())
+                await asyncio.sleep(interval)
+        finally:
+            await close()
+        latencies: list[float] = []
+        for proc in procs:
+            latencies += [float(x) for x in (await line(proc))["latencies"]]  # type: ignore[attr-defined]
+        cpu = cluster.cpu_seconds() - cpu_start
+        tell("stop")
+        for proc in procs:
+            await proc.wait()
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    async with aetcd.Client(host="127.0.0.1", port=cluster.members[0].client_port) as admin:
+        await admin.delete_range(b"\0", b"\0")
+    return StackResult(stack, converge_s, latencies, cpu)
+
+
+async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
+                     interval: float, stacks: list[str]) -> None:
+    # A SIGTERM (timeout(1), Ctrl-C from a runner) still stops the etcd members.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    cluster = EtcdCluster(3, heartbeat_interval_ms=50, election_timeout_ms=500,
+                          extra_args=("--unsafe-no-fsync",))
+    await cluster.astart()
+    results: list[StackResult] = []
+    try:
+        for stack in stacks:
+            results.append(await run_stack(stack, cluster, agents, keys, processes,
+                                           latency_writes, interval))
+            done = results[-1]
+            print(f"[{done.stack} done: converged {done.converge_s:.2f} s, "
+                  f"p50 {done.pct(0.5):.2f} ms, p99 {done.pct(0.99):.2f} ms, "
+                  f"etcd CPU {done.etcd_cpu_s:.1f} s]", file=sys.stderr, flush=True)
+    finally:
+        await asyncio.to_thread(cluster.cleanup)
+    mode = "asyncio tasks in 1 process" if processes == 1 else f"{processes} worker processes"
+    print(f"kvstore agents benchmark: {agents} agents x {keys} keys ({agents * keys:,} keys, "
+          f"each watched by every agent), 3-member etcd cluster on 127.0.0.1 (plain HTTP), "
+          f"{mode}, {os.cpu_count()} CPUs")
+    print(f"latency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
+          f"timed until each agent's watch delivered it\n")
+    print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
+          f"{'etcd CPU s':>11}")
+    for r in results:
+        print(f"{r.stack:<12} {r.converge_s:>11.2f} {r.pct(0.5):>9.2f} {r.pct(0.99):>9.2f} "
+              f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f}")
+    by = {r.stack: r for r in results}
+    if "kubemirror" in by and "raw" in by:
+        km, raw = by["kubemirror"], by["raw"]
+        ratio = km.pct(0.99) / raw.pct(0.99)
+        print(f"\nsummary: {agents} agents x {keys} keys converged in {km.converge_s:.1f} s "
+              f"(raw aetcd {raw.converge_s:.1f} s); propagation p99 {km.pct(0.99):.1f} ms vs "
+              f"{raw.pct(0.99):.1f} ms = {ratio:.2f}x raw aetcd "
+              f"({'within' if ratio <= 2 else 'OVER'} the 2x target)")
+    else:
+        median = statistics.median(results[0].latencies) * 1000 if results[0].latencies else 0
+        print(f"\nsummary: {results[0].stack} only: converged in {results[0].converge_s:.1f} s, "
+              f"p50 {median:.1f} ms")
+
+
+def worker_main(spec: str) -> None:
+    # Retries under overload are expected; only errors are worth the worker's stderr.
+    logging.basicConfig(level=logging.ERROR)
+    stack, endpoints, first, count, agents, keys, latency_writes = json.loads(spec)
+    asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes))
