@@ -8,10 +8,10 @@ at each ``on_change`` to print the keys that changed. With ``--etcd URL[,URL...]
 cluster, with ``--cacert/--cert/--key`` for TLS and ``--user``/``--password`` for
 etcd auth (``EtcdOptions``); without it they use the in-process ``MemoryBackend``,
 seeded by ``DemoKeyspace`` with Cilium-style keys (nodes, identities, endpoint IPs)
-that keep changing, so the commands can be tried with nothing installed. Values print as text when they
-are UTF-8 (JSON compacted), else as ``base64:...``; ``-o json`` prints one JSON
-object per line. An etcd that does not answer in ``CONNECT_TIMEOUT`` seconds is
-reported as unreachable.
+that keep changing, so the commands can be tried with nothing installed. Values
+print as text when they are UTF-8 (JSON compacted), else as ``base64:...``;
+``-o json`` prints one JSON object per line. An etcd that does not answer in
+``CONNECT_TIMEOUT`` seconds is reported as unreachable.
 """
 
 from __future__ import annotations
