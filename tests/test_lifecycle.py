@@ -355,3 +355,38 @@ async def test_blocking_service_async_twins_run_in_a_worker_thread() -> None:
     await service.astart()
     await service.astop()
     assert service.calls == [("start", False), ("stop", False)] * 2
+
+
+async def test_cancel_and_wait_repeats_a_swallowed_cancellation() -> None:
+    """FAULT INJECTION: a task that swallows its first cancellation, as a library that
+    loses one (Python 3.11's asyncio.wait_for) does; the stop must not hang on it."""
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 1:
+                    raise
+
+    task = asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(lifecycle.cancel_and_wait([task], recancel_every=0.01), 5)
+    assert task.cancelled()
+    assert swallowed == 2
+
+
+async def test_cancel_and_wait_propagates_a_tasks_own_error() -> None:
+    async def failing() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise ValueError("cleanup failed") from None
+
+    task = asyncio.ensure_future(failing())
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError, match="cleanup failed"):
+        await lifecycle.cancel_and_wait([task])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import inspect
 import logging
 import threading
@@ -78,9 +77,14 @@ async def run_until_stopped(body: Awaitable[_T], stop: asyncio.Event | None) -> 
     return task.result()
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Future[Any]], *, recancel_every: float = 0.2
+) -> None:
     """Cancel every task, then wait for each in turn to end.
 
+    A task that swallows its cancellation (a bug below us: Python 3.11's
+    ``asyncio.wait_for``, which aetcd uses to create watches, can lose one) is cancelled
+    again every ``recancel_every`` seconds until it ends, so a stop never hangs on it.
     The ``CancelledError`` a task ends with is swallowed; any other exception it ends
     with propagates (the tasks after it are cancelled but not awaited).
     """
@@ -88,8 +92,12 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     for task in tasks:
         task.cancel()
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        while not task.done():
+            await asyncio.wait({task}, timeout=recancel_every)
+            if not task.done():
+                task.cancel()
+        if not task.cancelled():
+            task.result()
 
 
 class _AsyncContext:

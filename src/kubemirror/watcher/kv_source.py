@@ -325,7 +325,8 @@ class KVReflector(lifecycle.Service):
                     # ``asyncio.wait_for``, which aetcd uses to create a watch).
                     await asyncio.wait({task})
                 except asyncio.CancelledError:
-                    await _cancel_until_done(task)
+                    with contextlib.suppress(Exception):  # we are cancelled: that wins
+                        await lifecycle.cancel_and_wait([task])
                     raise
                 task.result()
             except asyncio.CancelledError:
@@ -411,10 +412,3 @@ class KVReflector(lifecycle.Service):
             self._synced = True
             if self.freeze_gc_after_sync:
                 gc.freeze()
-
-
-async def _cancel_until_done(task: asyncio.Future[None]) -> None:
-    """Cancel ``task`` again until it ends (a cancellation it swallowed is repeated)."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.2)
