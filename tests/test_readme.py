@@ -96,7 +96,7 @@ def test_python_block_runs(block: Block, request: pytest.FixtureRequest, tmp_pat
     if "EnvTest" in block.code or "real_kube_apiserver" in block.code:
         assets = request.getfixturevalue("envtest_assets")
         env["KUBEBUILDER_ASSETS"] = str(assets.directory)
-    if "EtcdServer" in block.code:
+    if "EtcdServer" in block.code or "EtcdCluster" in block.code:
         env["KUBEMIRROR_ETCD"] = _require_etcd()
     if "load_config()" in block.code:
         env["KUBECONFIG"] = str(request.getfixturevalue("demo_kubeconfig"))
