@@ -50,6 +50,8 @@ type result struct {
 	AfterSync  uint64  `json:"after_sync"`
 	PeakSync   uint64  `json:"peak_sync"`
 	Peak       uint64  `json:"peak"`
+	BaseRSS    uint64  `json:"base_rss"`
+	AfterRSS   uint64  `json:"after_sync_rss"`
 	Stored     int     `json:"stored"`
 	Protocol   string  `json:"content_type"`
 	MemoryUnit string  `json:"memory"`
@@ -73,13 +75,18 @@ func heapKiB() uint64 {
 }
 
 // peakRSSKiB is VmHWM (the peak resident set) from /proc/self/status, in KiB.
-func peakRSSKiB() uint64 {
+func peakRSSKiB() uint64 { return procStatusKiB("VmHWM:") }
+
+// rssKiB is VmRSS (the resident set now), in KiB.
+func rssKiB() uint64 { return procStatusKiB("VmRSS:") }
+
+func procStatusKiB(field string) uint64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, field) {
 			fields := strings.Fields(line)
 			if len(fields) >= 2 {
 				v, _ := strconv.ParseUint(fields[1], 10, 64)
@@ -147,6 +154,7 @@ func main() {
 
 	var adds, updates atomic.Int64
 	base := heapKiB()
+	baseRSS := rssKiB()
 	t0, c0 := time.Now(), cpuSeconds()
 	informer := coreinformers.NewPodInformer(client, metav1.NamespaceAll, 0,
 		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -167,6 +175,7 @@ func main() {
 	t1, c1 := time.Now(), cpuSeconds()
 	peakSync := peakRSSKiB()
 	afterSync := heapKiB()
+	afterRSS := rssKiB()
 	stored := len(informer.GetIndexer().List())
 	if stored != *size {
 		fail("synced %d pods, expected %d", stored, *size)
@@ -187,7 +196,7 @@ func main() {
 		Sync: t1.Sub(t0).Seconds(), SyncCPU: c1 - c0,
 		Events: t3.Sub(t2).Seconds(), EventsCPU: c3 - c2,
 		Base: base, AfterSync: afterSync, PeakSync: peakSync, Peak: peakRSSKiB(),
-		Stored: stored, Protocol: protocol, MemoryUnit: "go heap KiB after GC",
+		BaseRSS: baseRSS, AfterRSS: afterRSS, Stored: stored, Protocol: protocol, MemoryUnit: "go heap KiB after GC",
 	}
 	line, _ := json.Marshal(out)
 	fmt.Println(string(line))
