@@ -107,8 +107,9 @@ class Source:
     (then run_all writes each contender's watch events once it has synced)."""
 
     def __init__(self, url: str, env: Any = None, kubeconfig: str | None = None,
-                 names: list[tuple[str, str]] | None = None) -> None:
-        self.url, self.env, self.kubeconfig, self.names = url, env, kubeconfig, names or []
+                 entries: list[tuple[str, bytes]] | None = None) -> None:
+        self.url, self.env, self.kubeconfig = url, env, kubeconfig
+        self.entries = entries or []
         self.write_rates: list[float] = []
         self._runs = 0
 
@@ -145,7 +146,7 @@ class Source:
                 self._runs += 1
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-                took = real_apiserver.update_pods(self.env, self.names, events,
+                took = real_apiserver.update_pods(self.env, self.entries, events,
                                                   f"{os.getpid()}-{self._runs}")
                 self.write_rates.append(events / took)
                 break
@@ -359,8 +360,9 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         if args.real:
             env = stack.enter_context(real_apiserver.start_envtest())
-            names = real_apiserver.seed_pods(env, args.size, args.seed)
-            source = Source(env.url, env=env, kubeconfig=str(env.kubeconfig_path), names=names)
+            entries = real_apiserver.seed_pods(env, args.size, args.seed)
+            source = Source(env.url, env=env, kubeconfig=str(env.kubeconfig_path),
+                            entries=entries)
         else:
             server = subprocess.Popen(
                 [sys.executable, bench_informer.__file__, "--serve", "--size", str(args.size),
@@ -382,11 +384,11 @@ def main() -> None:
     if args.real:
         writes = (f"{statistics.median(source.write_rates):,.0f}" if source.write_rates
                   else "n/a")
-        where = (f"the real kube-apiserver v1.37.2 + etcd v3.7.0 (envtest, TLS, seeded through "
-                 f"the API); watch events are pod updates run_all writes at {writes} writes/s "
-                 f"(median) over {real_apiserver.CONNECTIONS} connections once each contender "
-                 f"has synced, so wall ev/s is bounded by the server's write rate: compare "
-                 f"'cpu ev/s'; client-go speaks protobuf (its default)")
+        where = (f"the real kube-apiserver v1.37.2 + etcd v3.7.0 (envtest, TLS; pods put into "
+                 f"etcd as JSON, see real_apiserver.py); watch events are pod updates run_all "
+                 f"puts into etcd at {writes} writes/s (median) once each contender has synced, "
+                 f"so wall ev/s is at most that: compare 'cpu ev/s'; client-go speaks protobuf "
+                 f"(its default), the Python clients JSON")
     else:
         where = ("pre-encoded aiohttp server in a separate process (JSON, also for client-go)")
     header = (f"run_all{' --real' if args.real else ''}: {args.size:,} pods (~6 KB with "
