@@ -45,7 +45,7 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-async def _pool(jobs: Iterable[Callable[[], Awaitable[None]]], workers: int) -> None:
+async def run_pool(jobs: Iterable[Callable[[], Awaitable[None]]], workers: int) -> None:
     """Run the coroutine factories of ``jobs`` on ``workers`` concurrent workers."""
     iterator = iter(jobs)
 
@@ -85,15 +85,14 @@ class Seeder:
             if resp.status >= 300 and resp.status not in ok:
                 raise RuntimeError(f"{method} {path}: {resp.status} {text[:300]!r}")
 
-    async def create_namespaces(self, pods: list[dict[str, Any]]) -> None:
-        """Create the namespaces of ``pods`` (existing ones are fine)."""
-        namespaces = sorted({p["metadata"]["namespace"] for p in pods})
+    async def create_namespaces(self, namespaces: Iterable[str]) -> None:
+        """Create ``namespaces`` (existing ones are fine)."""
 
         def job(ns: str) -> Callable[[], Awaitable[None]]:
             return lambda: self.send("POST", "/api/v1/namespaces", {
                 "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, ok=(409,))
 
-        await _pool((job(ns) for ns in namespaces), self.connections)
+        await run_pool((job(ns) for ns in namespaces), self.connections)
 
     async def create_pods(self, pods: list[dict[str, Any]]) -> None:
         """Create ``pods`` through the API, then write their status (~2 writes a pod)."""
@@ -113,7 +112,7 @@ class Seeder:
         def job(pod: dict[str, Any]) -> Callable[[], Awaitable[None]]:
             return lambda: create(pod)
 
-        await _pool((job(p) for p in pods), self.connections)
+        await run_pool((job(p) for p in pods), self.connections)
 
     async def update_pods(self, names: list[tuple[str, str]], count: int, stamp: str) -> None:
         """``count`` merge patches of annotation ``bench/update``, round robin over ``names``."""
@@ -124,7 +123,7 @@ class Seeder:
             return lambda: self.send("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}", body,
                                      "application/merge-patch+json")
 
-        await _pool((job(i) for i in range(count)), self.connections)
+        await run_pool((job(i) for i in range(count)), self.connections)
 
 
 async def put_into_etcd(etcd_url: str, objects: list[tuple[str, bytes]], batch: int = 64,
@@ -150,7 +149,7 @@ async def put_into_etcd(etcd_url: str, objects: list[tuple[str, bytes]], batch: 
         def job(chunk: list[tuple[str, bytes]]) -> Callable[[], Awaitable[None]]:
             return lambda: put(chunk)
 
-        await _pool((job(c) for c in chunks), concurrency)
+        await run_pool((job(c) for c in chunks), concurrency)
 
 
 def pod_entries(pods: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
@@ -189,12 +188,12 @@ def seed_pods(env: Any, size: int, seed: int, through_api: bool = False
 
     async def go() -> None:
         async with Seeder(env.url, env.ssl_context(client_cert=True)) as seeder:
-            await seeder.create_namespaces(pods)
+            await seeder.create_namespaces({p["metadata"]["namespace"] for p in pods})
             if through_api:
                 await seeder.create_pods(pods)
         if not through_api:
             await put_into_etcd(env.etcd.client_url, entries)
-        await _wait_listed(env, size)
+        await wait_listed(env, size)
 
     asyncio.run(go())
     took = time.perf_counter() - started
@@ -204,7 +203,7 @@ def seed_pods(env: Any, size: int, seed: int, through_api: bool = False
     return entries
 
 
-async def _wait_listed(env: Any, size: int, within: float = 300) -> None:
+async def wait_listed(env: Any, size: int, within: float = 300) -> None:
     """Wait until kube-apiserver's watch cache serves ``size`` pods (a limit=1 LIST
     reports the remaining count)."""
     deadline = time.monotonic() + within
