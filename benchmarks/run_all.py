@@ -1,32 +1,49 @@
-"""kubemirror against every Python peer, side by side in one run: the reproducible suite.
+"""kubemirror against every Python peer and client-go, side by side in one run.
 
-One pre-encoded aiohttp server in its own process (``bench_informer.serve``:
-``podgen`` Pods of ~6 KB with managedFields, paginated LIST, WATCH streaming
-MODIFIED events released by ``/go`` once the contender has synced) serves every
-contender, each in its own fresh subprocess (so peak RSS is its own):
+One source serves every contender, each in its own fresh subprocess (so peak RSS is
+its own): by default run_all's pre-encoded aiohttp server in its own process
+(``bench_informer.serve``: ``podgen`` Pods of ~6 KB with managedFields, paginated
+LIST, WATCH streaming MODIFIED events released by ``/go`` once the contender has
+synced); with ``--real`` the real kube-apiserver v1.37.2 (envtest), seeded with the
+same pods (``real_apiserver``), run_all writing each contender's watch events once
+it has synced.
 
-* ``km-informer``  SharedInformer, dict Indexer + namespace index (DeltaFIFO pipeline)
+Two kinds of rows in every run (``contenders`` has the code):
+
+*defaults*, each library exactly as its users run it:
+
+* ``km-informer``  SharedInformer, dict Indexer + namespace index, counting handler
 * ``km-informer-s`` the same with ``ignore_fields=MIRROR_IGNORE_FIELDS`` (managedFields cut)
-* ``km-compact``   SharedInformer(store="compact"): CompactIndexer + namespace index, with
-                   its defaults (managedFields cut from the bytes, logged)
+* ``km-compact``   SharedInformer(store="compact") with its defaults (managedFields cut)
 * ``km-compact-full`` the same with ``ignore_fields=()``: every byte received kept
 * ``km-watcher``   Watcher + MemoryStore indexed by namespace/name
-* ``raw``          aiohttp + orjson loop, GC paused for the list, dict store (the limit)
-* ``lightkube``    lightkube 1.0 sync Client: paginated list kept in a dict, bare watch decode
+* ``lightkube``    lightkube sync Client: paginated list kept in a dict, bare watch decode
+* ``client-go``    client-go v0.37.2 SharedIndexInformer, namespace index, counting handler
+                   (``benchmarks/clientgo``, built once into a cache; JSON against the bench
+                   server, protobuf, its default, against kube-apiserver)
 * ``official``     kubernetes client models (list + watch.Watch into a dict)
 * ``official-raw`` kubernetes client, ``_preload_content=False`` list + ``deserialize=False``
 * ``k8s-asyncio``  kubernetes_asyncio models
 
+*equal GC*, every contender with kubemirror's collector policy (paused for the whole
+LIST, ``gc.freeze()`` once synced): ``km-informer-gc``, ``km-compact-gc``, ``raw``
+(aiohttp + orjson loop, dict store: the practical limit), ``lightkube-gc``,
+``official-gc``, ``official-raw-gc``, ``k8s-asyncio-gc``.
+
 The model-building clients need ~1 ms and ~80 KB per Pod, so they run on
 ``--official-size`` objects (default 10k) and are compared per object.
 
-Columns: initial sync objects/s, watch events/s, peak RSS during the sync, bytes
-per stored Pod (settled RSS growth over the sync / pods: freed memory handed back
-first), and peak-sync growth / settled store growth.
-Writes ``benchmarks/results/benchmark.md`` and ``benchmark.png``.
+Columns: initial sync objects/s, watch events/s (and both per CPU second of the
+client), peak RSS during the sync, bytes per stored Pod (settled RSS growth over
+the sync / pods: freed memory handed back first; client-go: Go heap after GC), and
+peak-sync growth / settled store growth. MET/MISS lines follow for every target.
+Writes ``benchmarks/results/benchmark.md`` and ``benchmark.png`` (``--real``:
+``benchmark-real.*``).
 
-    python benchmarks/run_all.py            # 100k pods, 100k MODIFIED events
-    python benchmarks/run_all.py --quick    # 10k: under a minute
+    python benchmarks/run_all.py                 # 100k pods, 100k MODIFIED events, 3 rounds
+    python benchmarks/run_all.py --quick         # 10k, one round
+    python benchmarks/run_all.py --real          # against kube-apiserver: 100k pods, 10k events
+    python benchmarks/run_all.py --quick --real  # 10k pods, 2k events
 """
 
 from __future__ import annotations

@@ -569,17 +569,15 @@ class SharedInformer(lifecycle.Service):
         with nothing changed, as ``DeltaFIFO.replace`` would.
         """
         indexer = self._indexer
-        indexer.replace(objs)
+        stored: list[Any] = []
+        if isinstance(indexer, compact.CompactIndexer):
+            stored = indexer.replace_and_view(objs)  # the views, not decoded a second time
+        else:
+            indexer.replace(objs)
         self._fifo.mark_populated()
         handlers = self._handlers
         if handlers:
-            if isinstance(indexer, compact.CompactIndexer):
-                stored: list[Any] = []
-                for key in indexer.list_keys():
-                    view = indexer.get_view_by_key(key)
-                    if view is not None:
-                        stored.append(view)
-            else:
+            if not isinstance(indexer, compact.CompactIndexer):
                 stored = indexer.list()
             for obj in stored:
                 for reg in handlers:
