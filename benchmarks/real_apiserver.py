@@ -168,6 +168,10 @@ def start_envtest(work_dir: str | None = None) -> Any:
     """A started EnvTest (binaries from ``KUBEBUILDER_ASSETS`` or the envtest cache)."""
     from kubemirror.envtest import EnvTest
 
+    # etcd's default 2 GiB backend quota: 100k pods are ~0.6 GB and every round of
+    # watch updates adds revisions until kube-apiserver compacts them (every 5 min), so
+    # a full --real run could cross it. etcd reads ETCD_* variables as its flags.
+    os.environ.setdefault("ETCD_QUOTA_BACKEND_BYTES", str(8 << 30))
     started = time.perf_counter()
     env = EnvTest(work_dir=work_dir, build=False)
     env.start()
