@@ -248,12 +248,15 @@ class WatchFigures:
     seconds: float
     delivered: int
     latencies: list[float]
+    closed: int  # watchers the server ended before they had every event
 
 
 async def _measure_watch(endpoint: Endpoint, conn: Connection, watchers: int, events: int,
                          kind: str) -> WatchFigures:
     received = [0] * watchers
     connected = [0]
+    done = [0]
+    closed = [0]
     latencies: list[float] = []
     target = events
     marker = b'"bench/ts":"'
@@ -271,26 +274,34 @@ async def _measure_watch(endpoint: Endpoint, conn: Connection, watchers: int, ev
 
         async def watcher(n: int) -> None:
             url = f"{base}{CONFIGMAPS_PATH}{query}"
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
-                connected[0] += 1
-                buffer = b""
-                async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    lines = buffer.split(b"\n")
-                    buffer = lines.pop()
-                    now = time.time()
-                    for line in lines:
-                        received[n] += 1
-                        if n == 0 and received[n] % 20 == 0:
-                            at = line.find(marker)
-                            if at >= 0:
-                                end = line.index(b'"', at + len(marker))
-                                latencies.append(now - float(line[at + len(marker) : end]))
-                    if received[n] >= target:
-                        last_arrival[0] = time.perf_counter()
-                        if all(r >= target for r in received):
-                            finished.set()
-                        return
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
+                    connected[0] += 1
+                    buffer = b""
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        lines = buffer.split(b"\n")
+                        buffer = lines.pop()
+                        now = time.time()
+                        for line in lines:
+                            received[n] += 1
+                            if n == 0 and received[n] % 20 == 0:
+                                at = line.find(marker)
+                                if at >= 0:
+                                    end = line.index(b'"', at + len(marker))
+                                    latencies.append(now - float(line[at + len(marker) : end]))
+                        if received[n] >= target:
+                            break
+            except aiohttp.ClientError:  # a reset connection: ended by the server
+                pass
+            # the target reached, or the server ended the watch (kube-apiserver closes a
+            # watcher that falls behind): either way this watcher is done
+            if received[n] < target:
+                closed[0] += 1
+            last_arrival[0] = time.perf_counter()
+            done[0] += 1
+            if done[0] == watchers:
+                finished.set()
 
         tasks = [asyncio.create_task(watcher(n)) for n in range(watchers)]
         await asyncio.to_thread(conn.send, ("watchers", watchers))
@@ -307,7 +318,8 @@ async def _measure_watch(endpoint: Endpoint, conn: Connection, watchers: int, ev
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(conn.recv)
-    return WatchFigures(watchers, events, last_arrival[0] - start, sum(received), latencies)
+    return WatchFigures(watchers, events, last_arrival[0] - start, sum(received), latencies,
+                        closed[0])
 
 
 def _run(kind: str, pods: int, fanouts: list[tuple[int, int]]
@@ -417,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             k: _pct(f.latencies, 50) for k, f in got_w.items()}, "ms", False)
         row(f"event latency p99 ({w:,} watchers)", {
             k: _pct(f.latencies, 99) for k, f in got_w.items()}, "ms", False)
+        row(f"watchers the server ended ({w:,})", {
+            k: float(f.closed) for k, f in got_w.items()}, "watchers", False)
     print()
     print(f"in-process paged LIST (limit=500) of {pod_counts[0]:,} pods: "
           f"{_in_process_list(pod_counts[0]):.3f} s")
