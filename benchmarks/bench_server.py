@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import multiprocessing as mp
 import statistics
@@ -339,8 +340,9 @@ def _run(kind: str, pods: int, fanouts: list[tuple[int, int]]
         cold = asyncio.run(_measure_list(endpoint))
         warm = asyncio.run(_measure_list(endpoint))
         fanout = [asyncio.run(_measure_watch(endpoint, parent, w, e, kind)) for w, e in fanouts]
-        parent.send(("stop",))
     finally:
+        with contextlib.suppress(OSError):  # the child stops its server (envtest too)
+            parent.send(("stop",))
         proc.join(timeout=60)
         if proc.is_alive():
             proc.kill()

@@ -117,8 +117,12 @@ async def _km_client(target: Target) -> Any:
     return KubeClient(config)
 
 
-async def _until(predicate: Any) -> None:
-    while not predicate():  # noqa: ASYNC110 - polls a counter the informer's task bumps
+async def _until(predicate: Any, what: Any, within: float = 300.0) -> None:
+    """Poll ``predicate``; after ``within`` seconds raise with ``what()`` (the counts)."""
+    deadline = time.monotonic() + within
+    while not predicate():  # polls a counter the informer's task bumps
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {within:.0f} s: {what()}")
         await asyncio.sleep(0.002)
 
 
@@ -153,13 +157,14 @@ async def run_informer(target: Target, size: int, events: int, store: str, polic
     clock.mark()
     informer.start()
     await informer.wait_for_sync()
-    await _until(lambda: counts["add"] >= size)
+    await _until(lambda: counts["add"] >= size, lambda: (counts, size))
     clock.mark()
     after_sync, peak_sync = settled_rss_kb()
     assert len(informer.get_indexer()) == size, len(informer.get_indexer())
     await target.arelease_events()
     clock.mark()
-    await _until(lambda: counts["update"] >= events)
+    await _until(lambda: counts["update"] >= events,
+                 lambda: (counts, events, informer.reflector.stats))
     clock.mark()
     result = clock.result(base, after_sync, peak_sync)
     await informer.stop()
@@ -188,7 +193,7 @@ async def run_watcher(target: Target, size: int, events: int, policy: str) -> di
     clock.mark()
     stats = watcher.reflector.stats
     first = stats.events
-    await _until(lambda: stats.events - first >= events)
+    await _until(lambda: stats.events - first >= events, lambda: (stats, first, events))
     clock.mark()
     result = clock.result(base, after_sync, peak_sync)
     await watcher.stop()

@@ -168,7 +168,12 @@ class Source:
                 self.write_rates.append(events / took)
                 break
             logs.append(line)
-        stdout, stderr = proc.communicate(timeout=1200)
+        try:
+            stdout, stderr = proc.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            stderr += "\n(killed: no result 900 s after its go-ahead)"
         return proc.returncode, stdout, "".join(logs) + stderr
 
 
