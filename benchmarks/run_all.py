@@ -1,41 +1,55 @@
-"""kubemirror against every Python peer, side by side in one run: the reproducible suite.
+"""kubemirror against every Python peer and client-go, side by side in one run.
 
-One pre-encoded aiohttp server in its own process (``bench_informer.serve``:
-``podgen`` Pods of ~6 KB with managedFields, paginated LIST, WATCH streaming
-MODIFIED events released by ``/go`` once the contender has synced) serves every
-contender, each in its own fresh subprocess (so peak RSS is its own):
+One source serves every contender, each in its own fresh subprocess (so peak RSS is
+its own): by default run_all's pre-encoded aiohttp server in its own process
+(``bench_informer.serve``: ``podgen`` Pods of ~6 KB with managedFields, paginated
+LIST, WATCH streaming MODIFIED events released by ``/go`` once the contender has
+synced); with ``--real`` the real kube-apiserver v1.37.2 (envtest), seeded with the
+same pods (``real_apiserver``), run_all writing each contender's watch events once
+it has synced.
 
-* ``km-informer``  SharedInformer, dict Indexer + namespace index (DeltaFIFO pipeline)
+Two kinds of rows in every run (``contenders`` has the code):
+
+*defaults*, each library exactly as its users run it:
+
+* ``km-informer``  SharedInformer, dict Indexer + namespace index, counting handler
 * ``km-informer-s`` the same with ``ignore_fields=MIRROR_IGNORE_FIELDS`` (managedFields cut)
-* ``km-compact``   SharedInformer(store="compact"): CompactIndexer + namespace index, with
-                   its defaults (managedFields cut from the bytes, logged)
+* ``km-compact``   SharedInformer(store="compact") with its defaults (managedFields cut)
 * ``km-compact-full`` the same with ``ignore_fields=()``: every byte received kept
 * ``km-watcher``   Watcher + MemoryStore indexed by namespace/name
-* ``raw``          aiohttp + orjson loop, GC paused for the list, dict store (the limit)
-* ``lightkube``    lightkube 1.0 sync Client: paginated list kept in a dict, bare watch decode
+* ``lightkube``    lightkube sync Client: paginated list kept in a dict, bare watch decode
+* ``client-go``    client-go v0.37.2 SharedIndexInformer, namespace index, counting handler
+                   (``benchmarks/clientgo``, built once into a cache; JSON against the bench
+                   server, protobuf, its default, against kube-apiserver)
 * ``official``     kubernetes client models (list + watch.Watch into a dict)
 * ``official-raw`` kubernetes client, ``_preload_content=False`` list + ``deserialize=False``
 * ``k8s-asyncio``  kubernetes_asyncio models
 
+*equal GC*, every contender with kubemirror's collector policy (paused for the whole
+LIST, ``gc.freeze()`` once synced): ``km-informer-gc``, ``km-compact-gc``, ``raw``
+(aiohttp + orjson loop, dict store: the practical limit), ``lightkube-gc``,
+``official-gc``, ``official-raw-gc``, ``k8s-asyncio-gc``.
+
 The model-building clients need ~1 ms and ~80 KB per Pod, so they run on
 ``--official-size`` objects (default 10k) and are compared per object.
 
-Columns: initial sync objects/s, watch events/s, peak RSS during the sync, bytes
-per stored Pod (settled RSS growth over the sync / pods: freed memory handed back
-first), and peak-sync growth / settled store growth.
-Writes ``benchmarks/results/benchmark.md`` and ``benchmark.png``.
+Columns: initial sync objects/s, watch events/s (and both per CPU second of the
+client), peak RSS during the sync, bytes per stored Pod (settled RSS growth over
+the sync / pods: freed memory handed back first; client-go: Go heap after GC), and
+peak-sync growth / settled store growth. MET/MISS lines follow for every target.
+Writes ``benchmarks/results/benchmark.md`` and ``benchmark.png`` (``--real``:
+``benchmark-real.*``).
 
-    python benchmarks/run_all.py            # 100k pods, 100k MODIFIED events
-    python benchmarks/run_all.py --quick    # 10k: under a minute
+    python benchmarks/run_all.py                 # 100k pods, 100k MODIFIED events, 3 rounds
+    python benchmarks/run_all.py --quick         # 10k, one round
+    python benchmarks/run_all.py --real          # against kube-apiserver: 100k pods, 10k events
+    python benchmarks/run_all.py --quick --real  # 10k pods, 2k events
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import ctypes
-import gc
 import importlib
 import json
 import mmap
@@ -44,7 +58,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,250 +65,21 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
 import bench_informer  # noqa: E402
-from bench_informer import PAGE, rss_kb  # noqa: E402
+import clientgo_contender  # noqa: E402
+import contenders  # noqa: E402
+import real_apiserver  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
-FULL = ("km-informer", "km-informer-s", "km-compact", "km-compact-full", "km-watcher", "raw",
-        "lightkube")
-SUBSET = ("official", "official-raw", "k8s-asyncio")
-
-
-def settled_rss_kb() -> tuple[int, int]:
-    """(RSS once freed memory is handed back to the OS, peak RSS so far) in KB.
-
-    The peak is read first (trimming never lowers it); then a collection and glibc's
-    ``malloc_trim`` return what the sync freed (list pages, decode buffers), so the
-    first figure is the store's own footprint and ``peak / store`` measures the
-    transient overhead of the sync instead of comparing RSS with itself.
-    """
-    _, peak = rss_kb()
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    current, _ = rss_kb()
-    return current, peak
-
-
-def _result(t: list[float], c: list[float], base: int, after_sync: int, peak_sync: int
-            ) -> dict[str, Any]:
-    _, peak = rss_kb()
-    return {"sync": t[1] - t[0], "sync_cpu": c[1] - c[0], "events": t[3] - t[2],
-            "events_cpu": c[3] - c[2], "base": base, "after_sync": after_sync,
-            "peak_sync": peak_sync, "peak": peak}
-
-
-def _mark(t: list[float], c: list[float]) -> None:
-    t.append(time.perf_counter())
-    c.append(time.process_time())
-
-
-async def _go(url: str) -> None:
-    await asyncio.to_thread(bench_informer.http_get, url + "/go")
-
-
-async def run_informer(url: str, size: int, events: int, store: str) -> dict[str, Any]:
-    from kubemirror import keys
-    from kubemirror.client import ClientConfig, KubeClient
-    from kubemirror.informer import MIRROR_IGNORE_FIELDS, SharedInformer
-    from kubemirror.listwatch import ListWatch
-    from kubemirror.types import GroupVersionResource
-
-    base, _ = rss_kb()
-    t: list[float] = []
-    c: list[float] = []
-    client = KubeClient(ClientConfig(url))
-    ignore = {"dict": (), "dict-s": MIRROR_IGNORE_FIELDS, "compact": None, "compact-full": ()}
-    informer = SharedInformer(
-        ListWatch(client, GroupVersionResource("", "v1", "pods")),
-        indexers={"namespace": keys.meta_namespace_index_func},
-        store="compact" if store.startswith("compact") else "dict",
-        ignore_fields=ignore[store], page_size=PAGE, freeze_gc_after_sync=True)
-    _mark(t, c)
-    informer.start()
-    await informer.wait_for_sync()
-    _mark(t, c)
-    after_sync, peak_sync = settled_rss_kb()
-    assert len(informer.get_indexer()) == size
-    await _go(url)
-    _mark(t, c)
-    stats = informer.reflector.stats
-    while stats.events < events or informer.queue_depth:  # noqa: ASYNC110
-        await asyncio.sleep(0.002)
-    _mark(t, c)
-    result = _result(t, c, base, after_sync, peak_sync)
-    await informer.stop()
-    await client.close()
-    return result
-
-
-async def run_watcher(url: str, size: int, events: int) -> dict[str, Any]:
-    from kubemirror.client import ClientConfig, KubeClient
-    from kubemirror.types import GroupVersionResource
-    from kubemirror.watcher import Watcher, WatcherConfig
-
-    base, _ = rss_kb()
-    t: list[float] = []
-    c: list[float] = []
-    client = KubeClient(ClientConfig(url))
-    config = WatcherConfig(gvr=GroupVersionResource("", "v1", "pods"),
-                           index_by=["metadata.namespace", "metadata.name"],
-                           on_change=lambda store, stats: None, debounce_interval=0.5)
-    watcher = Watcher(config, client, page_size=PAGE, freeze_gc_after_sync=True)
-    _mark(t, c)
-    watcher.start()
-    await watcher.wait_for_sync()
-    _mark(t, c)
-    after_sync, peak_sync = settled_rss_kb()
-    assert watcher.store.size == size
-    await _go(url)
-    _mark(t, c)
-    stats = watcher.reflector.stats
-    while stats.events < events:  # noqa: ASYNC110
-        await asyncio.sleep(0.002)
-    _mark(t, c)
-    result = _result(t, c, base, after_sync, peak_sync)
-    await watcher.stop()
-    await client.close()
-    return result
-
-
-async def run_raw(url: str, size: int, events: int) -> dict[str, Any]:
-    result = await bench_informer.run_raw(url, size, events, True)
-    result["peak_sync"] = result["peak"]  # not separated there; conservative
-    return result
-
-
-def run_lightkube(url: str, size: int, events: int) -> dict[str, Any]:
-    from lightkube import Client, KubeConfig
-    from lightkube.resources.core_v1 import Pod
-
-    base, _ = rss_kb()
-    t: list[float] = []
-    c: list[float] = []
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "bench",
-        "clusters": [{"name": "bench", "cluster": {"server": url}}],
-        "users": [{"name": "bench", "user": {}}],
-        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
-    }
-    client = Client(KubeConfig.from_dict(kubeconfig), field_manager="bench")
-    store: dict[str, Any] = {}
-    _mark(t, c)
-    for pod in client.list(Pod, namespace="*", chunk_size=PAGE):
-        store[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod
-    _mark(t, c)
-    after_sync, peak_sync = settled_rss_kb()
-    assert len(store) == size
-    bench_informer.http_get(url + "/go")
-    _mark(t, c)
-    watch = client.watch(Pod, namespace="*", resource_version=str(size))
-    for n, _event in enumerate(watch, 1):  # bare decode: lightkube keeps no store
-        if n >= events:
-            break
-    _mark(t, c)
-    return _result(t, c, base, after_sync, peak_sync)
-
-
-def run_official(url: str, size: int, events: int, raw: bool) -> dict[str, Any]:
-    import orjson
-    from kubernetes import client as k8s
-    from kubernetes import watch
-
-    base, _ = rss_kb()
-    t: list[float] = []
-    c: list[float] = []
-    cfg = k8s.Configuration()
-    cfg.host = url
-    api = k8s.CoreV1Api(k8s.ApiClient(cfg))
-    store: dict[str, Any] = {}
-    _mark(t, c)
-    cont = None
-    while True:
-        if raw:
-            resp = api.list_pod_for_all_namespaces(limit=PAGE, _continue=cont,
-                                                   _preload_content=False)
-            doc = orjson.loads(resp.data)
-            for pod in doc["items"]:
-                meta = pod["metadata"]
-                store[f"{meta['namespace']}/{meta['name']}"] = pod
-            cont = doc["metadata"].get("continue")
-        else:
-            page = api.list_pod_for_all_namespaces(limit=PAGE, _continue=cont)
-            for pod in page.items:
-                store[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod
-            cont = page.metadata._continue
-        if not cont or len(store) >= size:
-            break
-    _mark(t, c)
-    after_sync, peak_sync = settled_rss_kb()
-    assert len(store) == size
-    bench_informer.http_get(url + "/go")
-    _mark(t, c)
-    w = watch.Watch()
-    kwargs: dict[str, Any] = {"deserialize": False} if raw else {}
-    stream = w.stream(api.list_pod_for_all_namespaces, resource_version=str(size),
-                      timeout_seconds=600, **kwargs)
-    for n, event in enumerate(stream, 1):
-        pod = event["object"]
-        if raw:
-            meta = pod["metadata"]
-            store[f"{meta['namespace']}/{meta['name']}"] = pod
-        else:
-            store[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod
-        if n >= events:
-            w.stop()
-            break
-    _mark(t, c)
-    return _result(t, c, base, after_sync, peak_sync)
-
-
-async def run_k8s_asyncio(url: str, size: int, events: int) -> dict[str, Any]:
-    from kubernetes_asyncio import client as k8s
-    from kubernetes_asyncio import watch
-
-    base, _ = rss_kb()
-    t: list[float] = []
-    c: list[float] = []
-    cfg = k8s.Configuration()
-    cfg.host = url
-    store: dict[str, Any] = {}
-    async with k8s.ApiClient(cfg) as api_client:
-        api = k8s.CoreV1Api(api_client)
-        _mark(t, c)
-        cont = None
-        while True:
-            page = await api.list_pod_for_all_namespaces(limit=PAGE, _continue=cont)
-            for pod in page.items:
-                store[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod
-            cont = page.metadata._continue
-            if not cont or len(store) >= size:
-                break
-        _mark(t, c)
-        after_sync, peak_sync = settled_rss_kb()
-        assert len(store) == size
-        await _go(url)
-        _mark(t, c)
-        n = 0
-        w = watch.Watch()
-        async with w.stream(api.list_pod_for_all_namespaces, resource_version=str(size),
-                            timeout_seconds=600) as stream:
-            async for event in stream:
-                pod = event["object"]
-                store[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod
-                n += 1
-                if n >= events:
-                    break
-        _mark(t, c)
-    return _result(t, c, base, after_sync, peak_sync)
-
-
-_LIBRARIES = {
-    "km": ("kubemirror.informer", "kubemirror.watcher", "kubemirror.client"),
-    "raw": ("aiohttp", "orjson"),
-    "lightkube": ("lightkube", "lightkube.resources.core_v1"),
-    "official": ("kubernetes.client", "kubernetes.watch"),
-    "k8s": ("kubernetes_asyncio.client", "kubernetes_asyncio.watch"),
-}
+# defaults rows: each library as its users run it; client-go is the Go anchor
+DEFAULTS = ("km-informer", "km-informer-s", "km-compact", "km-compact-full", "km-watcher",
+            "lightkube", "client-go", "official", "official-raw", "k8s-asyncio")
+# equal-GC rows: every contender with kubemirror's policy (collector paused for the LIST,
+# gc.freeze() once synced); raw always runs so, it is the practical limit of the loop
+EQUAL_GC = ("km-informer-gc", "km-compact-gc", "raw", "lightkube-gc", "official-gc",
+            "official-raw-gc", "k8s-asyncio-gc")
+# the model-building clients run on --official-size pods (~1 ms and ~80 KB a pod)
+SUBSET = ("official", "official-raw", "k8s-asyncio", "official-gc", "official-raw-gc",
+          "k8s-asyncio-gc")
 
 
 def warm_memory(nbytes: int) -> None:
@@ -317,31 +101,14 @@ def warm_memory(nbytes: int) -> None:
         fh.write("5")  # peak RSS (VmHWM) starts again from here, without the warm-up
 
 
-def contender_main(name: str, url: str, size: int, events: int, warm: bool) -> None:
-    for module in _LIBRARIES[name.split("-")[0]]:
+def contender_main(name: str, target: contenders.Target, size: int, events: int, warm: bool
+                   ) -> None:
+    for module in contenders.LIBRARIES[name.split("-")[0]]:
         importlib.import_module(module)
     if warm:
         per_pod = 100_000 if name in SUBSET else 40_000  # above each one's peak per pod
         warm_memory(max(256 << 20, size * per_pod))
-    if name == "km-informer":
-        result = asyncio.run(run_informer(url, size, events, "dict"))
-    elif name == "km-informer-s":
-        result = asyncio.run(run_informer(url, size, events, "dict-s"))
-    elif name == "km-compact":
-        result = asyncio.run(run_informer(url, size, events, "compact"))
-    elif name == "km-compact-full":
-        result = asyncio.run(run_informer(url, size, events, "compact-full"))
-    elif name == "km-watcher":
-        result = asyncio.run(run_watcher(url, size, events))
-    elif name == "raw":
-        result = asyncio.run(run_raw(url, size, events))
-    elif name == "lightkube":
-        result = run_lightkube(url, size, events)
-    elif name in ("official", "official-raw"):
-        result = run_official(url, size, events, raw=name == "official-raw")
-    else:
-        result = asyncio.run(run_k8s_asyncio(url, size, events))
-    print(json.dumps(result), flush=True)
+    print(json.dumps(contenders.run(name, target, size, events)), flush=True)
 
 
 def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -352,18 +119,75 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def run_contender(name: str, url: str, size: int, events: int, label: str = "",
+class Source:
+    """Where the contenders' pods are: the bench server, or a seeded real kube-apiserver
+    (then run_all writes each contender's watch events once it has synced)."""
+
+    def __init__(self, url: str, env: Any = None, kubeconfig: str | None = None,
+                 entries: list[tuple[str, bytes]] | None = None) -> None:
+        self.url, self.env, self.kubeconfig = url, env, kubeconfig
+        self.entries = entries or []
+        self.write_rates: list[float] = []
+        self._runs = 0
+
+    def command(self, name: str, size: int, events: int, warm: bool
+                ) -> tuple[list[str], dict[str, str]] | None:
+        if name == "client-go":
+            binary = clientgo_contender.find_or_build()
+            if binary is None:
+                return None
+            return clientgo_contender.command(binary, self.url, self.kubeconfig, size, events)
+        cmd = [sys.executable, __file__, "--contender", name, "--url", self.url,
+               "--size", str(size), "--events", str(events), *([] if warm else ["--no-warm"])]
+        if self.kubeconfig:
+            cmd += ["--kubeconfig", self.kubeconfig]
+        return cmd, dict(os.environ)
+
+    def run(self, name: str, size: int, events: int, warm: bool) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of one contender process."""
+        spec = self.command(name, size, events, warm)
+        if spec is None:
+            return -1, "", "skipped"
+        cmd, env = spec
+        if self.env is None:
+            bench_informer.http_get(f"{self.url}/events?n={events}")
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            return out.returncode, out.stdout, out.stderr
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        logs = []
+        for line in proc.stderr:
+            if line.strip() == "synced":
+                self._runs += 1
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                took = real_apiserver.update_pods(self.env, self.entries, events,
+                                                  f"{os.getpid()}-{self._runs}")
+                self.write_rates.append(events / took)
+                break
+            logs.append(line)
+        try:
+            stdout, stderr = proc.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            stderr += "\n(killed: no result 900 s after its go-ahead)"
+        return proc.returncode, stdout, "".join(logs) + stderr
+
+
+def run_contender(source: Source, name: str, size: int, events: int, label: str = "",
                   warm: bool = True) -> dict[str, Any] | None:
-    bench_informer.http_get(f"{url}/events?n={events}")
-    cmd = [sys.executable, __file__, "--contender", name, "--url", url, "--size", str(size),
-           "--events", str(events), *([] if warm else ["--no-warm"])]
     print(f"  running {name} ({size} pods, {events} events){label}...", file=sys.stderr,
           flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+    code, stdout, stderr = source.run(name, size, events, warm)
+    if code == -1:
         return None
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if code:
+        print(f"{name} failed:\n{stderr[-3000:]}", file=sys.stderr)
+        return None
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     result.update(size=size, n_events=events)
     return result
 
@@ -375,6 +199,9 @@ def rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name, r in results.items():
         store_kb = max(1, r["after_sync"] - r["base"])
+        # client-go: bytes per pod from the Go heap after GC, peak/store from RSS
+        rss_store_kb = max(1, r.get("after_sync_rss", r["after_sync"])
+                           - r.get("base_rss", r["base"]))
         out.append({
             "name": name, "size": r["size"], "events": r["n_events"],
             "obj_s": r["size"] / r["sync"], "ev_s": r["n_events"] / r["events"],
@@ -383,34 +210,43 @@ def rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "cpu_obj_s": r["size"] / max(r["sync_cpu"], 1e-9),
             "cpu_ev_s": r["n_events"] / max(r["events_cpu"], 1e-9),
             "peak_sync_mb": r["peak_sync"] / 1024, "bytes_pod": store_kb * 1024 / r["size"],
-            "peak_ratio": (r["peak_sync"] - r["base"]) / store_kb,
+            "peak_ratio": (r["peak_sync"] - r.get("base_rss", r["base"])) / rss_store_kb,
         })
     return out
 
 
 def ratios(table: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
-    """(description, value, target, met) for every target of the issue."""
+    """(description, value, target, met) for every target of issues 14 and before."""
     by = {r["name"]: r for r in table}
     checks: list[tuple[str, float, float, bool]] = []
 
     def add(desc: str, value: float, target: float, at_most: bool = False) -> None:
         checks.append((desc, value, target, value <= target if at_most else value >= target))
 
-    lk, off = by.get("lightkube"), by.get("official")
+    def ratio(desc: str, a: str, b: str, key: str, target: float) -> None:
+        if a in by and b in by:
+            add(f"{desc}: {a} / {b}", by[a][key] / by[b][key], target)
+
+    # equal GC: the same collector policy for everyone
+    ratio("equal GC sync", "km-informer-gc", "lightkube-gc", "obj_s", 1.2)
+    ratio("equal GC watch", "km-informer-gc", "lightkube-gc", "ev_s", 1.0)
+    ratio("equal GC sync", "km-compact-gc", "lightkube-gc", "obj_s", 2.0)
+    ratio("equal GC watch", "km-compact-gc", "lightkube-gc", "ev_s", 2.0)
+    # defaults: each library as its users run it
     for km in ("km-informer", "km-informer-s", "km-compact", "km-compact-full", "km-watcher"):
-        if km not in by:
-            continue
-        if lk:
-            add(f"{km} sync / lightkube list", by[km]["obj_s"] / lk["obj_s"], 3.0)
-        if off:
-            add(f"{km} sync / official list", by[km]["obj_s"] / off["obj_s"], 12.0)
-    if lk and "km-informer" in by:
-        add("km-informer watch (indexed) / lightkube bare watch",
-            by["km-informer"]["ev_s"] / lk["ev_s"], 0.8)
+        ratio("defaults sync", km, "lightkube", "obj_s", 3.0)
+        ratio("defaults sync", km, "official", "obj_s", 12.0)
+    ratio("defaults watch", "km-informer", "lightkube", "ev_s", 0.8)
+    ratio("defaults watch", "km-compact", "lightkube", "ev_s", 1.5)
+    # the moonshot: client-go itself
+    ratio("moonshot sync", "km-compact", "client-go", "obj_s", 1.0)
+    if "client-go" in by:
+        for km in ("km-compact", "km-compact-full"):
+            if km in by:
+                add(f"moonshot: {km} bytes per stored pod <= client-go's "
+                    f"({by['client-go']['bytes_pod']:,.0f})", by[km]["bytes_pod"],
+                    by["client-go"]["bytes_pod"], at_most=True)
     for km in ("km-compact", "km-compact-full"):
-        if lk and km in by:
-            add(f"{km} watch (store kept) / lightkube bare watch", by[km]["ev_s"] / lk["ev_s"],
-                1.5)
         if km in by:
             add(f"{km} bytes per stored pod", by[km]["bytes_pod"], 8192, at_most=True)
     for km in ("km-informer", "km-compact", "km-compact-full"):
@@ -419,23 +255,44 @@ def ratios(table: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
     return checks
 
 
+# What limits each target when it is missed: profiles behind them (cProfile, 10k pods, see
+# the README). Printed and written after the MET/MISS lines of every run.
+LIMITS = """\
+What limits the targets (profiles at 10k pods; the ratios above are this run's):
+- km-informer-gc sync vs lightkube-gc: decoding into plain dicts. orjson.loads is 0.97 s of a
+  1.9 s sync; kubemirror's keys, indexes and store ~0.2 s. lightkube builds msgspec Structs,
+  fewer objects per pod; raw (the same dict decode, nothing else) is the ceiling of this row.
+- km-compact-gc vs lightkube-gc (2x): per watch event the compact informer decodes two views,
+  the new object's and the replaced one's (handlers get on_update(old, new)): 30,020 msgspec
+  decodes for a 10k sync + 10k events, 0.63 s of the run; the sync decodes one view per pod.
+- defaults rows: the collector. A 6 KB pod is ~66 tracked containers; with the GC on, peers'
+  LISTs cost 4-6x the CPU of their -gc rows. kubemirror pauses it for every LIST by default and
+  freezes nothing unless asked (freeze_gc_after_sync).
+- client-go: JSON against the bench server (~200 us of CPU a pod there, not profiled
+  further); protobuf, its default, only in --real, where the server, not the client, bounds
+  wall-clock rates on 2 cores.
+"""
+
+
 def markdown(table: list[dict[str, Any]], checks: list[tuple[str, float, float, bool]],
              header: str) -> str:
     lines = [header, "",
              "| contender | pods | sync obj/s | sync range | watch ev/s | peak RSS in sync (MB) "
              "| bytes/stored pod | peak/store |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in table:
-        lines.append(f"| {r['name']} | {r['size']:,} | {r['obj_s']:,.0f} | "
-                     f"{r['obj_s_low']:,.0f}-{r['obj_s_high']:,.0f} | {r['ev_s']:,.0f} | "
-                     f"{r['peak_sync_mb']:,.0f} | {r['bytes_pod']:,.0f} | "
-                     f"{r['peak_ratio']:.2f} |")
+    for title, group in _groups(table):
+        lines.append(f"| *{title}* | | | | | | | |")
+        for r in group:
+            lines.append(f"| {r['name']} | {r['size']:,} | {r['obj_s']:,.0f} | "
+                         f"{r['obj_s_low']:,.0f}-{r['obj_s_high']:,.0f} | {r['ev_s']:,.0f} | "
+                         f"{r['peak_sync_mb']:,.0f} | {r['bytes_pod']:,.0f} | "
+                         f"{r['peak_ratio']:.2f} |")
     lines += ["", "| target | measured | needed | met |", "|---|---:|---:|:-:|"]
     for desc, value, target, met in checks:
         need = f"<= {target:g}" if "bytes" in desc or "peak" in desc else f">= {target:g}x"
         shown = f"{value:,.0f}" if "bytes" in desc else f"{value:.2f}"
         lines.append(f"| {desc} | {shown} | {need} | {'yes' if met else '**no**'} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + LIMITS
 
 
 def chart(table: list[dict[str, Any]], path: str, title: str) -> None:
@@ -445,7 +302,8 @@ def chart(table: list[dict[str, Any]], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["name"] for r in table]
-    colors = ["#1f77b4" if n.startswith("km-") else "#999999" for n in names]
+    colors = ["#1f77b4" if n.startswith("km-") else "#2ca02c" if n == "client-go" else "#999999"
+              for n in names]
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     for ax, key, label in zip(
         axes, ("obj_s", "ev_s", "bytes_pod"),
@@ -464,37 +322,52 @@ def chart(table: list[dict[str, Any]], path: str, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def report(results: dict[str, dict[str, Any]], header: str, write: bool) -> None:
-    table = rows(results)
-    head = (f"{'contender':<14}{'pods':>8}{'obj/s':>10}{'range':>16}{'cpu obj/s':>11}{'ev/s':>10}"
+def _groups(table: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    by = {r["name"]: r for r in table}
+    return [(title, [by[n] for n in names if n in by]) for title, names in (
+        ("defaults: each library as its users run it", DEFAULTS),
+        ("equal GC: collector paused for the LIST, gc.freeze() once synced", EQUAL_GC))]
+
+
+def report(results: dict[str, dict[str, Any]], header: str, write: bool, stem: str) -> None:
+    table = [r for _, group in _groups(rows(results)) for r in group]
+    head = (f"{'contender':<16}{'pods':>8}{'obj/s':>10}{'range':>16}{'cpu obj/s':>11}{'ev/s':>10}"
             f"{'cpu ev/s':>10}{'peak sync MB':>14}{'B/pod':>8}{'peak/store':>12}")
     print(header)
     print(head)
     print("-" * len(head))
-    for r in table:
-        span = f"{r['obj_s_low']:,.0f}-{r['obj_s_high']:,.0f}"
-        print(f"{r['name']:<14}{r['size']:>8,.0f}{r['obj_s']:>10,.0f}{span:>16}{r['cpu_obj_s']:>11,.0f}"
-              f"{r['ev_s']:>10,.0f}{r['cpu_ev_s']:>10,.0f}{r['peak_sync_mb']:>14,.0f}"
-              f"{r['bytes_pod']:>8,.0f}{r['peak_ratio']:>12.2f}")
+    for title, group in _groups(table):
+        print(f"-- {title}")
+        for r in group:
+            span = f"{r['obj_s_low']:,.0f}-{r['obj_s_high']:,.0f}"
+            print(f"{r['name']:<16}{r['size']:>8,.0f}{r['obj_s']:>10,.0f}{span:>16}"
+                  f"{r['cpu_obj_s']:>11,.0f}{r['ev_s']:>10,.0f}{r['cpu_ev_s']:>10,.0f}"
+                  f"{r['peak_sync_mb']:>14,.0f}{r['bytes_pod']:>8,.0f}{r['peak_ratio']:>12.2f}")
     checks = ratios(table)
     print()
     for desc, value, target, met in checks:
-        print(f"{'MET ' if met else 'MISS'} {desc:<58} {value:>10.2f}  (target {target:g})")
+        print(f"{'MET ' if met else 'MISS'} {desc:<66} {value:>10.2f}  (target {target:g})")
     print("(wall-clock rates; 'cpu' columns divide by the client process's CPU time)")
+    print()
+    print(LIMITS, end="")
     if write:
         os.makedirs(RESULTS, exist_ok=True)
-        with open(os.path.join(RESULTS, "benchmark.md"), "w") as fh:
+        with open(os.path.join(RESULTS, f"{stem}.md"), "w") as fh:
             fh.write(markdown(table, checks, header))
-        chart(table, os.path.join(RESULTS, "benchmark.png"), header.splitlines()[0])
-        print(f"\nwrote {RESULTS}/benchmark.md and benchmark.png")
+        chart(table, os.path.join(RESULTS, f"{stem}.png"), header.splitlines()[0])
+        print(f"\nwrote {RESULTS}/{stem}.md and {stem}.png")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=None, help="default: --size")
+    parser.add_argument("--events", type=int, default=None,
+                        help="default: --size (--real: min(--size, 10k), --quick --real: 2k)")
     parser.add_argument("--official-size", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="10k pods and events")
+    parser.add_argument("--real", action="store_true",
+                        help="seed the pods into a real kube-apiserver (envtest) and run every "
+                             "contender against it; run_all writes the watch events")
     parser.add_argument("--only", default="", help="comma-separated contenders")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=None,
@@ -505,46 +378,71 @@ def main() -> None:
                         help="do not fault in and free memory before each contender")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.contender:
-        contender_main(args.contender, args.url, args.size, args.events, not args.no_warm)
+        contender_main(args.contender, contenders.Target(args.url, args.kubeconfig),
+                       args.size, args.events, not args.no_warm)
         return
     if args.quick:
         args.size = 10_000
         args.official_size = min(args.official_size, 5_000)
-    events = args.events or args.size
+    events = args.events or (min(args.size, 2_000 if args.quick else 10_000) if args.real
+                             else args.size)
     official_size = min(args.size, args.official_size)
     official_events = min(events, args.official_size)
     repeat = args.repeat or (1 if args.quick else 3)
-    wanted = [n for n in (*FULL, *SUBSET) if not args.only or n in args.only.split(",")]
-    server = subprocess.Popen(
-        [sys.executable, bench_informer.__file__, "--serve", "--size", str(args.size),
-         "--seed", str(args.seed)], stdout=subprocess.PIPE, text=True)
+    known = (*DEFAULTS, *EQUAL_GC)
+    only = [n for n in args.only.split(",") if n]
+    if unknown := [n for n in only if n not in known]:
+        parser.error(f"unknown contenders {unknown}; known: {', '.join(known)}")
+    wanted = [n for n in known if not only or n in only]
+    if "client-go" in wanted and clientgo_contender.find_or_build() is None:
+        wanted.remove("client-go")  # the reason is printed
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in wanted}
-    try:
-        assert server.stdout is not None
-        url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+    with contextlib.ExitStack() as stack:
+        if args.real:
+            env = stack.enter_context(real_apiserver.start_envtest())
+            entries = real_apiserver.seed_pods(env, args.size, args.seed)
+            source = Source(env.url, env=env, kubeconfig=str(env.kubeconfig_path),
+                            entries=entries)
+        else:
+            server = subprocess.Popen(
+                [sys.executable, bench_informer.__file__, "--serve", "--size", str(args.size),
+                 "--seed", str(args.seed)], stdout=subprocess.PIPE, text=True)
+            stack.callback(server.wait)
+            stack.callback(server.terminate)
+            assert server.stdout is not None
+            source = Source(f"http://127.0.0.1:{int(server.stdout.readline())}")
         for round_no in range(repeat):
             shift = round_no % len(wanted)  # each round starts one contender later
             for name in wanted[shift:] + wanted[:shift]:
                 subset = name in SUBSET
-                r = run_contender(name, url, official_size if subset else args.size,
+                r = run_contender(source, name, official_size if subset else args.size,
                                   official_events if subset else events,
                                   f" round {round_no + 1}/{repeat}", warm=not args.no_warm)
                 if r is not None:
                     runs[name].append(r)
-    finally:
-        server.terminate()
-        server.wait()
     results = {name: median_result(rs) for name, rs in runs.items() if rs}
-    header = (f"run_all: {args.size:,} pods (~6 KB with managedFields, podgen seed {args.seed}), "
-              f"{events:,} MODIFIED events; official/k8s-asyncio on {official_size:,} / "
-              f"{official_events:,}\npython {platform.python_version()}, {os.cpu_count()} cores, "
-              f"pre-encoded aiohttp server in a separate process; each figure is the median "
-              f"of {repeat} fresh process{'es' if repeat > 1 else ''} per contender, "
-              f"rounds interleaved"
+    if args.real:
+        writes = (f"{statistics.median(source.write_rates):,.0f}" if source.write_rates
+                  else "n/a")
+        where = (f"the real kube-apiserver v1.37.2 + etcd v3.7.0 (envtest, TLS; pods put into "
+                 f"etcd as JSON, see real_apiserver.py); watch events are pod updates run_all "
+                 f"puts into etcd at {writes} writes/s (median) once each contender has synced, "
+                 f"so wall ev/s is at most that: compare 'cpu ev/s'; client-go speaks protobuf "
+                 f"(its default), the Python clients JSON")
+    else:
+        where = ("pre-encoded aiohttp server in a separate process (JSON, also for client-go)")
+    header = (f"run_all{' --real' if args.real else ''}: {args.size:,} pods (~6 KB with "
+              f"managedFields, podgen seed {args.seed}), {events:,} MODIFIED events; "
+              f"official/k8s-asyncio on {official_size:,} / {official_events:,}\n"
+              f"python {platform.python_version()}, {os.cpu_count()} cores, {where}; "
+              f"each figure is the median of {repeat} fresh process"
+              f"{'es' if repeat > 1 else ''} per contender, rounds interleaved"
               f"{'' if args.no_warm else '; memory warmed before each (see warm_memory)'}")
-    report(results, header, write=not args.no_write)
+    report(results, header, write=not args.no_write,
+           stem="benchmark-real" if args.real else "benchmark")
 
 
 if __name__ == "__main__":

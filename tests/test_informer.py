@@ -323,6 +323,55 @@ async def test_slow_async_handler_does_not_block_the_pop_loop_or_other_handlers(
         await eventually(lambda: len(slow_seen) == 10)
 
 
+async def test_plain_handler_sees_each_watch_event_before_the_next_is_applied(
+    env: Env,
+) -> None:
+    """Watch events reach a plain function at once (inline), so the stored object is
+    still the one it is handed, however many events share a chunk; an async handler
+    keeps its own queue and sees them later, in the same order."""
+    await create(env, "hot")
+    seen: list[tuple[str, bool]] = []
+    async_seen: list[str] = []
+
+    def on_update(old: Any, new: Any) -> None:
+        stored = informer.get_indexer().get(new)
+        seen.append((new["metadata"]["labels"]["n"], stored is new))
+
+    async def on_update_async(old: Any, new: Any) -> None:
+        async_seen.append(new["metadata"]["labels"]["n"])
+
+    informer = fast_informer(env)
+    informer.add_event_handler(on_update=on_update)
+    informer.add_event_handler(on_update=on_update_async)
+    async with informer:
+        assert await informer.wait_for_sync(10)
+        pods = env.server.storage.resource_storage(PODS)
+        for n in range(40):  # one burst, no await between: the server sends it in few chunks
+            pods.upsert("default", make_pod("hot", labels={"n": str(n)}))
+        await eventually(lambda: len(seen) == 40 and len(async_seen) == 40)
+    assert [n for n, _ in seen] == [str(n) for n in range(40)]
+    assert all(current for _, current in seen)
+    assert async_seen == [str(n) for n in range(40)]
+
+
+async def test_plain_handler_returning_an_awaitable_is_awaited(env: Env) -> None:
+    await create(env, "a")
+    done: list[str] = []
+
+    async def finish(name: str) -> None:
+        await asyncio.sleep(0)
+        done.append(name)
+
+    informer = fast_informer(env)
+    reg = informer.add_event_handler(on_update=lambda old, new: finish(new["metadata"]["name"]))
+    async with informer:
+        assert await informer.wait_for_sync(10)
+        await touch(env, "a", "1")
+        await eventually(lambda: done == ["a"])
+        await eventually(lambda: reg.pending == 0)
+    assert reg.errors == 0
+
+
 async def test_transform_strips_fields_before_storing(env: Env) -> None:
     await create(env, "a")
 
