@@ -31,6 +31,7 @@ from kubemirror.informer import (
 )
 from kubemirror.listwatch import ListWatch
 from kubemirror.multicluster.server import KubeApiServer
+from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.reflector import Backoff
 from kubemirror.testing import PODS, make_pod, new_storage
 from tests.faultproxy import FaultProxy, LineFault, is_continue_list, is_watch
@@ -345,7 +346,9 @@ async def test_plain_handler_sees_each_watch_event_before_the_next_is_applied(
     informer.add_event_handler(on_update=on_update_async)
     async with informer:
         assert await informer.wait_for_sync(10)
-        pods = env.server.storage.resource_storage(PODS)
+        storage = env.server.storage
+        assert isinstance(storage, MemoryStorage)
+        pods = storage.resource_storage(PODS)
         for n in range(40):  # one burst, no await between: the server sends it in few chunks
             pods.upsert("default", make_pod("hot", labels={"n": str(n)}))
         await eventually(lambda: len(seen) == 40 and len(async_seen) == 40)
