@@ -239,13 +239,24 @@ async def test_leader_killed_under_write_load_loses_nothing(
     writers: list[asyncio.Task[None]] = []
     try:
         await started(collaborators)
+        leader = await cluster.await_leader()
+        # Sessions start on a random member: make sure one of them is on the leader, so
+        # the kill forces a failover (with 4 sessions on 3 members, 1 run in 5 has none).
+        for _ in range(30):
+            if any(c.backend.endpoint == leader.endpoint for c in collaborators):
+                break
+            await collaborators[0].close()
+            collaborators[0] = Collaborator.create("c0", config, ttl=5.0)
+            await started(collaborators[:1])
+        on_leader = [c for c in collaborators if c.backend.endpoint == leader.endpoint]
+        assert on_leader, "no session started on the leader in 30 tries"
         writers = [loop.create_task(c.write_load(3, stop)) for c in collaborators]
 
         def acked() -> int:
             return sum(len(c.ack_times) for c in collaborators)
 
         await eventually(lambda: acked() >= 200, within=30)
-        leader = await cluster.await_leader()
+        assert await cluster.await_leader() is leader, "leadership moved before the kill"
         killed_at, acked_before = loop.time(), acked()
         cluster.kill(leader)
         await eventually(lambda: acked() >= acked_before + 200, within=30)
@@ -273,6 +284,7 @@ async def test_leader_killed_under_write_load_loses_nothing(
         assert all(c.node_view() == nodes for c in collaborators)
         for c in collaborators:
             assert await lease_of(config, c.nodes.synced_key) == c.backend.lease_id
+        assert all(c.backend.failovers >= 1 for c in on_leader)  # they moved to a live member
         outage = longest_gap([t for c in collaborators for t in c.ack_times], killed_at)
         print(
             f"\nleader kill: {acked()} acked writes by {len(collaborators)} collaborators, "
