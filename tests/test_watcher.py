@@ -742,3 +742,31 @@ def test_watcher_without_detector_uses_the_plain_store(monkeypatch: pytest.Monke
     w = watcher.Watcher(watcher_config(Recorder()), listwatch.ListWatch(
         KubeClient(ClientConfig("http://127.0.0.1:1")), PODS, "default"))
     assert type(w.store) is MemoryStore
+
+
+@pytest.mark.parametrize(
+    "gvr",
+    [GroupVersionResource("", "v1", "widgets"),
+     GroupVersionResource("example.com", "v1", "widgets"),
+     GroupVersionResource("apps", "v1", "widgets")],
+    ids=["core-type-missing", "group-missing", "type-missing-in-a-served-group"],
+)
+async def test_a_resource_the_server_does_not_serve_fails_fast(
+    gvr: GroupVersionResource, kube_api_server: KubeApiServer
+) -> None:
+    """As ``ListWatch.for_resource``: ``ResourceNotFoundError`` naming the resource, at once,
+    instead of a reflector retrying a 404 forever."""
+    config = WatcherConfig(gvr=gvr, index_by=["metadata.name"], on_change=lambda store, stats: None)
+    async with KubeClient(ClientConfig(kube_api_server.url)) as client:
+        mirror = watcher.Watcher(config, client)
+        with pytest.raises(errors.ResourceNotFoundError, match="widgets"):
+            async with mirror:
+                await asyncio.wait_for(mirror.wait_for_sync(), 10)
+
+
+async def test_a_served_resource_still_syncs_after_the_check(client: KubeClient) -> None:
+    config = WatcherConfig(gvr=ENDPOINT_SLICES, index_by=[SERVICE_NAME],
+                           on_change=lambda store, stats: None)
+    async with watcher.Watcher(config, client) as mirror:
+        await asyncio.wait_for(mirror.wait_for_sync(), 10)
+        assert mirror.has_synced()

@@ -188,6 +188,28 @@ class Discovery:
             raise errors.ResourceNotFoundError(name)
         return found
 
+    async def require(self, gvr: GroupVersionResource) -> None:
+        """Fail fast when the server answers but does not serve ``gvr``.
+
+        Reads only ``gvr``'s group-version document. Raises ``ResourceNotFoundError``
+        naming ``gvr`` when the document is missing (404) or does not list it; any
+        other failure (unreachable server, 5xx, 403) is left to the caller's retries.
+        """
+        gv = f"{gvr.group}/{gvr.version}" if gvr.group else gvr.version
+        path = f"/apis/{gv}" if gvr.group else f"/api/{gv}"
+        name = f"{gvr.resource}.{gv}".replace("/", ".") if gvr.group else f"{gvr.resource}"
+        try:
+            doc = await self._client.request("GET", path)
+        except errors.NotFoundError:
+            raise errors.ResourceNotFoundError(name) from None
+        except (errors.ApiError, errors.TransportError) as exc:
+            log.debug("cannot check that %s is served (%s); the reflector will retry", name, exc)
+            return
+        resources = doc.get("resources") or []
+        listed = {str(r.get("name")) for r in resources if isinstance(r, Mapping)}
+        if gvr.resource not in listed:
+            raise errors.ResourceNotFoundError(name)
+
     async def resolve_all(self, names: Iterable[str]) -> list[ApiResource]:
         """``resolve`` for several names."""
         return [await self.resolve(n) for n in names]

@@ -20,7 +20,7 @@ from typing import Any
 
 from kubemirror import drift, errors, keys, lifecycle, listwatch, paths, reflector
 from kubemirror.cache import mutation_detector as detection
-from kubemirror.client import transport
+from kubemirror.client import discovery, transport
 from kubemirror.kvstore import backend as kv_backend
 from kubemirror.stores import (
     cached_store,
@@ -307,7 +307,22 @@ class Watcher(lifecycle.Service):
         return self._synced.is_set()
 
     async def wait_for_sync(self) -> None:
-        """Wait until ``has_synced()``."""
+        """Wait until ``has_synced()``; raise what ended the watcher first, if it ended
+        with an error (``ResourceNotFoundError`` for a resource the server does not serve).
+        """
+        task = self._task
+        if task is None or self._synced.is_set():
+            await self._synced.wait()
+            return
+        synced = asyncio.ensure_future(self._synced.wait())
+        try:
+            await asyncio.wait({synced, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            synced.cancel()
+        if not self._synced.is_set() and task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
         await self._synced.wait()
 
     def _record(self, stats: ChangeStats, from_replace: bool) -> None:
@@ -325,7 +340,15 @@ class Watcher(lifecycle.Service):
             self._wake.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Watch until ``stop`` is set; then stop the reflector and flush pending changes."""
+        """Watch until ``stop`` is set; then stop the reflector and flush pending changes.
+
+        Raises ``ResourceNotFoundError`` at once when the source is a ``KubeClient`` and
+        the server answers but does not serve ``config.gvr`` (a server that cannot be
+        reached is retried by the reflector instead).
+        """
+        if isinstance(self.source, transport.KubeClient) and self.config.gvr is not None \
+                and self.config.source is None:
+            await discovery.Discovery(self.source).require(self.config.gvr)
         if isinstance(self.store, cached_store.CachedStore):
             self.store.bind_loop(asyncio.get_running_loop())
         self._wake = asyncio.Event()
