@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from kubemirror.client.discovery import ApiResource, find_resource, parse_resource_list
+from kubemirror import errors
+from kubemirror.client import ClientConfig, KubeClient
+from kubemirror.client.discovery import (
+    ApiResource,
+    Discovery,
+    find_resource,
+    parse_resource_list,
+)
+from kubemirror.types import GroupVersionResource
 
 CORE: dict[str, Any] = {
     "kind": "APIResourceList",
@@ -88,3 +97,55 @@ def test_find_resource(name: str, expected: tuple[str, str, str]) -> None:
 @pytest.mark.parametrize("name", ["gizmos", "deployments.batch", "pods.v2.apps", ""])
 def test_find_resource_misses(name: str) -> None:
     assert find_resource(all_resources(), name) is None
+
+
+# -- Discovery.require over real HTTP: a server with and without discovery documents --------
+
+
+async def _serve(routes: dict[str, Any]) -> tuple[web.AppRunner, str]:
+    """A throw-away aiohttp server on 127.0.0.1 answering ``routes`` (JSON), 404 elsewhere."""
+    async def handler(request: web.Request) -> web.Response:
+        if request.path in routes:
+            return web.json_response(routes[request.path])
+        return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"},
+                                 status=404)
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+PODS = GroupVersionResource("", "v1", "pods")
+WIDGETS = GroupVersionResource("example.com", "v1", "widgets")
+
+
+async def test_require_without_discovery_documents_proves_nothing() -> None:
+    """A server that serves collections but no discovery (a proxy, a bench server)."""
+    runner, url = await _serve({})
+    try:
+        async with KubeClient(ClientConfig(url)) as client:
+            await Discovery(client).require(PODS)
+            await Discovery(client).require(WIDGETS)
+    finally:
+        await runner.cleanup()
+
+
+async def test_require_reads_the_group_version_then_the_group_list() -> None:
+    runner, url = await _serve({
+        "/api/v1": {"resources": [{"name": "pods"}, {"name": "pods/status"}]},
+        "/apis": {"groups": [{"versions": [{"groupVersion": "apps/v1"}]}]},
+    })
+    try:
+        async with KubeClient(ClientConfig(url)) as client:
+            await Discovery(client).require(PODS)
+            with pytest.raises(errors.ResourceNotFoundError, match="'configmaps'"):
+                await Discovery(client).require(GroupVersionResource("", "v1", "configmaps"))
+            with pytest.raises(errors.ResourceNotFoundError, match=r"widgets\.v1\.example\.com"):
+                await Discovery(client).require(WIDGETS)
+    finally:
+        await runner.cleanup()

@@ -189,26 +189,39 @@ class Discovery:
         return found
 
     async def require(self, gvr: GroupVersionResource) -> None:
-        """Fail fast when the server answers but does not serve ``gvr``.
+        """Fail fast when the server's discovery says it does not serve ``gvr``.
 
-        Reads only ``gvr``'s group-version document. Raises ``ResourceNotFoundError``
-        naming ``gvr`` when the document is missing (404) or does not list it; any
-        other failure (unreachable server, 5xx, 403) is left to the caller's retries.
+        Reads ``gvr``'s group-version document (and, when that is missing, the group
+        list). Raises ``ResourceNotFoundError`` naming ``gvr`` when the document lacks
+        it, or the group list lacks its group version. A server without discovery
+        documents, or any failure (unreachable, 5xx, 403), proves nothing: the caller's
+        LIST decides and its retries apply.
         """
         gv = f"{gvr.group}/{gvr.version}" if gvr.group else gvr.version
-        path = f"/apis/{gv}" if gvr.group else f"/api/{gv}"
-        name = f"{gvr.resource}.{gv}".replace("/", ".") if gvr.group else f"{gvr.resource}"
-        try:
-            doc = await self._client.request("GET", path)
-        except errors.NotFoundError:
-            raise errors.ResourceNotFoundError(name) from None
-        except (errors.ApiError, errors.TransportError) as exc:
-            log.debug("cannot check that %s is served (%s); the reflector will retry", name, exc)
+        name = f"{gvr.resource}.{gvr.version}.{gvr.group}" if gvr.group else gvr.resource
+        doc = await self._optional(f"/apis/{gv}" if gvr.group else f"/api/{gv}")
+        if doc is not None:
+            resources = doc.get("resources") or []
+            if gvr.resource not in {str(r.get("name")) for r in resources
+                                    if isinstance(r, Mapping)}:
+                raise errors.ResourceNotFoundError(name)
             return
-        resources = doc.get("resources") or []
-        listed = {str(r.get("name")) for r in resources if isinstance(r, Mapping)}
-        if gvr.resource not in listed:
-            raise errors.ResourceNotFoundError(name)
+        groups = await self._optional("/apis") if gvr.group else None
+        if groups is not None:
+            served = {str(v.get("groupVersion")) for g in groups.get("groups") or []
+                      if isinstance(g, Mapping) for v in g.get("versions") or []
+                      if isinstance(v, Mapping)}
+            if gv not in served:
+                raise errors.ResourceNotFoundError(name)
+
+    async def _optional(self, path: str) -> Mapping[str, Any] | None:
+        """The document at ``path``, or None when it is missing or cannot be read."""
+        try:
+            doc: Mapping[str, Any] = await self._client.request("GET", path)
+        except (errors.ApiError, errors.TransportError) as exc:
+            log.debug("discovery document %s not read: %s", path, exc)
+            return None
+        return doc if isinstance(doc, Mapping) else None
 
     async def resolve_all(self, names: Iterable[str]) -> list[ApiResource]:
         """``resolve`` for several names."""
