@@ -108,3 +108,27 @@ def test_release_freed_memory_hands_back_heap_holes(mode: str, released: bool) -
     result = json.loads(out.stdout)
     assert (result["released_mb"] > 100) is released, result
     assert result["seconds"] < 5, result
+
+
+def test_what_a_pause_built_goes_to_the_oldest_generation_unscanned() -> None:
+    """The young collections after a big decode must not traverse what it built."""
+    gc.collect()
+    with bulk.paused_gc():
+        built = [{"n": [i]} for i in range(bulk.PROMOTE_AFTER)]
+    assert any(obj is built for obj in gc.get_objects(generation=2))
+    with bulk.paused_gc():
+        small = [{"n": [i]} for i in range(10)]
+    assert any(obj is small for obj in gc.get_objects(generation=0))  # left young
+
+
+def test_a_pause_does_not_thaw_frozen_objects() -> None:
+    kept = [{"frozen": True}]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with bulk.paused_gc():
+            pass
+        assert gc.get_freeze_count() == frozen  # freeze_gc_after_sync and user freezes hold
+    finally:
+        gc.unfreeze()
+    assert kept

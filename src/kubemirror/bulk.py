@@ -7,7 +7,10 @@ a page:
 
 - ``paused_gc()`` disables the cyclic garbage collector: decoding 100k objects
   creates millions of containers that would otherwise trigger repeated full
-  collections (perf-baselines lesson 1).
+  collections. When the last pause ends after a big build, what was created meanwhile
+  is promoted to the oldest generation (``gc.freeze()`` then ``gc.unfreeze()``, a list splice):
+  otherwise the first young collections after the pause would traverse every one of
+  those millions of objects, twice, before they reach the old generation.
 - ``release_freed_memory()`` (glibc's ``malloc_trim``) hands the pages a list
   freed in the middle of the heap (list pages, replaced objects, outgrown
   tables) back to the kernel, so the process settles at its store's size. It
@@ -29,9 +32,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "PROMOTE_AFTER",
     "paused_gc",
     "release_freed_memory",
 ]
+
+PROMOTE_AFTER = 100_000
+"""Tracked objects a pause must have built before its end promotes them (a list of a few
+thousand objects; small pauses leave the collector's generations as they are)."""
 
 _lock = threading.Lock()
 _gc_pauses = 0
@@ -59,7 +67,12 @@ def paused_gc() -> Iterator[None]:
     """Disable the cyclic GC for the block; the outermost exit restores its previous state.
 
     Nests across tasks and threads (reference counted); restores even when the
-    block raises. Objects created meanwhile are collected normally afterwards.
+    block raises. When the block built ``PROMOTE_AFTER`` tracked objects or more, the
+    outermost exit promotes every tracked object to the oldest generation, so the
+    young collections that follow do not rescan what the block built; garbage cycles
+    made meanwhile are found by the next full collection. It
+    does not do so while objects are frozen (``gc.freeze()``, yours or
+    ``freeze_gc_after_sync``), since ``gc.unfreeze()`` would thaw them.
     """
     global _gc_pauses, _gc_was_enabled
     with _lock:
@@ -72,8 +85,12 @@ def paused_gc() -> Iterator[None]:
     finally:
         with _lock:
             _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
+            if _gc_pauses == 0:
+                if gc.get_count()[0] >= PROMOTE_AFTER and gc.get_freeze_count() == 0:
+                    gc.freeze()  # every tracked object to the permanent generation...
+                    gc.unfreeze()  # ...and from there into the oldest one, unscanned
+                if _gc_was_enabled:
+                    gc.enable()
 
 
 def release_freed_memory() -> bool:
