@@ -15,9 +15,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 from kubemirror.kvstore import etcd_config, etcd_server
 
 __all__ = ["EtcdCluster"]
@@ -32,7 +31,7 @@ def _distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
-class EtcdCluster:
+class EtcdCluster(lifecycle.BlockingService):
     """``size`` etcd members forming one cluster, each in a child process.
 
     Member ``i`` is named ``m{i}`` and keeps its data under ``work_dir/m{i}``; ports are
@@ -149,11 +148,16 @@ class EtcdCluster:
         if self._owns_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    # -- asyncio twins ---------------------------------------------------------
+    def stop(self) -> None:
+        """Kill every member (the data stays for ``restart``)."""
+        for member in self.members:
+            member.kill()
 
-    async def astart(self) -> None:
-        """``start()`` without blocking the event loop."""
-        await asyncio.to_thread(self.start)
+    def close(self) -> None:
+        """What leaving ``with``/``async with`` does: ``cleanup()``."""
+        self.cleanup()
+
+    # -- asyncio twins (astart, astop, with and async with: BlockingService) ----
 
     async def await_leader(self) -> etcd_server.EtcdServer:
         """``wait_leader()`` (10 s) without blocking the event loop."""
@@ -162,32 +166,6 @@ class EtcdCluster:
     async def arestart(self, member: etcd_server.EtcdServer) -> None:
         """``restart(member)`` without blocking the event loop."""
         await asyncio.to_thread(self.restart, member)
-
-    # -- context managers ------------------------------------------------------
-
-    def __enter__(self) -> EtcdCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    async def __aenter__(self) -> EtcdCluster:
-        await self.astart()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.cleanup)
 
     def __repr__(self) -> str:
         running = sum(m.running for m in self.members)

@@ -26,9 +26,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from kubemirror import errors
+from kubemirror import errors, lifecycle
 
 __all__ = ["EtcdServer", "EtcdServerTLS", "find_etcd_binary", "free_port"]
 
@@ -72,7 +71,7 @@ class EtcdServerTLS:
     client_cert_auth: bool = True
 
 
-class EtcdServer:
+class EtcdServer(lifecycle.BlockingService):
     """One etcd member in a child process, bound to 127.0.0.1 only.
 
     ``work_dir`` holds ``data/`` (the member's data directory) and ``etcd.log``; a
@@ -392,9 +391,9 @@ class EtcdServer:
 
     # -- asyncio twins ---------------------------------------------------------
 
-    async def astart(self) -> None:
-        """``start()`` without blocking the event loop."""
-        await asyncio.to_thread(self.start)
+    def close(self) -> None:
+        """What leaving ``with``/``async with`` does: ``cleanup()``."""
+        self.cleanup()
 
     async def astop(self, grace: float = 10.0) -> None:
         """``stop()`` without blocking the event loop."""
@@ -403,32 +402,6 @@ class EtcdServer:
     async def arestart(self) -> None:
         """``restart()`` without blocking the event loop."""
         await asyncio.to_thread(self.restart)
-
-    # -- context managers ------------------------------------------------------
-
-    def __enter__(self) -> EtcdServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    async def __aenter__(self) -> EtcdServer:
-        await self.astart()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.cleanup)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
