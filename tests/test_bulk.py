@@ -114,7 +114,7 @@ def test_what_a_pause_built_goes_to_the_oldest_generation_unscanned() -> None:
     """The young collections after a big decode must not traverse what it built."""
     gc.collect()
     with bulk.paused_gc():
-        built = [{"n": [i]} for i in range(bulk.PROMOTE_AFTER)]
+        built = [{"n": [i]} for i in range(bulk.PROMOTE_AFTER // 2 + 10)]  # a dict and a list each
     assert any(obj is built for obj in gc.get_objects(generation=2))
     with bulk.paused_gc():
         small = [{"n": [i]} for i in range(10)]
