@@ -49,9 +49,10 @@ __all__ = [
     "MemoryStorage",
     "ResourceStorage",
     "bad_continue",
+    "check_cluster_name",
     "deleted_state",
     "foreign_continue",
-    "object_key",
+    "key_and_namespace",
     "original_resource_version",
     "selectable_skeleton",
     "stamp_object",
@@ -229,7 +230,7 @@ def stamp_object(
     return out
 
 
-def object_key(info: ResourceInfo, obj: Obj) -> tuple[str, str]:
+def key_and_namespace(info: ResourceInfo, obj: Obj) -> tuple[str, str]:
     """``(key, namespace)`` of ``obj`` in a storage of ``info``'s type; raises
     ``InvalidError`` (422) naming the missing or malformed ``metadata`` field."""
     meta = _meta(obj)
@@ -243,7 +244,7 @@ def object_key(info: ResourceInfo, obj: Obj) -> tuple[str, str]:
         raise status.invalid(info.kind, name, "metadata.namespace", "namespace is required")
     if not info.namespaced and namespace:
         namespace = ""
-    return (f"{namespace}/{name}" if namespace else name), namespace
+    return keys.object_key(namespace, name), namespace
 
 
 def original_resource_version(obj: Obj) -> str:
@@ -342,7 +343,7 @@ class ResourceStorage:
         return stamp_object(self.info, self._storage.prefix, cluster, obj, index, original_rv)
 
     def _key_of(self, obj: Obj) -> tuple[str, str]:
-        return object_key(self.info, obj)
+        return key_and_namespace(self.info, obj)
 
     def _commit(
         self,
@@ -903,6 +904,15 @@ class ClusterResourceStore:
         """Nothing to do: the storage is the source of truth."""
 
 
+def check_cluster_name(cluster: str) -> None:
+    """Raise ``ConfigError`` unless ``cluster`` can name a member (non-empty, no ``/``:
+    it is a path segment of ``/clusters/<name>/`` and of storage keys)."""
+    if not cluster or "/" in cluster:
+        raise errors.ConfigError(
+            "cluster names must be non-empty without '/'", field="cluster", expression=cluster
+        )
+
+
 class MemoryStorage:
     """Every resource type of every cluster, with one storage-wide event order.
 
@@ -964,10 +974,7 @@ class MemoryStorage:
 
     def prepare_cluster(self, cluster: str) -> None:
         """Allow writes for ``cluster`` (idempotent)."""
-        if not cluster or "/" in cluster:
-            raise errors.ConfigError(
-                "cluster names must be non-empty without '/'", field="cluster", expression=cluster
-            )
+        check_cluster_name(cluster)
         with self._lock:
             self._clusters.add(cluster)
 

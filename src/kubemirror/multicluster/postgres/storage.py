@@ -50,7 +50,7 @@ from kubemirror.multicluster.postgres.resource_storage import (
     read_counter,
 )
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import object_key
+from kubemirror.multicluster.storage import check_cluster_name, key_and_namespace
 from kubemirror.types import GroupVersionResource
 
 __all__ = ["PostgresStorage"]
@@ -386,7 +386,7 @@ class PostgresStorage:
                     touched[(writes.resource_name(op.info), op.cluster)].append(
                         keys.meta_namespace_key(op.payload)
                         if op.kind == "delete"
-                        else object_key(op.info, op.payload)[0]
+                        else key_and_namespace(op.info, op.payload)[0]
                     )
         for (resource, cluster), batch_keys in touched.items():
             await tx.load(resource, cluster, batch_keys)
@@ -420,10 +420,7 @@ class PostgresStorage:
 
     def prepare_cluster(self, cluster: str) -> None:
         """Allow writes for ``cluster`` (idempotent; stored by the writer, in order)."""
-        if not cluster or "/" in cluster:
-            raise errors.ConfigError(
-                "cluster names must be non-empty without '/'", field="cluster", expression=cluster
-            )
+        check_cluster_name(cluster)
         with self._lock:
             if cluster in self._clusters:
                 return

@@ -28,7 +28,7 @@ from kubemirror.multicluster.postgres import schema
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.storage import (
     deleted_state,
-    object_key,
+    key_and_namespace,
     original_resource_version,
     stamp_object,
 )
@@ -220,7 +220,7 @@ class WriteTransaction:
 
     async def create(self, info: ResourceInfo, cluster: str, obj: Obj) -> watch_cache.StoredObject:
         """Store a new object (``ConflictError`` AlreadyExists if the key is taken)."""
-        key, namespace = object_key(info, obj)
+        key, namespace = key_and_namespace(info, obj)
         self._check_cluster(cluster)
         resource = resource_name(info)
         await self.load(resource, cluster, [key])
@@ -253,7 +253,7 @@ class WriteTransaction:
     ) -> watch_cache.StoredObject:
         """Replace an existing object (``NotFoundError``; ``ConflictError`` on a stale
         ``expected_resource_version``)."""
-        key, namespace = object_key(info, obj)
+        key, namespace = key_and_namespace(info, obj)
         self._check_cluster(cluster)
         previous = await self._existing(
             info,
@@ -268,7 +268,7 @@ class WriteTransaction:
 
     async def upsert(self, info: ResourceInfo, cluster: str, obj: Obj) -> watch_cache.StoredObject:
         """Create or update (a synchro's add/update)."""
-        key, namespace = object_key(info, obj)
+        key, namespace = key_and_namespace(info, obj)
         self._check_cluster(cluster)
         resource = resource_name(info)
         await self.load(resource, cluster, [key])
@@ -331,7 +331,7 @@ class WriteTransaction:
         changed: list[tuple[str, Obj]] = []
         seen: set[str] = set()
         for obj in objs:
-            key, _ = object_key(info, obj)
+            key, _ = key_and_namespace(info, obj)
             seen.add(key)
             original = original_resource_version(obj)
             if original and versions.get(key) == original:
