@@ -12,7 +12,6 @@ mirror's resourceVersion moves past the change it never saw.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,13 +26,12 @@ from kubemirror.client import ClientConfig, KubeClient
 from kubemirror.drift import DriftEntry, DriftReport
 from kubemirror.informer import STORE_COMPACT, PrometheusMetrics, SharedInformer
 from kubemirror.listwatch import ListWatch
-from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.reflector import Backoff
 from kubemirror.stores import indexed_store
-from kubemirror.testing import PODS, make_pod, new_storage
+from kubemirror.testing import PODS, make_pod
 from kubemirror.watcher import ChangeStats, Watcher, WatcherConfig
-from tests.faultproxy import FaultProxy
 from tests.polling import eventually
+from tests.proxied_server import Env, create, proxied_env
 
 # -- the pure comparison ----------------------------------------------------------------------
 
@@ -114,31 +112,10 @@ def test_monitor_refuses_a_bad_period() -> None:
 # -- against the project's own server ------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Env:
-    server: KubeApiServer
-    proxy: FaultProxy
-    writer: KubeClient  # straight to the server
-    client: KubeClient  # through the proxy
-
-
 @pytest_asyncio.fixture
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    window = getattr(request, "param", 100_000)
-    storage = new_storage(event_window=window, bookmark_interval=0.2)
-    async with KubeApiServer(storage) as server, FaultProxy(server.url) as proxy:
-        writer = KubeClient(ClientConfig(server.url))
-        client = KubeClient(ClientConfig(proxy.url))
-        try:
-            yield Env(server, proxy, writer, client)
-        finally:
-            await writer.close()
-            await client.close()
-
-
-async def create(env: Env, *names: str) -> None:
-    for name in names:
-        await env.writer.create(PODS, make_pod(name), "default")
+    async with proxied_env(getattr(request, "param", 100_000)) as made:
+        yield made
 
 
 async def touch(env: Env, name: str, value: str) -> str:

@@ -10,7 +10,6 @@ gives the same state (no lost delete, no stale object, no impossible call).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,11 +29,10 @@ from kubemirror.informer import (
     SharedInformer,
 )
 from kubemirror.listwatch import ListWatch
-from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.reflector import Backoff
-from kubemirror.testing import PODS, make_pod, new_storage
-from tests.faultproxy import FaultProxy, LineFault, is_continue_list, is_watch
+from kubemirror.testing import PODS, make_pod
+from tests.faultproxy import LineFault, is_continue_list, is_watch
 from tests.memory_lw import (
     OUTAGE_STEPS,
     FaultStep,
@@ -44,28 +42,13 @@ from tests.memory_lw import (
     fault_sequences,
 )
 from tests.polling import eventually
-
-
-@dataclasses.dataclass
-class Env:
-    server: KubeApiServer
-    proxy: FaultProxy
-    writer: KubeClient  # straight to the server
-    client: KubeClient  # through the proxy
+from tests.proxied_server import Env, create, proxied_env
 
 
 @pytest_asyncio.fixture
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    window = getattr(request, "param", 100_000)
-    storage = new_storage(event_window=window, bookmark_interval=0.2)
-    async with KubeApiServer(storage) as server, FaultProxy(server.url) as proxy:
-        writer = KubeClient(ClientConfig(server.url))
-        client = KubeClient(ClientConfig(proxy.url))
-        try:
-            yield Env(server, proxy, writer, client)
-        finally:
-            await writer.close()
-            await client.close()
+    async with proxied_env(getattr(request, "param", 100_000)) as made:
+        yield made
 
 
 def fast_informer(env: Env, **kwargs: Any) -> SharedInformer:
@@ -125,11 +108,6 @@ async def converged(env: Env, informer: SharedInformer, replay: Replay) -> None:
                      and replay.versions() == expected, within=15,
                      what="indexer and handler replay equal the server state")
     assert replay.problems == []
-
-
-async def create(env: Env, *names: str) -> None:
-    for name in names:
-        await env.writer.create(PODS, make_pod(name), "default")
 
 
 async def touch(env: Env, name: str, value: str) -> None:
