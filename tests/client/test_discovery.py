@@ -103,7 +103,10 @@ def test_find_resource_misses(name: str) -> None:
 
 
 async def _serve(routes: dict[str, Any]) -> tuple[web.AppRunner, str]:
-    """A throw-away aiohttp server on 127.0.0.1 answering ``routes`` (JSON), 404 elsewhere."""
+    """A throw-away aiohttp server on 127.0.0.1 answering ``routes`` (JSON), 404 elsewhere.
+
+    A stand-in on purpose: kube-apiserver and KubeApiServer always serve discovery, and
+    what is tested here is a server that does not (a proxy, the benchmarks' server)."""
     async def handler(request: web.Request) -> web.Response:
         if request.path in routes:
             return web.json_response(routes[request.path])
