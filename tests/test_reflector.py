@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from kubemirror import bulk, errors
+from kubemirror.listwatch import ListOptions
 from kubemirror.reflector import Backoff, Poller, Reflector, is_initial_events_end
 from tests.memory_lw import (
     OUTAGE_STEPS,
@@ -25,6 +26,7 @@ from tests.memory_lw import (
     FaultStep,
     MemoryListerWatcher,
     MemoryServer,
+    MemoryStream,
     WatchScript,
     apply_step,
     fault_sequences,
@@ -329,6 +331,31 @@ async def test_cancelling_run_cancels_cleanly() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["list-then-watch", "streaming-list"])
+async def test_a_watch_opened_as_run_is_cancelled_is_closed(streaming: bool) -> None:
+    """The cancel lands when the watch call returns, before the task consuming the
+    stream has taken a step: that task never runs its body, yet the stream (a
+    connection, over HTTP) must be closed, not left to the garbage collector."""
+    server = MemoryServer()
+    server.put("a")
+    lw, _store, refl = make(server, streaming=streaming, streaming_list=streaming)
+    opened = lw.watch
+    runner: asyncio.Task[None] | None = None
+
+    async def watch_then_cancel(opts: ListOptions) -> MemoryStream:
+        stream = await opened(opts)
+        if opts.send_initial_events == streaming and runner is not None:
+            runner.cancel()
+        return stream
+
+    lw.watch = watch_then_cancel  # type: ignore[method-assign]
+    runner = asyncio.create_task(refl.run())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, 5)
+    assert lw.streams
+    assert all(stream.closed for stream in lw.streams)
 
 
 async def test_freeze_gc_after_sync_freezes_the_mirrored_objects_once() -> None:

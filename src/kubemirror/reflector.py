@@ -404,25 +404,27 @@ class Reflector(lifecycle.Service):
         return await self._consume_until_relist(await self.lw.watch(opts))
 
     async def _consume_until_relist(self, stream: EventStream) -> bool:
-        """``_consume_and_close`` in a task of its own, which ``request_relist()`` cancels
-        (then ``_RelistRequestedError``) without cancelling ``run()``."""
-        if self._relist_requested:
-            await stream.aclose()
-            raise _RelistRequestedError("relist requested")
-        task = self._watch_task = asyncio.ensure_future(self._consume_and_close(stream))
-        try:
-            return await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self._relist_requested and (current is None or not current.cancelling()):
-                raise _RelistRequestedError("relist requested") from None
-            raise
-        finally:
-            self._watch_task = None
+        """Consume ``stream`` until it ends (True if it delivered anything), in a task
+        of its own that ``request_relist()`` cancels (then ``_RelistRequestedError``)
+        without cancelling ``run()``. The stream is closed on every way out.
 
-    async def _consume_and_close(self, stream: EventStream) -> bool:
+        The closing is here, not in the task: a task cancelled before its first step
+        never runs its body, and the stream's connection would be left open until
+        the garbage collector found it.
+        """
         try:
-            return await self._consume(stream) > 0
+            if self._relist_requested:
+                raise _RelistRequestedError("relist requested")
+            task = self._watch_task = asyncio.ensure_future(self._consume(stream))
+            try:
+                return await task > 0
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self._relist_requested and (current is None or not current.cancelling()):
+                    raise _RelistRequestedError("relist requested") from None
+                raise
+            finally:
+                self._watch_task = None
         finally:
             await stream.aclose()
 
