@@ -36,6 +36,7 @@ from kubemirror.watcher import (
 )
 from kubemirror.watcher.watcher import _StoreWriter
 from tests.objects import FakeClock
+from tests.watch_recorder import Recorder, names
 
 PODS = GroupVersionResource("", "v1", "pods")
 
@@ -313,39 +314,6 @@ def config_map(name: str, **data: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default"},
         "data": data,
     }
-
-
-def names(objs: Any) -> list[str]:
-    return [o["metadata"]["name"] for o in objs]
-
-
-class Recorder:
-    """Records callbacks in order; ``kind`` selects sync or coroutine callbacks."""
-
-    def __init__(self, asynchronous: bool = False) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.asynchronous = asynchronous
-
-    def on_change(self) -> Callable[[IndexedStore, ChangeStats], Any]:
-        def sync(store: IndexedStore, stats: ChangeStats) -> None:
-            self.calls.append(("change", stats))
-
-        async def coro(store: IndexedStore, stats: ChangeStats) -> None:
-            self.calls.append(("change", stats))
-
-        return coro if self.asynchronous else sync
-
-    def on_sync_complete(self) -> Callable[[IndexedStore, int], Any]:
-        def sync(store: IndexedStore, count: int) -> None:
-            self.calls.append(("sync", count))
-
-        async def coro(store: IndexedStore, count: int) -> None:
-            self.calls.append(("sync", count))
-
-        return coro if self.asynchronous else sync
-
-    def changes(self) -> list[ChangeStats]:
-        return [stats for kind, stats in self.calls if kind == "change"]
 
 
 def watcher_config(rec: Recorder, **kw: Any) -> WatcherConfig:

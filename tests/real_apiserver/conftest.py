@@ -27,6 +27,7 @@ from kubemirror.envtest import EnvTest
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import new_storage
 from kubemirror.types import GroupVersionResource
+from tests.cli.conftest import spawn  # noqa: F401 - the CLI-process fixture, shared
 
 NAMESPACES = GroupVersionResource("", "v1", "namespaces")
 CONFIGMAPS = GroupVersionResource("", "v1", "configmaps")

@@ -21,14 +21,12 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import kubernetes
 import pytest
-import pytest_asyncio
 
 from kubemirror.client import KubeClient, ListOptions
 from kubemirror.envtest import EnvTest
@@ -38,7 +36,7 @@ from kubemirror.multicluster.resource_version import (
 )
 from kubemirror.multicluster.storage import CLUSTER_ANNOTATION
 from kubemirror.types import GroupVersionResource
-from tests.cli.conftest import KUBECTL, Running, Spawn, cli_command, cli_env
+from tests.cli.conftest import KUBECTL, Running, Spawn
 from tests.real_apiserver.conftest import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -55,29 +53,6 @@ Obj = dict[str, Any]
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture
-async def cli() -> AsyncIterator[Spawn]:
-    """``await cli(*args)`` starts ``python -m kubemirror``; killed after the test if alive."""
-    started: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str, **env: str) -> Running:
-        proc = await asyncio.create_subprocess_exec(
-            *cli_command(*args),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=cli_env(**env),
-        )
-        started.append(proc)
-        return Running(proc)
-
-    yield start
-    for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.communicate()
 
 
 async def kubectl(kubeconfig: str | os.PathLike[str], *args: str) -> str:
@@ -176,11 +151,11 @@ async def read_changes(running: Running, want: dict[str, int], within: float = 2
 
 
 async def test_watch_configmaps_reports_exactly_the_real_changes(
-    real_env: EnvTest, real_client: KubeClient, namespace: str, cli: Spawn
+    real_env: EnvTest, real_client: KubeClient, namespace: str, spawn: Spawn
 ) -> None:
     for i in range(3):
         await real_client.create(CONFIGMAPS, configmap(f"old-{i}", {"i": str(i)}), namespace)
-    running = await cli(
+    running = await spawn(
         "watch", "configmaps", "-n", namespace, "-o", "json",
         "--kubeconfig", str(real_env.kubeconfig_path), "--debounce", "0.05", "--duration", "6",
     )  # fmt: skip
@@ -217,12 +192,12 @@ async def test_watch_configmaps_reports_exactly_the_real_changes(
 
 
 async def test_watch_pods_in_all_namespaces(
-    real_env: EnvTest, real_client: KubeClient, namespace: str, cli: Spawn
+    real_env: EnvTest, real_client: KubeClient, namespace: str, spawn: Spawn
 ) -> None:
     for i in range(2):
         await real_client.create(PODS, pod(f"before-{i}"), namespace)
     everywhere = len(await real_list(real_client, PODS, None))
-    running = await cli(
+    running = await spawn(
         "watch", "pods", "-A", "-o", "json", "--kubeconfig", str(real_env.kubeconfig_path),
         "--debounce", "0.05", "--duration", "6",
     )  # fmt: skip
@@ -273,8 +248,8 @@ class Served:
             return body
 
 
-async def start_serve(cli: Spawn, kubeconfig: Path, served: Path) -> Served:
-    running = await cli(
+async def start_serve(spawn: Spawn, kubeconfig: Path, served: Path) -> Served:
+    running = await spawn(
         "serve", "--cluster", "real=envtest", "--kubeconfig", str(kubeconfig),
         "--resource", "pods,configmaps,deployments.apps", "--port", "0",
         "--write-kubeconfig", str(served),
@@ -331,11 +306,11 @@ async def seed_namespace(client: KubeClient, namespace: str) -> None:
 
 
 async def test_serve_mirrors_the_real_server_object_by_object(
-    real_env: EnvTest, real_client: KubeClient, namespace: str, cli: Spawn, tmp_path: Path
+    real_env: EnvTest, real_client: KubeClient, namespace: str, spawn: Spawn, tmp_path: Path
 ) -> None:
     await seed_namespace(real_client, namespace)
     kubeconfig = real_env.kubeconfig_path
-    served = await start_serve(cli, kubeconfig, tmp_path / "served")
+    served = await start_serve(spawn, kubeconfig, tmp_path / "served")
     path = f"/api/v1/namespaces/{namespace}/configmaps"
 
     # kubectl: same objects (kubectl hides managedFields in both)

@@ -37,7 +37,7 @@ from kubemirror.client import KubeClient
 from kubemirror.envtest import Assets, EnvTest
 from kubemirror.multicluster.resource_version import parse_memory_resource_version
 from kubemirror.multicluster.storage import CLUSTER_ANNOTATION
-from tests.cli.conftest import KUBECTL, Running, Spawn, cli_command, cli_env
+from tests.cli.conftest import KUBECTL, Running, Spawn
 from tests.real_apiserver.conftest import CONFIGMAPS, configmap, create_namespace
 
 pytestmark = [pytest.mark.kubectl]
@@ -52,31 +52,8 @@ async def env(envtest_assets: Assets) -> AsyncIterator[EnvTest]:
         yield private
 
 
-@pytest_asyncio.fixture
-async def cli() -> AsyncIterator[Spawn]:
-    """``await cli(*args)`` starts ``python -m kubemirror``; killed after the test if alive."""
-    started: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str, **env: str) -> Running:
-        proc = await asyncio.create_subprocess_exec(
-            *cli_command(*args),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=cli_env(**env),
-        )
-        started.append(proc)
-        return Running(proc)
-
-    yield start
-    for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.communicate()
-
-
-async def start_serve(cli: Spawn, env: EnvTest, *extra: str) -> tuple[Running, str]:
-    running = await cli(
+async def start_serve(spawn: Spawn, env: EnvTest, *extra: str) -> tuple[Running, str]:
+    running = await spawn(
         "serve", "--cluster", "real=envtest", "--kubeconfig", str(env.kubeconfig_path),
         "--resource", "configmaps", "--port", "0", *extra,
     )  # fmt: skip
@@ -156,9 +133,9 @@ def member_rv(served: Obj) -> str:
 
 
 async def test_readyz_and_metrics_follow_an_unreachable_member(
-    env: EnvTest, cli: Spawn, tmp_path: Path
+    env: EnvTest, spawn: Spawn, tmp_path: Path
 ) -> None:
-    running, url = await start_serve(cli, env, "--unready-after", "2")
+    running, url = await start_serve(spawn, env, "--unready-after", "2")
     healthy = await member_metrics(url)
     assert healthy["up"] == 1.0
     assert healthy["stale_seconds"] == 0.0
@@ -229,8 +206,8 @@ async def test_readyz_and_metrics_follow_an_unreachable_member(
     )
 
 
-async def test_unknown_cluster_is_a_404_naming_the_known_ones(env: EnvTest, cli: Spawn) -> None:
-    running, url = await start_serve(cli, env)
+async def test_unknown_cluster_is_a_404_naming_the_known_ones(env: EnvTest, spawn: Spawn) -> None:
+    running, url = await start_serve(spawn, env)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{url}/clusters/nope/api/v1/configmaps") as resp:
             assert resp.status == 404
@@ -259,10 +236,10 @@ def write_manifest(path: Path, name: str, namespace: str, data: dict[str, str]) 
 
 
 async def test_read_write_forwards_kubectl_writes_to_the_member(
-    env: EnvTest, cli: Spawn, tmp_path: Path
+    env: EnvTest, spawn: Spawn, tmp_path: Path
 ) -> None:
     served = tmp_path / "served"
-    running, url = await start_serve(cli, env, "--read-write", "--write-kubeconfig", str(served))
+    running, url = await start_serve(spawn, env, "--read-write", "--write-kubeconfig", str(served))
     assert "read-write: writes go to the member clusters" in "\n".join(running.lines)
     timings: dict[str, float] = {}
     loop = asyncio.get_running_loop()
@@ -388,9 +365,11 @@ async def test_read_write_forwards_kubectl_writes_to_the_member(
     )
 
 
-async def test_read_only_refuses_writes_with_405(env: EnvTest, cli: Spawn, tmp_path: Path) -> None:
+async def test_read_only_refuses_writes_with_405(
+    env: EnvTest, spawn: Spawn, tmp_path: Path
+) -> None:
     served = tmp_path / "served"
-    running, _ = await start_serve(cli, env, "--write-kubeconfig", str(served))
+    running, _ = await start_serve(spawn, env, "--write-kubeconfig", str(served))
     async with KubeClient(env.client_config) as member:
         ns = await create_namespace(member, "ro")
         manifest = write_manifest(tmp_path / "cm.json", "app", ns, {"color": "blue"})

@@ -16,7 +16,6 @@ kubemirror's own server) against both servers.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +53,7 @@ from tests.real_apiserver.test_informer import (
     widget_resource,
     without_managed_fields,
 )
+from tests.watch_recorder import Recorder, names
 
 APP = "metadata.labels['app']"
 STORE_TYPES = [StoreType.MEMORY, StoreType.CACHED]
@@ -63,46 +63,6 @@ ENDPOINT_SLICES = GroupVersionResource("discovery.k8s.io", "v1", "endpointslices
 @pytest_asyncio.fixture
 async def widgets(real_env: EnvTest, real_client: KubeClient) -> GroupVersionResource:
     return await widget_resource(real_env, real_client)
-
-
-class Recorder:
-    """Records ``on_change`` and ``on_sync_complete`` calls in order (coroutine callbacks,
-    or plain ones run in a worker thread)."""
-
-    def __init__(self, asynchronous: bool = True) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.asynchronous = asynchronous
-
-    def on_change(self) -> Callable[[IndexedStore, ChangeStats], Any]:
-        def sync(store: IndexedStore, stats: ChangeStats) -> None:
-            self.calls.append(("change", stats))
-
-        async def coro(store: IndexedStore, stats: ChangeStats) -> None:
-            self.calls.append(("change", stats))
-
-        return coro if self.asynchronous else sync
-
-    def on_sync_complete(self) -> Callable[[IndexedStore, int], Any]:
-        def sync(store: IndexedStore, count: int) -> None:
-            self.calls.append(("sync", count))
-
-        async def coro(store: IndexedStore, count: int) -> None:
-            self.calls.append(("sync", count))
-
-        return coro if self.asynchronous else sync
-
-    def changes(self) -> list[ChangeStats]:
-        return [stats for kind, stats in self.calls if kind == "change"]
-
-    def syncs(self) -> list[int]:
-        return [count for kind, count in self.calls if kind == "sync"]
-
-    def total(self) -> ChangeStats:
-        return functools.reduce(ChangeStats.__add__, self.changes(), ChangeStats())
-
-
-def names(objs: Any) -> list[str]:
-    return [o["metadata"]["name"] for o in objs]
 
 
 def refs_of(store: IndexedStore) -> dict[str, str]:
@@ -161,7 +121,7 @@ async def test_watcher_mirrors_the_real_server(
     apps = ["web", "db", None]
     for i in range(20):
         await client.create(gvr, new_object(gvr, f"o-{i:02}", labels(apps[i % 3]), i), where(i))
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(
         gvr=gvr, label_selector=selector, index_by=["metadata.namespace", APP],
         ignore_fields=["metadata.managedFields"], store_type=store_type,
@@ -218,7 +178,7 @@ async def test_watcher_counts_a_graceful_pod_deletion(
     client = real_client
     await client.create(PODS, pod("bound", node="node-a"), namespace)
     await client.create(PODS, pod("free"), namespace)
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(gvr=PODS, namespace=namespace,
                         index_by=["metadata.namespace", "metadata.name"],
                         ignore_fields=["metadata.managedFields"], store_type=store_type,
@@ -257,7 +217,7 @@ async def test_index_by_service_label_on_real_endpoint_slices(
 
     for name, service in [("a-2", "a"), ("a-1", "a"), ("b-1", "b"), ("orphan", None)]:
         await client.create(ENDPOINT_SLICES, endpoint_slice(name, service), namespace)
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(gvr=ENDPOINT_SLICES, namespace=namespace,
                         index_by=["metadata.labels['kubernetes.io/service-name']"],
                         on_change=rec.on_change(), on_sync_complete=rec.on_sync_complete(),
@@ -327,7 +287,7 @@ async def test_watcher_change_stats_on_both_servers(
     client, ns = api.client, api.namespace
     for i in range(10):
         await client.create(CONFIGMAPS, configmap(f"c-{i}", labels={"app": "web"}), ns)
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(gvr=CONFIGMAPS, namespace=ns, label_selector="app",
                         index_by=["metadata.namespace", APP],
                         ignore_fields=["metadata.managedFields"], store_type=store_type,
@@ -359,7 +319,8 @@ async def test_ignore_fields_strips_managed_fields_on_both_servers(api: ServerUn
     for i in range(3):
         await client.create(PODS, pod(f"web-{i}", labels={"app": "web"}), ns)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace", "metadata.name"],
-                        ignore_fields=["metadata.managedFields"], on_change=Recorder().on_change())
+                        ignore_fields=["metadata.managedFields"],
+                        on_change=Recorder(asynchronous=True).on_change())
     async with watcher.Watcher(cfg, client) as w:
         await asyncio.wait_for(w.wait_for_sync(), 10)
         pods = w.store.list()
@@ -400,7 +361,7 @@ async def test_call_on_change_during_sync_reports_initial_load_first_on_both_ser
     client, ns = api.client, api.namespace
     for i in range(4):
         await client.create(PODS, pod(f"p-{i}"), ns)
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace", "metadata.name"],
                         on_change=rec.on_change(), on_sync_complete=rec.on_sync_complete(),
                         call_on_change_during_sync=True)
@@ -418,7 +379,7 @@ async def test_debounce_aggregates_a_burst_into_one_trailing_call_on_both_server
     client, ns = api.client, api.namespace
     await client.create(PODS, pod("keep"), ns)
     await client.create(PODS, pod("doomed"), ns)
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace", "metadata.name"],
                         on_change=rec.on_change(), on_sync_complete=rec.on_sync_complete(),
                         debounce_interval=60.0)
@@ -451,7 +412,7 @@ async def test_label_selector_is_sent_to_the_server_on_both_servers(api: ServerU
     await client.create(PODS, pod("db-1", labels={"app": "db"}), ns)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace"],
                         label_selector={"matchLabels": {"app": "web"}},
-                        on_change=Recorder().on_change())
+                        on_change=Recorder(asynchronous=True).on_change())
     async with watcher.Watcher(cfg, client) as w:
         await asyncio.wait_for(w.wait_for_sync(), 10)
         assert names(w.store.list()) == ["web-1"]
@@ -475,7 +436,7 @@ async def test_cached_store_fetch_counts_on_both_servers(api: ServerUnderTest) -
         return await client.get(PODS, name, namespace)
 
     clock = FakeClock()
-    rec = Recorder()
+    rec = Recorder(asynchronous=True)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace", "metadata.name"],
                         on_change=rec.on_change(), store_type=StoreType.CACHED, cache_ttl=30.0,
                         ignore_fields=["metadata.managedFields"], debounce_interval=0.0)
@@ -507,7 +468,8 @@ async def test_default_fetch_uses_the_client_on_both_servers(api: ServerUnderTes
     client, ns = api.client, api.namespace
     await client.create(PODS, pod("a"), ns)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace", "metadata.name"],
-                        on_change=Recorder().on_change(), store_type=StoreType.CACHED)
+                        on_change=Recorder(asynchronous=True).on_change(),
+                        store_type=StoreType.CACHED)
     async with watcher.Watcher(cfg, client) as w:
         await asyncio.wait_for(w.wait_for_sync(), 10)
         assert names(await w.store.aget(ns)) == ["a"]
@@ -520,12 +482,13 @@ async def test_any_lister_watcher_as_source_on_both_servers(api: ServerUnderTest
     await client.create(PODS, pod("a"), ns)
     lw = listwatch.ListWatch(client, PODS, ns)
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace"],
-                        on_change=Recorder().on_change(), store_type=StoreType.CACHED)
+                        on_change=Recorder(asynchronous=True).on_change(),
+                        store_type=StoreType.CACHED)
     with pytest.raises(errors.ConfigError) as info:
         watcher.Watcher(cfg, lw)
     assert info.value.field == "fetch"
     cfg = WatcherConfig(gvr=PODS, namespace=ns, index_by=["metadata.namespace"],
-                        on_change=Recorder().on_change())
+                        on_change=Recorder(asynchronous=True).on_change())
     async with watcher.Watcher(cfg, lw) as w:
         await asyncio.wait_for(w.wait_for_sync(), 10)
         assert names(w.store.get(ns)) == ["a"]
