@@ -25,13 +25,13 @@ import msgspec
 import orjson
 
 from kubemirror import errors
+from kubemirror.listing import ListPage
 
 __all__ = [
     "DEFAULT_VIEW_METADATA",
     "PartialDecoder",
     "RawList",
     "RawObject",
-    "RawPage",
     "split_list",
 ]
 
@@ -137,16 +137,6 @@ def split_list(body: bytes) -> RawList:
         return _RAW_LIST_DECODER.decode(body)
     except msgspec.DecodeError as exc:
         raise errors.TransportError(f"LIST response is not a list object: {exc}") from None
-
-
-class RawPage(msgspec.Struct, frozen=True):
-    """One decoded LIST page: ``RawObject`` items and the list's metadata."""
-
-    items: builtins.list[RawObject]
-    resource_version: str
-    continue_token: str
-    remaining_item_count: int | None
-    kind: str
 
 
 def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
@@ -310,7 +300,7 @@ class PartialDecoder:
                 raise errors.MalformedEventError(line, "object has no metadata.resourceVersion")
         return {"type": etype, "object": obj}
 
-    def page(self, body: bytes, default_api_version: str = "") -> RawPage:
+    def page(self, body: bytes, default_api_version: str = "") -> ListPage[RawObject]:
         """Decode one LIST response body. Raises ``TransportError`` if it is not a list.
 
         Items lacking ``kind`` get it and the list's ``apiVersion`` (or
@@ -339,7 +329,7 @@ class PartialDecoder:
         except msgspec.DecodeError as exc:
             raise errors.TransportError(f"LIST response is not a list object: {exc}") from None
         meta = doc.metadata
-        return RawPage(
+        return ListPage(
             items=items,
             resource_version=meta.resourceVersion,
             continue_token=meta.continue_token,

@@ -30,7 +30,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kubemirror import errors, listwatch, reflector
+from kubemirror import errors, listing, listwatch, reflector
 from kubemirror.cli import failures, ui
 from kubemirror.cli.metrics import (
     DriftMonitors,
@@ -321,7 +321,7 @@ async def _connect(mirror: _Mirror, spec: ClusterSpec, read_only: bool) -> None:
                     f"{resource.gvr} cannot be listed and watched",
                     "Mirror only resources that support list and watch",
                 )
-            await client.list(resource.gvr, None, transport.ListOptions(limit=1))
+            await client.list(resource.gvr, None, listing.ListOptions(limit=1))
         mirror.resources[spec.name] = [_resource_info(r, read_only) for r in found]
     except (errors.KubemirrorError, OSError) as exc:
         explained = failures.explain(exc, server=server)

@@ -20,38 +20,33 @@ after handing it to the storage.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import builtins
 import collections
-import hashlib
 import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
 from kubemirror import errors, keys
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster import paging, status, sync_lease, watch_cache
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status, sync_lease, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter, field_spec
+from kubemirror.multicluster.list_request import ListScope, object_filter, validate_list_options
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
 __all__ = [
     "CLUSTER_ANNOTATION",
     "ClusterResourceStore",
-    "ListOptions",
-    "ListResult",
     "MemoryStorage",
     "ResourceStorage",
-    "bad_continue",
     "check_cluster_name",
     "deleted_state",
-    "foreign_continue",
     "key_and_namespace",
     "original_resource_version",
     "selectable_skeleton",
@@ -62,144 +57,24 @@ CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
 """Annotation naming the cluster an object belongs to (Clusterpedia's own key)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ListOptions:
-    """The parameters of a LIST or WATCH request.
-
-    ``clusters`` empty means all clusters. ``resource_version`` and
-    ``resource_version_match`` (``""``, ``"NotOlderThan"``, ``"Exact"``) follow the
-    Kubernetes semantics described on ``ResourceStorage.list`` and ``.watch``.
-    """
-
-    clusters: tuple[str, ...] = ()
-    namespace: str | None = None
-    label_selector: str = ""
-    field_selector: str = ""
-    limit: int = 0
-    continue_token: str = ""
-    resource_version: str = ""
-    resource_version_match: str = ""
-    allow_watch_bookmarks: bool = False
-    send_initial_events: bool | None = None
-
-    def object_filter(self, info: ResourceInfo | None = None) -> ObjectFilter:
-        """The parsed selectors; raises ``BadRequestError`` for a bad selector (or, with
-        the resource type's ``info``, a field selector the type does not support)."""
-        return ObjectFilter.build(
-            clusters=self.clusters,
-            namespace=self.namespace,
-            label_selector=self.label_selector,
-            field_selector=self.field_selector,
-            fields=field_spec(info.gvr.group, info.kind) if info is not None else None,
-        )
-
-    def scope_key(self) -> str:
-        """What a continue token is bound to: clusters, namespace and selectors."""
-        parts = (",".join(self.clusters), self.namespace or "")
-        text = "\x00".join((*parts, self.label_selector, self.field_selector))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def validate(self, *, watch: bool) -> None:
-        """Check the resourceVersion and streaming parameters as kube-apiserver's
-        ``ValidateListOptions``; raises ``InvalidError`` (422, ``ListOptions``)."""
-        problems: list[status.FieldError] = []
-        match = self.resource_version_match
-        if watch:
-            if self.send_initial_events is not None and match != "NotOlderThan":
-                problems.append(
-                    status.FieldError(
-                        "Forbidden",
-                        "resourceVersionMatch",
-                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                    )
-                )
-            if match:
-                if self.send_initial_events is None:
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden for watch unless "
-                            "sendInitialEvents is provided",
-                        )
-                    )
-                if match != "NotOlderThan":
-                    problems.append(
-                        status.FieldError(
-                            "NotSupported",
-                            "resourceVersionMatch",
-                            'supported values: "NotOlderThan"',
-                            match,
-                        )
-                    )
-        else:
-            if match:
-                if not self.resource_version:
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                        )
-                    )
-                if self.continue_token:
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden when continue is provided",
-                        )
-                    )
-                if match not in ("Exact", "NotOlderThan"):
-                    problems.append(
-                        status.FieldError(
-                            "NotSupported",
-                            "resourceVersionMatch",
-                            'supported values: "Exact", "NotOlderThan", ""',
-                            match,
-                        )
-                    )
-                if match == "Exact" and self.resource_version == "0":
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
-                        )
-                    )
-            if self.send_initial_events is not None:
-                problems.append(
-                    status.FieldError(
-                        "Forbidden", "sendInitialEvents", "sendInitialEvents is forbidden for list"
-                    )
-                )
-        if problems:
-            raise status.invalid_fields("ListOptions", "", problems, "meta.k8s.io")
-
-
-@dataclass(frozen=True, slots=True)
-class ListResult:
-    """One LIST page: stored entries, the list resourceVersion and the continue token.
-
-    ``remaining_item_count`` is set only for a paged list without selectors.
-    """
-
-    entries: Sequence[watch_cache.StoredObject]
-    resource_version: str
-    continue_token: str = ""
-    remaining_item_count: int | None = None
-
-    @property
-    def items(self) -> list[Obj]:
-        """The objects of the page (shared; do not mutate)."""
-        return [entry.object for entry in self.entries]
-
-
 @dataclass(slots=True)
 class _Snapshot:
     entries: list[watch_cache.StoredObject]
     index: int
     scope: str = ""
+
+
+def _snapshot_position(decoded: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The snapshot id and offset of a decoded continue token (``None`` if malformed)."""
+    snapshot_id, offset = decoded.get("s"), decoded.get("o")
+    if (
+        not isinstance(snapshot_id, str)
+        or not isinstance(offset, int)
+        or isinstance(offset, bool)
+        or offset < 0
+    ):
+        return None
+    return snapshot_id, offset
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -596,8 +471,10 @@ class ResourceStorage:
                 state[(entry.cluster, entry.key)] = event.previous
         return [state[k] for k in sorted(state)]
 
-    def list(self, opts: ListOptions = ListOptions()) -> ListResult:
-        """One page of the objects selected by ``opts`` (shared; do not mutate).
+    def list(
+        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
+    ) -> paging.EntryPage:
+        """One page of the objects of ``scope`` that ``opts`` selects (shared; do not mutate).
 
         Without ``continue_token`` the page is cut from a snapshot of the current
         state (``resource_version`` ``""``/``"0"``/any version not newer than the
@@ -608,22 +485,19 @@ class ResourceStorage:
         that another instance issued raises ``GoneError`` (410 Expired). Bad
         parameters raise ``BadRequestError``.
         """
-        opts.validate(watch=False)
-        flt = opts.object_filter(self.info)
-        if opts.limit < 0:
-            raise status.bad_request(f"invalid limit {opts.limit}: must not be negative")
+        validate_list_options(opts, watch=False)
+        flt = object_filter(scope, opts, self.info)
+        paging.check_paging(opts)
         snapshot_id: str | None = None
-        scope = opts.scope_key()
+        bound_to = paging.scope_key(scope, opts)
         if opts.continue_token:
-            if opts.resource_version not in ("", "0"):
-                raise status.bad_request(
-                    "specifying resource version is not allowed when using continue"
-                )
-            snapshot_id, offset = self._decode_continue(opts.continue_token, scope)
+            snapshot_id, offset = paging.decode_continue(
+                opts.continue_token, self._storage.prefix, self.info, bound_to, _snapshot_position
+            )
             with self._lock:
                 snap = self._snapshots.get(snapshot_id)
-                if snap is not None and snap.scope != scope:
-                    raise foreign_continue()
+                if snap is not None and snap.scope != bound_to:
+                    raise paging.foreign_continue()
                 if snap is None:
                     raise status.expired(
                         "The provided continue parameter is too old to display a consistent "
@@ -635,11 +509,11 @@ class ResourceStorage:
             with self._lock:
                 pinned = self._check_list_rv(opts)
                 if pinned is None:
-                    snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, scope)
+                    snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, bound_to)
                 elif pinned < self._watch_cache.latest_index:
-                    snap = _Snapshot(self._entries_at(flt, pinned), pinned, scope)
+                    snap = _Snapshot(self._entries_at(flt, pinned), pinned, bound_to)
                 else:
-                    snap = _Snapshot(self._snapshot_entries(flt), pinned, scope)
+                    snap = _Snapshot(self._snapshot_entries(flt), pinned, bound_to)
         entries = snap.entries
         if flt.selects_everything_in_scope:
             page = (
@@ -668,63 +542,24 @@ class ResourceStorage:
                     self._snapshots[snapshot_id] = snap
                     while len(self._snapshots) > self._storage.max_snapshots:
                         self._snapshots.popitem(last=False)
-            token = self._encode_continue(snapshot_id, end, scope)
+            token = paging.encode_continue(
+                self._storage.prefix, self.info, bound_to, {"s": snapshot_id, "o": end}
+            )
             if flt.selects_everything_in_scope:
                 remaining = len(entries) - end
         elif snapshot_id is not None:
             with self._lock:
                 self._snapshots.pop(snapshot_id, None)
-        return ListResult(
+        return paging.EntryPage(
             page, rvs.to_list_resource_version(self._storage.prefix, snap.index), token, remaining
         )
 
-    def _encode_continue(self, snapshot_id: str, offset: int, scope: str) -> str:
-        raw = orjson.dumps(
-            {
-                "p": self._storage.prefix,
-                "r": self.info.gvr.api_version + "/" + self.info.gvr.resource,
-                "q": scope,
-                "s": snapshot_id,
-                "o": offset,
-            }
-        )
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def _decode_continue(self, token: str, scope: str) -> tuple[str, int]:
-        """The snapshot and offset of ``token``; 400 when it is malformed or was issued
-        for another resource type, cluster, namespace or selector (``scope``)."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise bad_continue("illegal base64 data") from None
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise bad_continue("not a JSON object") from None
-        if not isinstance(decoded, dict):
-            raise bad_continue("not a JSON object")
-        prefix, snapshot_id, offset = decoded.get("p"), decoded.get("s"), decoded.get("o")
-        if (
-            not isinstance(snapshot_id, str)
-            or not isinstance(offset, int)
-            or isinstance(offset, bool)
-            or offset < 0
-        ):
-            raise bad_continue("incorrect encoded start position")
-        if prefix != self._storage.prefix:
-            raise status.expired(
-                "The provided continue parameter was issued by another storage instance; "
-                "start a new list without the continue parameter."
-            )
-        resource = self.info.gvr.api_version + "/" + self.info.gvr.resource
-        if decoded.get("r") != resource or decoded.get("q") != scope:
-            raise foreign_continue()
-        return snapshot_id, offset
-
     # -- watch ----------------------------------------------------------------------------
 
-    def watch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
-        """Start a watch; iterate the returned ``Watch`` for ``StorageEvent``s.
+    def watch(
+        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
+    ) -> watch_cache.Watch:
+        """Start a watch of ``scope``; iterate the returned ``Watch`` for ``StorageEvent``s.
 
         ``resource_version``: ``""`` or ``"0"`` first replays the current state as
         ADDED events (unless ``send_initial_events`` is False); a list or object
@@ -734,8 +569,8 @@ class ResourceStorage:
         ends the replay with a bookmark annotated ``INITIAL_EVENTS_END_ANNOTATION``.
         Raises before returning, so callers can answer with an error status.
         """
-        opts.validate(watch=True)
-        flt = opts.object_filter(self.info)
+        validate_list_options(opts, watch=True)
+        flt = object_filter(scope, opts, self.info)
         start = rvs.parse_watch_resource_version(opts.resource_version, self._storage.prefix)
         replay = bool(opts.send_initial_events) or (
             opts.send_initial_events is None
@@ -763,13 +598,17 @@ class ResourceStorage:
         """``get``; never blocks."""
         return self.get(cluster, namespace, name)
 
-    async def alist(self, opts: ListOptions = ListOptions()) -> ListResult:
+    async def alist(
+        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
+    ) -> paging.EntryPage:
         """``list``; never blocks for long (O(n) in memory)."""
-        return self.list(opts)
+        return self.list(opts, scope=scope)
 
-    async def awatch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
+    async def awatch(
+        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
+    ) -> watch_cache.Watch:
         """``watch``."""
-        return self.watch(opts)
+        return self.watch(opts, scope=scope)
 
     async def acreate(self, cluster: str, obj: Obj) -> Obj:
         """``create``."""
@@ -814,19 +653,6 @@ class ResourceStorage:
     def cluster_store(self, cluster: str) -> ClusterResourceStore:
         """A cache ``Store`` over ``cluster``'s objects of this type (a synchro's target)."""
         return ClusterResourceStore(self, cluster)
-
-
-def bad_continue(reason: str) -> errors.BadRequestError:
-    """The 400 for a continue token that does not decode (``reason`` says why)."""
-    return status.bad_request(f"invalid continue token: continue key is not valid: {reason}")
-
-
-def foreign_continue() -> errors.BadRequestError:
-    """The 400 for a continue token issued for another resource, scope or selector."""
-    return bad_continue(
-        "it was issued for another request (a different resource, cluster, namespace, "
-        "label selector or field selector)"
-    )
 
 
 class ClusterResourceStore:

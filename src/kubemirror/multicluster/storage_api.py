@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kubemirror.multicluster import sync_lease, watch_cache
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster import paging, sync_lease, watch_cache
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import ListOptions, ListResult
 from kubemirror.types import GroupVersionResource, Obj
 
 __all__ = ["ClusterStoreApi", "ResourceStorageApi", "Storage"]
@@ -54,9 +55,13 @@ class ResourceStorageApi(Protocol):
 
     async def aget(self, cluster: str, namespace: str, name: str) -> Obj | None: ...
 
-    async def alist(self, opts: ListOptions = ...) -> ListResult: ...
+    async def alist(
+        self, opts: ListOptions = ..., *, scope: ListScope = ...
+    ) -> paging.EntryPage: ...
 
-    async def awatch(self, opts: ListOptions = ...) -> watch_cache.Watch: ...
+    async def awatch(
+        self, opts: ListOptions = ..., *, scope: ListScope = ...
+    ) -> watch_cache.Watch: ...
 
     async def acreate(self, cluster: str, obj: Obj) -> Obj: ...
 

@@ -11,22 +11,21 @@ is the write-behind store a reflector writes one cluster's objects into;
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from kubemirror import keys
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster import paging, status, watch_cache
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter
+from kubemirror.multicluster.list_request import ListScope, object_filter, validate_list_options
 from kubemirror.multicluster.postgres import sql_filter, writes
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import ListOptions, ListResult, bad_continue, foreign_continue
 from kubemirror.types import GroupVersionResource, Obj
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ __all__ = ["PostgresClusterStore", "PostgresResourceStorage", "QueuedWrite", "re
 _SCAN_BATCH = 1000
 _COLUMNS = "cluster, key, namespace, seq, original_rv, object"
 _EVERYTHING = ListOptions()
+_EVERYWHERE = ListScope()
 _MAX_REMAINING_COUNT = 10_000
 """``remainingItemCount`` is counted up to this (optional in Kubernetes; omitted above)."""
 
@@ -118,27 +118,26 @@ class PostgresResourceStorage:
         entry = await self.aget_entry(cluster, self._key(namespace, name))
         return None if entry is None else entry.object
 
-    async def alist(self, opts: ListOptions = _EVERYTHING) -> ListResult:
-        """One page of the objects selected by ``opts``; see the module docstring.
+    async def alist(
+        self, opts: ListOptions = _EVERYTHING, *, scope: ListScope = _EVERYWHERE
+    ) -> paging.EntryPage:
+        """One page of the objects of ``scope`` selected by ``opts``; see the module docstring.
 
         Same contract as ``ResourceStorage.list``: ``Exact`` only when nothing of
         this type changed since the version, continue tokens bound to their
         request, 410 Expired for a token whose index left the event log or that
         another storage issued, ``BadRequestError`` for bad parameters.
         """
-        opts.validate(watch=False)
-        flt = opts.object_filter(self.info)
-        if opts.limit < 0:
-            raise status.bad_request(f"invalid limit {opts.limit}: must not be negative")
-        scope = opts.scope_key()
+        validate_list_options(opts, watch=False)
+        flt = object_filter(scope, opts, self.info)
+        paging.check_paging(opts)
+        bound_to = paging.scope_key(scope, opts)
         storage = self._storage
         async with storage._connection() as conn:
             if opts.continue_token:
-                if opts.resource_version not in ("", "0"):
-                    raise status.bad_request(
-                        "specifying resource version is not allowed when using continue"
-                    )
-                snap, after = self._decode_continue(opts.continue_token, scope)
+                snap, after = paging.decode_continue(
+                    opts.continue_token, storage.prefix, self.info, bound_to, _keyset_position
+                )
                 async with conn.transaction():
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     index, trimmed = await read_counter(conn)
@@ -160,8 +159,10 @@ class PostgresResourceStorage:
         token = ""
         if more and page:
             last = page[-1]
-            token = self._encode_continue(snap, last.cluster, last.key, scope)
-        return ListResult(
+            token = paging.encode_continue(
+                storage.prefix, self.info, bound_to, {"i": snap, "c": last.cluster, "k": last.key}
+            )
+        return paging.EntryPage(
             page,
             rvs.to_list_resource_version(storage.prefix, snap),
             token,
@@ -281,57 +282,16 @@ class PostgresResourceStorage:
         count = int(row[0]) if row else 0
         return count if count <= _MAX_REMAINING_COUNT else None
 
-    def _encode_continue(self, snap: int, cluster: str, key: str, scope: str) -> str:
-        raw = orjson.dumps(
-            {
-                "p": self._storage.prefix,
-                "r": self.info.gvr.api_version + "/" + self.info.gvr.resource,
-                "q": scope,
-                "i": snap,
-                "c": cluster,
-                "k": key,
-            }
-        )
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def _decode_continue(self, token: str, scope: str) -> tuple[int, tuple[str, str]]:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise bad_continue("illegal base64 data") from None
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise bad_continue("not a JSON object") from None
-        if not isinstance(decoded, dict):
-            raise bad_continue("not a JSON object")
-        snap, cluster, key = decoded.get("i"), decoded.get("c"), decoded.get("k")
-        if (
-            not isinstance(snap, int)
-            or isinstance(snap, bool)
-            or snap < 0
-            or not isinstance(cluster, str)
-            or not isinstance(key, str)
-        ):
-            raise bad_continue("incorrect encoded start position")
-        if decoded.get("p") != self._storage.prefix:
-            raise status.expired(
-                "The provided continue parameter was issued by another storage instance; "
-                "start a new list without the continue parameter."
-            )
-        resource = self.info.gvr.api_version + "/" + self.info.gvr.resource
-        if decoded.get("r") != resource or decoded.get("q") != scope:
-            raise foreign_continue()
-        return snap, (cluster, key)
-
     # -- watch ----------------------------------------------------------------------------
 
-    async def awatch(self, opts: ListOptions = _EVERYTHING) -> watch_cache.Watch:
+    async def awatch(
+        self, opts: ListOptions = _EVERYTHING, *, scope: ListScope = _EVERYWHERE
+    ) -> watch_cache.Watch:
         """Start a watch; the contract of ``ResourceStorage.watch``. The initial state
         (``""``/``"0"``, ``sendInitialEvents``) is read from PostgreSQL; the events after
         it from this replica's window (410 once they left it)."""
-        opts.validate(watch=True)
-        flt = opts.object_filter(self.info)
+        validate_list_options(opts, watch=True)
+        flt = object_filter(scope, opts, self.info)
         storage = self._storage
         start = rvs.parse_watch_resource_version(opts.resource_version, storage.prefix)
         replay = bool(opts.send_initial_events) or (
@@ -345,8 +305,8 @@ class PostgresResourceStorage:
             async with storage._connection() as conn, conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 snap, _ = await read_counter(conn)
-                scope = ObjectFilter(flt.clusters, flt.namespace)
-                initial, _ = await self._page(conn, scope, snap, snap, None, 0)
+                in_scope = ObjectFilter(flt.clusters, flt.namespace)
+                initial, _ = await self._page(conn, in_scope, snap, snap, None, 0)
             await storage.wait_for_index(snap)
         elif start.index is not None and start.index > storage.index:
             await storage.wait_for_index(start.index, timeout=storage.resource_version_wait)
@@ -425,6 +385,21 @@ class PostgresResourceStorage:
     def cluster_store(self, cluster: str) -> PostgresClusterStore:
         """The write-behind ``ReflectorStore`` of ``cluster``'s objects of this type."""
         return PostgresClusterStore(self, cluster)
+
+
+def _keyset_position(decoded: Mapping[str, Any]) -> tuple[int, tuple[str, str]] | None:
+    """The snapshot index and the last (cluster, key) of a decoded continue token
+    (``None`` if malformed)."""
+    snap, cluster, key = decoded.get("i"), decoded.get("c"), decoded.get("k")
+    if (
+        not isinstance(snap, int)
+        or isinstance(snap, bool)
+        or snap < 0
+        or not isinstance(cluster, str)
+        or not isinstance(key, str)
+    ):
+        return None
+    return snap, (cluster, key)
 
 
 def _entry(
