@@ -8,15 +8,20 @@ instance (its resourceVersion prefix), the resource type, the request it was
 issued for (``scope_key``: clusters, namespace, selectors) and a position that
 each storage defines (``encode_continue``, ``decode_continue``); a token
 presented with another request is refused (400), one from another storage
-instance is expired (410). Pure functions and immutable values, safe from any
-thread.
+instance is expired (410). The memory storage cuts its pages from a
+``Snapshot`` of the selected entries (``cut_page``) and keeps the rest of a
+paged LIST in ``Snapshots`` for its continue tokens. Pure functions and
+immutable values are safe from any thread; ``Snapshots`` is guarded by its
+owner's lock.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,18 +31,23 @@ import orjson
 from kubemirror import errors
 from kubemirror.listing import ListOptions
 from kubemirror.multicluster import status, watch_cache
+from kubemirror.multicluster.filters import ObjectFilter
 from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import Obj
 
 __all__ = [
     "EntryPage",
+    "Snapshot",
+    "Snapshots",
     "bad_continue",
     "check_paging",
+    "cut_page",
     "decode_continue",
     "encode_continue",
     "foreign_continue",
     "scope_key",
+    "snapshot_position",
 ]
 
 PositionT = TypeVar("PositionT")
@@ -136,3 +146,93 @@ def decode_continue(
     if decoded.get("r") != _resource(info) or decoded.get("q") != scope:
         raise foreign_continue()
     return found
+
+
+# -- the memory storage's pages: snapshots kept for continue tokens -----------------------
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The entries a LIST selected, in (cluster, key) order, at storage ``index``;
+    ``bound_to`` is the ``scope_key`` of the request that took it."""
+
+    entries: list[watch_cache.StoredObject]
+    index: int
+    bound_to: str = ""
+
+
+def cut_page(
+    entries: Sequence[watch_cache.StoredObject], offset: int, limit: int, flt: ObjectFilter
+) -> tuple[Sequence[watch_cache.StoredObject], int]:
+    """The page of at most ``limit`` (0: no limit) entries from ``offset`` that ``flt``
+    selects, and the offset after it. Entries outside ``flt``'s scope or selectors are
+    skipped unless the filter selects everything in scope (then a slice, no copy
+    when unlimited)."""
+    if flt.selects_everything_in_scope:
+        if not limit and not offset:
+            return entries, len(entries)
+        page = entries[offset : (offset + limit if limit else None)]
+        return page, offset + len(page)
+    selected: list[watch_cache.StoredObject] = []
+    end = offset
+    total = len(entries)
+    while end < total and (not limit or len(selected) < limit):
+        entry = entries[end]
+        end += 1
+        if flt.in_scope(entry.cluster, entry.namespace) and flt.matches_object(entry.selectable):
+            selected.append(entry)
+    return selected, end
+
+
+def snapshot_position(decoded: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The snapshot id and offset of a decoded memory-storage continue token (``None``
+    if malformed); see ``decode_continue``."""
+    snapshot_id, offset = decoded.get("s"), decoded.get("o")
+    if (
+        not isinstance(snapshot_id, str)
+        or not isinstance(offset, int)
+        or isinstance(offset, bool)
+        or offset < 0
+    ):
+        return None
+    return snapshot_id, offset
+
+
+class Snapshots:
+    """The snapshots of paged LISTs a memory storage keeps for their continue tokens.
+
+    Least recently used first out beyond the capacity given to ``keep``. Not
+    thread-safe: call with the owning storage's lock held. O(1) per call but the
+    evictions.
+    """
+
+    def __init__(self) -> None:
+        self._kept: collections.OrderedDict[str, Snapshot] = collections.OrderedDict()
+
+    def keep(self, snapshot: Snapshot, capacity: int) -> str:
+        """Keep ``snapshot`` under a new random id (returned); evict the least recently
+        used beyond ``capacity``."""
+        snapshot_id = secrets.token_hex(8)
+        self._kept[snapshot_id] = snapshot
+        while len(self._kept) > capacity:
+            self._kept.popitem(last=False)
+        return snapshot_id
+
+    def resume(self, snapshot_id: str, bound_to: str) -> Snapshot:
+        """The snapshot a continue token names, for a request with ``scope_key``
+        ``bound_to``; ``BadRequestError`` if another request took it, ``GoneError``
+        (410 Expired) once it was evicted."""
+        snapshot = self._kept.get(snapshot_id)
+        if snapshot is None:
+            raise status.expired(
+                "The provided continue parameter is too old to display a consistent "
+                "list result. You can start a new list without the continue parameter."
+            )
+        if snapshot.bound_to != bound_to:
+            raise foreign_continue()
+        self._kept.move_to_end(snapshot_id)
+        return snapshot
+
+    def drop(self, snapshot_id: str) -> None:
+        """Forget a snapshot whose last page was read (absent ids are ignored)."""
+        self._kept.pop(snapshot_id, None)

@@ -22,21 +22,18 @@ from __future__ import annotations
 
 import bisect
 import builtins
-import collections
-import secrets
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import orjson
 
 from kubemirror import errors, keys
 from kubemirror.listing import ListOptions
-from kubemirror.multicluster import paging, status, sync_lease, watch_cache
+from kubemirror.multicluster import paging, status, storage_base, sync_lease, watch_cache
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.filters import ObjectFilter, field_spec
-from kubemirror.multicluster.list_request import ListScope, object_filter, validate_list_options
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
@@ -53,28 +50,26 @@ __all__ = [
     "stamp_object",
 ]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+SelfT = TypeVar("SelfT")
+
 CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
 """Annotation naming the cluster an object belongs to (Clusterpedia's own key)."""
 
 
-@dataclass(slots=True)
-class _Snapshot:
-    entries: list[watch_cache.StoredObject]
-    index: int
-    scope: str = ""
+def _async_twin(
+    sync: Callable[Concatenate[SelfT, P], T],
+) -> Callable[Concatenate[SelfT, P], Coroutine[Any, Any, T]]:
+    """A coroutine method calling the synchronous method ``sync`` (same parameters):
+    the async interface the memory storage shares with ``PostgresStorage``."""
 
+    async def twin(self: SelfT, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return sync(self, *args, **kwargs)
 
-def _snapshot_position(decoded: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The snapshot id and offset of a decoded continue token (``None`` if malformed)."""
-    snapshot_id, offset = decoded.get("s"), decoded.get("o")
-    if (
-        not isinstance(snapshot_id, str)
-        or not isinstance(offset, int)
-        or isinstance(offset, bool)
-        or offset < 0
-    ):
-        return None
-    return snapshot_id, offset
+    twin.__name__ = twin.__qualname__ = "a" + sync.__name__
+    twin.__doc__ = f"``{sync.__name__}``, as a coroutine."
+    return twin
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -161,7 +156,7 @@ def deleted_state(previous: Obj, given: Obj | None) -> Obj:
     return previous
 
 
-class ResourceStorage:
+class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
     """The objects of one resource type across all clusters, with LIST and WATCH.
 
     Thread-safe: every method may be called from any thread (writes take the
@@ -172,37 +167,14 @@ class ResourceStorage:
     """
 
     def __init__(self, storage: MemoryStorage, info: ResourceInfo) -> None:
-        self.info = info
-        self._storage = storage
+        super().__init__(storage, info, lock=storage._lock, event_window=storage.event_window)
         self._lock = storage._lock
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
         self._sorted: dict[str, list[str]] = {}
-        self._snapshots: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
+        self._snapshots = paging.Snapshots()
         self._field_paths = tuple(
             path for path, _ in field_spec(info.gvr.group, info.kind).fields.values()
         )
-        self._watch_cache = watch_cache.WatchCache(
-            storage,
-            storage._lock,
-            capacity=storage.event_window,
-            kind=info.kind,
-            api_version=info.api_version,
-        )
-
-    # -- identity --------------------------------------------------------------------------
-
-    @property
-    def gvr(self) -> GroupVersionResource:
-        """The resource type stored here."""
-        return self.info.gvr
-
-    @property
-    def watcher_count(self) -> int:
-        """Number of open watches."""
-        return self._watch_cache.watcher_count
-
-    def __repr__(self) -> str:
-        return f"ResourceStorage({self.info.gvr})"
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -397,8 +369,7 @@ class ResourceStorage:
 
     def get(self, cluster: str, namespace: str, name: str) -> Obj | None:
         """The stored object, or ``None`` (shared; do not mutate)."""
-        key = f"{namespace}/{name}" if namespace and self.info.namespaced else name
-        entry = self._clusters.get(cluster, {}).get(key)
+        entry = self._clusters.get(cluster, {}).get(self._key(namespace, name))
         return None if entry is None else entry.object
 
     def get_entry(self, cluster: str, key: str) -> watch_cache.StoredObject | None:
@@ -485,71 +456,40 @@ class ResourceStorage:
         that another instance issued raises ``GoneError`` (410 Expired). Bad
         parameters raise ``BadRequestError``.
         """
-        validate_list_options(opts, watch=False)
-        flt = object_filter(scope, opts, self.info)
-        paging.check_paging(opts)
+        flt, bound_to = self._list_request(opts, scope)
         snapshot_id: str | None = None
-        bound_to = paging.scope_key(scope, opts)
         if opts.continue_token:
-            snapshot_id, offset = paging.decode_continue(
-                opts.continue_token, self._storage.prefix, self.info, bound_to, _snapshot_position
+            snapshot_id, offset = self._decode_continue(
+                opts.continue_token, bound_to, paging.snapshot_position
             )
             with self._lock:
-                snap = self._snapshots.get(snapshot_id)
-                if snap is not None and snap.scope != bound_to:
-                    raise paging.foreign_continue()
-                if snap is None:
-                    raise status.expired(
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter."
-                    )
-                self._snapshots.move_to_end(snapshot_id)
+                snap = self._snapshots.resume(snapshot_id, bound_to)
         else:
             offset = 0
             with self._lock:
                 pinned = self._check_list_rv(opts)
                 if pinned is None:
-                    snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, bound_to)
+                    snap = paging.Snapshot(
+                        self._snapshot_entries(flt), self._storage._index, bound_to
+                    )
                 elif pinned < self._watch_cache.latest_index:
-                    snap = _Snapshot(self._entries_at(flt, pinned), pinned, bound_to)
+                    snap = paging.Snapshot(self._entries_at(flt, pinned), pinned, bound_to)
                 else:
-                    snap = _Snapshot(self._snapshot_entries(flt), pinned, bound_to)
+                    snap = paging.Snapshot(self._snapshot_entries(flt), pinned, bound_to)
         entries = snap.entries
-        if flt.selects_everything_in_scope:
-            page = (
-                entries
-                if not opts.limit and not offset
-                else entries[offset : (offset + opts.limit if opts.limit else None)]
-            )
-            end = offset + len(page)
-        else:
-            page = []
-            end = offset
-            total = len(entries)
-            while end < total and (not opts.limit or len(page) < opts.limit):
-                entry = entries[end]
-                end += 1
-                if flt.in_scope(entry.cluster, entry.namespace) and flt.matches_object(
-                    entry.selectable
-                ):
-                    page.append(entry)
+        page, end = paging.cut_page(entries, offset, opts.limit, flt)
         token = ""
         remaining: int | None = None
         if end < len(entries) and opts.limit:
             with self._lock:
                 if snapshot_id is None:
-                    snapshot_id = secrets.token_hex(8)
-                    self._snapshots[snapshot_id] = snap
-                    while len(self._snapshots) > self._storage.max_snapshots:
-                        self._snapshots.popitem(last=False)
-            token = paging.encode_continue(
-                self._storage.prefix, self.info, bound_to, {"s": snapshot_id, "o": end}
-            )
+                    snapshot_id = self._snapshots.keep(snap, self._storage.max_snapshots)
+            token = self._encode_continue(bound_to, {"s": snapshot_id, "o": end})
             if flt.selects_everything_in_scope:
                 remaining = len(entries) - end
         elif snapshot_id is not None:
             with self._lock:
-                self._snapshots.pop(snapshot_id, None)
+                self._snapshots.drop(snapshot_id)
         return paging.EntryPage(
             page, rvs.to_list_resource_version(self._storage.prefix, snap.index), token, remaining
         )
@@ -569,86 +509,24 @@ class ResourceStorage:
         ends the replay with a bookmark annotated ``INITIAL_EVENTS_END_ANNOTATION``.
         Raises before returning, so callers can answer with an error status.
         """
-        validate_list_options(opts, watch=True)
-        flt = object_filter(scope, opts, self.info)
-        start = rvs.parse_watch_resource_version(opts.resource_version, self._storage.prefix)
-        replay = bool(opts.send_initial_events) or (
-            opts.send_initial_events is None
-            and start.index is None
-            and start.cluster_versions is None
-        )
+        flt, start, replay = self._watch_request(opts, scope)
         with self._lock:
-            return self._watch_cache.watch(
-                flt,
-                start,
-                resource_version=opts.resource_version,
-                initial=self._snapshot_entries(flt) if replay else None,
-                initial_end_bookmark=bool(opts.send_initial_events)
-                and opts.allow_watch_bookmarks,
-                allow_bookmarks=opts.allow_watch_bookmarks,
+            return self._open_watch(
+                flt, start, opts, self._snapshot_entries(flt) if replay else None
             )
 
     # -- async twins: the interface shared with PostgresStorage's resource storages ------
+    # Each never blocks for long (in-memory work under the lock; ``list`` is O(n)).
 
-    async def aget_entry(self, cluster: str, key: str) -> watch_cache.StoredObject | None:
-        """``get_entry``; never blocks."""
-        return self.get_entry(cluster, key)
-
-    async def aget(self, cluster: str, namespace: str, name: str) -> Obj | None:
-        """``get``; never blocks."""
-        return self.get(cluster, namespace, name)
-
-    async def alist(
-        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
-    ) -> paging.EntryPage:
-        """``list``; never blocks for long (O(n) in memory)."""
-        return self.list(opts, scope=scope)
-
-    async def awatch(
-        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
-    ) -> watch_cache.Watch:
-        """``watch``."""
-        return self.watch(opts, scope=scope)
-
-    async def acreate(self, cluster: str, obj: Obj) -> Obj:
-        """``create``."""
-        return self.create(cluster, obj)
-
-    async def aupdate(
-        self,
-        cluster: str,
-        obj: Obj,
-        *,
-        expected_resource_version: str | None = None,
-        original_rv: str | None = None,
-    ) -> Obj:
-        """``update``."""
-        return self.update(
-            cluster, obj, expected_resource_version=expected_resource_version,
-            original_rv=original_rv,
-        )
-
-    async def aupsert(self, cluster: str, obj: Obj) -> Obj:
-        """``upsert``."""
-        return self.upsert(cluster, obj)
-
-    async def adelete(self, cluster: str, obj: Obj) -> Obj:
-        """``delete``."""
-        return self.delete(cluster, obj)
-
-    async def adelete_by_key(
-        self,
-        cluster: str,
-        key: str,
-        *,
-        final_state: Obj | None = None,
-        expected_resource_version: str | None = None,
-    ) -> Obj:
-        """``delete_by_key``."""
-        return self.delete_by_key(
-            cluster, key, final_state=final_state,
-            expected_resource_version=expected_resource_version,
-        )
+    aget_entry = _async_twin(get_entry)
+    aget = _async_twin(get)
+    alist = _async_twin(list)
+    awatch = _async_twin(watch)
+    acreate = _async_twin(create)
+    aupdate = _async_twin(update)
+    aupsert = _async_twin(upsert)
+    adelete = _async_twin(delete)
+    adelete_by_key = _async_twin(delete_by_key)
 
     def cluster_store(self, cluster: str) -> ClusterResourceStore:
         """A cache ``Store`` over ``cluster``'s objects of this type (a synchro's target)."""
@@ -739,7 +617,7 @@ def check_cluster_name(cluster: str) -> None:
         )
 
 
-class MemoryStorage:
+class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
     """Every resource type of every cluster, with one storage-wide event order.
 
     ``prefix`` (random by default) names this instance in resourceVersions;
@@ -786,16 +664,6 @@ class MemoryStorage:
         self._index += 1
         return self._index
 
-    @property
-    def index(self) -> int:
-        """The newest index issued (0 before the first write)."""
-        return self._index
-
-    @property
-    def resource_version(self) -> str:
-        """The current list resourceVersion of the whole storage."""
-        return rvs.to_list_resource_version(self.prefix, self._index)
-
     # -- clusters -------------------------------------------------------------------------
 
     def prepare_cluster(self, cluster: str) -> None:
@@ -838,48 +706,8 @@ class MemoryStorage:
 
     # -- resource types -------------------------------------------------------------------
 
-    def new_resource_storage(
-        self,
-        gvr: GroupVersionResource | ResourceInfo,
-        *,
-        namespaced: bool = True,
-        kind: str = "",
-        list_kind: str = "",
-        singular: str = "",
-        short_names: tuple[str, ...] = (),
-        categories: tuple[str, ...] = (),
-    ) -> ResourceStorage:
-        """Register a resource type (or return the one already registered)."""
-        info = (
-            gvr
-            if isinstance(gvr, ResourceInfo)
-            else ResourceInfo(
-                gvr,
-                kind=kind,
-                namespaced=namespaced,
-                list_kind=list_kind,
-                singular=singular,
-                short_names=short_names,
-                categories=categories,
-            )
-        )
-        with self._lock:
-            rs = self._resources.get(info.gvr)
-            if rs is None:
-                rs = self._resources[info.gvr] = ResourceStorage(self, info)
-            return rs
-
-    def resource_storage(self, gvr: GroupVersionResource) -> ResourceStorage:
-        """The storage of a registered type; raises ``NotFoundError`` otherwise."""
-        rs = self._resources.get(gvr)
-        if rs is None:
-            raise status.not_found(gvr.resource, "", gvr.group)
-        return rs
-
-    def resource_storages(self) -> list[ResourceStorage]:
-        """Every registered type, in registration order."""
-        with self._lock:
-            return list(self._resources.values())
+    def _add_resource_storage(self, info: ResourceInfo) -> ResourceStorage:
+        return ResourceStorage(self, info)
 
     def cluster_store(self, cluster: str, gvr: GroupVersionResource) -> ClusterResourceStore:
         """A cache ``Store`` over one cluster's objects of ``gvr``."""

@@ -119,17 +119,10 @@ class Storage(Protocol):
 
     def sync_lease(self, cluster: str) -> sync_lease.SyncLease: ...
 
-    def new_resource_storage(
-        self,
-        gvr: GroupVersionResource | ResourceInfo,
-        *,
-        namespaced: bool = True,
-        kind: str = "",
-        list_kind: str = "",
-        singular: str = "",
-        short_names: tuple[str, ...] = (),
-        categories: tuple[str, ...] = (),
-    ) -> ResourceStorageApi: ...
+    def new_resource_storage(self, info: ResourceInfo, /) -> ResourceStorageApi:
+        """Register a resource type (or return the one already registered); both
+        storages also take a bare ``GroupVersionResource`` with the info's fields as
+        keywords (``storage_base.StorageBase.new_resource_storage``)."""
 
     def resource_storage(self, gvr: GroupVersionResource) -> ResourceStorageApi: ...
 

@@ -20,13 +20,13 @@ import orjson
 
 from kubemirror import keys
 from kubemirror.listing import ListOptions
-from kubemirror.multicluster import paging, status, watch_cache
+from kubemirror.multicluster import paging, status, storage_base, watch_cache
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.filters import ObjectFilter
-from kubemirror.multicluster.list_request import ListScope, object_filter, validate_list_options
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.postgres import sql_filter, writes
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.types import GroupVersionResource, Obj
+from kubemirror.types import Obj
 
 if TYPE_CHECKING:
     from kubemirror.multicluster.postgres.storage import PostgresStorage
@@ -51,7 +51,7 @@ class QueuedWrite:
     payload: Any = None
 
 
-class PostgresResourceStorage:
+class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"]):
     """The objects of one resource type in PostgreSQL, with LIST and WATCH.
 
     Reads and writes are coroutines that run SQL on the storage's pool; watches
@@ -60,30 +60,9 @@ class PostgresResourceStorage:
     """
 
     def __init__(self, storage: PostgresStorage, info: ResourceInfo) -> None:
-        self.info = info
+        super().__init__(storage, info, lock=storage._lock, event_window=storage.event_window)
         self.name = writes.resource_name(info)
-        self._storage = storage
         self._counts: collections.Counter[str] = collections.Counter()
-        self._watch_cache = watch_cache.WatchCache(
-            storage,
-            storage._lock,
-            capacity=storage.event_window,
-            kind=info.kind,
-            api_version=info.api_version,
-        )
-
-    @property
-    def gvr(self) -> GroupVersionResource:
-        """The resource type stored here."""
-        return self.info.gvr
-
-    @property
-    def watcher_count(self) -> int:
-        """Number of open watches on this replica."""
-        return self._watch_cache.watcher_count
-
-    def __repr__(self) -> str:
-        return f"PostgresResourceStorage({self.info.gvr})"
 
     def count(self, cluster: str | None = None) -> int:
         """Number of stored objects (of one cluster, or all), as of this replica's position."""
@@ -94,9 +73,6 @@ class PostgresResourceStorage:
     def clusters(self) -> list[str]:
         """Clusters that hold objects of this type, sorted."""
         return sorted(c for c, n in self._counts.items() if n > 0)
-
-    def _key(self, namespace: str, name: str) -> str:
-        return f"{namespace}/{name}" if namespace and self.info.namespaced else name
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -128,15 +104,12 @@ class PostgresResourceStorage:
         request, 410 Expired for a token whose index left the event log or that
         another storage issued, ``BadRequestError`` for bad parameters.
         """
-        validate_list_options(opts, watch=False)
-        flt = object_filter(scope, opts, self.info)
-        paging.check_paging(opts)
-        bound_to = paging.scope_key(scope, opts)
+        flt, bound_to = self._list_request(opts, scope)
         storage = self._storage
         async with storage._connection() as conn:
             if opts.continue_token:
-                snap, after = paging.decode_continue(
-                    opts.continue_token, storage.prefix, self.info, bound_to, _keyset_position
+                snap, after = self._decode_continue(
+                    opts.continue_token, bound_to, _keyset_position
                 )
                 async with conn.transaction():
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -159,8 +132,8 @@ class PostgresResourceStorage:
         token = ""
         if more and page:
             last = page[-1]
-            token = paging.encode_continue(
-                storage.prefix, self.info, bound_to, {"i": snap, "c": last.cluster, "k": last.key}
+            token = self._encode_continue(
+                bound_to, {"i": snap, "c": last.cluster, "k": last.key}
             )
         return paging.EntryPage(
             page,
@@ -290,15 +263,8 @@ class PostgresResourceStorage:
         """Start a watch; the contract of ``ResourceStorage.watch``. The initial state
         (``""``/``"0"``, ``sendInitialEvents``) is read from PostgreSQL; the events after
         it from this replica's window (410 once they left it)."""
-        validate_list_options(opts, watch=True)
-        flt = object_filter(scope, opts, self.info)
+        flt, start, replay = self._watch_request(opts, scope)
         storage = self._storage
-        start = rvs.parse_watch_resource_version(opts.resource_version, storage.prefix)
-        replay = bool(opts.send_initial_events) or (
-            opts.send_initial_events is None
-            and start.index is None
-            and start.cluster_versions is None
-        )
         initial: list[watch_cache.StoredObject] | None = None
         snap: int | None = None
         if replay:
@@ -311,15 +277,7 @@ class PostgresResourceStorage:
         elif start.index is not None and start.index > storage.index:
             await storage.wait_for_index(start.index, timeout=storage.resource_version_wait)
         with storage._lock:
-            return self._watch_cache.watch(
-                flt,
-                start,
-                resource_version=opts.resource_version,
-                initial=initial,
-                initial_index=snap,
-                initial_end_bookmark=bool(opts.send_initial_events) and opts.allow_watch_bookmarks,
-                allow_bookmarks=opts.allow_watch_bookmarks,
-            )
+            return self._open_watch(flt, start, opts, initial, snap)
 
     # -- writes ---------------------------------------------------------------------------
 
