@@ -12,9 +12,9 @@ is the write-behind store a reflector writes one cluster's objects into;
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import orjson
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresClusterStore", "PostgresResourceStorage", "QueuedWrite", "read_counter"]
 
+P = ParamSpec("P")
+
 _SCAN_BATCH = 1000
 _COLUMNS = "cluster, key, namespace, seq, original_rv, object"
 _EVERYTHING = ListOptions()
@@ -49,6 +51,25 @@ class QueuedWrite:
     info: ResourceInfo | None
     cluster: str
     payload: Any = None
+
+
+def _in_transaction(
+    write: Callable[
+        Concatenate[writes.WriteTransaction, ResourceInfo, P],
+        Awaitable[watch_cache.StoredObject],
+    ],
+) -> Callable[Concatenate[PostgresResourceStorage, P], Coroutine[Any, Any, Obj]]:
+    """The API write (the contract of ``ResourceStorage``'s method of the same name)
+    that runs the transaction step ``write`` for this type, after the queued
+    synchro writes, and returns the stored object."""
+
+    async def api_write(self: PostgresResourceStorage, /, *args: P.args, **kwargs: P.kwargs) -> Obj:
+        entry = await self._storage._transact(lambda tx: write(tx, self.info, *args, **kwargs))
+        return entry.object
+
+    api_write.__name__ = api_write.__qualname__ = "a" + write.__name__
+    api_write.__doc__ = f"``ResourceStorage.{write.__name__}``, in one transaction."
+    return api_write
 
 
 class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"]):
@@ -281,35 +302,10 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def acreate(self, cluster: str, obj: Obj) -> Obj:
-        """Store a new object; the contract of ``ResourceStorage.create``."""
-        entry = await self._storage._transact(lambda tx: tx.create(self.info, cluster, obj))
-        return entry.object
-
-    async def aupdate(
-        self,
-        cluster: str,
-        obj: Obj,
-        *,
-        expected_resource_version: str | None = None,
-        original_rv: str | None = None,
-    ) -> Obj:
-        """Replace an existing object; the contract of ``ResourceStorage.update``."""
-        entry = await self._storage._transact(
-            lambda tx: tx.update(
-                self.info,
-                cluster,
-                obj,
-                expected_resource_version=expected_resource_version,
-                original_rv=original_rv,
-            )
-        )
-        return entry.object
-
-    async def aupsert(self, cluster: str, obj: Obj) -> Obj:
-        """Create or update ``obj``."""
-        entry = await self._storage._transact(lambda tx: tx.upsert(self.info, cluster, obj))
-        return entry.object
+    acreate = _in_transaction(writes.WriteTransaction.create)
+    aupdate = _in_transaction(writes.WriteTransaction.update)
+    aupsert = _in_transaction(writes.WriteTransaction.upsert)
+    adelete_by_key = _in_transaction(writes.WriteTransaction.delete_by_key)
 
     async def adelete(self, cluster: str, obj: Obj) -> Obj:
         """Remove the object named by ``obj``; the contract of ``ResourceStorage.delete``."""
@@ -318,27 +314,6 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
             str((obj.get("metadata") or {}).get("name") or ""),
         )
         return await self.adelete_by_key(cluster, key, final_state=obj)
-
-    async def adelete_by_key(
-        self,
-        cluster: str,
-        key: str,
-        *,
-        final_state: Obj | None = None,
-        expected_resource_version: str | None = None,
-    ) -> Obj:
-        """Remove ``key`` from ``cluster``; returns its final version (``NotFoundError``)."""
-        entry = await self._storage._transact(
-            lambda tx: tx.delete_by_key(
-                self.info,
-                cluster,
-                key,
-                final_state=final_state,
-                expected_resource_version=expected_resource_version,
-            )
-        )
-        assert entry is not None
-        return entry.object
 
     def cluster_store(self, cluster: str) -> PostgresClusterStore:
         """The write-behind ``ReflectorStore`` of ``cluster``'s objects of this type."""
