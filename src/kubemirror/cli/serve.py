@@ -26,7 +26,6 @@ import os
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from rich.console import Console
 
@@ -250,13 +249,13 @@ class _Mirror:
     def expected(self) -> int:
         return sum(len(infos) for infos in self.resources.values())
 
-    def lister_watcher_for(self, cluster: str, gvr: GroupVersionResource) -> Any:
+    def lister_watcher_for(self, cluster: str, gvr: GroupVersionResource) -> listwatch.ListWatch:
         self._pending[f"{cluster}/{gvr}"] = (cluster, gvr)
         return listwatch.ListWatch(self.clients[cluster], gvr)
 
     def reflector_factory(
         self,
-        lister_watcher: Any,
+        lister_watcher: listwatch.ListerWatcher,
         store: ClusterStoreApi,
         *,
         resync_period: float = 0.0,

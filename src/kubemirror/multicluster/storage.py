@@ -10,7 +10,9 @@ through ``ClusterResourceStore``, API writes through ``create``/``update``/
 under one lock, so no event is lost or reordered. Every write is recorded in
 the resource type's ``watch_cache.WatchCache``, the bounded event window that
 watches read. LIST pages are cut from a consistent snapshot kept for the
-continue token.
+continue token (``paging.Snapshots``). The type registry, the watch cache and
+the LIST/WATCH request checks are ``storage_base``'s, shared with
+``postgres.PostgresStorage``.
 
 Stored objects are shared, never copied on reads: do not mutate what ``get``,
 ``list`` or a watch hand out. Writes copy the top-level dict and ``metadata`` of
