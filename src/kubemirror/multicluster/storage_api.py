@@ -5,7 +5,8 @@ Two implementations: ``storage.MemoryStorage`` (one process, in memory) and
 ``ResourceStorageApi`` are the Protocols they both satisfy: synchronous
 bookkeeping that never blocks (clusters, resource types, the current index)
 and coroutines for everything that may do I/O (reads, writes, watches). The
-contracts are the memory storage's, described on its methods.
+contracts are the memory storage's, described on its methods. What does not
+depend on where objects live, both implement once, in ``storage_base``.
 """
 
 from __future__ import annotations
