@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterable
-from typing import Any, TypedDict
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict, TypeVar
 
 import msgspec
 import orjson
@@ -50,6 +50,8 @@ DEFAULT_VIEW_METADATA: tuple[str, ...] = (
     "finalizers",
 )
 """The ``metadata`` fields every partial view holds (``managedFields`` is never in it)."""
+
+ItemT = TypeVar("ItemT", bound="dict[str, Any]")
 
 _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _PATH_PART = re.compile(r"[A-Za-z_$][A-Za-z0-9_$\-]*\Z")
@@ -121,6 +123,15 @@ class RawList(msgspec.Struct):
     def item_kind(self) -> str:
         """The kind of the items (``"Pod"`` for a ``PodList``); ``""`` if not a ``*List``."""
         return self.kind[:-4] if self.kind.endswith("List") else ""
+
+    def list_page(self, items: Sequence[ItemT]) -> ListPage[ItemT]:
+        """``items`` (this list's items, decoded) as a ``ListPage`` with this list's
+        metadata and item kind."""
+        meta = self.metadata
+        return ListPage(
+            items, meta.resourceVersion, meta.continue_token, meta.remainingItemCount,
+            self.item_kind,
+        )
 
 
 _RAW_LIST_DECODER = msgspec.json.Decoder(RawList)
@@ -328,11 +339,4 @@ class PartialDecoder:
                 items.append(obj)
         except msgspec.DecodeError as exc:
             raise errors.TransportError(f"LIST response is not a list object: {exc}") from None
-        meta = doc.metadata
-        return ListPage(
-            items=items,
-            resource_version=meta.resourceVersion,
-            continue_token=meta.continue_token,
-            remaining_item_count=meta.remainingItemCount,
-            kind=kind,
-        )
+        return doc.list_page(items)

@@ -184,14 +184,7 @@ def decode_list(body: bytes, gvr: GroupVersionResource) -> ListPage[dict[str, An
         if kind and "kind" not in item:
             item["kind"] = kind
             item["apiVersion"] = api_version
-    meta = doc.metadata
-    return ListPage(
-        items=items,
-        resource_version=meta.resourceVersion,
-        continue_token=meta.continue_token,
-        remaining_item_count=meta.remainingItemCount,
-        kind=kind,
-    )
+    return doc.list_page(items)
 
 
 class WatchStream:
