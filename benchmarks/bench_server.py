@@ -33,8 +33,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster.server import KubeApiServer
-from kubemirror.multicluster.storage import ListOptions
 from kubemirror.testing import PODS, make_pod, new_storage, seed
 from kubemirror.types import GroupVersionResource
 

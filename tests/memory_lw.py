@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 from hypothesis import strategies as st
 
 from kubemirror import errors
-from kubemirror.listwatch import ListOptions, ListResult
+from kubemirror.listwatch import ListOptions, ListPage
 from kubemirror.reflector import INITIAL_EVENTS_END_ANNOTATION
 from kubemirror.types import WatchEvent
 
@@ -182,7 +182,7 @@ class MemoryListerWatcher:
         self._online: asyncio.Event | None = None
         self._snapshots: dict[int, list[dict[str, Any]]] = {}
 
-    async def list(self, opts: ListOptions) -> ListResult:
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]:
         self.list_calls.append(opts)
         if self.fail_on_list:
             self.fail_on_list -= 1
@@ -199,7 +199,7 @@ class MemoryListerWatcher:
             self._snapshots[snap_rv] = items
         end = offset + opts.limit if opts.limit else len(items)
         token = f"{snap_rv}:{end}" if end < len(items) else ""
-        return ListResult(items=list(items[offset:end]), resource_version=str(snap_rv),
+        return ListPage(items=list(items[offset:end]), resource_version=str(snap_rv),
                           continue_token=token)
 
     def disconnect(self) -> None:

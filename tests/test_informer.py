@@ -247,7 +247,7 @@ async def test_poller_mirrors_an_api_it_polls(env: Env) -> None:
     await create(env, "a", "b")
 
     async def get() -> list[Any]:
-        return (await env.writer.list(PODS, "default", ListOptions())).items
+        return list((await env.writer.list(PODS, "default", ListOptions())).items)
 
     store = Indexer()
     async with Poller(get, 0.01, store) as poller:

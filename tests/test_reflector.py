@@ -346,7 +346,7 @@ async def test_a_watch_opened_as_run_is_cancelled_is_closed(streaming: bool) -> 
 
     async def watch_then_cancel(opts: ListOptions) -> MemoryStream:
         stream = await opened(opts)
-        if opts.send_initial_events == streaming and runner is not None:
+        if bool(opts.send_initial_events) == streaming and runner is not None:
             runner.cancel()
         return stream
 

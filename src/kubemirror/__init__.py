@@ -39,13 +39,14 @@ from kubemirror.kvstore import (
     WatchStoreManager,
     WorkqueueSyncStore,
 )
+from kubemirror.listing import ListOptions, ListPage
 from kubemirror.listwatch import ListWatch
 from kubemirror.multicluster import ClusterSynchro, KubeApiServer, MemoryStorage
 from kubemirror.paths import FieldPath, compile_all, remove_fields
 from kubemirror.reflector import Poller, Reflector
 from kubemirror.selectors import FieldSelector, LabelSelector
 from kubemirror.stores import CachedStore, MemoryStore
-from kubemirror.types import GroupVersionResource, Obj
+from kubemirror.types import GroupVersionResource, Obj, WatchEvent
 from kubemirror.watcher import (
     ChangeStats,
     KVSource,
@@ -85,6 +86,8 @@ __all__ = [
     "KubeClient",
     "KubemirrorError",
     "LabelSelector",
+    "ListOptions",
+    "ListPage",
     "ListWatch",
     "MemoryBackend",
     "MemoryStorage",
@@ -104,6 +107,7 @@ __all__ = [
     "TTLStore",
     "TransportError",
     "ValueFormat",
+    "WatchEvent",
     "WatchStoreManager",
     "Watcher",
     "WatcherConfig",

@@ -9,17 +9,17 @@ group/version/resource, namespace and label/field selector.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.client import discovery, transport
-from kubemirror.client.transport import ListOptions, ListResult
+from kubemirror.listing import ListOptions, ListPage
 from kubemirror.types import GroupVersionResource, WatchEvent
 
 __all__ = [
     "EventStream",
     "ListOptions",
-    "ListResult",
+    "ListPage",
     "ListWatch",
     "Lister",
     "ListerWatcher",
@@ -48,7 +48,7 @@ class Lister(Protocol):
     drift check needs no more); ``watcher.KVLister`` lists a kvstore prefix so.
     """
 
-    async def list(self, opts: ListOptions) -> ListResult: ...
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]: ...
 
 
 class ListerWatcher(Lister, Protocol):
@@ -59,7 +59,7 @@ class ListerWatcher(Lister, Protocol):
     (``GoneError`` when the RV or continue token expired) and ``TransportError``.
     """
 
-    async def list(self, opts: ListOptions) -> ListResult: ...
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]: ...
 
     async def watch(self, opts: ListOptions) -> EventStream: ...
 
@@ -125,7 +125,7 @@ class ListWatch:
             )
         return opts
 
-    async def list(self, opts: ListOptions) -> ListResult:
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]:
         return await self.client.list(self.gvr, self.namespace, self._options(opts),
                                       decoder=self.decoder)
 

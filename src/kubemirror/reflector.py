@@ -172,7 +172,7 @@ class Reflector(lifecycle.Service):
         self._synced = False
         self._synced_event: asyncio.Event | None = None
         self._relist_requested = False
-        self._watch_task: asyncio.Future[bool] | None = None
+        self._watch_task: asyncio.Future[int] | None = None
 
     @property
     def last_sync_resource_version(self) -> str:

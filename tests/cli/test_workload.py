@@ -16,7 +16,7 @@ from kubemirror.cli.workload import (
     Workload,
     WorkloadSpec,
 )
-from kubemirror.multicluster.storage import ListOptions
+from kubemirror.listing import ListOptions
 from kubemirror.testing import PODS, new_storage
 
 

@@ -12,7 +12,6 @@ from kubemirror import errors
 from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.client.transport import (
     LineSplitter,
-    ListOptions,
     decode_list,
     error_from_response,
     map_transport_errors,
@@ -41,24 +40,6 @@ def test_resource_path(
     gvr: GroupVersionResource, namespace: str | None, name: str | None, path: str
 ) -> None:
     assert resource_path(gvr, namespace, name) == path
-
-
-def test_list_options_query_for_list_and_watch() -> None:
-    opts = ListOptions(label_selector="app=web", field_selector="spec.nodeName=n1", limit=500,
-                       continue_token="abc", resource_version="10", timeout_seconds=30,
-                       allow_watch_bookmarks=True, send_initial_events=True,
-                       resource_version_match="NotOlderThan")
-    assert opts.to_query() == {
-        "labelSelector": "app=web", "fieldSelector": "spec.nodeName=n1", "limit": "500",
-        "continue": "abc", "resourceVersion": "10", "resourceVersionMatch": "NotOlderThan",
-        "timeoutSeconds": "30",
-    }
-    assert opts.to_query(watch=True) == {
-        "watch": "true", "labelSelector": "app=web", "fieldSelector": "spec.nodeName=n1",
-        "resourceVersion": "10", "resourceVersionMatch": "NotOlderThan", "timeoutSeconds": "30",
-        "allowWatchBookmarks": "true", "sendInitialEvents": "true",
-    }
-    assert ListOptions().to_query() == {}
 
 
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),

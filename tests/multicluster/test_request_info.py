@@ -107,7 +107,7 @@ def test_parse_list_query() -> None:
     opts = query.options
     assert query.watch
     assert query.timeout_seconds == 30
-    assert (opts.namespace, opts.clusters, opts.limit) == ("ns", ("east",), 50)
+    assert (query.scope.namespace, query.scope.clusters, opts.limit) == ("ns", ("east",), 50)
     assert (opts.label_selector, opts.field_selector) == ("app=web", "metadata.name=x")
     assert (opts.continue_token, opts.resource_version) == ("tok", "p.5")
     assert opts.allow_watch_bookmarks

@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 
 from kubemirror import errors
 from kubemirror.keys import DeletedFinalStateUnknown
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import resources
 from kubemirror.multicluster.filters import field_spec
+from kubemirror.multicluster.list_request import ListScope, object_filter
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
     ClusterResourceStore,
-    ListOptions,
     MemoryStorage,
     ResourceStorage,
     selectable_skeleton,
@@ -101,12 +102,13 @@ async def test_list_filters_and_orders(any_pods: AnyResourceStorage) -> None:
     await any_pods.acreate("a", make_pod("y", "ns2", {"app": "db"}))
     await any_pods.acreate("a", make_pod("x", "ns1", {"app": "web", "tier": "1"}, phase="Pending"))
 
-    async def listed(**options: object) -> list[str]:
-        return names((await any_pods.alist(ListOptions(**options))).items)  # type: ignore[arg-type]
+    async def listed(scope: ListScope = ListScope(), **options: object) -> list[str]:
+        opts = ListOptions(**options)  # type: ignore[arg-type]
+        return names((await any_pods.alist(opts, scope=scope)).items)
 
     assert await listed() == ["x", "y", "z"]
-    assert await listed(clusters=("b",)) == ["z"]
-    assert await listed(namespace="ns1") == ["x", "z"]
+    assert await listed(ListScope(clusters=("b",))) == ["z"]
+    assert await listed(ListScope(namespace="ns1")) == ["x", "z"]
     assert await listed(label_selector="app=web") == ["x", "z"]
     assert await listed(label_selector="app in (db)") == ["y"]
     assert await listed(label_selector="app in (db,web),app!=web") == ["y"]
@@ -179,7 +181,9 @@ async def test_foreign_or_malformed_continue(any_pods: AnyResourceStorage) -> No
     with pytest.raises(errors.GoneError):
         await any_pods.alist(ListOptions(limit=1, continue_token=_reissued(token, p="q")))
     with pytest.raises(errors.BadRequestError, match="another request"):
-        await any_pods.alist(ListOptions(limit=1, continue_token=token, namespace="other"))
+        await any_pods.alist(
+            ListOptions(limit=1, continue_token=token), scope=ListScope(namespace="other")
+        )
     with pytest.raises(errors.BadRequestError):
         await any_pods.alist(ListOptions(limit=1, continue_token="!!notatoken"))
     with pytest.raises(errors.BadRequestError):
@@ -327,8 +331,8 @@ def test_exact_list_gives_the_state_at_every_past_version(
         exact = rs.list(ListOptions(resource_version=rv, resource_version_match="Exact"))
         assert exact.resource_version == rv
         assert versions(exact.items) == state
-        east = rs.list(ListOptions(resource_version=rv, resource_version_match="Exact",
-                                   clusters=("east",)))
+        east = rs.list(ListOptions(resource_version=rv, resource_version_match="Exact"),
+                       scope=ListScope(clusters=("east",)))
         assert versions(east.items) == {k: v for k, v in state.items() if k.startswith("east")}
 
 
@@ -381,6 +385,7 @@ def test_selectors_decide_the_same_on_the_compact_skeleton(
     else:
         pod["spec"]["nodeName"] = node
     info = resources.BUILTIN_RESOURCES[[i.gvr for i in resources.BUILTIN_RESOURCES].index(PODS)]
-    flt = ListOptions(label_selector=selector, field_selector=fields).object_filter(info)
+    flt = object_filter(ListScope(), ListOptions(label_selector=selector, field_selector=fields),
+                        info)
     paths = [path for path, _ in field_spec("", "Pod").fields.values()]
     assert flt.matches_object(selectable_skeleton(pod, paths)) == flt.matches_object(pod)

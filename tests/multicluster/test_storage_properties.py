@@ -14,10 +14,11 @@ from hypothesis.stateful import (
 )
 
 from kubemirror import errors
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster import resource_version as rvs
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.storage import (
     ClusterResourceStore,
-    ListOptions,
     MemoryStorage,
     ResourceStorage,
 )
@@ -171,12 +172,13 @@ class StorageMachine(RuleBasedStateMachine):
 
     @invariant()
     def pages_and_filters_agree(self) -> None:
-        full = self.pods.list(ListOptions(label_selector="tier=p", namespace="n1")).items
+        in_n1 = ListScope(namespace="n1")
+        full = self.pods.list(ListOptions(label_selector="tier=p"), scope=in_n1).items
         paged: list[Any] = []
         token = ""
         while True:
             page = self.pods.list(
-                ListOptions(label_selector="tier=p", namespace="n1", limit=2, continue_token=token)
+                ListOptions(label_selector="tier=p", limit=2, continue_token=token), scope=in_n1
             )
             paged += page.items
             token = page.continue_token

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from kubemirror import errors
+from kubemirror.listing import ListOptions
+from kubemirror.listwatch import ListerWatcher
 from kubemirror.multicluster.storage import ClusterResourceStore, MemoryStorage
 from kubemirror.multicluster.synchro import ClusterSynchro, StorageListerWatcher
 from kubemirror.testing import PODS, make_pod, new_storage, seed
@@ -26,7 +28,7 @@ from .conftest import wait_until
 class ListWatchLoop:
     """Stand-in reflector (see module docstring): list + replace, then watch; relist on 410."""
 
-    def __init__(self, lw: StorageListerWatcher, store: ClusterResourceStore, **_: Any) -> None:
+    def __init__(self, lw: ListerWatcher, store: ClusterResourceStore, **_: Any) -> None:
         self.lw = lw
         self.store = store
         self.runs = 0
@@ -35,9 +37,9 @@ class ListWatchLoop:
         stop = stop or asyncio.Event()
         self.runs += 1
         while not stop.is_set():
-            listed = await self.lw.list()
+            listed = await self.lw.list(ListOptions())
             self.store.replace(listed.items, listed.resource_version)
-            stream = await self.lw.watch(_Opts(listed.resource_version))
+            stream = await self.lw.watch(ListOptions(resource_version=listed.resource_version))
             waiter = asyncio.ensure_future(stop.wait())
             try:
                 while True:
@@ -59,11 +61,6 @@ class ListWatchLoop:
             finally:
                 waiter.cancel()
                 await stream.aclose()
-
-
-class _Opts:
-    def __init__(self, rv: str) -> None:
-        self.resource_version = rv
 
 
 def member(name: str) -> MemoryStorage:
@@ -166,7 +163,12 @@ async def test_crashing_reflector_is_restarted() -> None:
             await stop.wait()
 
     hub = new_storage()
-    synchro = ClusterSynchro(hub, lambda c, g: None, reflector_factory=Crashing, restart_delay=0.01)
+    synchro = ClusterSynchro(
+        hub,
+        lambda c, g: StorageListerWatcher(hub.resource_storage(g), c),
+        reflector_factory=Crashing,
+        restart_delay=0.01,
+    )
     async with synchro:
         await synchro.add_cluster("c", [PODS])
         await wait_until(lambda: len(attempts) == 3)
@@ -235,5 +237,10 @@ async def test_periodic_drift_checks_per_feed_repair_by_relisting() -> None:
 
 
 def test_a_negative_drift_period_is_refused() -> None:
+    hub = new_storage()
+
+    def lister_watcher_for(cluster: str, gvr: GroupVersionResource) -> StorageListerWatcher:
+        return StorageListerWatcher(hub.resource_storage(gvr), cluster)
+
     with pytest.raises(errors.ConfigError, match="check_drift_every"):
-        ClusterSynchro(new_storage(), lambda cluster, gvr: None, check_drift_every=-1)
+        ClusterSynchro(hub, lister_watcher_for, check_drift_every=-1)

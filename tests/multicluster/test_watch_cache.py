@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubemirror import errors
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster.storage import ListOptions
 from kubemirror.multicluster.watch_cache import INITIAL_EVENTS_END_ANNOTATION, StorageEvent, Watch
 from kubemirror.testing import PODS, make_pod, new_storage
 from kubemirror.types import GroupVersionResource

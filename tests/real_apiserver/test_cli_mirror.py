@@ -130,7 +130,7 @@ def table(text: str) -> tuple[list[str], list[list[str]]]:
 
 
 async def real_list(client: KubeClient, gvr: GroupVersionResource, ns: str | None) -> list[Obj]:
-    return (await client.list(gvr, ns, ListOptions())).items
+    return list((await client.list(gvr, ns, ListOptions())).items)
 
 
 # -- kubemirror watch -------------------------------------------------------------------------

@@ -560,7 +560,7 @@ async def test_poller_keeps_a_store_equal_to_the_real_list(
         await client.create(gvr, new_object(gvr, f"p-{i}", {}, i), namespace)
 
     async def get() -> list[dict[str, Any]]:
-        return (await client.list(gvr, namespace, ListOptions())).items
+        return list((await client.list(gvr, namespace, ListOptions())).items)
 
     store = Indexer()
 

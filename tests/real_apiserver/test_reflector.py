@@ -35,7 +35,7 @@ import pytest_asyncio
 from kubemirror import errors
 from kubemirror.client import KubeClient, ListOptions
 from kubemirror.envtest import Assets, EnvTest
-from kubemirror.listwatch import EventStream, ListResult, ListWatch
+from kubemirror.listwatch import EventStream, ListPage, ListWatch
 from kubemirror.reflector import INITIAL_EVENTS_END_ANNOTATION, Backoff, Reflector
 from kubemirror.types import WatchEvent
 from tests.memory_lw import DictStore
@@ -106,7 +106,7 @@ class RecordingListWatch:
     def __init__(self, lw: ListWatch) -> None:
         self.lw = lw
         self.list_calls: list[ListOptions] = []
-        self.list_results: list[ListResult] = []
+        self.list_results: list[ListPage[dict[str, Any]]] = []
         self.watch_calls: list[ListOptions] = []
         self.streams: list[RecordingStream] = []
         self.gate = asyncio.Event()
@@ -114,7 +114,7 @@ class RecordingListWatch:
         self.waiting = 0
         self.after_list: Callable[[int], Awaitable[None]] | None = None
 
-    async def list(self, opts: ListOptions) -> ListResult:
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]:
         self.list_calls.append(opts)
         result = await self.lw.list(opts)
         self.list_results.append(result)
@@ -948,7 +948,7 @@ async def test_unsupported_field_selector_is_a_bad_request(
 
     async def attempt() -> list[Any]:
         if call == "list":
-            return (await api.client.list(CONFIGMAPS, api.namespace, opts)).items
+            return list((await api.client.list(CONFIGMAPS, api.namespace, opts)).items)
         return await collect(await api.client.watch(CONFIGMAPS, api.namespace, opts))
 
     with pytest.raises(errors.BadRequestError) as caught:

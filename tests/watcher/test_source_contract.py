@@ -37,7 +37,7 @@ from kubemirror.client import KubeClient, ListOptions, transport
 from kubemirror.envtest import Assets, EnvTest
 from kubemirror.kvstore import backend as kv_backend
 from kubemirror.kvstore import etcd, etcd_server, memory
-from kubemirror.listwatch import EventStream, ListResult, ListWatch
+from kubemirror.listwatch import EventStream, ListPage, ListWatch
 from kubemirror.reflector import Reflector
 from kubemirror.stores import IndexedStore
 from kubemirror.types import GroupVersionResource
@@ -193,7 +193,7 @@ class GatedListWatch:
         self.gate.set()
         self.waiting = 0
 
-    async def list(self, opts: ListOptions) -> ListResult:
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]:
         return await self.lw.list(opts)
 
     async def watch(self, opts: ListOptions) -> EventStream:

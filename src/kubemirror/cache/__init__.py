@@ -33,7 +33,7 @@ from kubemirror.cache.mutation_detector import (
     MutationDetector,
     MutationDetectorOptions,
 )
-from kubemirror.cache.raw_object import DEFAULT_VIEW_METADATA, PartialDecoder, RawObject, RawPage
+from kubemirror.cache.raw_object import DEFAULT_VIEW_METADATA, PartialDecoder, RawObject
 from kubemirror.cache.store import KeyGetter, KeyLister, KeyListerGetter, Store, deep_copy
 from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
 from kubemirror.cache.undelta_store import PushFunc, UndeltaStore
@@ -71,7 +71,6 @@ __all__ = [
     "PodLister",
     "PushFunc",
     "RawObject",
-    "RawPage",
     "ServiceLister",
     "Store",
     "TTLPolicy",

@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterable
-from typing import Any, TypedDict
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict, TypeVar
 
 import msgspec
 import orjson
 
 from kubemirror import errors
+from kubemirror.listing import ListPage
 
 __all__ = [
     "DEFAULT_VIEW_METADATA",
     "PartialDecoder",
     "RawList",
     "RawObject",
-    "RawPage",
     "split_list",
 ]
 
@@ -50,6 +50,8 @@ DEFAULT_VIEW_METADATA: tuple[str, ...] = (
     "finalizers",
 )
 """The ``metadata`` fields every partial view holds (``managedFields`` is never in it)."""
+
+ItemT = TypeVar("ItemT", bound="dict[str, Any]")
 
 _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _PATH_PART = re.compile(r"[A-Za-z_$][A-Za-z0-9_$\-]*\Z")
@@ -122,6 +124,15 @@ class RawList(msgspec.Struct):
         """The kind of the items (``"Pod"`` for a ``PodList``); ``""`` if not a ``*List``."""
         return self.kind[:-4] if self.kind.endswith("List") else ""
 
+    def list_page(self, items: Sequence[ItemT]) -> ListPage[ItemT]:
+        """``items`` (this list's items, decoded) as a ``ListPage`` with this list's
+        metadata and item kind."""
+        meta = self.metadata
+        return ListPage(
+            items, meta.resourceVersion, meta.continue_token, meta.remainingItemCount,
+            self.item_kind,
+        )
+
 
 _RAW_LIST_DECODER = msgspec.json.Decoder(RawList)
 
@@ -137,16 +148,6 @@ def split_list(body: bytes) -> RawList:
         return _RAW_LIST_DECODER.decode(body)
     except msgspec.DecodeError as exc:
         raise errors.TransportError(f"LIST response is not a list object: {exc}") from None
-
-
-class RawPage(msgspec.Struct, frozen=True):
-    """One decoded LIST page: ``RawObject`` items and the list's metadata."""
-
-    items: builtins.list[RawObject]
-    resource_version: str
-    continue_token: str
-    remaining_item_count: int | None
-    kind: str
 
 
 def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
@@ -310,7 +311,7 @@ class PartialDecoder:
                 raise errors.MalformedEventError(line, "object has no metadata.resourceVersion")
         return {"type": etype, "object": obj}
 
-    def page(self, body: bytes, default_api_version: str = "") -> RawPage:
+    def page(self, body: bytes, default_api_version: str = "") -> ListPage[RawObject]:
         """Decode one LIST response body. Raises ``TransportError`` if it is not a list.
 
         Items lacking ``kind`` get it and the list's ``apiVersion`` (or
@@ -338,11 +339,4 @@ class PartialDecoder:
                 items.append(obj)
         except msgspec.DecodeError as exc:
             raise errors.TransportError(f"LIST response is not a list object: {exc}") from None
-        meta = doc.metadata
-        return RawPage(
-            items=items,
-            resource_version=meta.resourceVersion,
-            continue_token=meta.continue_token,
-            remaining_item_count=meta.remainingItemCount,
-            kind=kind,
-        )
+        return doc.list_page(items)

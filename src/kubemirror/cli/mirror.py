@@ -16,7 +16,7 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Any, Self
 
 from kubemirror import listwatch, watcher
 from kubemirror.stores import indexed_store
@@ -117,7 +117,7 @@ class ObservedListerWatcher:
         self.progress = progress
         self.observe = observe
 
-    async def list(self, opts: listwatch.ListOptions) -> listwatch.ListResult:
+    async def list(self, opts: listwatch.ListOptions) -> listwatch.ListPage[dict[str, Any]]:
         progress = self.progress
         if not progress.done:
             progress.start()

@@ -26,11 +26,10 @@ import os
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from rich.console import Console
 
-from kubemirror import errors, listwatch, reflector
+from kubemirror import errors, listing, listwatch, reflector
 from kubemirror.cli import failures, ui
 from kubemirror.cli.metrics import (
     DriftMonitors,
@@ -250,13 +249,13 @@ class _Mirror:
     def expected(self) -> int:
         return sum(len(infos) for infos in self.resources.values())
 
-    def lister_watcher_for(self, cluster: str, gvr: GroupVersionResource) -> Any:
+    def lister_watcher_for(self, cluster: str, gvr: GroupVersionResource) -> listwatch.ListWatch:
         self._pending[f"{cluster}/{gvr}"] = (cluster, gvr)
         return listwatch.ListWatch(self.clients[cluster], gvr)
 
     def reflector_factory(
         self,
-        lister_watcher: Any,
+        lister_watcher: listwatch.ListerWatcher,
         store: ClusterStoreApi,
         *,
         resync_period: float = 0.0,
@@ -321,7 +320,7 @@ async def _connect(mirror: _Mirror, spec: ClusterSpec, read_only: bool) -> None:
                     f"{resource.gvr} cannot be listed and watched",
                     "Mirror only resources that support list and watch",
                 )
-            await client.list(resource.gvr, None, transport.ListOptions(limit=1))
+            await client.list(resource.gvr, None, listing.ListOptions(limit=1))
         mirror.resources[spec.name] = [_resource_info(r, read_only) for r in found]
     except (errors.KubemirrorError, OSError) as exc:
         explained = failures.explain(exc, server=server)

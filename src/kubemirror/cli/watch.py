@@ -29,7 +29,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kubemirror import drift, errors, listwatch, paths, selectors, watcher
+from kubemirror import drift, errors, listing, listwatch, paths, selectors, watcher
 from kubemirror.cli import failures, ui
 from kubemirror.cli.mirror import MirrorStats, ObservedListerWatcher, RateMeter, SyncProgress
 from kubemirror.client import config as client_config
@@ -144,7 +144,7 @@ async def resolve_target(
         page = await client.list(
             resource.gvr,
             namespace,
-            transport.ListOptions(
+            listing.ListOptions(
                 label_selector=options.label_selector,
                 field_selector=options.field_selector,
                 limit=1,
@@ -155,7 +155,7 @@ async def resolve_target(
         stream = await client.watch(
             resource.gvr,
             namespace,
-            transport.ListOptions(
+            listing.ListOptions(
                 label_selector=options.label_selector,
                 field_selector=options.field_selector,
                 resource_version=page.resource_version,

@@ -2,6 +2,7 @@
 
 ``config`` finds the server and credentials (kubeconfig, in-cluster, exec plugins),
 ``transport`` speaks HTTP (``KubeClient``), ``discovery`` resolves resource names.
+``ListOptions`` and ``ListPage`` are ``kubemirror.listing``'s, re-exported.
 """
 
 from kubemirror.client.config import (
@@ -13,12 +14,11 @@ from kubemirror.client.config import (
 from kubemirror.client.discovery import ApiResource, Discovery
 from kubemirror.client.transport import (
     KubeClient,
-    ListOptions,
-    ListResult,
     WatchStream,
     parse_watch_line,
     resource_path,
 )
+from kubemirror.listing import ListOptions, ListPage
 
 __all__ = [
     "ApiResource",
@@ -26,7 +26,7 @@ __all__ = [
     "Discovery",
     "KubeClient",
     "ListOptions",
-    "ListResult",
+    "ListPage",
     "WatchStream",
     "load_config",
     "load_incluster_config",

@@ -2,7 +2,7 @@
 
 Part of the ``client/`` layer. Objects stay plain dicts decoded by orjson; no
 model classes. The protocol pieces are sans-I/O pure functions tested without
-sockets: ``ListOptions.to_query`` builds query parameters, ``resource_path`` builds
+sockets: ``listing.ListOptions.to_query`` builds query parameters, ``resource_path`` builds
 URLs, ``LineSplitter`` cuts a byte stream into lines, ``parse_watch_line`` turns a
 line into a ``WatchEvent`` and ``error_from_response`` maps an error body to the
 ``ApiError`` hierarchy. ``KubeClient`` wires them to aiohttp: it reads WATCH
@@ -16,24 +16,22 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, cast, overload
 
 import aiohttp
 import orjson
 
 from kubemirror import bulk, errors
 from kubemirror.cache import raw_object
-from kubemirror.cache.raw_object import PartialDecoder
+from kubemirror.cache.raw_object import PartialDecoder, RawObject
 from kubemirror.client import config as config_mod
+from kubemirror.listing import ListOptions, ListPage
 from kubemirror.types import GroupVersionResource, WatchEvent
 
 __all__ = [
     "KubeClient",
     "LineSplitter",
-    "ListOptions",
-    "ListResult",
     "WatchStream",
     "decode_list",
     "error_from_response",
@@ -65,65 +63,6 @@ _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _BLANK = frozenset(b" \t\r\x0b\x0c")
 _USER_AGENT = "kubemirror/0.1"
 _READ_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class ListOptions:
-    """Query options of one LIST or WATCH call (``metav1.ListOptions``).
-
-    Empty strings and zeros mean "not set". Immutable; derive variants with
-    ``dataclasses.replace``.
-    """
-
-    label_selector: str = ""
-    field_selector: str = ""
-    resource_version: str = ""
-    resource_version_match: str = ""
-    limit: int = 0
-    continue_token: str = ""
-    timeout_seconds: int = 0
-    allow_watch_bookmarks: bool = False
-    send_initial_events: bool = False
-
-    def to_query(self, *, watch: bool = False) -> dict[str, str]:
-        """The URL query parameters, in the API server's spelling."""
-        query: dict[str, str] = {}
-        if watch:
-            query["watch"] = "true"
-        if self.label_selector:
-            query["labelSelector"] = self.label_selector
-        if self.field_selector:
-            query["fieldSelector"] = self.field_selector
-        if self.resource_version:
-            query["resourceVersion"] = self.resource_version
-        if self.resource_version_match:
-            query["resourceVersionMatch"] = self.resource_version_match
-        if self.limit and not watch:
-            query["limit"] = str(self.limit)
-        if self.continue_token and not watch:
-            query["continue"] = self.continue_token
-        if self.timeout_seconds:
-            query["timeoutSeconds"] = str(self.timeout_seconds)
-        if watch and self.allow_watch_bookmarks:
-            query["allowWatchBookmarks"] = "true"
-        if watch and self.send_initial_events:
-            query["sendInitialEvents"] = "true"
-        return query
-
-
-@dataclass(frozen=True, slots=True)
-class ListResult:
-    """One page of a LIST: the items (shared dicts), the list RV and the continue token.
-
-    ``continue_token`` is ``""`` on the last page. ``kind`` is the item kind
-    (``"Pod"``), filled in on items that lack it, as the server omits it in lists.
-    """
-
-    items: list[dict[str, Any]]
-    resource_version: str
-    continue_token: str = ""
-    remaining_item_count: int | None = None
-    kind: str = field(default="")
 
 
 def resource_path(
@@ -223,8 +162,8 @@ def error_from_response(status_code: int, reason: str, body: bytes) -> errors.Ap
     )
 
 
-def decode_list(body: bytes, gvr: GroupVersionResource) -> ListResult:
-    """Decode a LIST response body of ``gvr`` into a ``ListResult`` of fresh dicts.
+def decode_list(body: bytes, gvr: GroupVersionResource) -> ListPage[dict[str, Any]]:
+    """Decode a LIST response body of ``gvr`` into a ``ListPage`` of fresh dicts.
 
     The body is split into item spans first and each item decoded on its own:
     orjson parses a whole body through a buffer about 12x its size, which glibc
@@ -245,14 +184,7 @@ def decode_list(body: bytes, gvr: GroupVersionResource) -> ListResult:
         if kind and "kind" not in item:
             item["kind"] = kind
             item["apiVersion"] = api_version
-    meta = doc.metadata
-    return ListResult(
-        items=items,
-        resource_version=meta.resourceVersion,
-        continue_token=meta.continue_token,
-        remaining_item_count=meta.remainingItemCount,
-        kind=kind,
-    )
+    return doc.list_page(items)
 
 
 class WatchStream:
@@ -494,6 +426,36 @@ class KubeClient:
         finally:
             response.release()
 
+    @overload
+    async def list(
+        self,
+        gvr: GroupVersionResource,
+        namespace: str | None,
+        opts: ListOptions,
+        *,
+        decoder: None = None,
+    ) -> ListPage[dict[str, Any]]: ...
+
+    @overload
+    async def list(
+        self,
+        gvr: GroupVersionResource,
+        namespace: str | None,
+        opts: ListOptions,
+        *,
+        decoder: PartialDecoder,
+    ) -> ListPage[RawObject]: ...
+
+    @overload
+    async def list(
+        self,
+        gvr: GroupVersionResource,
+        namespace: str | None,
+        opts: ListOptions,
+        *,
+        decoder: PartialDecoder | None,
+    ) -> ListPage[dict[str, Any]] | ListPage[RawObject]: ...
+
     async def list(
         self,
         gvr: GroupVersionResource,
@@ -501,29 +463,18 @@ class KubeClient:
         opts: ListOptions,
         *,
         decoder: PartialDecoder | None = None,
-    ) -> ListResult:
+    ) -> ListPage[dict[str, Any]] | ListPage[RawObject]:
         """One LIST page of ``gvr`` (all namespaces when ``namespace`` is empty).
 
         With a ``decoder`` the items are ``RawObject``s (partial view + the bytes
         received, for a ``CompactIndexer``) instead of fully decoded dicts.
         """
-        if decoder is not None:
-            body = await self.request_bytes(
-                "GET", resource_path(gvr, namespace), params=opts.to_query()
-            )
-            with bulk.paused_gc():
-                page = decoder.page(body, gvr.api_version)
-            return ListResult(
-                items=cast(list[dict[str, Any]], page.items),
-                resource_version=page.resource_version,
-                continue_token=page.continue_token,
-                remaining_item_count=page.remaining_item_count,
-                kind=page.kind,
-            )
         body = await self.request_bytes(
             "GET", resource_path(gvr, namespace), params=opts.to_query()
         )
         with bulk.paused_gc():
+            if decoder is not None:
+                return decoder.page(body, gvr.api_version)
             return decode_list(body, gvr)
 
     async def watch(

@@ -7,6 +7,9 @@ interface both use, which ``kubemirror.multicluster.postgres.PostgresStorage``
 (the ``postgres`` extra, not imported here) implements too.
 """
 
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster.list_request import ListScope
+from kubemirror.multicluster.paging import EntryPage
 from kubemirror.multicluster.resource_version import (
     WatchStart,
     new_prefix,
@@ -21,8 +24,6 @@ from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import (
     CLUSTER_ANNOTATION,
     ClusterResourceStore,
-    ListOptions,
-    ListResult,
     MemoryStorage,
     ResourceStorage,
 )
@@ -42,10 +43,11 @@ __all__ = [
     "ClusterResourceStore",
     "ClusterStoreApi",
     "ClusterSynchro",
+    "EntryPage",
     "INITIAL_EVENTS_END_ANNOTATION",
     "KubeApiServer",
     "ListOptions",
-    "ListResult",
+    "ListScope",
     "LocalSyncLease",
     "MemoryStorage",
     "ResourceInfo",

@@ -65,7 +65,7 @@ class Reads:
         self, request: web.Request, rs: ResourceStorageApi, query: request_info.QueryOptions
     ) -> web.StreamResponse:
         await self._await_resource_version(query.options.resource_version)
-        result = await rs.alist(query.options)
+        result = await rs.alist(query.options, scope=query.scope)
         if request_info.accepts_table(request.headers.get("Accept", "")):
             tbl = table.to_table(
                 result.items,
@@ -130,7 +130,7 @@ class Reads:
         self, request: web.Request, rs: ResourceStorageApi, query: request_info.QueryOptions
     ) -> web.StreamResponse:
         await self._await_resource_version(query.options.resource_version)
-        watch = await rs.awatch(query.options)
+        watch = await rs.awatch(query.options, scope=query.scope)
         as_table = request_info.accepts_table(request.headers.get("Accept", ""))
         include_object = request.query.get("includeObject", "Metadata")
         timeout = min(query.timeout_seconds or self.server.watch_timeout, self.server.watch_timeout)

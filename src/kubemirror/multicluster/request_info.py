@@ -24,8 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster import status
-from kubemirror.multicluster.storage import ListOptions
+from kubemirror.multicluster.list_request import ListScope
 
 __all__ = [
     "BODY_CONTENT_TYPES",
@@ -133,11 +134,17 @@ def parse_request_path(path: str) -> RequestInfo:
 
 @dataclass(frozen=True, slots=True)
 class QueryOptions:
-    """Query parameters of a LIST/WATCH: the storage ``ListOptions`` plus the watch flags."""
+    """One LIST/WATCH request: its ``ListOptions`` (the query), its ``ListScope`` (the
+    path's cluster and namespace) and whether it watches."""
 
     options: ListOptions
+    scope: ListScope = ListScope()
     watch: bool = False
-    timeout_seconds: float | None = None
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """The request's ``timeoutSeconds`` (``None`` when not given)."""
+        return float(self.options.timeout_seconds) if self.options.timeout_seconds else None
 
 
 _TRUE = {"1", "true", "True", "TRUE", "yes"}
@@ -184,8 +191,6 @@ def parse_list_query(
     watch = bool(_bool(query, "watch")) or watch_path
     timeout = _int(query, "timeoutSeconds")
     opts = ListOptions(
-        clusters=clusters,
-        namespace=namespace or None,
         label_selector=query.get("labelSelector", ""),
         field_selector=query.get("fieldSelector", ""),
         limit=_int(query, "limit") or 0,
@@ -194,8 +199,9 @@ def parse_list_query(
         resource_version_match=query.get("resourceVersionMatch", ""),
         allow_watch_bookmarks=bool(_bool(query, "allowWatchBookmarks")),
         send_initial_events=_bool(query, "sendInitialEvents"),
+        timeout_seconds=timeout or 0,
     )
-    return QueryOptions(opts, watch, float(timeout) if timeout else None)
+    return QueryOptions(opts, ListScope(clusters, namespace or None), watch)
 
 
 def accepts_table(accept: str) -> bool:

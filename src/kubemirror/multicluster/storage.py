@@ -10,7 +10,9 @@ through ``ClusterResourceStore``, API writes through ``create``/``update``/
 under one lock, so no event is lost or reordered. Every write is recorded in
 the resource type's ``watch_cache.WatchCache``, the bounded event window that
 watches read. LIST pages are cut from a consistent snapshot kept for the
-continue token.
+continue token (``paging.Snapshots``). The type registry, the watch cache and
+the LIST/WATCH request checks are ``storage_base``'s, shared with
+``postgres.PostgresStorage``.
 
 Stored objects are shared, never copied on reads: do not mutate what ``get``,
 ``list`` or a watch hand out. Writes copy the top-level dict and ``metadata`` of
@@ -20,186 +22,56 @@ after handing it to the storage.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import builtins
-import collections
-import hashlib
-import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import orjson
 
 from kubemirror import errors, keys
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster import paging, status, storage_base, sync_lease, watch_cache
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status, sync_lease, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter, field_spec
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
 
 __all__ = [
     "CLUSTER_ANNOTATION",
     "ClusterResourceStore",
-    "ListOptions",
-    "ListResult",
     "MemoryStorage",
     "ResourceStorage",
-    "bad_continue",
     "check_cluster_name",
     "deleted_state",
-    "foreign_continue",
     "key_and_namespace",
     "original_resource_version",
     "selectable_skeleton",
     "stamp_object",
 ]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+SelfT = TypeVar("SelfT")
+
 CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
 """Annotation naming the cluster an object belongs to (Clusterpedia's own key)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ListOptions:
-    """The parameters of a LIST or WATCH request.
+def _async_twin(
+    sync: Callable[Concatenate[SelfT, P], T],
+) -> Callable[Concatenate[SelfT, P], Coroutine[Any, Any, T]]:
+    """A coroutine method calling the synchronous method ``sync`` (same parameters):
+    the async interface the memory storage shares with ``PostgresStorage``."""
 
-    ``clusters`` empty means all clusters. ``resource_version`` and
-    ``resource_version_match`` (``""``, ``"NotOlderThan"``, ``"Exact"``) follow the
-    Kubernetes semantics described on ``ResourceStorage.list`` and ``.watch``.
-    """
+    async def twin(self: SelfT, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return sync(self, *args, **kwargs)
 
-    clusters: tuple[str, ...] = ()
-    namespace: str | None = None
-    label_selector: str = ""
-    field_selector: str = ""
-    limit: int = 0
-    continue_token: str = ""
-    resource_version: str = ""
-    resource_version_match: str = ""
-    allow_watch_bookmarks: bool = False
-    send_initial_events: bool | None = None
-
-    def object_filter(self, info: ResourceInfo | None = None) -> ObjectFilter:
-        """The parsed selectors; raises ``BadRequestError`` for a bad selector (or, with
-        the resource type's ``info``, a field selector the type does not support)."""
-        return ObjectFilter.build(
-            clusters=self.clusters,
-            namespace=self.namespace,
-            label_selector=self.label_selector,
-            field_selector=self.field_selector,
-            fields=field_spec(info.gvr.group, info.kind) if info is not None else None,
-        )
-
-    def scope_key(self) -> str:
-        """What a continue token is bound to: clusters, namespace and selectors."""
-        parts = (",".join(self.clusters), self.namespace or "")
-        text = "\x00".join((*parts, self.label_selector, self.field_selector))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def validate(self, *, watch: bool) -> None:
-        """Check the resourceVersion and streaming parameters as kube-apiserver's
-        ``ValidateListOptions``; raises ``InvalidError`` (422, ``ListOptions``)."""
-        problems: list[status.FieldError] = []
-        match = self.resource_version_match
-        if watch:
-            if self.send_initial_events is not None and match != "NotOlderThan":
-                problems.append(
-                    status.FieldError(
-                        "Forbidden",
-                        "resourceVersionMatch",
-                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                    )
-                )
-            if match:
-                if self.send_initial_events is None:
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden for watch unless "
-                            "sendInitialEvents is provided",
-                        )
-                    )
-                if match != "NotOlderThan":
-                    problems.append(
-                        status.FieldError(
-                            "NotSupported",
-                            "resourceVersionMatch",
-                            'supported values: "NotOlderThan"',
-                            match,
-                        )
-                    )
-        else:
-            if match:
-                if not self.resource_version:
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                        )
-                    )
-                if self.continue_token:
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden when continue is provided",
-                        )
-                    )
-                if match not in ("Exact", "NotOlderThan"):
-                    problems.append(
-                        status.FieldError(
-                            "NotSupported",
-                            "resourceVersionMatch",
-                            'supported values: "Exact", "NotOlderThan", ""',
-                            match,
-                        )
-                    )
-                if match == "Exact" and self.resource_version == "0":
-                    problems.append(
-                        status.FieldError(
-                            "Forbidden",
-                            "resourceVersionMatch",
-                            'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
-                        )
-                    )
-            if self.send_initial_events is not None:
-                problems.append(
-                    status.FieldError(
-                        "Forbidden", "sendInitialEvents", "sendInitialEvents is forbidden for list"
-                    )
-                )
-        if problems:
-            raise status.invalid_fields("ListOptions", "", problems, "meta.k8s.io")
-
-
-@dataclass(frozen=True, slots=True)
-class ListResult:
-    """One LIST page: stored entries, the list resourceVersion and the continue token.
-
-    ``remaining_item_count`` is set only for a paged list without selectors.
-    """
-
-    entries: Sequence[watch_cache.StoredObject]
-    resource_version: str
-    continue_token: str = ""
-    remaining_item_count: int | None = None
-
-    @property
-    def items(self) -> list[Obj]:
-        """The objects of the page (shared; do not mutate)."""
-        return [entry.object for entry in self.entries]
-
-
-@dataclass(slots=True)
-class _Snapshot:
-    entries: list[watch_cache.StoredObject]
-    index: int
-    scope: str = ""
+    twin.__name__ = twin.__qualname__ = "a" + sync.__name__
+    twin.__doc__ = f"``{sync.__name__}``, as a coroutine."
+    return twin
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -286,7 +158,7 @@ def deleted_state(previous: Obj, given: Obj | None) -> Obj:
     return previous
 
 
-class ResourceStorage:
+class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
     """The objects of one resource type across all clusters, with LIST and WATCH.
 
     Thread-safe: every method may be called from any thread (writes take the
@@ -297,37 +169,14 @@ class ResourceStorage:
     """
 
     def __init__(self, storage: MemoryStorage, info: ResourceInfo) -> None:
-        self.info = info
-        self._storage = storage
+        super().__init__(storage, info, lock=storage._lock, event_window=storage.event_window)
         self._lock = storage._lock
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
         self._sorted: dict[str, list[str]] = {}
-        self._snapshots: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
+        self._snapshots = paging.Snapshots()
         self._field_paths = tuple(
             path for path, _ in field_spec(info.gvr.group, info.kind).fields.values()
         )
-        self._watch_cache = watch_cache.WatchCache(
-            storage,
-            storage._lock,
-            capacity=storage.event_window,
-            kind=info.kind,
-            api_version=info.api_version,
-        )
-
-    # -- identity --------------------------------------------------------------------------
-
-    @property
-    def gvr(self) -> GroupVersionResource:
-        """The resource type stored here."""
-        return self.info.gvr
-
-    @property
-    def watcher_count(self) -> int:
-        """Number of open watches."""
-        return self._watch_cache.watcher_count
-
-    def __repr__(self) -> str:
-        return f"ResourceStorage({self.info.gvr})"
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -522,8 +371,7 @@ class ResourceStorage:
 
     def get(self, cluster: str, namespace: str, name: str) -> Obj | None:
         """The stored object, or ``None`` (shared; do not mutate)."""
-        key = f"{namespace}/{name}" if namespace and self.info.namespaced else name
-        entry = self._clusters.get(cluster, {}).get(key)
+        entry = self._clusters.get(cluster, {}).get(self._key(namespace, name))
         return None if entry is None else entry.object
 
     def get_entry(self, cluster: str, key: str) -> watch_cache.StoredObject | None:
@@ -596,8 +444,10 @@ class ResourceStorage:
                 state[(entry.cluster, entry.key)] = event.previous
         return [state[k] for k in sorted(state)]
 
-    def list(self, opts: ListOptions = ListOptions()) -> ListResult:
-        """One page of the objects selected by ``opts`` (shared; do not mutate).
+    def list(
+        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
+    ) -> paging.EntryPage:
+        """One page of the objects of ``scope`` that ``opts`` selects (shared; do not mutate).
 
         Without ``continue_token`` the page is cut from a snapshot of the current
         state (``resource_version`` ``""``/``"0"``/any version not newer than the
@@ -608,123 +458,50 @@ class ResourceStorage:
         that another instance issued raises ``GoneError`` (410 Expired). Bad
         parameters raise ``BadRequestError``.
         """
-        opts.validate(watch=False)
-        flt = opts.object_filter(self.info)
-        if opts.limit < 0:
-            raise status.bad_request(f"invalid limit {opts.limit}: must not be negative")
+        flt, bound_to = self._list_request(opts, scope)
         snapshot_id: str | None = None
-        scope = opts.scope_key()
         if opts.continue_token:
-            if opts.resource_version not in ("", "0"):
-                raise status.bad_request(
-                    "specifying resource version is not allowed when using continue"
-                )
-            snapshot_id, offset = self._decode_continue(opts.continue_token, scope)
+            snapshot_id, offset = self._decode_continue(
+                opts.continue_token, bound_to, paging.snapshot_position
+            )
             with self._lock:
-                snap = self._snapshots.get(snapshot_id)
-                if snap is not None and snap.scope != scope:
-                    raise foreign_continue()
-                if snap is None:
-                    raise status.expired(
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter."
-                    )
-                self._snapshots.move_to_end(snapshot_id)
+                snap = self._snapshots.resume(snapshot_id, bound_to)
         else:
             offset = 0
             with self._lock:
                 pinned = self._check_list_rv(opts)
                 if pinned is None:
-                    snap = _Snapshot(self._snapshot_entries(flt), self._storage._index, scope)
+                    snap = paging.Snapshot(
+                        self._snapshot_entries(flt), self._storage._index, bound_to
+                    )
                 elif pinned < self._watch_cache.latest_index:
-                    snap = _Snapshot(self._entries_at(flt, pinned), pinned, scope)
+                    snap = paging.Snapshot(self._entries_at(flt, pinned), pinned, bound_to)
                 else:
-                    snap = _Snapshot(self._snapshot_entries(flt), pinned, scope)
+                    snap = paging.Snapshot(self._snapshot_entries(flt), pinned, bound_to)
         entries = snap.entries
-        if flt.selects_everything_in_scope:
-            page = (
-                entries
-                if not opts.limit and not offset
-                else entries[offset : (offset + opts.limit if opts.limit else None)]
-            )
-            end = offset + len(page)
-        else:
-            page = []
-            end = offset
-            total = len(entries)
-            while end < total and (not opts.limit or len(page) < opts.limit):
-                entry = entries[end]
-                end += 1
-                if flt.in_scope(entry.cluster, entry.namespace) and flt.matches_object(
-                    entry.selectable
-                ):
-                    page.append(entry)
+        page, end = paging.cut_page(entries, offset, opts.limit, flt)
         token = ""
         remaining: int | None = None
         if end < len(entries) and opts.limit:
             with self._lock:
                 if snapshot_id is None:
-                    snapshot_id = secrets.token_hex(8)
-                    self._snapshots[snapshot_id] = snap
-                    while len(self._snapshots) > self._storage.max_snapshots:
-                        self._snapshots.popitem(last=False)
-            token = self._encode_continue(snapshot_id, end, scope)
+                    snapshot_id = self._snapshots.keep(snap, self._storage.max_snapshots)
+            token = self._encode_continue(bound_to, {"s": snapshot_id, "o": end})
             if flt.selects_everything_in_scope:
                 remaining = len(entries) - end
         elif snapshot_id is not None:
             with self._lock:
-                self._snapshots.pop(snapshot_id, None)
-        return ListResult(
+                self._snapshots.drop(snapshot_id)
+        return paging.EntryPage(
             page, rvs.to_list_resource_version(self._storage.prefix, snap.index), token, remaining
         )
 
-    def _encode_continue(self, snapshot_id: str, offset: int, scope: str) -> str:
-        raw = orjson.dumps(
-            {
-                "p": self._storage.prefix,
-                "r": self.info.gvr.api_version + "/" + self.info.gvr.resource,
-                "q": scope,
-                "s": snapshot_id,
-                "o": offset,
-            }
-        )
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def _decode_continue(self, token: str, scope: str) -> tuple[str, int]:
-        """The snapshot and offset of ``token``; 400 when it is malformed or was issued
-        for another resource type, cluster, namespace or selector (``scope``)."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise bad_continue("illegal base64 data") from None
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise bad_continue("not a JSON object") from None
-        if not isinstance(decoded, dict):
-            raise bad_continue("not a JSON object")
-        prefix, snapshot_id, offset = decoded.get("p"), decoded.get("s"), decoded.get("o")
-        if (
-            not isinstance(snapshot_id, str)
-            or not isinstance(offset, int)
-            or isinstance(offset, bool)
-            or offset < 0
-        ):
-            raise bad_continue("incorrect encoded start position")
-        if prefix != self._storage.prefix:
-            raise status.expired(
-                "The provided continue parameter was issued by another storage instance; "
-                "start a new list without the continue parameter."
-            )
-        resource = self.info.gvr.api_version + "/" + self.info.gvr.resource
-        if decoded.get("r") != resource or decoded.get("q") != scope:
-            raise foreign_continue()
-        return snapshot_id, offset
-
     # -- watch ----------------------------------------------------------------------------
 
-    def watch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
-        """Start a watch; iterate the returned ``Watch`` for ``StorageEvent``s.
+    def watch(
+        self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
+    ) -> watch_cache.Watch:
+        """Start a watch of ``scope``; iterate the returned ``Watch`` for ``StorageEvent``s.
 
         ``resource_version``: ``""`` or ``"0"`` first replays the current state as
         ADDED events (unless ``send_initial_events`` is False); a list or object
@@ -734,99 +511,28 @@ class ResourceStorage:
         ends the replay with a bookmark annotated ``INITIAL_EVENTS_END_ANNOTATION``.
         Raises before returning, so callers can answer with an error status.
         """
-        opts.validate(watch=True)
-        flt = opts.object_filter(self.info)
-        start = rvs.parse_watch_resource_version(opts.resource_version, self._storage.prefix)
-        replay = bool(opts.send_initial_events) or (
-            opts.send_initial_events is None
-            and start.index is None
-            and start.cluster_versions is None
-        )
+        flt, start, replay = self._watch_request(opts, scope)
         with self._lock:
-            return self._watch_cache.watch(
-                flt,
-                start,
-                resource_version=opts.resource_version,
-                initial=self._snapshot_entries(flt) if replay else None,
-                initial_end_bookmark=bool(opts.send_initial_events)
-                and opts.allow_watch_bookmarks,
-                allow_bookmarks=opts.allow_watch_bookmarks,
+            return self._open_watch(
+                flt, start, opts, self._snapshot_entries(flt) if replay else None
             )
 
     # -- async twins: the interface shared with PostgresStorage's resource storages ------
+    # Each never blocks for long (in-memory work under the lock; ``list`` is O(n)).
 
-    async def aget_entry(self, cluster: str, key: str) -> watch_cache.StoredObject | None:
-        """``get_entry``; never blocks."""
-        return self.get_entry(cluster, key)
-
-    async def aget(self, cluster: str, namespace: str, name: str) -> Obj | None:
-        """``get``; never blocks."""
-        return self.get(cluster, namespace, name)
-
-    async def alist(self, opts: ListOptions = ListOptions()) -> ListResult:
-        """``list``; never blocks for long (O(n) in memory)."""
-        return self.list(opts)
-
-    async def awatch(self, opts: ListOptions = ListOptions()) -> watch_cache.Watch:
-        """``watch``."""
-        return self.watch(opts)
-
-    async def acreate(self, cluster: str, obj: Obj) -> Obj:
-        """``create``."""
-        return self.create(cluster, obj)
-
-    async def aupdate(
-        self,
-        cluster: str,
-        obj: Obj,
-        *,
-        expected_resource_version: str | None = None,
-        original_rv: str | None = None,
-    ) -> Obj:
-        """``update``."""
-        return self.update(
-            cluster, obj, expected_resource_version=expected_resource_version,
-            original_rv=original_rv,
-        )
-
-    async def aupsert(self, cluster: str, obj: Obj) -> Obj:
-        """``upsert``."""
-        return self.upsert(cluster, obj)
-
-    async def adelete(self, cluster: str, obj: Obj) -> Obj:
-        """``delete``."""
-        return self.delete(cluster, obj)
-
-    async def adelete_by_key(
-        self,
-        cluster: str,
-        key: str,
-        *,
-        final_state: Obj | None = None,
-        expected_resource_version: str | None = None,
-    ) -> Obj:
-        """``delete_by_key``."""
-        return self.delete_by_key(
-            cluster, key, final_state=final_state,
-            expected_resource_version=expected_resource_version,
-        )
+    aget_entry = _async_twin(get_entry)
+    aget = _async_twin(get)
+    alist = _async_twin(list)
+    awatch = _async_twin(watch)
+    acreate = _async_twin(create)
+    aupdate = _async_twin(update)
+    aupsert = _async_twin(upsert)
+    adelete = _async_twin(delete)
+    adelete_by_key = _async_twin(delete_by_key)
 
     def cluster_store(self, cluster: str) -> ClusterResourceStore:
         """A cache ``Store`` over ``cluster``'s objects of this type (a synchro's target)."""
         return ClusterResourceStore(self, cluster)
-
-
-def bad_continue(reason: str) -> errors.BadRequestError:
-    """The 400 for a continue token that does not decode (``reason`` says why)."""
-    return status.bad_request(f"invalid continue token: continue key is not valid: {reason}")
-
-
-def foreign_continue() -> errors.BadRequestError:
-    """The 400 for a continue token issued for another resource, scope or selector."""
-    return bad_continue(
-        "it was issued for another request (a different resource, cluster, namespace, "
-        "label selector or field selector)"
-    )
 
 
 class ClusterResourceStore:
@@ -913,7 +619,7 @@ def check_cluster_name(cluster: str) -> None:
         )
 
 
-class MemoryStorage:
+class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
     """Every resource type of every cluster, with one storage-wide event order.
 
     ``prefix`` (random by default) names this instance in resourceVersions;
@@ -960,16 +666,6 @@ class MemoryStorage:
         self._index += 1
         return self._index
 
-    @property
-    def index(self) -> int:
-        """The newest index issued (0 before the first write)."""
-        return self._index
-
-    @property
-    def resource_version(self) -> str:
-        """The current list resourceVersion of the whole storage."""
-        return rvs.to_list_resource_version(self.prefix, self._index)
-
     # -- clusters -------------------------------------------------------------------------
 
     def prepare_cluster(self, cluster: str) -> None:
@@ -1012,48 +708,8 @@ class MemoryStorage:
 
     # -- resource types -------------------------------------------------------------------
 
-    def new_resource_storage(
-        self,
-        gvr: GroupVersionResource | ResourceInfo,
-        *,
-        namespaced: bool = True,
-        kind: str = "",
-        list_kind: str = "",
-        singular: str = "",
-        short_names: tuple[str, ...] = (),
-        categories: tuple[str, ...] = (),
-    ) -> ResourceStorage:
-        """Register a resource type (or return the one already registered)."""
-        info = (
-            gvr
-            if isinstance(gvr, ResourceInfo)
-            else ResourceInfo(
-                gvr,
-                kind=kind,
-                namespaced=namespaced,
-                list_kind=list_kind,
-                singular=singular,
-                short_names=short_names,
-                categories=categories,
-            )
-        )
-        with self._lock:
-            rs = self._resources.get(info.gvr)
-            if rs is None:
-                rs = self._resources[info.gvr] = ResourceStorage(self, info)
-            return rs
-
-    def resource_storage(self, gvr: GroupVersionResource) -> ResourceStorage:
-        """The storage of a registered type; raises ``NotFoundError`` otherwise."""
-        rs = self._resources.get(gvr)
-        if rs is None:
-            raise status.not_found(gvr.resource, "", gvr.group)
-        return rs
-
-    def resource_storages(self) -> list[ResourceStorage]:
-        """Every registered type, in registration order."""
-        with self._lock:
-            return list(self._resources.values())
+    def _add_resource_storage(self, info: ResourceInfo) -> ResourceStorage:
+        return ResourceStorage(self, info)
 
     def cluster_store(self, cluster: str, gvr: GroupVersionResource) -> ClusterResourceStore:
         """A cache ``Store`` over one cluster's objects of ``gvr``."""

@@ -5,7 +5,8 @@ Two implementations: ``storage.MemoryStorage`` (one process, in memory) and
 ``ResourceStorageApi`` are the Protocols they both satisfy: synchronous
 bookkeeping that never blocks (clusters, resource types, the current index)
 and coroutines for everything that may do I/O (reads, writes, watches). The
-contracts are the memory storage's, described on its methods.
+contracts are the memory storage's, described on its methods. What does not
+depend on where objects live, both implement once, in ``storage_base``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kubemirror.multicluster import sync_lease, watch_cache
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster import paging, sync_lease, watch_cache
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import ListOptions, ListResult
 from kubemirror.types import GroupVersionResource, Obj
 
 __all__ = ["ClusterStoreApi", "ResourceStorageApi", "Storage"]
@@ -54,9 +56,13 @@ class ResourceStorageApi(Protocol):
 
     async def aget(self, cluster: str, namespace: str, name: str) -> Obj | None: ...
 
-    async def alist(self, opts: ListOptions = ...) -> ListResult: ...
+    async def alist(
+        self, opts: ListOptions = ..., *, scope: ListScope = ...
+    ) -> paging.EntryPage: ...
 
-    async def awatch(self, opts: ListOptions = ...) -> watch_cache.Watch: ...
+    async def awatch(
+        self, opts: ListOptions = ..., *, scope: ListScope = ...
+    ) -> watch_cache.Watch: ...
 
     async def acreate(self, cluster: str, obj: Obj) -> Obj: ...
 
@@ -114,17 +120,10 @@ class Storage(Protocol):
 
     def sync_lease(self, cluster: str) -> sync_lease.SyncLease: ...
 
-    def new_resource_storage(
-        self,
-        gvr: GroupVersionResource | ResourceInfo,
-        *,
-        namespaced: bool = True,
-        kind: str = "",
-        list_kind: str = "",
-        singular: str = "",
-        short_names: tuple[str, ...] = (),
-        categories: tuple[str, ...] = (),
-    ) -> ResourceStorageApi: ...
+    def new_resource_storage(self, info: ResourceInfo, /) -> ResourceStorageApi:
+        """Register a resource type (or return the one already registered); both
+        storages also take a bare ``GroupVersionResource`` with the info's fields as
+        keywords (``storage_base.StorageBase.new_resource_storage``)."""
 
     def resource_storage(self, gvr: GroupVersionResource) -> ResourceStorageApi: ...
 

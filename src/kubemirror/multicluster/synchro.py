@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 from kubemirror import drift, errors, keys, lifecycle
+from kubemirror.listing import ListOptions, ListPage
+from kubemirror.listwatch import EventStream, ListerWatcher
 from kubemirror.multicluster import resource_version, watch_cache
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import ListOptions, ListResult
 from kubemirror.multicluster.storage_api import ClusterStoreApi, ResourceStorageApi, Storage
 from kubemirror.types import GroupVersionResource, WatchEvent
 
@@ -67,7 +69,7 @@ class Runnable(Protocol):
 class ListerWatcherFactory(Protocol):
     """Builds the ``ListerWatcher`` of one resource type of one member cluster."""
 
-    def __call__(self, cluster: str, gvr: GroupVersionResource) -> Any: ...
+    def __call__(self, cluster: str, gvr: GroupVersionResource) -> ListerWatcher: ...
 
 
 ReflectorFactory = Callable[..., Runnable]
@@ -75,7 +77,7 @@ ReflectorFactory = Callable[..., Runnable]
 
 
 def default_reflector_factory(
-    lister_watcher: Any,
+    lister_watcher: ListerWatcher,
     store: ClusterStoreApi,
     *,
     resync_period: float = 0.0,
@@ -184,7 +186,7 @@ def _reachable(exc: BaseException) -> bool:
 class _TrackedStream:
     """An ``EventStream`` reporting its events and errors to a ``MemberHealth``."""
 
-    def __init__(self, stream: Any, health: MemberHealth, feed: str) -> None:
+    def __init__(self, stream: EventStream, health: MemberHealth, feed: str) -> None:
         self._stream = stream
         self._health = health
         self._feed = feed
@@ -192,7 +194,7 @@ class _TrackedStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> WatchEvent:
         try:
             event = await self._stream.__anext__()
         except StopAsyncIteration:
@@ -215,10 +217,10 @@ class TrackedListerWatcher:
 
     A list that returns, a watch that opens and every event are successes; any
     other exception (transport errors, API errors but 410) is a failure, and is
-    re-raised unchanged. Everything else is the wrapped object's.
+    re-raised unchanged.
     """
 
-    def __init__(self, inner: Any, health: MemberHealth, feed: str) -> None:
+    def __init__(self, inner: ListerWatcher, health: MemberHealth, feed: str) -> None:
         self.inner = inner
         self.health = health
         self.feed = feed
@@ -229,26 +231,23 @@ class TrackedListerWatcher:
         else:
             self.health.failure(self.feed, exc)
 
-    async def list(self, *args: Any, **kwargs: Any) -> Any:
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]:
         try:
-            result = await self.inner.list(*args, **kwargs)
+            result = await self.inner.list(opts)
         except Exception as exc:
             self._failed(exc)
             raise
         self.health.success(self.feed)
         return result
 
-    async def watch(self, *args: Any, **kwargs: Any) -> _TrackedStream:
+    async def watch(self, opts: ListOptions) -> _TrackedStream:
         try:
-            stream = await self.inner.watch(*args, **kwargs)
+            stream = await self.inner.watch(opts)
         except Exception as exc:
             self._failed(exc)
             raise
         self.health.success(self.feed)
         return _TrackedStream(stream, self.health, self.feed)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def __str__(self) -> str:
         return str(self.inner)
@@ -285,11 +284,8 @@ async def wait_for_object(
     if done:
         return entry
     watch = await resource_storage.awatch(
-        ListOptions(
-            clusters=(cluster,),
-            namespace=namespace or None,
-            resource_version=storage.resource_version,
-        )
+        ListOptions(resource_version=storage.resource_version),
+        scope=ListScope((cluster,), namespace or None),
     )
     try:
         async with asyncio.timeout(timeout):
@@ -317,7 +313,7 @@ class _Feed:
     runner: Runnable
     stop: asyncio.Event
     task: asyncio.Task[None]
-    lister_watcher: Any = None
+    lister_watcher: ListerWatcher
     resource_storage: ResourceStorageApi | None = None
     drift_monitor: drift.DriftMonitor | None = None
     drift_task: asyncio.Task[None] | None = None
@@ -443,7 +439,7 @@ class ClusterSynchro(lifecycle.Service):
         await self.storage.flush()  # writes the reflector handed over, applied
         rv = str(runner.last_sync_resource_version)
         mirror: dict[str, str] = {}
-        for obj in (await rs.alist(ListOptions(clusters=(cluster,)))).items:
+        for obj in (await rs.alist(scope=ListScope((cluster,)))).items:
             meta = obj["metadata"]
             stored = str(meta.get("resourceVersion", ""))
             try:
@@ -611,40 +607,32 @@ class _EventStream:
 class StorageListerWatcher:
     """A ``ListerWatcher`` over one resource type of a storage (optionally one cluster).
 
-    Accepts any options object with the ``ListOptions`` attribute names
-    (``label_selector``, ``limit``, ``continue_token``, ``resource_version``...),
-    so the client layer's options work too. Lists return the storage's
-    ``ListResult`` (``items``, ``resource_version``, ``continue_token``); watches
-    yield ``WatchEvent`` dicts. Errors are the storage's ``ApiError``s (410 etc.).
+    Lists return a ``ListPage`` and watches ``WatchEvent``s whose objects are
+    top-level copies of the stored ones (nested values shared: do not mutate
+    them); watches end after ``opts.timeout_seconds`` when set. Errors are the
+    storage's ``ApiError``s (410 etc.).
     """
 
     def __init__(self, resource_storage: ResourceStorageApi, cluster: str | None = None) -> None:
         self.resource_storage = resource_storage
         self.cluster = cluster
+        self.scope = ListScope((cluster,) if cluster else ())
 
-    def _options(self, opts: Any) -> ListOptions:
-        send = getattr(opts, "send_initial_events", None)
-        return ListOptions(
-            clusters=(self.cluster,) if self.cluster else (),
-            namespace=getattr(opts, "namespace", None),
-            label_selector=getattr(opts, "label_selector", "") or "",
-            field_selector=getattr(opts, "field_selector", "") or "",
-            limit=getattr(opts, "limit", 0) or 0,
-            continue_token=getattr(opts, "continue_token", "") or "",
-            resource_version=getattr(opts, "resource_version", "") or "",
-            resource_version_match=getattr(opts, "resource_version_match", "") or "",
-            allow_watch_bookmarks=bool(getattr(opts, "allow_watch_bookmarks", False)),
-            send_initial_events=True if send else None,
+    async def list(self, opts: ListOptions = ListOptions()) -> ListPage[dict[str, Any]]:
+        """One page of the collection."""
+        page = await self.resource_storage.alist(opts, scope=self.scope)
+        return ListPage(
+            [dict(entry.object) for entry in page.entries],
+            page.resource_version,
+            page.continue_token,
+            page.remaining_item_count,
+            self.resource_storage.info.kind,
         )
 
-    async def list(self, opts: Any = None) -> ListResult:
-        """One page of the collection."""
-        return await self.resource_storage.alist(self._options(opts))
-
-    async def watch(self, opts: Any = None) -> _EventStream:
+    async def watch(self, opts: ListOptions = ListOptions()) -> _EventStream:
         """A stream of watch events; ends after ``timeout_seconds`` when given."""
-        watch = await self.resource_storage.awatch(self._options(opts))
-        timeout = getattr(opts, "timeout_seconds", None)
+        watch = await self.resource_storage.awatch(opts, scope=self.scope)
+        timeout = opts.timeout_seconds
         return _EventStream(watch, float(timeout) if timeout else None)
 
     def __str__(self) -> str:

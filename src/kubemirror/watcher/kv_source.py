@@ -27,8 +27,8 @@ from typing import Any
 import orjson
 
 from kubemirror import bulk, errors, keys, lifecycle, reflector, selectors
-from kubemirror.client.transport import ListOptions, ListResult
 from kubemirror.kvstore import backend as backend_mod
+from kubemirror.listing import ListOptions, ListPage
 
 __all__ = ["KVLister", "KVReflector", "KVSource", "ValueFormat"]
 
@@ -205,7 +205,7 @@ class KVLister:
             log.warning("%s: %s; keeping its previous value", self, exc)
             return None
 
-    async def list(self, opts: ListOptions) -> ListResult:
+    async def list(self, opts: ListOptions) -> ListPage[dict[str, Any]]:
         """The current objects and the listing's revision; see the class docstring."""
         label_selector = selectors.LabelSelector.parse(opts.label_selector)
         field_selector = selectors.FieldSelector.parse(opts.field_selector)
@@ -236,7 +236,7 @@ class KVLister:
                 f"revision {wanted_rv} of {self.watch_prefix!r} cannot be listed: the kvstore "
                 f"is at revision {revision} and keeps no history"
             )
-        return ListResult(items=items, resource_version=str(revision))
+        return ListPage(items=items, resource_version=str(revision))
 
     def __str__(self) -> str:
         return f"kvstore {self.watch_prefix or '/'}"

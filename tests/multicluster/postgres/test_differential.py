@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubemirror import errors
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster import resources
 from kubemirror.multicluster.postgres import PostgresStorage
-from kubemirror.multicluster.storage import ListOptions
 from kubemirror.multicluster.watch_cache import Watch
 from kubemirror.testing import PODS, make_pod, new_storage
 

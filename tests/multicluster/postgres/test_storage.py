@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubemirror import errors
+from kubemirror.listing import ListOptions
 from kubemirror.multicluster import resources
 from kubemirror.multicluster.postgres import PostgresStorage, schema
-from kubemirror.multicluster.storage import ListOptions
 from kubemirror.multicluster.watch_cache import StorageEvent, Watch
 from kubemirror.testing import PODS, make_pod
 

@@ -11,32 +11,34 @@ is the write-behind store a reflector writes one cluster's objects into;
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import orjson
 
 from kubemirror import keys
+from kubemirror.listing import ListOptions
+from kubemirror.multicluster import paging, status, storage_base, watch_cache
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter
+from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.postgres import sql_filter, writes
 from kubemirror.multicluster.resources import ResourceInfo
-from kubemirror.multicluster.storage import ListOptions, ListResult, bad_continue, foreign_continue
-from kubemirror.types import GroupVersionResource, Obj
+from kubemirror.types import Obj
 
 if TYPE_CHECKING:
     from kubemirror.multicluster.postgres.storage import PostgresStorage
 
 __all__ = ["PostgresClusterStore", "PostgresResourceStorage", "QueuedWrite", "read_counter"]
 
+P = ParamSpec("P")
+
 _SCAN_BATCH = 1000
 _COLUMNS = "cluster, key, namespace, seq, original_rv, object"
 _EVERYTHING = ListOptions()
+_EVERYWHERE = ListScope()
 _MAX_REMAINING_COUNT = 10_000
 """``remainingItemCount`` is counted up to this (optional in Kubernetes; omitted above)."""
 
@@ -51,7 +53,26 @@ class QueuedWrite:
     payload: Any = None
 
 
-class PostgresResourceStorage:
+def _in_transaction(
+    write: Callable[
+        Concatenate[writes.WriteTransaction, ResourceInfo, P],
+        Awaitable[watch_cache.StoredObject],
+    ],
+) -> Callable[Concatenate[PostgresResourceStorage, P], Coroutine[Any, Any, Obj]]:
+    """The API write (the contract of ``ResourceStorage``'s method of the same name)
+    that runs the transaction step ``write`` for this type, after the queued
+    synchro writes, and returns the stored object."""
+
+    async def api_write(self: PostgresResourceStorage, /, *args: P.args, **kwargs: P.kwargs) -> Obj:
+        entry = await self._storage._transact(lambda tx: write(tx, self.info, *args, **kwargs))
+        return entry.object
+
+    api_write.__name__ = api_write.__qualname__ = "a" + write.__name__
+    api_write.__doc__ = f"``ResourceStorage.{write.__name__}``, in one transaction."
+    return api_write
+
+
+class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"]):
     """The objects of one resource type in PostgreSQL, with LIST and WATCH.
 
     Reads and writes are coroutines that run SQL on the storage's pool; watches
@@ -60,30 +81,9 @@ class PostgresResourceStorage:
     """
 
     def __init__(self, storage: PostgresStorage, info: ResourceInfo) -> None:
-        self.info = info
+        super().__init__(storage, info, lock=storage._lock, event_window=storage.event_window)
         self.name = writes.resource_name(info)
-        self._storage = storage
         self._counts: collections.Counter[str] = collections.Counter()
-        self._watch_cache = watch_cache.WatchCache(
-            storage,
-            storage._lock,
-            capacity=storage.event_window,
-            kind=info.kind,
-            api_version=info.api_version,
-        )
-
-    @property
-    def gvr(self) -> GroupVersionResource:
-        """The resource type stored here."""
-        return self.info.gvr
-
-    @property
-    def watcher_count(self) -> int:
-        """Number of open watches on this replica."""
-        return self._watch_cache.watcher_count
-
-    def __repr__(self) -> str:
-        return f"PostgresResourceStorage({self.info.gvr})"
 
     def count(self, cluster: str | None = None) -> int:
         """Number of stored objects (of one cluster, or all), as of this replica's position."""
@@ -94,9 +94,6 @@ class PostgresResourceStorage:
     def clusters(self) -> list[str]:
         """Clusters that hold objects of this type, sorted."""
         return sorted(c for c, n in self._counts.items() if n > 0)
-
-    def _key(self, namespace: str, name: str) -> str:
-        return f"{namespace}/{name}" if namespace and self.info.namespaced else name
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -118,27 +115,23 @@ class PostgresResourceStorage:
         entry = await self.aget_entry(cluster, self._key(namespace, name))
         return None if entry is None else entry.object
 
-    async def alist(self, opts: ListOptions = _EVERYTHING) -> ListResult:
-        """One page of the objects selected by ``opts``; see the module docstring.
+    async def alist(
+        self, opts: ListOptions = _EVERYTHING, *, scope: ListScope = _EVERYWHERE
+    ) -> paging.EntryPage:
+        """One page of the objects of ``scope`` selected by ``opts``; see the module docstring.
 
         Same contract as ``ResourceStorage.list``: ``Exact`` only when nothing of
         this type changed since the version, continue tokens bound to their
         request, 410 Expired for a token whose index left the event log or that
         another storage issued, ``BadRequestError`` for bad parameters.
         """
-        opts.validate(watch=False)
-        flt = opts.object_filter(self.info)
-        if opts.limit < 0:
-            raise status.bad_request(f"invalid limit {opts.limit}: must not be negative")
-        scope = opts.scope_key()
+        flt, bound_to = self._list_request(opts, scope)
         storage = self._storage
         async with storage._connection() as conn:
             if opts.continue_token:
-                if opts.resource_version not in ("", "0"):
-                    raise status.bad_request(
-                        "specifying resource version is not allowed when using continue"
-                    )
-                snap, after = self._decode_continue(opts.continue_token, scope)
+                snap, after = self._decode_continue(
+                    opts.continue_token, bound_to, _keyset_position
+                )
                 async with conn.transaction():
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     index, trimmed = await read_counter(conn)
@@ -160,8 +153,10 @@ class PostgresResourceStorage:
         token = ""
         if more and page:
             last = page[-1]
-            token = self._encode_continue(snap, last.cluster, last.key, scope)
-        return ListResult(
+            token = self._encode_continue(
+                bound_to, {"i": snap, "c": last.cluster, "k": last.key}
+            )
+        return paging.EntryPage(
             page,
             rvs.to_list_resource_version(storage.prefix, snap),
             token,
@@ -281,117 +276,36 @@ class PostgresResourceStorage:
         count = int(row[0]) if row else 0
         return count if count <= _MAX_REMAINING_COUNT else None
 
-    def _encode_continue(self, snap: int, cluster: str, key: str, scope: str) -> str:
-        raw = orjson.dumps(
-            {
-                "p": self._storage.prefix,
-                "r": self.info.gvr.api_version + "/" + self.info.gvr.resource,
-                "q": scope,
-                "i": snap,
-                "c": cluster,
-                "k": key,
-            }
-        )
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def _decode_continue(self, token: str, scope: str) -> tuple[int, tuple[str, str]]:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise bad_continue("illegal base64 data") from None
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise bad_continue("not a JSON object") from None
-        if not isinstance(decoded, dict):
-            raise bad_continue("not a JSON object")
-        snap, cluster, key = decoded.get("i"), decoded.get("c"), decoded.get("k")
-        if (
-            not isinstance(snap, int)
-            or isinstance(snap, bool)
-            or snap < 0
-            or not isinstance(cluster, str)
-            or not isinstance(key, str)
-        ):
-            raise bad_continue("incorrect encoded start position")
-        if decoded.get("p") != self._storage.prefix:
-            raise status.expired(
-                "The provided continue parameter was issued by another storage instance; "
-                "start a new list without the continue parameter."
-            )
-        resource = self.info.gvr.api_version + "/" + self.info.gvr.resource
-        if decoded.get("r") != resource or decoded.get("q") != scope:
-            raise foreign_continue()
-        return snap, (cluster, key)
-
     # -- watch ----------------------------------------------------------------------------
 
-    async def awatch(self, opts: ListOptions = _EVERYTHING) -> watch_cache.Watch:
+    async def awatch(
+        self, opts: ListOptions = _EVERYTHING, *, scope: ListScope = _EVERYWHERE
+    ) -> watch_cache.Watch:
         """Start a watch; the contract of ``ResourceStorage.watch``. The initial state
         (``""``/``"0"``, ``sendInitialEvents``) is read from PostgreSQL; the events after
         it from this replica's window (410 once they left it)."""
-        opts.validate(watch=True)
-        flt = opts.object_filter(self.info)
+        flt, start, replay = self._watch_request(opts, scope)
         storage = self._storage
-        start = rvs.parse_watch_resource_version(opts.resource_version, storage.prefix)
-        replay = bool(opts.send_initial_events) or (
-            opts.send_initial_events is None
-            and start.index is None
-            and start.cluster_versions is None
-        )
         initial: list[watch_cache.StoredObject] | None = None
         snap: int | None = None
         if replay:
             async with storage._connection() as conn, conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 snap, _ = await read_counter(conn)
-                scope = ObjectFilter(flt.clusters, flt.namespace)
-                initial, _ = await self._page(conn, scope, snap, snap, None, 0)
+                in_scope = ObjectFilter(flt.clusters, flt.namespace)
+                initial, _ = await self._page(conn, in_scope, snap, snap, None, 0)
             await storage.wait_for_index(snap)
         elif start.index is not None and start.index > storage.index:
             await storage.wait_for_index(start.index, timeout=storage.resource_version_wait)
         with storage._lock:
-            return self._watch_cache.watch(
-                flt,
-                start,
-                resource_version=opts.resource_version,
-                initial=initial,
-                initial_index=snap,
-                initial_end_bookmark=bool(opts.send_initial_events) and opts.allow_watch_bookmarks,
-                allow_bookmarks=opts.allow_watch_bookmarks,
-            )
+            return self._open_watch(flt, start, opts, initial, snap)
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def acreate(self, cluster: str, obj: Obj) -> Obj:
-        """Store a new object; the contract of ``ResourceStorage.create``."""
-        entry = await self._storage._transact(lambda tx: tx.create(self.info, cluster, obj))
-        return entry.object
-
-    async def aupdate(
-        self,
-        cluster: str,
-        obj: Obj,
-        *,
-        expected_resource_version: str | None = None,
-        original_rv: str | None = None,
-    ) -> Obj:
-        """Replace an existing object; the contract of ``ResourceStorage.update``."""
-        entry = await self._storage._transact(
-            lambda tx: tx.update(
-                self.info,
-                cluster,
-                obj,
-                expected_resource_version=expected_resource_version,
-                original_rv=original_rv,
-            )
-        )
-        return entry.object
-
-    async def aupsert(self, cluster: str, obj: Obj) -> Obj:
-        """Create or update ``obj``."""
-        entry = await self._storage._transact(lambda tx: tx.upsert(self.info, cluster, obj))
-        return entry.object
+    acreate = _in_transaction(writes.WriteTransaction.create)
+    aupdate = _in_transaction(writes.WriteTransaction.update)
+    aupsert = _in_transaction(writes.WriteTransaction.upsert)
+    adelete_by_key = _in_transaction(writes.WriteTransaction.delete_by_key)
 
     async def adelete(self, cluster: str, obj: Obj) -> Obj:
         """Remove the object named by ``obj``; the contract of ``ResourceStorage.delete``."""
@@ -401,30 +315,24 @@ class PostgresResourceStorage:
         )
         return await self.adelete_by_key(cluster, key, final_state=obj)
 
-    async def adelete_by_key(
-        self,
-        cluster: str,
-        key: str,
-        *,
-        final_state: Obj | None = None,
-        expected_resource_version: str | None = None,
-    ) -> Obj:
-        """Remove ``key`` from ``cluster``; returns its final version (``NotFoundError``)."""
-        entry = await self._storage._transact(
-            lambda tx: tx.delete_by_key(
-                self.info,
-                cluster,
-                key,
-                final_state=final_state,
-                expected_resource_version=expected_resource_version,
-            )
-        )
-        assert entry is not None
-        return entry.object
-
     def cluster_store(self, cluster: str) -> PostgresClusterStore:
         """The write-behind ``ReflectorStore`` of ``cluster``'s objects of this type."""
         return PostgresClusterStore(self, cluster)
+
+
+def _keyset_position(decoded: Mapping[str, Any]) -> tuple[int, tuple[str, str]] | None:
+    """The snapshot index and the last (cluster, key) of a decoded continue token
+    (``None`` if malformed)."""
+    snap, cluster, key = decoded.get("i"), decoded.get("c"), decoded.get("k")
+    if (
+        not isinstance(snap, int)
+        or isinstance(snap, bool)
+        or snap < 0
+        or not isinstance(cluster, str)
+        or not isinstance(key, str)
+    ):
+        return None
+    return snap, (cluster, key)
 
 
 def _entry(

@@ -41,7 +41,7 @@ import psycopg_pool
 
 from kubemirror import errors, keys
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster import status, watch_cache
+from kubemirror.multicluster import storage_base, watch_cache
 from kubemirror.multicluster.postgres import event_log, lease, schema, writes
 from kubemirror.multicluster.postgres.resource_storage import (
     PostgresClusterStore,
@@ -62,7 +62,7 @@ T = TypeVar("T")
 _WRITE_BATCH = 2000
 
 
-class PostgresStorage:
+class PostgresStorage(storage_base.StorageBase[PostgresResourceStorage]):
     """Every resource type of every cluster in one PostgreSQL database (see module docstring).
 
     ``dsn`` is a libpq connection string (``postgresql://user@host/db``). The
@@ -408,16 +408,6 @@ class PostgresStorage:
 
     # -- clusters -------------------------------------------------------------------------
 
-    @property
-    def index(self) -> int:
-        """The newest index this replica has read from the event log."""
-        return self._index
-
-    @property
-    def resource_version(self) -> str:
-        """The list resourceVersion of the whole storage as this replica knows it."""
-        return rvs.to_list_resource_version(self.prefix, self._index)
-
     def prepare_cluster(self, cluster: str) -> None:
         """Allow writes for ``cluster`` (idempotent; stored by the writer, in order)."""
         check_cluster_name(cluster)
@@ -462,53 +452,14 @@ class PostgresStorage:
 
     # -- resource types -------------------------------------------------------------------
 
-    def new_resource_storage(
-        self,
-        gvr: GroupVersionResource | ResourceInfo,
-        *,
-        namespaced: bool = True,
-        kind: str = "",
-        list_kind: str = "",
-        singular: str = "",
-        short_names: tuple[str, ...] = (),
-        categories: tuple[str, ...] = (),
-    ) -> PostgresResourceStorage:
-        """Register a resource type (or return the one already registered). A type
-        registered after ``start`` knows no events before this replica's position."""
-        info = (
-            gvr
-            if isinstance(gvr, ResourceInfo)
-            else ResourceInfo(
-                gvr,
-                kind=kind,
-                namespaced=namespaced,
-                list_kind=list_kind,
-                singular=singular,
-                short_names=short_names,
-                categories=categories,
-            )
-        )
-        with self._lock:
-            found = self._resources.get(info.gvr)
-            if found is not None:
-                return found
-            rs = self._resources[info.gvr] = PostgresResourceStorage(self, info)
-            self._by_name[rs.name] = rs
-            if self._started:
-                rs._watch_cache.load([], self._index)
-            return rs
-
-    def resource_storage(self, gvr: GroupVersionResource) -> PostgresResourceStorage:
-        """The storage of a registered type; raises ``NotFoundError`` otherwise."""
-        rs = self._resources.get(gvr)
-        if rs is None:
-            raise status.not_found(gvr.resource, "", gvr.group)
+    def _add_resource_storage(self, info: ResourceInfo) -> PostgresResourceStorage:
+        """A type registered after ``start`` knows no events before this replica's
+        position."""
+        rs = PostgresResourceStorage(self, info)
+        self._by_name[rs.name] = rs
+        if self._started:
+            rs._watch_cache.load([], self._index)
         return rs
-
-    def resource_storages(self) -> list[PostgresResourceStorage]:
-        """Every registered type, in registration order."""
-        with self._lock:
-            return list(self._resources.values())
 
     def cluster_store(self, cluster: str, gvr: GroupVersionResource) -> PostgresClusterStore:
         """The write-behind store of one cluster's objects of ``gvr``."""

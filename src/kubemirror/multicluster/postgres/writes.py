@@ -248,8 +248,8 @@ class WriteTransaction:
         cluster: str,
         obj: Obj,
         *,
-        expected_resource_version: str | None,
-        original_rv: str | None,
+        expected_resource_version: str | None = None,
+        original_rv: str | None = None,
     ) -> watch_cache.StoredObject:
         """Replace an existing object (``NotFoundError``; ``ConflictError`` on a stale
         ``expected_resource_version``)."""
@@ -290,18 +290,12 @@ class WriteTransaction:
         cluster: str,
         key: str,
         *,
-        final_state: Obj | None,
-        expected_resource_version: str | None,
-        missing_ok: bool = False,
-    ) -> watch_cache.StoredObject | None:
+        final_state: Obj | None = None,
+        expected_resource_version: str | None = None,
+    ) -> watch_cache.StoredObject:
         """Remove ``key``; the DELETED event carries ``deleted_state``. ``NotFoundError``
-        when absent, unless ``missing_ok`` (then ``None``)."""
+        when absent."""
         self._check_cluster(cluster)
-        resource = resource_name(info)
-        if missing_ok:
-            await self.load(resource, cluster, [key])
-            if self.current(resource, cluster, key) is None:
-                return None
         previous = await self._existing(
             info, cluster, key, expected_resource_version, "the resourceVersion precondition failed"
         )
@@ -318,9 +312,11 @@ class WriteTransaction:
         final: Obj | None = obj if isinstance(obj, dict) else None
         if isinstance(obj, keys.DeletedFinalStateUnknown) and isinstance(obj.obj, dict):
             final = obj.obj
-        await self.delete_by_key(
-            info, cluster, key, final_state=final, expected_resource_version=None, missing_ok=True
-        )
+        self._check_cluster(cluster)
+        resource = resource_name(info)
+        await self.load(resource, cluster, [key])
+        if self.current(resource, cluster, key) is not None:
+            await self.delete_by_key(info, cluster, key, final_state=final)
 
     async def replace(self, info: ResourceInfo, cluster: str, objs: Sequence[Obj]) -> None:
         """Make ``cluster``'s objects of this type exactly ``objs``: write only those whose
@@ -342,9 +338,7 @@ class WriteTransaction:
         for _, obj in changed:
             await self.upsert(info, cluster, obj)
         for key in vanished:
-            await self.delete_by_key(
-                info, cluster, key, final_state=None, expected_resource_version=None
-            )
+            await self.delete_by_key(info, cluster, key)
 
     async def clean(self, info: ResourceInfo, cluster: str) -> int:
         """Delete every object of ``cluster`` of this type (a DELETED event each)."""
@@ -353,9 +347,7 @@ class WriteTransaction:
         doomed = sorted(versions)
         await self.load(resource, cluster, doomed)
         for key in doomed:
-            await self.delete_by_key(
-                info, cluster, key, final_state=None, expected_resource_version=None
-            )
+            await self.delete_by_key(info, cluster, key)
         return len(doomed)
 
     async def prepare_cluster(self, cluster: str) -> None:
