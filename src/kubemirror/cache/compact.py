@@ -176,6 +176,19 @@ class CompactIndexer:
         """Remove the object with ``obj``'s key (a tombstone or ``ExplicitKey`` works too)."""
         self._store.delete(self.key_of(obj))
 
+    def update_by_key(self, key: str, obj: Any) -> None:
+        """Store ``obj`` (as bytes) under ``key``, which the caller computed with ``key_of``.
+
+        Raises ``KeyFuncError`` if ``obj`` cannot be stored, ``IndexFuncError``. See
+        ``store.KeyedIndexer``.
+        """
+        raw = self._as_raw(obj)
+        self._store.update(key, raw.raw, raw)
+
+    def delete_by_key(self, key: str) -> None:
+        """Remove ``key`` (absent: ignored)."""
+        self._store.delete(key)
+
     def list(self, *, copy: bool = False) -> builtins.list[Any]:
         """Every stored object, decoded, in insertion order. O(n) decodes."""
         with self._lock:
@@ -209,6 +222,14 @@ class CompactIndexer:
         """The stored object as a ``RawObject`` (partial view + bytes), or ``None``."""
         data = self.get_raw_by_key(key)
         return None if data is None else self._decoder.view(data)
+
+    def list_views(self) -> builtins.list[RawObject]:
+        """Every stored object as a ``RawObject`` (partial view + bytes), in insertion
+        order; decodes views, never whole objects."""
+        with self._lock:
+            stored = builtins.list(self._items.values())
+        view = self._decoder.view
+        return [view(data) for data in stored]
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Swap the whole content for ``objs`` atomically and rebuild every index.

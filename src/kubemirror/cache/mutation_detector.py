@@ -319,6 +319,14 @@ class MutationCheckingIndexer(index.Indexer):
         super().delete(obj)
         self.detector.forget(key)
 
+    def update_by_key(self, key: str, obj: Any) -> None:
+        super().update_by_key(key, obj)
+        self.detector.record(key, obj)
+
+    def delete_by_key(self, key: str) -> None:
+        super().delete_by_key(key)
+        self.detector.forget(key)
+
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         objs = list(objs)
         super().replace(objs, resource_version)
@@ -350,6 +358,9 @@ class _StrictMutationCheckingIndexer(MutationCheckingIndexer):
 
     def get(self, obj: Any, *, copy: bool = False) -> Any | None:
         return self.get_by_key(self.key_of(obj), copy=copy)
+
+    def get_view_by_key(self, key: str) -> Any | None:
+        return self.get_by_key(key)
 
     def by_index(self, index_name: str, value: str, *, copy: bool = False
                  ) -> builtins.list[Any]:

@@ -1,43 +1,38 @@
 """SharedInformer: one Reflector feeding a DeltaFIFO feeding an Indexer, fanned out to handlers.
 
-The ``informer`` layer (client-go ``tools/cache`` shared informer). The
+The ``informer`` layer (client-go ``tools/cache`` ``sharedIndexInformer``). The
 reflector writes list and watch results into a ``DeltaFIFO`` whose known objects
-are the informer's ``Indexer``; each key's deltas are popped in order, applied to
-the indexer and turned into add/update/delete notifications (watch writes at once,
-relists by a draining task). Every handler has its
-own queue and task (like client-go's processorListener), so a slow async handler
-delays only itself, never the pop loop or other handlers. A plain-function
-callback whose queue is empty gets a watch event at once, on the reflector's task,
-before the next event is applied: the same order, and the replaced object is freed
-straight away instead of piling up behind the queue (which fed CPython's collector
-the whole churn: 8x slower watches with a dict store, see run_all). A thread-backed facade
-(``start_in_thread``) serves plain scripts from the same asyncio core.
+are the informer's indexer (a ``cache.KeyedIndexer``: ``Indexer`` or
+``CompactIndexer``). The FIFO runs in apply-at-once mode: every delta reaches the
+indexer through one function, ``SharedInformer._apply`` (indexer write, handler
+notifications, counters), at once when nothing is queued (a watch event, the first
+list), else in FIFO order (a relist drained by a background task). Handlers are
+``handlers.HandlerRegistration``s, each with its own queue and task, so a slow
+async handler delays only itself. A thread-backed facade (``InformerThread``)
+serves plain scripts from the same asyncio core.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from kubemirror import bulk, drift, errors, keys, lifecycle, reflector
 from kubemirror.cache import compact, delta_fifo, index
 from kubemirror.cache import mutation_detector as detection
+from kubemirror.cache import store as cache_store
 from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.cache.thread_safe_store import Indexers
+from kubemirror.informer import handlers
 from kubemirror.listwatch import ListerWatcher, ListWatch
 from kubemirror.types import KeyFunc
 
 __all__ = [
-    "HandlerRegistration",
     "InformerThread",
     "MIRROR_IGNORE_FIELDS",
-    "PrometheusMetrics",
-    "ResourceEventHandler",
     "STORE_COMPACT",
     "STORE_DICT",
     "SharedInformer",
@@ -45,14 +40,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ADD, _UPDATE, _DELETE = 0, 1, 2
-_AWAIT = 3  # queued awaitable a plain callback returned when run inline
-_HANDLER_NAMES = ("on_add", "on_update", "on_delete")
+_ADD, _UPDATE, _DELETE = handlers.ADD, handlers.UPDATE, handlers.DELETE
 _YIELD_EVERY = 256
-_DT_ADDED = delta_fifo.DeltaType.ADDED
-_DT_UPDATED = delta_fifo.DeltaType.UPDATED
 _DT_DELETED = delta_fifo.DeltaType.DELETED
 _DT_REPLACED = delta_fifo.DeltaType.REPLACED
+_DT_SYNC = delta_fifo.DeltaType.SYNC
 
 STORE_DICT = "dict"
 """``SharedInformer(store=...)``: objects decoded to dicts in an ``Indexer`` (the default)."""
@@ -66,256 +58,32 @@ too). The default of a compact store, which exists to save memory; a dict store
 keeps every field unless given ``ignore_fields=MIRROR_IGNORE_FIELDS``. The informer
 logs what it strips when it starts; ``ignore_fields=()`` keeps everything."""
 
-Callback = Callable[..., Any]
-"""A handler callback: plain function or coroutine function."""
-
-
-class ResourceEventHandler(Protocol):
-    """A handler object: any of ``on_add(obj)``, ``on_update(old, new)``, ``on_delete(obj)``.
-
-    Methods may be plain or ``async``; missing ones are skipped. ``on_delete`` may
-    receive a ``DeletedFinalStateUnknown`` tombstone when the delete was missed and
-    found by a relist. Objects are shared: do not mutate them.
-    """
-
-
-class HandlerRegistration:
-    """A handler added to an informer: its own queue of notifications and delivery task.
-
-    ``has_synced()`` is true once the informer has synced and this handler has
-    processed every notification up to that point (for a late handler: the adds
-    replaying the store's content). ``errors`` counts callbacks that raised.
-    Driven from the informer's event loop. Coroutine functions always run on the
-    delivery task; plain functions run inline for single watch events when nothing
-    is queued before them (an awaitable they return is awaited on the task).
-    """
-
-    def __init__(self, callbacks: tuple[Callback | None, Callback | None, Callback | None],
-                 name: str, metrics: reflector.MetricsSink | None = None) -> None:
-        self.callbacks = callbacks
-        self.name = name
-        self.metrics = metrics
-        self.errors = 0
-        self.delivered = 0
-        self._queue: collections.deque[tuple[int, tuple[Any, ...]]] = collections.deque()
-        self._enqueued = 0
-        self._sync_mark: int | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        # plain functions may run inline (see _push); coroutine functions never do
-        self._inline = tuple(c is not None and not inspect.iscoroutinefunction(c)
-                             for c in callbacks)
-
-    def has_synced(self) -> bool:
-        return self._sync_mark is not None and self.delivered >= self._sync_mark
-
-    @property
-    def pending(self) -> int:
-        """Notifications queued and not delivered yet."""
-        return len(self._queue)
-
-    def _push(self, kind: int, args: tuple[Any, ...], inline: bool = False) -> None:
-        """Queue a notification; with ``inline`` (one watch event at a time) a plain
-        function runs at once when nothing is queued before it and the delivery task
-        is running, which keeps the order and frees the old object straight away."""
-        callback = self.callbacks[kind]
-        if callback is None:
-            return
-        self._enqueued += 1
-        if (inline and not self._queue and self._inline[kind] and self._task is not None
-                and not self._task.done()):
-            pending = self._call(kind, callback, args)
-            self.delivered += 1
-            if pending is not None:  # a plain function that returned an awaitable
-                self._queue.append((_AWAIT, (kind, pending, args)))
-                self._enqueued += 1
-                self._wake_up()
-            return
-        self._queue.append((kind, args))
-        self._wake_up()
-
-    def _wake_up(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.is_set():
-            wake.set()
-
-    def _call(self, kind: int, callback: Callback, args: tuple[Any, ...]
-              ) -> Awaitable[Any] | None:
-        """Run one callback; returns what it returned if that is awaitable."""
-        try:
-            result = callback(*args)
-        except Exception:
-            self._failed(kind, args)
-            return None
-        return result if inspect.isawaitable(result) else None
-
-    def _failed(self, kind: int, args: tuple[Any, ...]) -> None:
-        self.errors += 1
-        if self.metrics is not None:
-            self.metrics.inc("errors", self.name)
-        log.exception("%s: handler %s.%s failed on %s", self.name,
-                      _callback_name(self.callbacks[kind]), _HANDLER_NAMES[kind],
-                      errors.describe_object(args[-1]))
-
-    def _mark_synced(self) -> None:
-        if self._sync_mark is None:
-            self._sync_mark = self._enqueued
-        if self._wake is not None:
-            self._wake.set()
-
-    def _start(self) -> None:
-        if self._task is None or self._task.done():
-            self._wake = asyncio.Event()
-            if self._queue:
-                self._wake.set()
-            self._task = asyncio.get_running_loop().create_task(self._deliver())
-
-    async def _stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await lifecycle.cancel_and_wait([task])
-
-    async def _deliver(self) -> None:
-        queue = self._queue
-        callbacks = self.callbacks
-        wake = self._wake
-        assert wake is not None
-        while True:
-            if not queue:
-                wake.clear()
-                await wake.wait()
-                continue
-            kind, args = queue.popleft()
-            if kind == _AWAIT:
-                kind, pending, args = args
-            else:
-                pending = self._call(kind, callbacks[kind], args)  # type: ignore[arg-type]
-            if pending is not None:
-                try:
-                    await pending
-                except Exception:
-                    self._failed(kind, args)
-            self.delivered += 1
-            if self.delivered % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-
-
-class PrometheusMetrics:
-    """A ``reflector.MetricsSink`` exporting Prometheus counters and gauges.
-
-    Needs the optional ``prometheus-client`` package (``kubemirror[metrics]``).
-    Counters ``<prefix>_events_total``, ``_relists_total``, ``_errors_total``,
-    ``_malformed_events_total``, the drift checks' ``_drift_checks_total``,
-    ``_drift_detected_total``, ``_drift_objects_total``, ``_drift_repairs_total``,
-    ``_drift_check_errors_total`` and gauges ``_store_size``, ``_queue_depth``, ``_drift_missing``,
-    ``_drift_extra``, ``_drift_stale`` (objects found drifted by the last check),
-    all labelled by ``resource``. Thread-safe (prometheus-client is).
-    """
-
-    def __init__(self, registry: Any = None, prefix: str = "kubemirror") -> None:
-        try:
-            import prometheus_client
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise errors.ConfigError(
-                "PrometheusMetrics needs the prometheus-client package "
-                "(pip install kubemirror[metrics])", field="metrics"
-            ) from exc
-        kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
-        self._counters = {
-            name: prometheus_client.Counter(f"{prefix}_{name}", doc, ["resource"], **kwargs)
-            for name, doc in (
-                ("events", "Watch events applied"),
-                ("relists", "Relists after an expired resourceVersion"),
-                ("errors", "List/watch/handler errors"),
-                ("malformed_events", "Malformed watch lines skipped"),
-                ("drift_checks", "Drift checks completed"),
-                ("drift_detected", "Drift checks that found drift"),
-                ("drift_objects", "Objects found drifted, summed over checks"),
-                ("drift_repairs", "Relists to repair drift"),
-                ("drift_check_errors", "Drift checks that failed"),
-            )
-        }
-        self._gauges = {
-            name: prometheus_client.Gauge(f"{prefix}_{name}", doc, ["resource"], **kwargs)
-            for name, doc in (
-                ("store_size", "Objects in the informer's store"),
-                ("queue_depth", "Keys waiting in the DeltaFIFO"),
-                ("drift_missing", "Objects on the server missing from the mirror (last check)"),
-                ("drift_extra", "Objects in the mirror deleted on the server (last check)"),
-                ("drift_stale", "Objects at another version in the mirror (last check)"),
-            )
-        }
-
-    def inc(self, metric: str, resource: str, amount: int = 1) -> None:
-        counter = self._counters.get(metric)
-        if counter is not None:
-            counter.labels(resource).inc(amount)
-
-    def set(self, metric: str, resource: str, value: float) -> None:
-        gauge = self._gauges.get(metric)
-        if gauge is not None:
-            gauge.labels(resource).set(value)
-
 
 class _FifoFeed:
-    """The reflector's view of the informer's DeltaFIFO.
+    """The reflector's store: the informer's DeltaFIFO, plus what follows a bulk write.
 
-    Each watch write is applied at once, in order. When nothing is queued or in
-    process (the steady state of a watch) the single delta is applied straight
-    to the indexer, exactly as a pop would have applied it, without the FIFO
-    round trip; otherwise it is queued behind what is there and one key is
-    popped, so a steady stream never builds a backlog and every replaced object
-    is freed right after its successor is decoded (which keeps CPython's
-    collector idle). Bulk writes (``replace``, ``resync``) only wake the
-    informer's drain task, except the very first list into an empty informer,
-    which fills the indexer in one step (``SharedInformer._bulk_replace``).
+    ``add``/``update``/``delete`` are the FIFO's own methods (apply-at-once mode:
+    applied before they return). After ``replace`` (applied at once for a first
+    list, queued for a relist) and ``resync`` (queued), the informer checks its
+    sync state and wakes its drain task.
     """
+
+    __slots__ = ("_fifo", "_informer", "add", "delete", "update")
 
     def __init__(self, fifo: delta_fifo.DeltaFIFO, informer: SharedInformer) -> None:
         self._fifo = fifo
         self._informer = informer
-
-    def add(self, obj: Any) -> None:
-        self._write(_DT_ADDED, obj)
-
-    def update(self, obj: Any) -> None:
-        self._write(_DT_UPDATED, obj)
-
-    def _write(self, dtype: delta_fifo.DeltaType, obj: Any) -> None:
-        fifo = self._fifo
-        informer = self._informer
-        if informer._synced and fifo.is_idle():
-            informer._apply_direct(dtype, obj)
-            return
-        if dtype is _DT_ADDED:
-            fifo.add(obj)
-        else:
-            fifo.update(obj)
-        informer._pop_one()
-
-    def delete(self, obj: Any) -> None:
-        fifo = self._fifo
-        informer = self._informer
-        if informer._synced and fifo.is_idle():
-            # As DeltaFIFO.delete: a key nobody knows was already reported gone.
-            indexer = informer._indexer
-            if indexer.key_of(obj) in indexer:
-                informer._apply_direct(_DT_DELETED, obj)
-            return
-        fifo.delete(obj)
-        informer._pop_one()
+        self.add = fifo.add
+        self.update = fifo.update
+        self.delete = fifo.delete
 
     def replace(self, objs: list[Any], resource_version: str = "") -> None:
-        informer = self._informer
-        if informer._can_bulk_replace():
-            informer._bulk_replace(objs)
-            return
         self._fifo.replace(objs, resource_version)
-        informer._wake_drain()
+        self._informer._after_bulk_write()
 
     def resync(self) -> None:
         self._fifo.resync()
-        self._informer._wake_drain()
+        self._informer._after_bulk_write()
 
 
 class SharedInformer(lifecycle.Service):
@@ -392,7 +160,7 @@ class SharedInformer(lifecycle.Service):
         if ignore_fields is None:
             ignore_fields = MIRROR_IGNORE_FIELDS if store == STORE_COMPACT else ()
         self.ignore_fields = tuple(ignore_fields)
-        self._indexer: index.Indexer | compact.CompactIndexer
+        self._indexer: cache_store.KeyedIndexer
         # Compact stores keep bytes and hand out decoded copies: nothing to watch over.
         self._mutation_options: detection.MutationDetectorOptions | None = None
         if store == STORE_COMPACT:
@@ -424,8 +192,11 @@ class SharedInformer(lifecycle.Service):
             raise errors.ConfigError("store must be 'dict' or 'compact'", field="store",
                                      expression=str(store))
         self.store_mode = store
+        # Keys come from the indexer's key_of (a compact store keys the partial view),
+        # computed once per delta by the FIFO and trusted by the indexer's *_by_key writes.
         self._fifo = delta_fifo.DeltaFIFO(
-            key_func, known_objects=self._indexer, emit_delta_type_replaced=True
+            self._indexer.key_of, known_objects=self._indexer, emit_delta_type_replaced=True,
+            apply=self._apply,
         )
         self.reflector = reflector.Reflector(
             lw,
@@ -436,12 +207,7 @@ class SharedInformer(lifecycle.Service):
             metrics=metrics,
             **reflector_options,
         )
-        self._handlers: list[HandlerRegistration] = []
-        # Old objects for notifications: a compact store gives partial views (no decode).
-        self._get_old: Callable[[str], Any] = (
-            self._indexer.get_view_by_key if isinstance(self._indexer, compact.CompactIndexer)
-            else self._indexer.get_by_key
-        )
+        self._handlers: list[handlers.HandlerRegistration] = []
         self._synced = False
         self._synced_event: asyncio.Event | None = None
         self._running = False
@@ -510,7 +276,7 @@ class SharedInformer(lifecycle.Service):
 
     def _mirror_versions(self) -> dict[str, str]:
         """``{key: resourceVersion}`` of every stored object (on the loop: consistent)."""
-        get = self._get_old
+        get = self._indexer.get_view_by_key
         out: dict[str, str] = {}
         for key in self._indexer.list_keys():
             obj = get(key)
@@ -537,10 +303,10 @@ class SharedInformer(lifecycle.Service):
         self,
         handler: object | None = None,
         *,
-        on_add: Callback | None = None,
-        on_update: Callback | None = None,
-        on_delete: Callback | None = None,
-    ) -> HandlerRegistration:
+        on_add: handlers.Callback | None = None,
+        on_update: handlers.Callback | None = None,
+        on_delete: handlers.Callback | None = None,
+    ) -> handlers.HandlerRegistration:
         """Register a handler (an object with ``on_*`` methods, or the callables).
 
         A handler added while the informer holds objects first receives one
@@ -558,20 +324,14 @@ class SharedInformer(lifecycle.Service):
             key_of = self._indexer.key_of
             on_add, on_update, on_delete = (
                 None if cb is None else detection.checking_callback(
-                    cb, key_of, f"handler {_callback_name(cb)}.{kind}")
+                    cb, key_of, f"handler {handlers.callback_name(cb)}.{kind}")
                 for cb, kind in ((on_add, "on_add"), (on_update, "on_update"),
                                  (on_delete, "on_delete"))
             )
-        reg = HandlerRegistration((on_add, on_update, on_delete), self.name, self.metrics)
-        indexer = self._indexer
-        if isinstance(indexer, compact.CompactIndexer):
-            for key in indexer.list_keys():
-                view = indexer.get_view_by_key(key)
-                if view is not None:
-                    reg._push(_ADD, (view,))
-        else:
-            for obj in indexer.list():
-                reg._push(_ADD, (obj,))
+        reg = handlers.HandlerRegistration((on_add, on_update, on_delete), self.name,
+                                           self.metrics)
+        for obj in self._indexer.list_views():
+            reg._push(_ADD, (obj,))
         if self._synced:
             reg._mark_synced()
         self._handlers.append(reg)
@@ -579,7 +339,7 @@ class SharedInformer(lifecycle.Service):
             reg._start()
         return reg
 
-    async def remove_event_handler(self, registration: HandlerRegistration) -> None:
+    async def remove_event_handler(self, registration: handlers.HandlerRegistration) -> None:
         """Stop delivering to ``registration`` (pending notifications are dropped)."""
         if registration in self._handlers:
             self._handlers.remove(registration)
@@ -624,72 +384,13 @@ class SharedInformer(lifecycle.Service):
         if self._drain_wake is not None:
             self._drain_wake.set()
 
-    def _pop_one(self) -> None:
-        """Apply the oldest queued deltas now (called after each watch write)."""
-        try:
-            self._fifo.pop(self._process, timeout=0)
-        except TimeoutError:
-            return
-        except errors.FIFOClosedError:
-            return
-        except Exception:
-            log.exception("%s: applying deltas failed", self.name)
-        self._after_pop()
-
-    def _apply_direct(self, dtype: delta_fifo.DeltaType, obj: Any) -> None:
-        """Apply one watch delta as a pop would, when the FIFO is idle (no queue, no pop)."""
-        try:
-            if not self._handlers and dtype is not _DT_DELETED:
-                self._indexer.update(obj)  # what _process does without handlers
-            else:
-                self._process(delta_fifo.Deltas((delta_fifo.Delta(dtype, obj),)), inline=True)
-        except errors.KeyFuncError:
-            raise  # nothing changed; the reflector logs it, as for a failing FIFO write
-        except Exception:
-            log.exception("%s: applying deltas failed", self.name)
-        self.pops += 1
-        metrics = self.metrics
-        if metrics is not None and self.pops % _YIELD_EVERY == 0:
-            metrics.set("store_size", self.name, len(self._indexer))
-            metrics.set("queue_depth", self.name, len(self._fifo))
-
-    def _can_bulk_replace(self) -> bool:
-        """True for a list into an empty informer: nothing stored, queued or in process."""
-        return not self._synced and not len(self._indexer) and self._fifo.is_idle()
-
-    def _bulk_replace(self, objs: list[Any]) -> None:
-        """The first list into an empty informer: fill the indexer in one ``replace``.
-
-        Equivalent to queueing a Replaced delta per object and popping them all
-        (every key is new, so each is one ``on_add``, in list order), without the
-        per-object FIFO round trip. Raises ``KeyFuncError``/``IndexFuncError``
-        with nothing changed, as ``DeltaFIFO.replace`` would.
-        """
-        indexer = self._indexer
-        stored: list[Any] = []
-        if isinstance(indexer, compact.CompactIndexer):
-            stored = indexer.replace_and_view(objs)  # the views, not decoded a second time
-        else:
-            indexer.replace(objs)
-        self._fifo.mark_populated()
-        handlers = self._handlers
-        if handlers:
-            if not isinstance(indexer, compact.CompactIndexer):
-                stored = indexer.list()
-            for obj in stored:
-                for reg in handlers:
-                    reg._push(_ADD, (obj,))
-        self.pops += len(objs)
-        self._check_synced()
-
-    def _after_pop(self) -> None:
-        self.pops += 1
+    def _after_bulk_write(self) -> None:
+        """After a ``replace``/``resync``: synced yet? (a first list is applied at once);
+        the drain task takes what was queued."""
         if not self._synced:
             self._check_synced()
-        metrics = self.metrics
-        if metrics is not None and self.pops % _YIELD_EVERY == 0:
-            metrics.set("store_size", self.name, len(self._indexer))
-            metrics.set("queue_depth", self.name, len(self._fifo))
+        if len(self._fifo):
+            self._wake_drain()
 
     async def _drain_loop(self) -> None:
         """Drain bulk writes (relists, resyncs), yielding to the loop every few hundred keys."""
@@ -705,16 +406,12 @@ class SharedInformer(lifecycle.Service):
                 self._check_synced()
 
     def _drain_some(self, fifo: delta_fifo.DeltaFIFO) -> bool:
-        """Pop up to a few hundred keys with the GC paused; True if more may be queued."""
+        """Apply up to a few hundred queued keys with the GC paused; True if more may be
+        queued."""
         with bulk.paused_gc():
             for _ in range(_YIELD_EVERY):
-                try:
-                    fifo.pop(self._process, timeout=0)
-                except (TimeoutError, errors.FIFOClosedError):
+                if not fifo.apply_next():
                     return False
-                except Exception:
-                    log.exception("%s: applying deltas failed", self.name)
-                self._after_pop()
         return True
 
     def _check_synced(self) -> None:
@@ -730,36 +427,45 @@ class SharedInformer(lifecycle.Service):
         log.info("%s: synced %d objects at resourceVersion %s", self.name,
                  len(self._indexer), self.last_sync_resource_version)
 
-    def _process(self, deltas: delta_fifo.Deltas, inline: bool = False) -> None:
-        """Apply one key's deltas to the indexer and queue notifications (never awaits);
-        ``inline`` for a single watch event (see ``HandlerRegistration._push``)."""
+    def _apply(self, key: str, dtype: delta_fifo.DeltaType, obj: Any, at_once: bool) -> None:
+        """Apply one delta: the one route of every change into the mirror (the FIFO's
+        ``apply``, client-go's ``processDeltas`` for one delta).
+
+        Writes the indexer under ``key`` and queues notifications (never awaits):
+        Deleted -> ``on_delete(obj)`` (a tombstone for a delete found by a relist);
+        otherwise ``on_add`` for a new key, ``on_update(old, obj)`` for a known one,
+        except Sync deltas and Replaced ones at an unchanged resourceVersion, which
+        are announced only with a resync period. ``at_once`` (a watch event applied
+        as received) lets a plain callback run inline (``HandlerRegistration._push``).
+        A failing write is logged and counted as applied, as the FIFO would.
+        """
         indexer = self._indexer
-        handlers = self._handlers
-        get_old = self._get_old
-        for delta in deltas:
-            obj = delta.object
-            dtype = delta.type
-            if dtype is delta_fifo.DeltaType.DELETED:
-                indexer.delete(obj)
-                for reg in handlers:
-                    reg._push(_DELETE, (obj,), inline)
-                continue
-            if not handlers:
-                indexer.update(obj)  # nobody to notify: no need for the old object
-                continue
-            old = get_old(indexer.key_of(obj))
-            indexer.update(obj)
-            if old is None:
-                for reg in handlers:
-                    reg._push(_ADD, (obj,), inline)
-                continue
-            is_sync = dtype is delta_fifo.DeltaType.SYNC or (
-                dtype is delta_fifo.DeltaType.REPLACED and _same_version(old, obj)
-            )
-            if is_sync and self.resync_period <= 0:
-                continue
-            for reg in handlers:
-                reg._push(_UPDATE, (old, obj), inline)
+        registrations = self._handlers
+        try:
+            if dtype is _DT_DELETED:
+                indexer.delete_by_key(key)
+                for reg in registrations:
+                    reg._push(_DELETE, (obj,), at_once)
+            elif not registrations:
+                indexer.update_by_key(key, obj)  # nobody to notify: no need for the old object
+            else:
+                old = indexer.get_view_by_key(key)
+                indexer.update_by_key(key, obj)
+                if old is None:
+                    for reg in registrations:
+                        reg._push(_ADD, (obj,), at_once)
+                elif self.resync_period > 0 or not (
+                        dtype is _DT_SYNC
+                        or (dtype is _DT_REPLACED and _same_version(old, obj))):
+                    for reg in registrations:
+                        reg._push(_UPDATE, (old, obj), at_once)
+        except Exception:
+            log.exception("%s: applying a %s delta of %s failed", self.name, dtype.value, key)
+        self.pops += 1
+        metrics = self.metrics
+        if metrics is not None and self.pops % _YIELD_EVERY == 0:
+            metrics.set("store_size", self.name, len(indexer))
+            metrics.set("queue_depth", self.name, len(self._fifo))
 
     # -- thread facade ---------------------------------------------------------------------
 
@@ -812,14 +518,14 @@ class InformerThread(lifecycle.ServiceThread):
 
         return self.call(check())
 
-    def add_event_handler(self, handler: object | None = None, **callbacks: Callback | None
-                          ) -> HandlerRegistration:
+    def add_event_handler(self, handler: object | None = None, **callbacks: handlers.Callback | None
+                          ) -> handlers.HandlerRegistration:
         """``SharedInformer.add_event_handler``, run in the informer's loop.
 
         Raises ``RuntimeError`` if the thread is not running.
         """
 
-        async def add() -> HandlerRegistration:
+        async def add() -> handlers.HandlerRegistration:
             return self.informer.add_event_handler(handler, **callbacks)
 
         return self.call(add())
@@ -853,9 +559,3 @@ def _same_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         return bool(rv) and rv == old["metadata"]["resourceVersion"]
     except (KeyError, TypeError):
         return False
-
-
-def _callback_name(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or type(fn).__name__
-
-
