@@ -33,6 +33,8 @@ __all__ = ["DEFAULT_DECODE_CACHE_SIZE", "CompactIndexer"]
 DEFAULT_DECODE_CACHE_SIZE = 256
 """Decoded objects a ``CompactIndexer`` keeps for repeated reads."""
 
+_KEYED_AS_IS = (keys.DeletedFinalStateUnknown, keys.ExplicitKey)
+
 
 class CompactIndexer:
     """An ``Indexer`` (same methods, same errors) storing objects as JSON bytes.
@@ -157,8 +159,8 @@ class CompactIndexer:
 
         Tombstones (``DeletedFinalStateUnknown``) and ``ExplicitKey`` give their key.
         """
-        if isinstance(obj, keys.DeletedFinalStateUnknown | keys.ExplicitKey):
-            return store.key_of(self._key_func, obj)
+        if type(obj) is RawObject or isinstance(obj, _KEYED_AS_IS):
+            return store.key_of(self._key_func, obj)  # a received object's view, or a key
         return self._keyed(obj)[0]
 
     # -- Store ---------------------------------------------------------------------------
@@ -184,6 +186,13 @@ class CompactIndexer:
         """
         raw = self._as_raw(obj)
         self._store.update(key, raw.raw, raw)
+
+    def swap_by_key(self, key: str, obj: Any) -> RawObject | None:
+        """``update_by_key``, returning the replaced object's ``RawObject`` (``None`` for a
+        new key): its partial view is decoded, never the whole object."""
+        raw = obj if type(obj) is RawObject else self._as_raw(obj)
+        replaced: bytes | None = self._store.update(key, raw.raw, raw)
+        return None if replaced is None else self._decoder.view(replaced)
 
     def delete_by_key(self, key: str) -> None:
         """Remove ``key`` (absent: ignored)."""

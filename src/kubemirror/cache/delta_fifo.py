@@ -233,7 +233,6 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         if transform is not None:
             objs = [transform(obj) for obj in objs]
         pairs = [(key_of(obj), obj) for obj in objs]
-        listed = {key for key, _ in pairs}
         action = DeltaType.REPLACED if self._emit_replaced else DeltaType.SYNC
         known = self._known_objects
         apply = self._apply
@@ -244,14 +243,15 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
                 self._initial = set()
             else:
                 apply = None
-                self._queue_replace_locked(pairs, listed, action, known_keys)
+                self._queue_replace_locked(pairs, action, known_keys)
         if apply is not None:  # applied at once, outside the lock
             for key, obj in pairs:
                 apply(key, action, obj, False)
 
-    def _queue_replace_locked(self, pairs: builtins.list[tuple[str, Any]], listed: set[str],
-                              action: DeltaType, known_keys: Iterable[str]) -> None:
+    def _queue_replace_locked(self, pairs: builtins.list[tuple[str, Any]], action: DeltaType,
+                              known_keys: Iterable[str]) -> None:
         """Queue ``replace``'s deltas: the listed objects, then tombstones for the rest."""
+        listed = {key for key, _ in pairs}
         enqueue = self._queue_locked
         for key, obj in pairs:
             enqueue(key, action, obj)

@@ -84,6 +84,10 @@ class Indexer:
         """
         self._store.update(key, obj)
 
+    def swap_by_key(self, key: str, obj: Any) -> Any | None:
+        """``update_by_key``, returning the object replaced (``None`` for a new key)."""
+        return self._store.update(key, obj)
+
     def delete_by_key(self, key: str) -> None:
         """Remove ``key`` (absent: ignored)."""
         self._store.delete(key)

@@ -323,6 +323,11 @@ class MutationCheckingIndexer(index.Indexer):
         super().update_by_key(key, obj)
         self.detector.record(key, obj)
 
+    def swap_by_key(self, key: str, obj: Any) -> Any | None:
+        replaced = super().swap_by_key(key, obj)
+        self.detector.record(key, obj)
+        return replaced
+
     def delete_by_key(self, key: str) -> None:
         super().delete_by_key(key)
         self.detector.forget(key)
@@ -361,6 +366,11 @@ class _StrictMutationCheckingIndexer(MutationCheckingIndexer):
 
     def get_view_by_key(self, key: str) -> Any | None:
         return self.get_by_key(key)
+
+    def swap_by_key(self, key: str, obj: Any) -> Any | None:
+        replaced = self.get_by_key(key)  # verified, as every read in strict mode
+        self.update_by_key(key, obj)
+        return replaced
 
     def by_index(self, index_name: str, value: str, *, copy: bool = False
                  ) -> builtins.list[Any]:

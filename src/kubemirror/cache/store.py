@@ -92,7 +92,9 @@ class KeyedIndexer(KeyListerGetter, Protocol):
     ``index.Indexer`` (decoded dicts) and ``compact.CompactIndexer`` (JSON bytes)
     implement it, so the informer has one route for both. The writer computes
     each key once with ``key_of`` and passes it to ``update_by_key``/
-    ``delete_by_key``, which trust it (a wrong key files the object wrongly).
+    ``swap_by_key``/``delete_by_key``, which trust it (a wrong key files the
+    object wrongly). ``swap_by_key`` returns the view of the object it replaced
+    (``None`` for a new key), in the same step as the write.
     ``get_view_by_key``/``list_views`` return what handlers receive, without
     decoding: the stored object itself for an ``Indexer``, its ``RawObject``
     partial view for a ``CompactIndexer``. Thread safety and sharing as ``Store``.
@@ -101,6 +103,8 @@ class KeyedIndexer(KeyListerGetter, Protocol):
     def key_of(self, obj: Any) -> str: ...
 
     def update_by_key(self, key: str, obj: Any) -> None: ...
+
+    def swap_by_key(self, key: str, obj: Any) -> Any | None: ...
 
     def delete_by_key(self, key: str) -> None: ...
 

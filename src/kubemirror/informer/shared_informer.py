@@ -174,6 +174,7 @@ class SharedInformer(lifecycle.Service):
             decoder = PartialDecoder(view_paths, strip_managed_fields=bool(self.ignore_fields))
             self._indexer = compact.CompactIndexer(key_func, dict(indexers or {}),
                                                    decoder=decoder)
+            fifo_key_func: KeyFunc = self._indexer.key_of  # keys the partial view
             if isinstance(lw, ListWatch):
                 lw = ListWatch(lw.client, lw.gvr, lw.namespace, label_selector=lw.label_selector,
                                field_selector=lw.field_selector, decoder=decoder)
@@ -186,16 +187,17 @@ class SharedInformer(lifecycle.Service):
                     key_func, dict(indexers or {}),
                     detector=detection.MutationDetector(self.name),
                     strict=self._mutation_options.strict)
+            fifo_key_func = key_func  # what Indexer.key_of applies
             if self.ignore_fields:
                 transform = _ignoring(self.ignore_fields, transform)
         else:
             raise errors.ConfigError("store must be 'dict' or 'compact'", field="store",
                                      expression=str(store))
         self.store_mode = store
-        # Keys come from the indexer's key_of (a compact store keys the partial view),
-        # computed once per delta by the FIFO and trusted by the indexer's *_by_key writes.
+        # The FIFO keys each delta once, as the indexer would; the indexer's *_by_key
+        # writes trust that key.
         self._fifo = delta_fifo.DeltaFIFO(
-            self._indexer.key_of, known_objects=self._indexer, emit_delta_type_replaced=True,
+            fifo_key_func, known_objects=self._indexer, emit_delta_type_replaced=True,
             apply=self._apply,
         )
         self.reflector = reflector.Reflector(
@@ -449,8 +451,7 @@ class SharedInformer(lifecycle.Service):
             elif not registrations:
                 indexer.update_by_key(key, obj)  # nobody to notify: no need for the old object
             else:
-                old = indexer.get_view_by_key(key)
-                indexer.update_by_key(key, obj)
+                old = indexer.swap_by_key(key, obj)
                 if old is None:
                     for reg in registrations:
                         reg._push(_ADD, (obj,), at_once)
