@@ -124,8 +124,9 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
     deltas on the writing thread instead of popping them later. A write finding
     nothing queued or in process calls ``apply(key, type, obj, True)`` instead of
     queueing (a delete only if its key is known, by the rule above); a write
-    finding the queue busy queues its delta, then applies the oldest key's deltas
-    (``apply_next``), so a stream of writes never builds a backlog. A ``replace``
+    finding the queue busy queues its delta (by the same rule), then applies the
+    oldest key's deltas (``apply_next``), so a stream of writes never builds a
+    backlog. A ``replace``
     into an idle queue with no known objects (a first list) calls
     ``apply(key, type, obj, False)`` for every listed object, in list order, and is
     the initial population, processed; other replaces and ``resync`` queue as
@@ -201,17 +202,16 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         with self._lock:
             self._populated = True
             items = self._items
-            if key not in items and not self._known_locked(key):
-                return
-            at_once = apply is not None and not items and not self._in_flight
-            if not at_once:
+            busy = bool(items or self._in_flight)
+            known = key in items or self._known_locked(key)
+            if known and (busy or apply is None):
                 self._queue_locked(key, _DELETED, obj)
         if apply is None:
             return
-        if at_once:
+        if busy:
+            self.apply_next()  # also after an ignored delete, as after any busy write
+        elif known:
             apply(key, _DELETED, obj, True)
-        else:
-            self.apply_next()
 
     def add_if_not_present(self, deltas: Deltas) -> None:
         """Queue ``deltas`` (as popped earlier) only if nothing is queued for its key.
