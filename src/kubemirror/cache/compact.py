@@ -245,11 +245,6 @@ class CompactIndexer:
 
         Raises ``KeyFuncError``/``IndexFuncError`` (store unchanged). O(n).
         """
-        self.replace_and_view(objs)
-
-    def replace_and_view(self, objs: Iterable[Any]) -> builtins.list[RawObject]:
-        """``replace``, returning the stored objects as ``RawObject``s in insertion order:
-        what ``get_view_by_key`` gives for each key, without decoding them again."""
         keyed = self._keyed
         views: dict[str, RawObject] = {}
         for obj in objs:
@@ -258,7 +253,6 @@ class CompactIndexer:
         self._store.replace({key: raw.raw for key, raw in views.items()}, views)
         with self._cache_lock:
             self._cache.clear()
-        return builtins.list(views.values())
 
     def resync(self) -> None:
         """Nothing to do for a plain store (part of the ``Store`` protocol)."""
