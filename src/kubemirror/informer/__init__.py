@@ -1,9 +1,10 @@
 """kubemirror.informer: client-go's shared informer, one module per concept.
 
-``shared_informer`` (``SharedInformer``, its ``InformerThread`` facade, the store
-modes), ``handlers`` (``HandlerRegistration``: each handler's queue and delivery
-task) and ``metrics`` (``PrometheusMetrics`` and the metric catalogue shared with
-``kubemirror serve``'s collector).
+``shared_informer`` (``SharedInformer``, the store modes), ``thread``
+(``InformerThread``, its facade for plain scripts), ``handlers``
+(``HandlerRegistration``: each handler's queue and delivery task) and ``metrics``
+(``PrometheusMetrics`` and the metric catalogue shared with ``kubemirror serve``'s
+collector).
 """
 
 from kubemirror.informer.handlers import HandlerRegistration, ResourceEventHandler
@@ -12,9 +13,9 @@ from kubemirror.informer.shared_informer import (
     MIRROR_IGNORE_FIELDS,
     STORE_COMPACT,
     STORE_DICT,
-    InformerThread,
     SharedInformer,
 )
+from kubemirror.informer.thread import InformerThread
 
 __all__ = [
     "HandlerRegistration",

@@ -8,14 +8,13 @@ indexer through one function, ``SharedInformer._apply`` (indexer write, handler
 notifications, counters), at once when nothing is queued (a watch event, the first
 list), else in FIFO order (a relist drained by a background task). Handlers are
 ``handlers.HandlerRegistration``s, each with its own queue and task, so a slow
-async handler delays only itself. A thread-backed facade (``InformerThread``)
-serves plain scripts from the same asyncio core.
+async handler delays only itself. A thread-backed facade
+(``thread.InformerThread``) serves plain scripts from the same asyncio core.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -26,12 +25,11 @@ from kubemirror.cache import mutation_detector as detection
 from kubemirror.cache import store as cache_store
 from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.cache.thread_safe_store import Indexers
-from kubemirror.informer import handlers
+from kubemirror.informer import handlers, thread
 from kubemirror.listwatch import ListerWatcher, ListWatch
 from kubemirror.types import KeyFunc
 
 __all__ = [
-    "InformerThread",
     "MIRROR_IGNORE_FIELDS",
     "STORE_COMPACT",
     "STORE_DICT",
@@ -470,66 +468,14 @@ class SharedInformer(lifecycle.Service):
 
     # -- thread facade ---------------------------------------------------------------------
 
-    def start_in_thread(self, *, closing: Iterable[Any] = ()) -> InformerThread:
+    def start_in_thread(self, *, closing: Iterable[Any] = ()) -> thread.InformerThread:
         """Run the informer in a background thread with its own event loop.
 
         ``closing`` lists objects with an async ``close()`` (a ``KubeClient``) to
         close in that loop when the thread stops. Returns the handle to read the
         indexer, wait for sync and stop.
         """
-        return InformerThread(self, closing)
-
-
-class InformerThread(lifecycle.ServiceThread):
-    """A running informer in one background thread (the sync facade for scripts).
-
-    A ``lifecycle.ServiceThread`` running ``informer.run``, started on creation.
-    ``indexer`` is readable from any thread. ``wait_for_sync(timeout)`` blocks
-    the caller; ``add_event_handler`` is forwarded to the loop; ``stop()`` ends
-    the loop, closes ``closing`` and joins the thread (also on ``with`` exit).
-    Handlers run in the background thread. A crash is logged and kept in ``error``.
-    """
-
-    def __init__(self, informer: SharedInformer, closing: Iterable[Any] = ()) -> None:
-        super().__init__(informer.run, name=f"informer-{informer.name}", closing=closing)
-        self.informer = informer
-        self.start()
-
-    @property
-    def indexer(self) -> index.Indexer:
-        return self.informer.get_indexer()
-
-    def wait_for_sync(self, timeout: float | None = None) -> bool:
-        """Block until the informer has synced; False after ``timeout`` seconds."""
-        if self.running:
-            with contextlib.suppress(RuntimeError):  # it stopped meanwhile
-                return self.call(self.informer.wait_for_sync(timeout))
-        return self.informer.has_synced()
-
-    def check_drift(self, timeout: float | None = None) -> drift.DriftReport:
-        """``SharedInformer.check_drift``, run in the informer's loop; blocks the caller.
-
-        Raises ``RuntimeError`` if the thread is not running, ``TimeoutError`` after
-        ``timeout`` seconds, and what the check raises.
-        """
-
-        async def check() -> drift.DriftReport:
-            async with asyncio.timeout(timeout):
-                return await self.informer.check_drift()
-
-        return self.call(check())
-
-    def add_event_handler(self, handler: object | None = None, **callbacks: handlers.Callback | None
-                          ) -> handlers.HandlerRegistration:
-        """``SharedInformer.add_event_handler``, run in the informer's loop.
-
-        Raises ``RuntimeError`` if the thread is not running.
-        """
-
-        async def add() -> handlers.HandlerRegistration:
-            return self.informer.add_event_handler(handler, **callbacks)
-
-        return self.call(add())
+        return thread.InformerThread(self, closing)
 
 
 def _ignoring(
