@@ -230,9 +230,8 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         """
         key_of = self.key_of
         transform = self._transform
-        if transform is not None:
-            objs = [transform(obj) for obj in objs]
-        pairs = [(key_of(obj), obj) for obj in objs]
+        objs = [transform(obj) for obj in objs] if transform is not None else list(objs)
+        listed_keys = [key_of(obj) for obj in objs]  # no (key, obj) pairs: a tuple each
         action = DeltaType.REPLACED if self._emit_replaced else DeltaType.SYNC
         known = self._known_objects
         apply = self._apply
@@ -243,17 +242,17 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
                 self._initial = set()
             else:
                 apply = None
-                self._queue_replace_locked(pairs, action, known_keys)
+                self._queue_replace_locked(listed_keys, objs, action, known_keys)
         if apply is not None:  # applied at once, outside the lock
-            for key, obj in pairs:
+            for key, obj in zip(listed_keys, objs, strict=True):
                 apply(key, action, obj, False)
 
-    def _queue_replace_locked(self, pairs: builtins.list[tuple[str, Any]], action: DeltaType,
-                              known_keys: Iterable[str]) -> None:
+    def _queue_replace_locked(self, listed_keys: builtins.list[str], objs: builtins.list[Any],
+                              action: DeltaType, known_keys: Iterable[str]) -> None:
         """Queue ``replace``'s deltas: the listed objects, then tombstones for the rest."""
-        listed = {key for key, _ in pairs}
+        listed = set(listed_keys)
         enqueue = self._queue_locked
-        for key, obj in pairs:
+        for key, obj in zip(listed_keys, objs, strict=True):
             enqueue(key, action, obj)
         items = self._items
         gone: builtins.list[str] = []
