@@ -476,6 +476,7 @@ async def test_indexers_and_prometheus_metrics(env: Env) -> None:
         await eventually(lambda: failing_reg.errors == 3)
     assert registry.get_sample_value("kubemirror_store_size", {"resource": "pods"}) >= 2
     assert registry.get_sample_value("kubemirror_errors_total", {"resource": "pods"}) == 3
+    assert registry.get_sample_value("kubemirror_lists_total", {"resource": "pods"}) == 1
 
 
 async def test_start_in_thread_serves_plain_scripts(env: Env) -> None:

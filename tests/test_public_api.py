@@ -11,6 +11,7 @@ PACKAGES = [
     "kubemirror",
     "kubemirror.cache",
     "kubemirror.stores",
+    "kubemirror.informer",
     "kubemirror.watcher",
     "kubemirror.client",
     "kubemirror.multicluster",

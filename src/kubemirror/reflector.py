@@ -65,7 +65,7 @@ class ReflectorStore(Protocol):
 class MetricsSink(Protocol):
     """Receives counters and gauges; ``informer.PrometheusMetrics`` is one implementation.
 
-    ``metric`` is one of ``events``, ``relists``, ``errors``, ``malformed_events``
+    ``metric`` is one of ``events``, ``lists``, ``relists``, ``errors``, ``malformed_events``
     (counters) or ``store_size``, ``queue_depth`` (gauges), and for drift checks
     (``drift.DriftMonitor``) ``drift_checks``, ``drift_detected``,
     ``drift_objects``, ``drift_repairs``, ``drift_check_errors`` (counters) and
@@ -331,6 +331,7 @@ class Reflector(lifecycle.Service):
         self._rv = rv
         self._error_event_rv = None
         self.stats.lists += 1
+        self._inc("lists")
         log.debug("%s: synced %d objects at resourceVersion %s", self.name, len(items), rv)
         if not self._synced:
             self._synced = True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -185,6 +185,62 @@ def test_store_never_mutates_what_it_handed_out(store: cache.Store) -> None:
     assert held == pristine
     assert held_list == [pristine]
     assert original == pristine  # nor the caller's input
+
+
+# -- the KeyedIndexer contract: what an informer mirrors into --------------------------
+
+KEYED: dict[str, Callable[[], cache.KeyedIndexer]] = {
+    "Indexer": lambda: cache.Indexer(
+        indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func}),
+    "CompactIndexer": lambda: cache.CompactIndexer(
+        indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func}),
+    "MutationCheckingIndexer": lambda: cache.MutationCheckingIndexer(
+        indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func}),
+    "MutationCheckingIndexer-strict": lambda: cache.MutationCheckingIndexer(
+        indexers={cache.NAMESPACE_INDEX: keys.meta_namespace_index_func}, strict=True),
+}
+
+
+@pytest.fixture(params=sorted(KEYED), ids=sorted(KEYED))
+def keyed(request: pytest.FixtureRequest) -> cache.KeyedIndexer:
+    return KEYED[request.param]()
+
+
+def test_keyed_writes_read_back_and_keep_indices_exact(keyed: cache.KeyedIndexer) -> None:
+    assert isinstance(keyed, cache.KeyedIndexer)
+    a, b = obj("a", "x"), obj("b", "y")
+    key_a, key_b = keyed.key_of(a), keyed.key_of(b)
+    assert (key_a, key_b) == ("x/a", "y/b")
+    keyed.update_by_key(key_a, a)
+    assert keyed.swap_by_key(key_b, b) is None, "a new key replaces nothing"
+    assert keyed.list_keys() == [key_a, key_b]
+    assert key_a in keyed
+    assert len(keyed) == 2
+    moved = obj("a", "x", rv="2", labels={"moved": "yes"})
+    replaced = keyed.swap_by_key(key_a, moved)
+    assert replaced is not None
+    assert replaced["metadata"] == a["metadata"]
+    assert keyed.get_by_key(key_a) == moved
+    index = cast(cache.Indexer, keyed)
+    assert index.index_keys(cache.NAMESPACE_INDEX, "x") == [key_a]
+    keyed.delete_by_key(key_b)
+    keyed.delete_by_key("absent/key")
+    assert keyed.list_keys() == [key_a]
+    assert index.index_keys(cache.NAMESPACE_INDEX, "y") == []
+
+
+def test_views_are_what_handlers_receive_without_decoding(keyed: cache.KeyedIndexer) -> None:
+    pod = obj("a", spec={"nodeName": "n1"})
+    keyed.update_by_key(keyed.key_of(pod), pod)
+    view = keyed.get_view_by_key("ns/a")
+    assert keyed.list_views() == [view]
+    assert keyed.get_view_by_key("ns/absent") is None
+    if isinstance(keyed, cache.CompactIndexer):
+        assert isinstance(view, cache.RawObject), "the partial view, spec left encoded"
+        assert "spec" not in view
+        assert view.decode() == pod
+    else:
+        assert view is pod, "a decoded store's view is the stored object itself"
 
 
 def test_custom_key_function_errors_become_key_func_errors() -> None:

@@ -34,7 +34,14 @@ from kubemirror.cache.mutation_detector import (
     MutationDetectorOptions,
 )
 from kubemirror.cache.raw_object import DEFAULT_VIEW_METADATA, PartialDecoder, RawObject
-from kubemirror.cache.store import KeyGetter, KeyLister, KeyListerGetter, Store, deep_copy
+from kubemirror.cache.store import (
+    KeyedIndexer,
+    KeyGetter,
+    KeyLister,
+    KeyListerGetter,
+    Store,
+    deep_copy,
+)
 from kubemirror.cache.thread_safe_store import Indexers, ThreadSafeStore
 from kubemirror.cache.undelta_store import PushFunc, UndeltaStore
 from kubemirror.keys import DeletedFinalStateUnknown, ExplicitKey
@@ -59,6 +66,7 @@ __all__ = [
     "KeyGetter",
     "KeyLister",
     "KeyListerGetter",
+    "KeyedIndexer",
     "LabelMatcher",
     "MutationCheckingIndexer",
     "MutationDetector",

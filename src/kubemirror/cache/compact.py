@@ -33,6 +33,8 @@ __all__ = ["DEFAULT_DECODE_CACHE_SIZE", "CompactIndexer"]
 DEFAULT_DECODE_CACHE_SIZE = 256
 """Decoded objects a ``CompactIndexer`` keeps for repeated reads."""
 
+_KEYED_AS_IS = (keys.DeletedFinalStateUnknown, keys.ExplicitKey)
+
 
 class CompactIndexer:
     """An ``Indexer`` (same methods, same errors) storing objects as JSON bytes.
@@ -157,8 +159,8 @@ class CompactIndexer:
 
         Tombstones (``DeletedFinalStateUnknown``) and ``ExplicitKey`` give their key.
         """
-        if isinstance(obj, keys.DeletedFinalStateUnknown | keys.ExplicitKey):
-            return store.key_of(self._key_func, obj)
+        if type(obj) is RawObject or isinstance(obj, _KEYED_AS_IS):
+            return store.key_of(self._key_func, obj)  # a received object's view, or a key
         return self._keyed(obj)[0]
 
     # -- Store ---------------------------------------------------------------------------
@@ -175,6 +177,26 @@ class CompactIndexer:
     def delete(self, obj: Any) -> None:
         """Remove the object with ``obj``'s key (a tombstone or ``ExplicitKey`` works too)."""
         self._store.delete(self.key_of(obj))
+
+    def update_by_key(self, key: str, obj: Any) -> None:
+        """Store ``obj`` (as bytes) under ``key``, which the caller computed with ``key_of``.
+
+        Raises ``KeyFuncError`` if ``obj`` cannot be stored, ``IndexFuncError``. See
+        ``store.KeyedIndexer``.
+        """
+        raw = self._as_raw(obj)
+        self._store.update(key, raw.raw, raw)
+
+    def swap_by_key(self, key: str, obj: Any) -> RawObject | None:
+        """``update_by_key``, returning the replaced object's ``RawObject`` (``None`` for a
+        new key): its partial view is decoded, never the whole object."""
+        raw = obj if type(obj) is RawObject else self._as_raw(obj)
+        replaced: bytes | None = self._store.update(key, raw.raw, raw)
+        return None if replaced is None else self._decoder.view(replaced)
+
+    def delete_by_key(self, key: str) -> None:
+        """Remove ``key`` (absent: ignored)."""
+        self._store.delete(key)
 
     def list(self, *, copy: bool = False) -> builtins.list[Any]:
         """Every stored object, decoded, in insertion order. O(n) decodes."""
@@ -210,16 +232,19 @@ class CompactIndexer:
         data = self.get_raw_by_key(key)
         return None if data is None else self._decoder.view(data)
 
+    def list_views(self) -> builtins.list[RawObject]:
+        """Every stored object as a ``RawObject`` (partial view + bytes), in insertion
+        order; decodes views, never whole objects."""
+        with self._lock:
+            stored = builtins.list(self._items.values())
+        view = self._decoder.view
+        return [view(data) for data in stored]
+
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Swap the whole content for ``objs`` atomically and rebuild every index.
 
         Raises ``KeyFuncError``/``IndexFuncError`` (store unchanged). O(n).
         """
-        self.replace_and_view(objs)
-
-    def replace_and_view(self, objs: Iterable[Any]) -> builtins.list[RawObject]:
-        """``replace``, returning the stored objects as ``RawObject``s in insertion order:
-        what ``get_view_by_key`` gives for each key, without decoding them again."""
         keyed = self._keyed
         views: dict[str, RawObject] = {}
         for obj in objs:
@@ -228,7 +253,6 @@ class CompactIndexer:
         self._store.replace({key: raw.raw for key, raw in views.items()}, views)
         with self._cache_lock:
             self._cache.clear()
-        return builtins.list(views.values())
 
     def resync(self) -> None:
         """Nothing to do for a plain store (part of the ``Store`` protocol)."""

@@ -19,7 +19,7 @@ from typing import Any
 from kubemirror import errors, keys, types
 from kubemirror.cache import queue, store
 
-__all__ = ["Delta", "DeltaFIFO", "DeltaType", "Deltas"]
+__all__ = ["ApplyFunc", "Delta", "DeltaFIFO", "DeltaType", "Deltas"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ class Deltas(tuple[Delta, ...]):
 _DELETED = DeltaType.DELETED
 _DFSU = keys.DeletedFinalStateUnknown
 
+ApplyFunc = Callable[[str, DeltaType, Any, bool], None]
+"""``apply(key, type, obj, at_once)``: a consumer applying one delta where it is made
+(``DeltaFIFO(apply=...)``); ``at_once`` is true for a write applied as it came, with
+nothing queued before it."""
+
 
 class DeltaFIFO(queue.KeyedQueue[Deltas]):
     """A producer/consumer queue of ``Deltas`` per key, popped in first-change order.
@@ -115,11 +120,26 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
     into this queue). Deltas returned by ``get``/``pop`` are immutable tuples, the
     objects inside are shared: do not mutate them.
 
+    Apply-at-once mode (``apply``, what the informer uses): the consumer applies
+    deltas on the writing thread instead of popping them later. A write finding
+    nothing queued or in process calls ``apply(key, type, obj, True)`` instead of
+    queueing (a delete only if its key is known, by the rule above); a write
+    finding the queue busy queues its delta (by the same rule), then applies the
+    oldest key's deltas (``apply_next``), so a stream of writes never builds a
+    backlog. A ``replace``
+    into an idle queue with no known objects (a first list) calls
+    ``apply(key, type, obj, False)`` for every listed object, in list order, and is
+    the initial population, processed; other replaces and ``resync`` queue as
+    usual for the consumer to drain with ``apply_next``. Contract: in this mode the
+    writes and ``apply_next`` come from one thread (the informer's event loop), and
+    ``apply`` handles its own errors (what it raises propagates to the writer).
+
     Complexity: O(1) writes and pops (plus the key's history length); ``replace`` and
     ``resync`` O(queued + known + listed).
     """
 
-    __slots__ = ("_emit_replaced", "_in_flight", "_known_objects", "_transform")
+    __slots__ = ("_apply", "_emit_replaced", "_in_flight", "_known_contains", "_known_objects",
+                 "_transform")
 
     def __init__(
         self,
@@ -128,10 +148,16 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         emit_delta_type_replaced: bool = False,
         *,
         transform: Callable[[Any], Any] | None = None,
+        apply: ApplyFunc | None = None,
     ) -> None:
         super().__init__(key_func)
         self._transform = transform
         self._known_objects = known_objects
+        # A known store that supports ``key in store`` answers without reading the object
+        # (a CompactIndexer's get_by_key decodes it).
+        self._known_contains: Callable[[str], bool] | None = getattr(
+            known_objects, "__contains__", None)
+        self._apply = apply
         self._emit_replaced = emit_delta_type_replaced
         self._in_flight: dict[str, Deltas] = {}  # popped, process() not finished
 
@@ -172,10 +198,20 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         if self._transform is not None and not isinstance(obj, _DFSU):
             obj = self._transform(obj)
         key = self.key_of(obj)
+        apply = self._apply
         with self._lock:
             self._populated = True
-            if key in self._items or self._known_locked(key):
+            items = self._items
+            busy = bool(items or self._in_flight)
+            known = key in items or self._known_locked(key)
+            if known and (busy or apply is None):
                 self._queue_locked(key, _DELETED, obj)
+        if apply is None:
+            return
+        if busy:
+            self.apply_next()  # also after an ignored delete, as after any busy write
+        elif known:
+            apply(key, _DELETED, obj, True)
 
     def add_if_not_present(self, deltas: Deltas) -> None:
         """Queue ``deltas`` (as popped earlier) only if nothing is queued for its key.
@@ -194,37 +230,50 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         """
         key_of = self.key_of
         transform = self._transform
-        if transform is not None:
-            objs = [transform(obj) for obj in objs]
-        pairs = [(key_of(obj), obj) for obj in objs]
-        listed = {key for key, _ in pairs}
+        objs = [transform(obj) for obj in objs] if transform is not None else list(objs)
+        listed_keys = [key_of(obj) for obj in objs]  # no (key, obj) pairs: a tuple each
         action = DeltaType.REPLACED if self._emit_replaced else DeltaType.SYNC
         known = self._known_objects
+        apply = self._apply
         with self._lock:
             known_keys = known.list_keys() if known is not None else ()
-            enqueue = self._queue_locked
-            for key, obj in pairs:
-                enqueue(key, action, obj)
-            items = self._items
-            gone: builtins.list[str] = []
-            for key, deltas in list(items.items()):
-                if key not in listed:
-                    gone.append(key)
-                    enqueue(key, _DELETED, _tombstone(key, deltas[-1].object))
-            for key, deltas in self._in_flight.items():
-                last = deltas[-1]
-                if key not in listed and key not in items and last.type is not _DELETED:
-                    gone.append(key)
-                    enqueue(key, _DELETED, _tombstone(key, last.object))
-            in_flight = self._in_flight
-            for key in known_keys:
-                if key in listed or key in items or key in in_flight:
-                    continue
-                gone.append(key)
-                enqueue(key, _DELETED, _DFSU(key, self._known_get(key)))
-            if not self._populated:
+            if apply is not None and not known_keys and not self._items and not self._in_flight:
                 self._populated = True
-                self._initial = listed.union(gone)
+                self._initial = set()
+            else:
+                apply = None
+                self._queue_replace_locked(listed_keys, objs, action, known_keys)
+        if apply is not None:  # applied at once, outside the lock
+            for key, obj in zip(listed_keys, objs, strict=True):
+                apply(key, action, obj, False)
+
+    def _queue_replace_locked(self, listed_keys: builtins.list[str], objs: builtins.list[Any],
+                              action: DeltaType, known_keys: Iterable[str]) -> None:
+        """Queue ``replace``'s deltas: the listed objects, then tombstones for the rest."""
+        listed = set(listed_keys)
+        enqueue = self._queue_locked
+        for key, obj in zip(listed_keys, objs, strict=True):
+            enqueue(key, action, obj)
+        items = self._items
+        gone: builtins.list[str] = []
+        for key, deltas in list(items.items()):
+            if key not in listed:
+                gone.append(key)
+                enqueue(key, _DELETED, _tombstone(key, deltas[-1].object))
+        for key, deltas in self._in_flight.items():
+            last = deltas[-1]
+            if key not in listed and key not in items and last.type is not _DELETED:
+                gone.append(key)
+                enqueue(key, _DELETED, _tombstone(key, last.object))
+        in_flight = self._in_flight
+        for key in known_keys:
+            if key in listed or key in items or key in in_flight:
+                continue
+            gone.append(key)
+            enqueue(key, _DELETED, _DFSU(key, self._known_get(key)))
+        if not self._populated:
+            self._populated = True
+            self._initial = listed.union(gone)
 
     def resync(self) -> None:
         """Queue a Sync delta for every known object with nothing queued or in process.
@@ -243,16 +292,32 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
                 if obj is not None:
                     self._queue_locked(key, DeltaType.SYNC, obj)
 
-    def mark_populated(self) -> None:
-        """Record that the initial population was delivered without passing through the queue.
+    def apply_next(self) -> bool:
+        """Apply-at-once mode: take the oldest key not in process and ``apply`` each of
+        its deltas (``at_once`` false); False when nothing can be taken. Never blocks.
 
-        For a consumer that applied its first list straight to its store (nothing
-        being queued or in process): ``has_synced()`` turns true.
+        The key is in process meanwhile, and settled as by ``pop`` (``Requeue`` or an
+        interruption puts the deltas back). Raises ``TypeError`` without ``apply``.
         """
+        apply = self._apply
+        if apply is None:
+            raise TypeError("apply_next needs DeltaFIFO(apply=...)")
         with self._lock:
-            if not self._populated:
-                self._populated = True
-                self._initial = set()
+            if not self._items:
+                return False
+            taken = self._take_locked()
+        if taken is None:
+            return False
+        key, deltas = taken
+        try:
+            for delta in deltas:
+                apply(key, delta.type, delta.object, False)
+        except BaseException as exc:
+            if self._settle(key, deltas, exc):
+                return True
+            raise
+        self._done(key)
+        return True
 
     # -- reads ---------------------------------------------------------------
 
@@ -271,9 +336,17 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         if self._transform is not None:
             obj = self._transform(obj)
         key = self.key_of(obj)
+        apply = self._apply
+        if apply is not None and not self._items and not self._in_flight:
+            # idle: apply at once (one writing thread, see the class docstring)
+            self._populated = True
+            apply(key, type_, obj, True)
+            return
         with self._lock:
             self._populated = True
             self._queue_locked(key, type_, obj)
+        if apply is not None:
+            self.apply_next()
 
     def _queue_locked(self, key: str, type_: DeltaType, obj: Any) -> None:
         delta = Delta(type_, obj)
@@ -295,10 +368,13 @@ class DeltaFIFO(queue.KeyedQueue[Deltas]):
         in_flight = self._in_flight.get(key)
         if in_flight is not None:
             return in_flight[-1].type is not _DELETED
+        contains = self._known_contains
         known = self._known_objects
         if known is None:
             return False
         try:
+            if contains is not None:
+                return contains(key)
             return known.get_by_key(key) is not None
         except Exception:
             log.exception("known_objects.get_by_key(%r) failed; treating the key as known", key)

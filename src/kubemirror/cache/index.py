@@ -77,6 +77,21 @@ class Indexer:
         """Remove the object with ``obj``'s key (a tombstone or ``ExplicitKey`` works too)."""
         self._store.delete(self.key_of(obj))
 
+    def update_by_key(self, key: str, obj: Any) -> None:
+        """Store ``obj`` under ``key``, which the caller computed with ``key_of``.
+
+        Raises ``IndexFuncError`` (store unchanged). See ``store.KeyedIndexer``.
+        """
+        self._store.update(key, obj)
+
+    def swap_by_key(self, key: str, obj: Any) -> Any | None:
+        """``update_by_key``, returning the object replaced (``None`` for a new key)."""
+        return self._store.update(key, obj)
+
+    def delete_by_key(self, key: str) -> None:
+        """Remove ``key`` (absent: ignored)."""
+        self._store.delete(key)
+
     def list(self, *, copy: bool = False) -> builtins.list[Any]:
         """Return every stored object, in insertion order (shared unless ``copy``)."""
         with self._lock:
@@ -100,6 +115,16 @@ class Indexer:
         with self._lock:
             obj = self._items.get(key)
         return None if obj is None else store.deep_copy(obj)
+
+    def get_view_by_key(self, key: str) -> Any | None:
+        """The object stored under ``key`` (shared), or ``None``: for a decoded store
+        its view is the object itself. See ``store.KeyedIndexer``."""
+        with self._lock:
+            return self._items.get(key)
+
+    def list_views(self) -> builtins.list[Any]:
+        """Every stored object, shared, in insertion order (same as ``list()``)."""
+        return self.list()
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Swap the whole content for ``objs`` atomically and rebuild every index.

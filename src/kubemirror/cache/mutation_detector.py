@@ -319,6 +319,19 @@ class MutationCheckingIndexer(index.Indexer):
         super().delete(obj)
         self.detector.forget(key)
 
+    def update_by_key(self, key: str, obj: Any) -> None:
+        super().update_by_key(key, obj)
+        self.detector.record(key, obj)
+
+    def swap_by_key(self, key: str, obj: Any) -> Any | None:
+        replaced = super().swap_by_key(key, obj)
+        self.detector.record(key, obj)
+        return replaced
+
+    def delete_by_key(self, key: str) -> None:
+        super().delete_by_key(key)
+        self.detector.forget(key)
+
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         objs = list(objs)
         super().replace(objs, resource_version)
@@ -350,6 +363,14 @@ class _StrictMutationCheckingIndexer(MutationCheckingIndexer):
 
     def get(self, obj: Any, *, copy: bool = False) -> Any | None:
         return self.get_by_key(self.key_of(obj), copy=copy)
+
+    def get_view_by_key(self, key: str) -> Any | None:
+        return self.get_by_key(key)
+
+    def swap_by_key(self, key: str, obj: Any) -> Any | None:
+        replaced = self.get_by_key(key)  # verified, as every read in strict mode
+        self.update_by_key(key, obj)
+        return replaced
 
     def by_index(self, index_name: str, value: str, *, copy: bool = False
                  ) -> builtins.list[Any]:

@@ -18,7 +18,8 @@ import orjson
 
 from kubemirror import errors, types
 
-__all__ = ["KeyGetter", "KeyLister", "KeyListerGetter", "Store", "deep_copy", "key_of"]
+__all__ = ["KeyGetter", "KeyLister", "KeyListerGetter", "KeyedIndexer", "Store", "deep_copy",
+           "key_of"]
 
 T = TypeVar("T")
 
@@ -82,6 +83,38 @@ class Store(Protocol):
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None: ...
 
     def resync(self) -> None: ...
+
+
+@runtime_checkable
+class KeyedIndexer(KeyListerGetter, Protocol):
+    """A store written by key and read in its stored form: what an informer mirrors into.
+
+    ``index.Indexer`` (decoded dicts) and ``compact.CompactIndexer`` (JSON bytes)
+    implement it, so the informer has one route for both. The writer computes
+    each key once with ``key_of`` and passes it to ``update_by_key``/
+    ``swap_by_key``/``delete_by_key``, which trust it (a wrong key files the
+    object wrongly). ``swap_by_key`` returns the view of the object it replaced
+    (``None`` for a new key), in the same step as the write.
+    ``get_view_by_key``/``list_views`` return what handlers receive, without
+    decoding: the stored object itself for an ``Indexer``, its ``RawObject``
+    partial view for a ``CompactIndexer``. Thread safety and sharing as ``Store``.
+    """
+
+    def key_of(self, obj: Any) -> str: ...
+
+    def update_by_key(self, key: str, obj: Any) -> None: ...
+
+    def swap_by_key(self, key: str, obj: Any) -> Any | None: ...
+
+    def delete_by_key(self, key: str) -> None: ...
+
+    def get_view_by_key(self, key: str) -> Any | None: ...
+
+    def list_views(self) -> builtins.list[Any]: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, key: object) -> bool: ...
 
 
 def key_of(key_func: types.KeyFunc, obj: Any) -> str:

@@ -83,8 +83,9 @@ class ThreadSafeStore:
         """Store ``obj`` under ``key`` (same as ``update``). Raises ``IndexFuncError``."""
         self.update(key, obj)
 
-    def update(self, key: str, obj: Any, view: Any = None) -> None:
-        """Store ``obj`` under ``key``, replacing any previous object and its index entries.
+    def update(self, key: str, obj: Any, view: Any = None) -> Any | None:
+        """Store ``obj`` under ``key``, replacing any previous object and its index entries;
+        returns the object replaced (``None`` for a new key).
 
         Index functions run on ``view`` when given (what the object looks like to
         them, for stores that keep objects encoded), else on ``obj``. Raises
@@ -94,21 +95,25 @@ class ThreadSafeStore:
         if not funcs:
             with self._lock:
                 if not self._funcs:
-                    self._items[key] = obj
-                    return
+                    items = self._items
+                    replaced = items.get(key)
+                    items[key] = obj
+                    return replaced
         while True:
             funcs = self._funcs
             values = _compute(self._names, funcs, obj if view is None else view)
             with self._lock:
                 if funcs is self._funcs:
-                    self._items[key] = obj
+                    items = self._items
+                    replaced = items.get(key)
+                    items[key] = obj
                     old = self._values.get(key)
                     self._values[key] = values
                     if old is None:
                         self._insert_locked(key, values)
                     else:
                         self._move_locked(key, old, values)
-                    return
+                    return replaced
             # add_indexers ran meanwhile: recompute with the new set of functions.
 
     def delete(self, key: str) -> None:

@@ -1,6 +1,8 @@
 """Prometheus metrics of ``kubemirror serve``, read from the live objects at scrape time.
 
-Part of the ``cli`` layer; needs the optional ``prometheus_client`` package
+Part of the ``cli`` layer: the pull route of the metrics whose names, help texts
+and import live in ``informer.metrics`` (whose ``PrometheusMetrics`` is the push
+route of library users). Needs the optional ``prometheus_client`` package
 (``pip install 'kubemirror[metrics]'``): ``load_prometheus`` says so clearly
 when it is missing. ``MirrorCollector`` adds nothing to the event path: on each
 scrape it reads the storage sizes, each reflector's ``ReflectorStats``, each
@@ -14,11 +16,12 @@ import importlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from kubemirror import drift, errors, reflector
+from kubemirror.informer import metrics as mirror_metrics
 from kubemirror.multicluster import server
 from kubemirror.multicluster.storage_api import Storage
 from kubemirror.multicluster.synchro import MemberHealth
@@ -29,6 +32,7 @@ __all__ = ["DriftMonitors", "MirrorCollector", "Prometheus", "load_prometheus",
 
 Feeds = Callable[[], Mapping[tuple[str, GroupVersionResource], reflector.Reflector]]
 Health = Callable[[], Mapping[str, MemberHealth]]
+_T = TypeVar("_T")
 DriftMonitors = Callable[[], Mapping[tuple[str, GroupVersionResource], drift.DriftMonitor]]
 
 
@@ -55,16 +59,16 @@ class Prometheus:
 
 
 def load_prometheus() -> Prometheus:
-    """Import ``prometheus_client``; raises ``CommandError`` with the install command."""
+    """Import ``prometheus_client`` (``informer.metrics.import_prometheus``); raises
+    ``CommandError`` with the install command."""
     try:
-        client = importlib.import_module("prometheus_client")
-        core = importlib.import_module("prometheus_client.core")
-    except ImportError as exc:
+        client = mirror_metrics.import_prometheus()
+    except errors.ConfigError as exc:
         raise errors.CommandError(
             "the /metrics endpoint needs the prometheus_client package, which is not installed",
             "Install it with pip install 'kubemirror[metrics]', or pass --no-metrics",
         ) from exc
-    return Prometheus(client, core)
+    return Prometheus(client, importlib.import_module("prometheus_client.core"))
 
 
 def metrics_handler(prometheus: Prometheus, collector: MirrorCollector) -> server.Handler:
@@ -141,25 +145,15 @@ class MirrorCollector:
         synced = core.GaugeMetricFamily(
             "kubemirror_synced", "1 once the initial list was stored.", labels=labels
         )
-        counters = {
-            name: core.CounterMetricFamily(f"kubemirror_{name}", text, labels=labels)
-            for name, text in (
-                ("watch_events", "Watch events applied."),
-                ("lists", "Full LISTs (initial and relists)."),
-                ("relists", "Relists after an expired resourceVersion."),
-                ("errors", "List/watch errors (each retried with backoff)."),
-                ("malformed_events", "Watch lines that were not valid events."),
-            )
-        }
-        for (cluster, gvr), feed in sorted(self.feeds().items(), key=lambda kv: str(kv[0])):
-            key = [cluster, str(gvr)]
+        counters = mirror_metrics.counter_families(
+            core, ("events", "lists", "relists", "errors", "malformed_events"), labels,
+            exported={"events": "watch_events"})
+        for key, feed in _by_cluster_and_resource(self.feeds()):
             stats = feed.stats
             synced.add_metric(key, int(feed.has_synced()))
-            counters["watch_events"].add_metric(key, stats.events)
-            counters["lists"].add_metric(key, stats.lists)
-            counters["relists"].add_metric(key, stats.relists)
-            counters["errors"].add_metric(key, stats.errors)
-            counters["malformed_events"].add_metric(key, stats.malformed_events)
+            _add_samples(counters, key, events=stats.events, lists=stats.lists,
+                         relists=stats.relists, errors=stats.errors,
+                         malformed_events=stats.malformed_events)
         yield synced
         yield from counters.values()
         if self.health is not None:
@@ -177,26 +171,18 @@ class MirrorCollector:
             "Objects that differ between the mirror and the member (last drift check).",
             labels=[*labels, "kind"],
         )
-        counters = {
-            name: core.CounterMetricFamily(f"kubemirror_drift_{name}", text, labels=labels)
-            for name, text in (
-                ("checks", "Drift checks completed."),
-                ("detected", "Drift checks that found drift."),
-                ("repairs", "Relists to repair drift."),
-                ("check_errors", "Drift checks that failed."),
-            )
-        }
-        for (cluster, gvr), monitor in sorted(monitors.items(), key=lambda kv: str(kv[0])):
-            key = [cluster, str(gvr)]
+        counters = mirror_metrics.counter_families(
+            core, ("drift_checks", "drift_detected", "drift_repairs", "drift_check_errors"),
+            labels)
+        for key, monitor in _by_cluster_and_resource(monitors):
             last = monitor.last_report
             if last is not None:
                 for kind, entries in (("missing", last.missing), ("extra", last.extra),
                                       ("stale", last.stale)):
                     objects.add_metric([*key, kind], len(entries))
-            counters["checks"].add_metric(key, monitor.checks)
-            counters["detected"].add_metric(key, monitor.drifts)
-            counters["repairs"].add_metric(key, monitor.repairs)
-            counters["check_errors"].add_metric(key, monitor.failures)
+            _add_samples(counters, key, drift_checks=monitor.checks,
+                         drift_detected=monitor.drifts, drift_repairs=monitor.repairs,
+                         drift_check_errors=monitor.failures)
         yield objects
         yield from counters.values()
 
@@ -236,3 +222,17 @@ class MirrorCollector:
         yield stale
         yield last
         yield failures
+
+
+def _by_cluster_and_resource(
+    items: Mapping[tuple[str, GroupVersionResource], _T]
+) -> Iterator[tuple[list[str], _T]]:
+    """``(["cluster", "resource"] label values, item)``, in a stable order."""
+    for (cluster, gvr), item in sorted(items.items(), key=lambda kv: str(kv[0])):
+        yield [cluster, str(gvr)], item
+
+
+def _add_samples(families: Mapping[str, Any], labels: list[str], **values: float) -> None:
+    """One sample per family named in ``values``, all with the same label values."""
+    for name, value in values.items():
+        families[name].add_metric(labels, value)
