@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -65,6 +66,8 @@ class Tally:
     latency_seen: dict[int, int] = field(default_factory=dict)
     latency_complete: int = 0
     raw_restarts: int = 0
+    deletes: int = 0  # deletions seen by the agents' watches (a lease expired): should be 0
+    sessions: list[EtcdBackend] = field(default_factory=list)  # kubemirror's, for failovers
     latencies: list[float] = field(default_factory=list)
     all_converged: asyncio.Event = field(default_factory=asyncio.Event)
     all_latency: asyncio.Event = field(default_factory=asyncio.Event)
@@ -98,7 +101,7 @@ class _Observer:
         self.tally.seen(self.agent, name, k.marshal(), count)
 
     def on_delete(self, k: NamedKey) -> None:
-        pass
+        self.tally.deletes += 1
 
 
 async def kubemirror_agent(
@@ -107,6 +110,7 @@ async def kubemirror_agent(
 ) -> None:
     backend = EtcdBackend(",".join(endpoints), lease_ttl=60.0, name=f"a{agent}",
                           request_timeout=60.0, retry_timeout=120.0)
+    tally.sessions.append(backend)
     observer = _Observer(agent, tally)
     store = RestartableWatchStore(f"a{agent}", kv_pair_creator, observer)
     observer.store = store
@@ -159,6 +163,8 @@ async def raw_agent(
                 async for event in events:
                     if event.kind == "PUT":
                         note(event.kv.key, event.kv.value)
+                    else:
+                        tally.deletes += 1
             except Exception:
                 tally.raw_restarts += 1
             with contextlib.suppress(Exception):
@@ -203,15 +209,49 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
         AGENTS[stack](first + i, endpoints, keys, tally, go, done)) for i in range(count)]
     print(json.dumps({"ready": True}), flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # "go"
+    pauses = GcPauses()
     go.set()
     await tally.all_converged.wait()
+    converge_gc_s = pauses.total
     print(json.dumps({"converged_at": tally.converged_at}), flush=True)
+    cpu_start, gc_start = time.process_time(), pauses.total
     if latency_writes:
         await tally.all_latency.wait()
-    print(json.dumps({"latencies": tally.latencies}), flush=True)
+    print(json.dumps({
+        "latencies": tally.latencies,
+        "cpu_s": time.process_time() - cpu_start,
+        "gc_s": pauses.total - gc_start,
+        "gc_max_s": pauses.longest,
+        "converge_gc_s": converge_gc_s,
+        "deletes": tally.deletes,
+        "failovers": sum(s.failovers for s in tally.sessions),
+        "restarts": tally.raw_restarts,
+    }), flush=True)
+    pauses.close()
     await asyncio.to_thread(sys.stdin.readline)  # "stop"
     done.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class GcPauses:
+    """Wall time spent in the garbage collector, from ``gc.callbacks`` (both stacks)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.longest = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._start
+            self.total += pause
+            self.longest = max(self.longest, pause)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._note)
 
 
 @dataclass
@@ -220,6 +260,16 @@ class StackResult:
     converge_s: float
     latencies: list[float]
     etcd_cpu_s: float
+    etcd_writes: int  # revisions etcd advanced by: keys + latency writes + any rewrite
+    worker_cpu_s: float  # the agents' processes' CPU during the latency phase
+    gc_s: float  # the agents' processes' GC pauses during the latency phase, summed
+    gc_max_s: float  # longest single GC pause in any agent process, whole run
+    converge_gc_s: float  # GC pauses until convergence, summed over the processes
+    deletes: int  # deletions the agents saw (a lease expired): 0 expected
+    failovers: int  # kubemirror sessions moved to another member / raw watch restarts
+
+    def cpu_per_delivery_us(self) -> float:
+        return self.worker_cpu_s / len(self.latencies) * 1e6 if self.latencies else float("nan")
 
     def pct(self, q: float) -> float:
         data = sorted(self.latencies)
@@ -277,10 +327,13 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         for proc in procs:
             await line(proc)  # ready
         cpu_start = cluster.cpu_seconds()
+        revision_start = await _revision(cluster)
         start = time.monotonic()
         tell("go")
         converged = [await line(proc) for proc in procs]
         converge_s = max(float(c["converged_at"]) for c in converged) - start  # type: ignore[arg-type]
+        print(f"[{stack}: converged in {converge_s:.1f} s; timing {latency_writes} writes]",
+              file=sys.stderr, flush=True)
         put, close = await _writer(stack, endpoints)
         try:
             for n in range(latency_writes):
@@ -288,10 +341,10 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
                 await asyncio.sleep(interval)
         finally:
             await close()
-        latencies: list[float] = []
-        for proc in procs:
-            latencies += [float(x) for x in (await line(proc))["latencies"]]  # type: ignore[attr-defined]
+        reports = [await line(proc) for proc in procs]
+        latencies = [float(x) for r in reports for x in r["latencies"]]  # type: ignore[attr-defined]
         cpu = cluster.cpu_seconds() - cpu_start
+        writes = await _revision(cluster) - revision_start
         tell("stop")
         for proc in procs:
             await proc.wait()
@@ -302,7 +355,24 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
                 await proc.wait()
     async with aetcd.Client(host="127.0.0.1", port=cluster.members[0].client_port) as admin:
         await admin.delete_range(b"\0", b"\0")
-    return StackResult(stack, converge_s, latencies, cpu)
+
+    def total(name: str) -> float:
+        return sum(float(r[name]) for r in reports)  # type: ignore[arg-type]
+
+    return StackResult(
+        stack, converge_s, latencies, cpu, writes, total("cpu_s"), total("gc_s"),
+        max(float(r["gc_max_s"]) for r in reports),  # type: ignore[arg-type]
+        total("converge_gc_s"), int(total("deletes")), int(total("failovers") + total("restarts")),
+    )
+
+
+async def _revision(cluster: EtcdCluster) -> int:
+    async with aetcd.Client(host="127.0.0.1", port=cluster.members[0].client_port) as admin:
+        await admin.connect()
+        reply = await admin.kvstub.Range(aetcd.rpc.RangeRequest(key=b"\0", limit=1),
+                                         metadata=admin.metadata)
+        return int(reply.header.revision)
+
 
 
 async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
@@ -330,10 +400,25 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     print(f"latency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
           f"timed until each agent's watch delivered it\n")
     print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
-          f"{'etcd CPU s':>11}")
+          f"{'etcd CPU s':>11} {'etcd writes':>12} {'agents CPU us/event':>20} "
+          f"{'GC s conv/lat':>14} {'max GC ms':>10} {'deletes':>8} {'retries':>8}")
     for r in results:
         print(f"{r.stack:<12} {r.converge_s:>11.2f} {r.pct(0.5):>9.2f} {r.pct(0.99):>9.2f} "
-              f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f}")
+              f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f} {r.etcd_writes:>12} "
+              f"{r.cpu_per_delivery_us():>20.0f} "
+              f"{f'{r.converge_gc_s:.1f}/{r.gc_s:.2f}':>14} {r.gc_max_s * 1000:>10.0f} "
+              f"{r.deletes:>8} {r.failovers:>8}")
+    if len(results) == 2:
+        a, b = results
+        print(f"{a.stack + '/' + b.stack:<12} {a.converge_s / b.converge_s:>10.2f}x "
+              f"{a.pct(0.5) / b.pct(0.5):>8.2f}x {a.pct(0.99) / b.pct(0.99):>8.2f}x {'':>9} "
+              f"{a.etcd_cpu_s / b.etcd_cpu_s:>10.2f}x {'':>12} "
+              f"{a.cpu_per_delivery_us() / b.cpu_per_delivery_us():>19.2f}x")
+    print(f"\nagents CPU us/event: CPU of the agent processes during the latency phase per "
+          f"delivered write; GC: pauses in the agent processes (until convergence / latency "
+          f"phase); retries: kubemirror failovers or raw watch/put restarts; machine: "
+          f"{os.cpu_count()} CPUs shared with other jobs (load average "
+          f"{os.getloadavg()[0]:.1f} at the end), so figures vary run to run")
     by = {r.stack: r for r in results}
     if "kubemirror" in by and "raw" in by:
         km, raw = by["kubemirror"], by["raw"]
