@@ -201,8 +201,14 @@ AGENTS: dict[str, Callable[..., Coroutine[None, None, None]]] = {
 
 
 async def run_worker(stack: str, endpoints: list[str], first: int, count: int, agents: int,
-                     keys: int, latency_writes: int) -> None:
-    """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin."""
+                     keys: int, latency_writes: int, gc_freeze: bool) -> None:
+    """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin.
+
+    With ``gc_freeze`` every stack gets the same GC policy: once all its agents
+    converged, ``gc.freeze()`` moves what they hold out of later collections (what a
+    long-running agent does after its initial sync; kubemirror's reflector and
+    Watcher offer it as ``freeze_gc_after_sync``).
+    """
     tally = Tally(count, agents * keys, latency_writes)
     go, done = asyncio.Event(), asyncio.Event()
     tasks = [asyncio.get_running_loop().create_task(
@@ -213,6 +219,9 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
     go.set()
     await tally.all_converged.wait()
     converge_gc_s = pauses.total
+    tracked = len(gc.get_objects())
+    if gc_freeze:
+        gc.freeze()
     print(json.dumps({"converged_at": tally.converged_at}), flush=True)
     cpu_start, gc_start = time.process_time(), pauses.total
     if latency_writes:
@@ -226,6 +235,7 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
         "deletes": tally.deletes,
         "failovers": sum(s.failovers for s in tally.sessions),
         "restarts": tally.raw_restarts,
+        "tracked": tracked,
     }), flush=True)
     pauses.close()
     await asyncio.to_thread(sys.stdin.readline)  # "stop"
@@ -267,6 +277,7 @@ class StackResult:
     converge_gc_s: float  # GC pauses until convergence, summed over the processes
     deletes: int  # deletions the agents saw (a lease expired): 0 expected
     failovers: int  # kubemirror sessions moved to another member / raw watch restarts
+    tracked: int  # objects the GC tracks in the agent processes at convergence, summed
 
     def cpu_per_delivery_us(self) -> float:
         return self.worker_cpu_s / len(self.latencies) * 1e6 if self.latencies else float("nan")
@@ -295,7 +306,7 @@ async def _writer(stack: str, endpoints: list[str]) -> tuple[
 
 
 async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, processes: int,
-                    latency_writes: int, interval: float) -> StackResult:
+                    latency_writes: int, interval: float, gc_freeze: bool) -> StackResult:
     endpoints = cluster.endpoints
     per = [agents // processes + (1 if p < agents % processes else 0) for p in range(processes)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -305,7 +316,7 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
     for count in per:
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, SCRIPT, "--agent-worker",
-            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes]),
+            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=2**28,
         ))
         first += count
@@ -363,6 +374,7 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         stack, converge_s, latencies, cpu, writes, total("cpu_s"), total("gc_s"),
         max(float(r["gc_max_s"]) for r in reports),  # type: ignore[arg-type]
         total("converge_gc_s"), int(total("deletes")), int(total("failovers") + total("restarts")),
+        int(total("tracked")),
     )
 
 
@@ -376,7 +388,7 @@ async def _revision(cluster: EtcdCluster) -> int:
 
 
 async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
-                     interval: float, stacks: list[str]) -> None:
+                     interval: float, stacks: list[str], gc_freeze: bool = True) -> None:
     # A SIGTERM (timeout(1), Ctrl-C from a runner) still stops the etcd members.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster = EtcdCluster(3, heartbeat_interval_ms=50, election_timeout_ms=500,
@@ -386,7 +398,7 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     try:
         for stack in stacks:
             results.append(await run_stack(stack, cluster, agents, keys, processes,
-                                           latency_writes, interval))
+                                           latency_writes, interval, gc_freeze))
             done = results[-1]
             print(f"[{done.stack} done: converged {done.converge_s:.2f} s, "
                   f"p50 {done.pct(0.5):.2f} ms, p99 {done.pct(0.99):.2f} ms, "
@@ -397,17 +409,21 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     print(f"kvstore agents benchmark: {agents} agents x {keys} keys ({agents * keys:,} keys, "
           f"each watched by every agent), 3-member etcd cluster on 127.0.0.1 (plain HTTP), "
           f"{mode}, {os.cpu_count()} CPUs")
+    policy = ("gc.freeze() in every agent process at convergence" if gc_freeze
+              else "Python's default collector throughout")
+    print(f"GC policy (the same for every stack): {policy}")
     print(f"latency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
           f"timed until each agent's watch delivered it\n")
     print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
           f"{'etcd CPU s':>11} {'etcd writes':>12} {'agents CPU us/event':>20} "
-          f"{'GC s conv/lat':>14} {'max GC ms':>10} {'deletes':>8} {'retries':>8}")
+          f"{'GC s conv/lat':>14} {'max GC ms':>10} {'tracked M':>10} {'deletes':>8} "
+          f"{'retries':>8}")
     for r in results:
         print(f"{r.stack:<12} {r.converge_s:>11.2f} {r.pct(0.5):>9.2f} {r.pct(0.99):>9.2f} "
               f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f} {r.etcd_writes:>12} "
               f"{r.cpu_per_delivery_us():>20.0f} "
               f"{f'{r.converge_gc_s:.1f}/{r.gc_s:.2f}':>14} {r.gc_max_s * 1000:>10.0f} "
-              f"{r.deletes:>8} {r.failovers:>8}")
+              f"{r.tracked / 1e6:>10.2f} {r.deletes:>8} {r.failovers:>8}")
     if len(results) == 2:
         a, b = results
         print(f"{a.stack + '/' + b.stack:<12} {a.converge_s / b.converge_s:>10.2f}x "
@@ -416,7 +432,8 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
               f"{a.cpu_per_delivery_us() / b.cpu_per_delivery_us():>19.2f}x")
     print(f"\nagents CPU us/event: CPU of the agent processes during the latency phase per "
           f"delivered write; GC: pauses in the agent processes (until convergence / latency "
-          f"phase); retries: kubemirror failovers or raw watch/put restarts; machine: "
+          f"phase), tracked M: millions of GC-tracked objects at convergence; retries: "
+          f"kubemirror failovers or raw watch/put restarts; machine: "
           f"{os.cpu_count()} CPUs shared with other jobs (load average "
           f"{os.getloadavg()[0]:.1f} at the end), so figures vary run to run")
     by = {r.stack: r for r in results}
@@ -436,5 +453,6 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
 def worker_main(spec: str) -> None:
     # Retries under overload are expected; only errors are worth the worker's stderr.
     logging.basicConfig(level=logging.ERROR)
-    stack, endpoints, first, count, agents, keys, latency_writes = json.loads(spec)
-    asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes))
+    stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze = json.loads(spec)
+    asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes,
+                           gc_freeze))
