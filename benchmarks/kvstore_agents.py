@@ -52,6 +52,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 SCRIPT = str(Path(__file__).with_name("bench_kvstore.py"))
 LATENCY = "lat-"
 VALUE = b"x" * 100
+TEARDOWN_S = 120.0  # seconds the workers get to close their agents after the figures
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Tally:
     latency_seen: dict[int, int] = field(default_factory=dict)
     latency_complete: int = 0
     raw_restarts: int = 0
+    deliveries: int = 0  # watch events delivered to the agents
     deletes: int = 0  # deletions seen by the agents' watches (a lease expired): should be 0
     sessions: list[EtcdBackend] = field(default_factory=list)  # kubemirror's, for failovers
     latencies: list[float] = field(default_factory=list)
@@ -73,6 +75,7 @@ class Tally:
     all_latency: asyncio.Event = field(default_factory=asyncio.Event)
 
     def seen(self, agent: int, name: str, value: bytes, count: int) -> None:
+        self.deliveries += 1
         if name.startswith(LATENCY):
             self.latencies.append(time.monotonic() - float(value))
             n = self.latency_seen[agent] = self.latency_seen.get(agent, 0) + 1
@@ -217,6 +220,8 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
     await asyncio.to_thread(sys.stdin.readline)  # "go"
     pauses = GcPauses()
     go.set()
+    progress = asyncio.get_running_loop().create_task(
+        _report_progress(f"{stack} agents {first}..{first + count - 1}", tally, pauses))
     await tally.all_converged.wait()
     converge_gc_s = pauses.total
     tracked = len(gc.get_objects())
@@ -238,9 +243,20 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
         "tracked": tracked,
     }), flush=True)
     pauses.close()
+    progress.cancel()
     await asyncio.to_thread(sys.stdin.readline)  # "stop"
     done.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _report_progress(who: str, tally: Tally, pauses: GcPauses) -> None:
+    """Every 30 s on stderr: how far this worker's agents got (tells slow from stalled)."""
+    start = time.monotonic()
+    while True:
+        await asyncio.sleep(30)
+        print(f"[{who}: {time.monotonic() - start:.0f} s, {len(tally.converged)}/{tally.agents} "
+              f"converged, {tally.deliveries:,} events, {tally.deletes} deletes, "
+              f"GC {pauses.total:.1f} s]", file=sys.stderr, flush=True)
 
 
 class GcPauses:
@@ -278,6 +294,7 @@ class StackResult:
     deletes: int  # deletions the agents saw (a lease expired): 0 expected
     failovers: int  # kubemirror sessions moved to another member / raw watch restarts
     tracked: int  # objects the GC tracks in the agent processes at convergence, summed
+    teardown_s: float  # from "stop" until every worker exited (or was killed)
 
     def cpu_per_delivery_us(self) -> float:
         return self.worker_cpu_s / len(self.latencies) * 1e6 if self.latencies else float("nan")
@@ -357,8 +374,17 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         cpu = cluster.cpu_seconds() - cpu_start
         writes = await _revision(cluster) - revision_start
         tell("stop")
+        stop_start = time.monotonic()
         for proc in procs:
-            await proc.wait()
+            # The figures are in; a teardown that hangs must not hold up the run.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), max(1.0, TEARDOWN_S - (
+                    time.monotonic() - stop_start)))
+        teardown_s = time.monotonic() - stop_start
+        hung = sum(proc.returncode is None for proc in procs)
+        if hung:
+            print(f"[{stack}: {hung} worker(s) still tearing down after {TEARDOWN_S:.0f} s: "
+                  "killed]", file=sys.stderr, flush=True)
     finally:
         for proc in procs:
             if proc.returncode is None:
@@ -368,14 +394,20 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         await admin.delete_range(b"\0", b"\0")
 
     def total(name: str) -> float:
-        return sum(float(r[name]) for r in reports)  # type: ignore[arg-type]
+        return sum(_number(r, name) for r in reports)
 
     return StackResult(
         stack, converge_s, latencies, cpu, writes, total("cpu_s"), total("gc_s"),
-        max(float(r["gc_max_s"]) for r in reports),  # type: ignore[arg-type]
+        max(_number(r, "gc_max_s") for r in reports),
         total("converge_gc_s"), int(total("deletes")), int(total("failovers") + total("restarts")),
-        int(total("tracked")),
+        int(total("tracked")), teardown_s,
     )
+
+
+def _number(report: dict[str, object], name: str) -> float:
+    value = report[name]
+    assert isinstance(value, int | float), (name, value)
+    return float(value)
 
 
 async def _revision(cluster: EtcdCluster) -> int:
@@ -417,13 +449,13 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
           f"{'etcd CPU s':>11} {'etcd writes':>12} {'agents CPU us/event':>20} "
           f"{'GC s conv/lat':>14} {'max GC ms':>10} {'tracked M':>10} {'deletes':>8} "
-          f"{'retries':>8}")
+          f"{'retries':>8} {'teardown s':>11}")
     for r in results:
         print(f"{r.stack:<12} {r.converge_s:>11.2f} {r.pct(0.5):>9.2f} {r.pct(0.99):>9.2f} "
               f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f} {r.etcd_writes:>12} "
               f"{r.cpu_per_delivery_us():>20.0f} "
               f"{f'{r.converge_gc_s:.1f}/{r.gc_s:.2f}':>14} {r.gc_max_s * 1000:>10.0f} "
-              f"{r.tracked / 1e6:>10.2f} {r.deletes:>8} {r.failovers:>8}")
+              f"{r.tracked / 1e6:>10.2f} {r.deletes:>8} {r.failovers:>8} {r.teardown_s:>11.1f}")
     if len(results) == 2:
         a, b = results
         print(f"{a.stack + '/' + b.stack:<12} {a.converge_s / b.converge_s:>10.2f}x "
