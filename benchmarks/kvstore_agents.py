@@ -52,6 +52,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 SCRIPT = str(Path(__file__).with_name("bench_kvstore.py"))
 LATENCY = "lat-"
 VALUE = b"x" * 100
+LEASE_TTL = 900  # s: Cilium's default --kvstore-lease-ttl (15 min)
 TEARDOWN_S = 120.0  # seconds the workers get to close their agents after the figures
 
 
@@ -109,9 +110,9 @@ class _Observer:
 
 async def kubemirror_agent(
     agent: int, endpoints: list[str], keys: int, tally: Tally, go: asyncio.Event,
-    done: asyncio.Event,
+    done: asyncio.Event, lease_ttl: int,
 ) -> None:
-    backend = EtcdBackend(",".join(endpoints), lease_ttl=60.0, name=f"a{agent}",
+    backend = EtcdBackend(",".join(endpoints), lease_ttl=lease_ttl, name=f"a{agent}",
                           request_timeout=60.0, retry_timeout=120.0)
     tally.sessions.append(backend)
     observer = _Observer(agent, tally)
@@ -134,7 +135,7 @@ async def kubemirror_agent(
 
 async def raw_agent(
     agent: int, endpoints: list[str], keys: int, tally: Tally, go: asyncio.Event,
-    done: asyncio.Event,
+    done: asyncio.Event, lease_ttl: int,
 ) -> None:
     host, port = endpoints[agent % len(endpoints)].rpartition("/")[2].split(":")
     client = aetcd.Client(host=host, port=int(port), timeout=60)
@@ -148,9 +149,15 @@ async def raw_agent(
         tally.seen(agent, name, value, len(seen) - tally.latency_seen.get(agent, 0))
 
     async def keepalive(lease_id: int) -> None:
+        delay = lease_ttl / 3
         while True:
-            await asyncio.sleep(20)
-            await client.refresh_lease(lease_id)
+            await asyncio.sleep(delay)
+            try:
+                await client.refresh_lease(lease_id)
+                delay = lease_ttl / 3
+            except Exception:  # retried soon, as EtcdBackend's keep-alive does
+                tally.raw_restarts += 1
+                delay = 0.2
 
     async def watch() -> None:
         # The least a raw client needs to survive overload: on any error, a new client
@@ -176,7 +183,7 @@ async def raw_agent(
             watcher = aetcd.Client(host=host, port=int(port), timeout=60)
 
     async with client:
-        lease = await client.lease(60)
+        lease = await client.lease(lease_ttl)
         tasks = [asyncio.get_running_loop().create_task(c) for c in (keepalive(lease.id),
                                                                       watch())]
         try:
@@ -204,7 +211,7 @@ AGENTS: dict[str, Callable[..., Coroutine[None, None, None]]] = {
 
 
 async def run_worker(stack: str, endpoints: list[str], first: int, count: int, agents: int,
-                     keys: int, latency_writes: int, gc_freeze: bool) -> None:
+                     keys: int, latency_writes: int, gc_freeze: bool, lease_ttl: int) -> None:
     """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin.
 
     With ``gc_freeze`` every stack gets the same GC policy: once all its agents
@@ -215,7 +222,8 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
     tally = Tally(count, agents * keys, latency_writes)
     go, done = asyncio.Event(), asyncio.Event()
     tasks = [asyncio.get_running_loop().create_task(
-        AGENTS[stack](first + i, endpoints, keys, tally, go, done)) for i in range(count)]
+        AGENTS[stack](first + i, endpoints, keys, tally, go, done, lease_ttl))
+        for i in range(count)]
     print(json.dumps({"ready": True}), flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # "go"
     pauses = GcPauses()
@@ -323,7 +331,8 @@ async def _writer(stack: str, endpoints: list[str]) -> tuple[
 
 
 async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, processes: int,
-                    latency_writes: int, interval: float, gc_freeze: bool) -> StackResult:
+                    latency_writes: int, interval: float, gc_freeze: bool,
+                    lease_ttl: int) -> StackResult:
     endpoints = cluster.endpoints
     per = [agents // processes + (1 if p < agents % processes else 0) for p in range(processes)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -333,7 +342,8 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
     for count in per:
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, SCRIPT, "--agent-worker",
-            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze]),
+            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze,
+                        lease_ttl]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=2**28,
         ))
         first += count
@@ -420,7 +430,8 @@ async def _revision(cluster: EtcdCluster) -> int:
 
 
 async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
-                     interval: float, stacks: list[str], gc_freeze: bool = True) -> None:
+                     interval: float, stacks: list[str], gc_freeze: bool = True,
+                     lease_ttl: int = LEASE_TTL) -> None:
     # A SIGTERM (timeout(1), Ctrl-C from a runner) still stops the etcd members.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster = EtcdCluster(3, heartbeat_interval_ms=50, election_timeout_ms=500,
@@ -430,7 +441,7 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     try:
         for stack in stacks:
             results.append(await run_stack(stack, cluster, agents, keys, processes,
-                                           latency_writes, interval, gc_freeze))
+                                           latency_writes, interval, gc_freeze, lease_ttl))
             done = results[-1]
             print(f"[{done.stack} done: converged {done.converge_s:.2f} s, "
                   f"p50 {done.pct(0.5):.2f} ms, p99 {done.pct(0.99):.2f} ms, "
@@ -443,7 +454,7 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
           f"{mode}, {os.cpu_count()} CPUs")
     policy = ("gc.freeze() in every agent process at convergence" if gc_freeze
               else "Python's default collector throughout")
-    print(f"GC policy (the same for every stack): {policy}")
+    print(f"GC policy (the same for every stack): {policy}; session lease TTL {lease_ttl} s")
     print(f"latency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
           f"timed until each agent's watch delivered it\n")
     print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
@@ -485,6 +496,6 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
 def worker_main(spec: str) -> None:
     # Retries under overload are expected; only errors are worth the worker's stderr.
     logging.basicConfig(level=logging.ERROR)
-    stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze = json.loads(spec)
+    stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze, ttl = json.loads(spec)
     asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes,
-                           gc_freeze))
+                           gc_freeze, ttl))
