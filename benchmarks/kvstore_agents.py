@@ -14,8 +14,16 @@ Measured: the time from "go" until every agent has seen all N*K keys; then
 ``--latency-writes`` single writes (one every ``--write-interval`` s) from a separate
 writer, each timed from just before the put until each agent's watch delivers it
 (p50/p99 over every agent and write); etcd's CPU seconds (all three members) over
-both phases. Agents run as asyncio tasks in this process (``--processes 1``) or
-spread over several worker processes (``--processes P``), each reporting on stdout.
+both phases and the revisions it advanced by; in the agent processes, CPU per
+delivered write during the latency phase, GC pauses (``gc.callbacks``), GC-tracked
+objects at convergence, deletions seen (a lease lost) and retries. Agents run in
+worker processes (``--processes P``; 1: all as asyncio tasks of one process), each
+reporting on stdout and, every 30 s, its progress on stderr.
+
+Equal terms: the same keys and values, the same session lease TTL (``--lease-ttl``,
+Cilium's 15 min by default) and the same GC policy for both stacks (``gc.freeze()``
+at convergence, or ``--no-gc-freeze``); the raw baseline decodes each key's name and
+keeps the value in a dict, and retries what fails (watch, put, keep-alive).
 """
 
 from __future__ import annotations
