@@ -378,7 +378,7 @@ class EtcdBackend(lease.LeasedSession):
         ops = [op for _, op, _ in writes]
         reads = [rpc.RequestOp(request_range=rpc.RangeRequest(key=raw)) for raw in raws]
         wanted = [want for _, _, want in writes]
-        label = writes[0][0] if len(writes) == 1 else f"{writes[0][0]}... ({len(writes)} keys)"
+        first = writes[0][0]  # the key errors name (a batch's first)
         for _ in range(_FENCE_ATTEMPTS):
             fence = self._revision + 1
             fenced = rpc.TxnRequest(
@@ -400,7 +400,7 @@ class EtcdBackend(lease.LeasedSession):
                     success=[],
                     failure=[rpc.RequestOp(request_txn=fenced)],
                 )
-            resp = await self._call(operation, label, functools.partial(self._txn_rpc, request))
+            resp = await self._call(operation, first, functools.partial(self._txn_rpc, request))
             self._saw(int(resp.header.revision))
             inner = resp
             if request is not fenced:
@@ -412,8 +412,9 @@ class EtcdBackend(lease.LeasedSession):
             current = [_held(read.response_range.kvs) for read in inner.responses]
             if current == wanted:
                 return None
+        more = f" (and {len(writes) - 1} more keys)" if len(writes) > 1 else ""
         raise errors.KVStoreError(
-            f"etcd {operation} of {label!r} lost {_FENCE_ATTEMPTS} races with other writers"
+            f"etcd {operation} of {first!r}{more} lost {_FENCE_ATTEMPTS} races with other writers"
         )
 
     async def _txn_rpc(self, request: Any) -> Any:
