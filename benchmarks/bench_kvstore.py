@@ -423,6 +423,13 @@ def main() -> None:
                         help="seconds between two latency writes")
     parser.add_argument("--stacks", default="kubemirror,raw",
                         help="comma-separated: kubemirror, raw (aetcd)")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
+                        help="agents: keep Python's default collector after convergence "
+                        "(default: gc.freeze() in every stack's agent processes)")
+    parser.add_argument("--lease-ttl", type=int, default=900,
+                        help="agents: session lease TTL in seconds, every stack (default: "
+                        "Cilium's 15 min; at 60 s, 1,000 agents on a loaded 2-CPU machine "
+                        "lose leases while converging)")
     parser.add_argument("--agent-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agent_worker is not None or args.agents is not None:
@@ -433,7 +440,7 @@ def main() -> None:
         else:
             asyncio.run(kvstore_agents.run_agents(
                 args.agents, args.agent_keys, args.processes, args.latency_writes,
-                args.write_interval, args.stacks.split(",")))
+                args.write_interval, args.stacks.split(","), args.gc_freeze, args.lease_ttl))
         return
     keys = args.keys or (1000 if args.quick else 10_000)
     latency_keys = args.latency_keys or min(keys, 300 if args.quick else 2000)

@@ -14,14 +14,23 @@ Measured: the time from "go" until every agent has seen all N*K keys; then
 ``--latency-writes`` single writes (one every ``--write-interval`` s) from a separate
 writer, each timed from just before the put until each agent's watch delivers it
 (p50/p99 over every agent and write); etcd's CPU seconds (all three members) over
-both phases. Agents run as asyncio tasks in this process (``--processes 1``) or
-spread over several worker processes (``--processes P``), each reporting on stdout.
+both phases and the revisions it advanced by; in the agent processes, CPU per
+delivered write during the latency phase, GC pauses (``gc.callbacks``), GC-tracked
+objects at convergence, deletions seen (a lease lost) and retries. Agents run in
+worker processes (``--processes P``; 1: all as asyncio tasks of one process), each
+reporting on stdout and, every 30 s, its progress on stderr.
+
+Equal terms: the same keys and values, the same session lease TTL (``--lease-ttl``,
+Cilium's 15 min by default) and the same GC policy for both stacks (``gc.freeze()``
+at convergence, or ``--no-gc-freeze``); the raw baseline decodes each key's name and
+keeps the value in a dict, and retries what fails (watch, put, keep-alive).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -51,6 +60,8 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 SCRIPT = str(Path(__file__).with_name("bench_kvstore.py"))
 LATENCY = "lat-"
 VALUE = b"x" * 100
+LEASE_TTL = 900  # s: Cilium's default --kvstore-lease-ttl (15 min)
+TEARDOWN_S = 120.0  # seconds the workers get to close their agents after the figures
 
 
 @dataclass
@@ -65,11 +76,15 @@ class Tally:
     latency_seen: dict[int, int] = field(default_factory=dict)
     latency_complete: int = 0
     raw_restarts: int = 0
+    deliveries: int = 0  # watch events delivered to the agents
+    deletes: int = 0  # deletions seen by the agents' watches (a lease expired): should be 0
+    sessions: list[EtcdBackend] = field(default_factory=list)  # kubemirror's, for failovers
     latencies: list[float] = field(default_factory=list)
     all_converged: asyncio.Event = field(default_factory=asyncio.Event)
     all_latency: asyncio.Event = field(default_factory=asyncio.Event)
 
     def seen(self, agent: int, name: str, value: bytes, count: int) -> None:
+        self.deliveries += 1
         if name.startswith(LATENCY):
             self.latencies.append(time.monotonic() - float(value))
             n = self.latency_seen[agent] = self.latency_seen.get(agent, 0) + 1
@@ -98,15 +113,16 @@ class _Observer:
         self.tally.seen(self.agent, name, k.marshal(), count)
 
     def on_delete(self, k: NamedKey) -> None:
-        pass
+        self.tally.deletes += 1
 
 
 async def kubemirror_agent(
     agent: int, endpoints: list[str], keys: int, tally: Tally, go: asyncio.Event,
-    done: asyncio.Event,
+    done: asyncio.Event, lease_ttl: int,
 ) -> None:
-    backend = EtcdBackend(",".join(endpoints), lease_ttl=60.0, name=f"a{agent}",
+    backend = EtcdBackend(",".join(endpoints), lease_ttl=lease_ttl, name=f"a{agent}",
                           request_timeout=60.0, retry_timeout=120.0)
+    tally.sessions.append(backend)
     observer = _Observer(agent, tally)
     store = RestartableWatchStore(f"a{agent}", kv_pair_creator, observer)
     observer.store = store
@@ -127,7 +143,7 @@ async def kubemirror_agent(
 
 async def raw_agent(
     agent: int, endpoints: list[str], keys: int, tally: Tally, go: asyncio.Event,
-    done: asyncio.Event,
+    done: asyncio.Event, lease_ttl: int,
 ) -> None:
     host, port = endpoints[agent % len(endpoints)].rpartition("/")[2].split(":")
     client = aetcd.Client(host=host, port=int(port), timeout=60)
@@ -141,9 +157,15 @@ async def raw_agent(
         tally.seen(agent, name, value, len(seen) - tally.latency_seen.get(agent, 0))
 
     async def keepalive(lease_id: int) -> None:
+        delay = lease_ttl / 3
         while True:
-            await asyncio.sleep(20)
-            await client.refresh_lease(lease_id)
+            await asyncio.sleep(delay)
+            try:
+                await client.refresh_lease(lease_id)
+                delay = lease_ttl / 3
+            except Exception:  # retried soon, as EtcdBackend's keep-alive does
+                tally.raw_restarts += 1
+                delay = 0.2
 
     async def watch() -> None:
         # The least a raw client needs to survive overload: on any error, a new client
@@ -159,6 +181,8 @@ async def raw_agent(
                 async for event in events:
                     if event.kind == "PUT":
                         note(event.kv.key, event.kv.value)
+                    else:
+                        tally.deletes += 1
             except Exception:
                 tally.raw_restarts += 1
             with contextlib.suppress(Exception):
@@ -167,7 +191,7 @@ async def raw_agent(
             watcher = aetcd.Client(host=host, port=int(port), timeout=60)
 
     async with client:
-        lease = await client.lease(60)
+        lease = await client.lease(lease_ttl)
         tasks = [asyncio.get_running_loop().create_task(c) for c in (keepalive(lease.id),
                                                                       watch())]
         try:
@@ -195,23 +219,81 @@ AGENTS: dict[str, Callable[..., Coroutine[None, None, None]]] = {
 
 
 async def run_worker(stack: str, endpoints: list[str], first: int, count: int, agents: int,
-                     keys: int, latency_writes: int) -> None:
-    """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin."""
+                     keys: int, latency_writes: int, gc_freeze: bool, lease_ttl: int) -> None:
+    """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin.
+
+    With ``gc_freeze`` every stack gets the same GC policy: once all its agents
+    converged, ``gc.freeze()`` moves what they hold out of later collections (what a
+    long-running agent does after its initial sync; kubemirror's reflector and
+    Watcher offer it as ``freeze_gc_after_sync``).
+    """
     tally = Tally(count, agents * keys, latency_writes)
     go, done = asyncio.Event(), asyncio.Event()
     tasks = [asyncio.get_running_loop().create_task(
-        AGENTS[stack](first + i, endpoints, keys, tally, go, done)) for i in range(count)]
+        AGENTS[stack](first + i, endpoints, keys, tally, go, done, lease_ttl))
+        for i in range(count)]
     print(json.dumps({"ready": True}), flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # "go"
+    pauses = GcPauses()
     go.set()
+    progress = asyncio.get_running_loop().create_task(
+        _report_progress(f"{stack} agents {first}..{first + count - 1}", tally, pauses))
     await tally.all_converged.wait()
+    converge_gc_s = pauses.total
+    tracked = len(gc.get_objects())
+    if gc_freeze:
+        gc.freeze()
     print(json.dumps({"converged_at": tally.converged_at}), flush=True)
+    cpu_start, gc_start = time.process_time(), pauses.total
     if latency_writes:
         await tally.all_latency.wait()
-    print(json.dumps({"latencies": tally.latencies}), flush=True)
+    print(json.dumps({
+        "latencies": tally.latencies,
+        "cpu_s": time.process_time() - cpu_start,
+        "gc_s": pauses.total - gc_start,
+        "gc_max_s": pauses.longest,
+        "converge_gc_s": converge_gc_s,
+        "deletes": tally.deletes,
+        "failovers": sum(s.failovers for s in tally.sessions),
+        "restarts": tally.raw_restarts,
+        "tracked": tracked,
+    }), flush=True)
+    pauses.close()
+    progress.cancel()
     await asyncio.to_thread(sys.stdin.readline)  # "stop"
     done.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _report_progress(who: str, tally: Tally, pauses: GcPauses) -> None:
+    """Every 30 s on stderr: how far this worker's agents got (tells slow from stalled)."""
+    start = time.monotonic()
+    while True:
+        await asyncio.sleep(30)
+        print(f"[{who}: {time.monotonic() - start:.0f} s, {len(tally.converged)}/{tally.agents} "
+              f"converged, {tally.deliveries:,} events, {tally.deletes} deletes, "
+              f"GC {pauses.total:.1f} s]", file=sys.stderr, flush=True)
+
+
+class GcPauses:
+    """Wall time spent in the garbage collector, from ``gc.callbacks`` (both stacks)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.longest = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._start
+            self.total += pause
+            self.longest = max(self.longest, pause)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._note)
 
 
 @dataclass
@@ -220,6 +302,18 @@ class StackResult:
     converge_s: float
     latencies: list[float]
     etcd_cpu_s: float
+    etcd_writes: int  # revisions etcd advanced by: keys + latency writes + any rewrite
+    worker_cpu_s: float  # the agents' processes' CPU during the latency phase
+    gc_s: float  # the agents' processes' GC pauses during the latency phase, summed
+    gc_max_s: float  # longest single GC pause in any agent process, whole run
+    converge_gc_s: float  # GC pauses until convergence, summed over the processes
+    deletes: int  # deletions the agents saw (a lease expired): 0 expected
+    failovers: int  # kubemirror sessions moved to another member / raw watch restarts
+    tracked: int  # objects the GC tracks in the agent processes at convergence, summed
+    teardown_s: float  # from "stop" until every worker exited (or was killed)
+
+    def cpu_per_delivery_us(self) -> float:
+        return self.worker_cpu_s / len(self.latencies) * 1e6 if self.latencies else float("nan")
 
     def pct(self, q: float) -> float:
         data = sorted(self.latencies)
@@ -245,7 +339,8 @@ async def _writer(stack: str, endpoints: list[str]) -> tuple[
 
 
 async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, processes: int,
-                    latency_writes: int, interval: float) -> StackResult:
+                    latency_writes: int, interval: float, gc_freeze: bool,
+                    lease_ttl: int) -> StackResult:
     endpoints = cluster.endpoints
     per = [agents // processes + (1 if p < agents % processes else 0) for p in range(processes)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -255,7 +350,8 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
     for count in per:
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, SCRIPT, "--agent-worker",
-            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes]),
+            json.dumps([stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze,
+                        lease_ttl]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=2**28,
         ))
         first += count
@@ -277,10 +373,13 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         for proc in procs:
             await line(proc)  # ready
         cpu_start = cluster.cpu_seconds()
+        revision_start = await _revision(cluster)
         start = time.monotonic()
         tell("go")
         converged = [await line(proc) for proc in procs]
         converge_s = max(float(c["converged_at"]) for c in converged) - start  # type: ignore[arg-type]
+        print(f"[{stack}: converged in {converge_s:.1f} s; timing {latency_writes} writes]",
+              file=sys.stderr, flush=True)
         put, close = await _writer(stack, endpoints)
         try:
             for n in range(latency_writes):
@@ -288,13 +387,22 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
                 await asyncio.sleep(interval)
         finally:
             await close()
-        latencies: list[float] = []
-        for proc in procs:
-            latencies += [float(x) for x in (await line(proc))["latencies"]]  # type: ignore[attr-defined]
+        reports = [await line(proc) for proc in procs]
+        latencies = [float(x) for r in reports for x in r["latencies"]]  # type: ignore[attr-defined]
         cpu = cluster.cpu_seconds() - cpu_start
+        writes = await _revision(cluster) - revision_start
         tell("stop")
+        stop_start = time.monotonic()
         for proc in procs:
-            await proc.wait()
+            # The figures are in; a teardown that hangs must not hold up the run.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), max(1.0, TEARDOWN_S - (
+                    time.monotonic() - stop_start)))
+        teardown_s = time.monotonic() - stop_start
+        hung = sum(proc.returncode is None for proc in procs)
+        if hung:
+            print(f"[{stack}: {hung} worker(s) still tearing down after {TEARDOWN_S:.0f} s: "
+                  "killed]", file=sys.stderr, flush=True)
     finally:
         for proc in procs:
             if proc.returncode is None:
@@ -302,11 +410,36 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
                 await proc.wait()
     async with aetcd.Client(host="127.0.0.1", port=cluster.members[0].client_port) as admin:
         await admin.delete_range(b"\0", b"\0")
-    return StackResult(stack, converge_s, latencies, cpu)
+
+    def total(name: str) -> float:
+        return sum(_number(r, name) for r in reports)
+
+    return StackResult(
+        stack, converge_s, latencies, cpu, writes, total("cpu_s"), total("gc_s"),
+        max(_number(r, "gc_max_s") for r in reports),
+        total("converge_gc_s"), int(total("deletes")), int(total("failovers") + total("restarts")),
+        int(total("tracked")), teardown_s,
+    )
+
+
+def _number(report: dict[str, object], name: str) -> float:
+    value = report[name]
+    assert isinstance(value, int | float), (name, value)
+    return float(value)
+
+
+async def _revision(cluster: EtcdCluster) -> int:
+    async with aetcd.Client(host="127.0.0.1", port=cluster.members[0].client_port) as admin:
+        await admin.connect()
+        reply = await admin.kvstub.Range(aetcd.rpc.RangeRequest(key=b"\0", limit=1),
+                                         metadata=admin.metadata)
+        return int(reply.header.revision)
+
 
 
 async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
-                     interval: float, stacks: list[str]) -> None:
+                     interval: float, stacks: list[str], gc_freeze: bool = True,
+                     lease_ttl: int = LEASE_TTL) -> None:
     # A SIGTERM (timeout(1), Ctrl-C from a runner) still stops the etcd members.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster = EtcdCluster(3, heartbeat_interval_ms=50, election_timeout_ms=500,
@@ -316,7 +449,7 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     try:
         for stack in stacks:
             results.append(await run_stack(stack, cluster, agents, keys, processes,
-                                           latency_writes, interval))
+                                           latency_writes, interval, gc_freeze, lease_ttl))
             done = results[-1]
             print(f"[{done.stack} done: converged {done.converge_s:.2f} s, "
                   f"p50 {done.pct(0.5):.2f} ms, p99 {done.pct(0.99):.2f} ms, "
@@ -327,13 +460,33 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     print(f"kvstore agents benchmark: {agents} agents x {keys} keys ({agents * keys:,} keys, "
           f"each watched by every agent), 3-member etcd cluster on 127.0.0.1 (plain HTTP), "
           f"{mode}, {os.cpu_count()} CPUs")
+    policy = ("gc.freeze() in every agent process at convergence" if gc_freeze
+              else "Python's default collector throughout")
+    print(f"GC policy (the same for every stack): {policy}; session lease TTL {lease_ttl} s")
     print(f"latency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
           f"timed until each agent's watch delivered it\n")
     print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
-          f"{'etcd CPU s':>11}")
+          f"{'etcd CPU s':>11} {'etcd writes':>12} {'agents CPU us/event':>20} "
+          f"{'GC s conv/lat':>14} {'max GC ms':>10} {'tracked M':>10} {'deletes':>8} "
+          f"{'retries':>8} {'teardown s':>11}")
     for r in results:
         print(f"{r.stack:<12} {r.converge_s:>11.2f} {r.pct(0.5):>9.2f} {r.pct(0.99):>9.2f} "
-              f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f}")
+              f"{len(r.latencies):>9} {r.etcd_cpu_s:>11.1f} {r.etcd_writes:>12} "
+              f"{r.cpu_per_delivery_us():>20.0f} "
+              f"{f'{r.converge_gc_s:.1f}/{r.gc_s:.2f}':>14} {r.gc_max_s * 1000:>10.0f} "
+              f"{r.tracked / 1e6:>10.2f} {r.deletes:>8} {r.failovers:>8} {r.teardown_s:>11.1f}")
+    if len(results) == 2:
+        a, b = results
+        print(f"{a.stack + '/' + b.stack:<12} {a.converge_s / b.converge_s:>10.2f}x "
+              f"{a.pct(0.5) / b.pct(0.5):>8.2f}x {a.pct(0.99) / b.pct(0.99):>8.2f}x {'':>9} "
+              f"{a.etcd_cpu_s / b.etcd_cpu_s:>10.2f}x {'':>12} "
+              f"{a.cpu_per_delivery_us() / b.cpu_per_delivery_us():>19.2f}x")
+    print(f"\nagents CPU us/event: CPU of the agent processes during the latency phase per "
+          f"delivered write; GC: pauses in the agent processes (until convergence / latency "
+          f"phase), tracked M: millions of GC-tracked objects at convergence; retries: "
+          f"kubemirror failovers or raw watch/put restarts; machine: "
+          f"{os.cpu_count()} CPUs shared with other jobs (load average "
+          f"{os.getloadavg()[0]:.1f} at the end), so figures vary run to run")
     by = {r.stack: r for r in results}
     if "kubemirror" in by and "raw" in by:
         km, raw = by["kubemirror"], by["raw"]
@@ -351,5 +504,6 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
 def worker_main(spec: str) -> None:
     # Retries under overload are expected; only errors are worth the worker's stderr.
     logging.basicConfig(level=logging.ERROR)
-    stack, endpoints, first, count, agents, keys, latency_writes = json.loads(spec)
-    asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes))
+    stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze, ttl = json.loads(spec)
+    asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes,
+                           gc_freeze, ttl))

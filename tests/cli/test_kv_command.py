@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import typer
 
 from kubemirror import errors, kvstore
+from kubemirror.cli.app import app
 from kubemirror.cli.kv import DEMO_PREFIX, EtcdOptions, render_value
 from kubemirror.kvstore import EtcdClientConfig, etcd_cluster, etcd_server
 from tests.certs import make_pki
@@ -181,3 +183,25 @@ def test_etcd_options_errors_name_the_flag(options: EtcdOptions, field: str) -> 
     with pytest.raises(errors.ConfigError) as caught:
         options.client_config()
     assert caught.value.field == field
+
+
+ETCD_FLAGS = {"--etcd", "--etcd-config", "--cacert", "--cert", "--key", "--user", "--password"}
+
+
+@pytest.mark.parametrize("command", ["list", "get", "watch"])
+def test_every_kv_command_takes_the_etcd_client_flags(command: str) -> None:
+    kv = typer.main.get_group(app).commands["kv"]
+    assert isinstance(kv, typer.core.TyperGroup)
+    options = {name for param in kv.commands[command].params for name in param.opts}
+    assert options >= ETCD_FLAGS
+
+
+@pytest.mark.parametrize(
+    "args", [["list", "app/"], ["get", "app/a"], ["watch", "app/"]], ids=["list", "get", "watch"]
+)
+async def test_kv_commands_turn_the_flags_into_etcd_options(args: list[str]) -> None:
+    # --user without a password fails in EtcdOptions.client_config, before any connection:
+    # the flag went through the shared declaration to the options of each command.
+    result = await run_cli("kv", *args, "--etcd", "127.0.0.1:1", "--user", "root")
+    assert result.returncode == 1
+    assert "needs a password" in result.stderr, result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import aetcd
 import pytest
@@ -198,3 +199,90 @@ async def test_an_expired_auth_token_is_renewed(tmp_path: Path) -> None:
             assert session.failovers == 1
     finally:
         await asyncio.to_thread(server.cleanup)
+
+
+class _TxnRecorder:
+    """Records the transactions a backend sends (the real etcd still serves them) and,
+    once, drops the reply of one: the fault a real member cannot produce on demand."""
+
+    def __init__(self, backend: etcd.EtcdBackend) -> None:
+        self.sent: list[Any] = []
+        self.lose_next_reply = False
+        self._send = backend._txn_rpc
+
+    async def __call__(self, request: Any) -> Any:
+        self.sent.append(request)
+        reply = await self._send(request)
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            raise TimeoutError("reply lost (injected)")
+        return reply
+
+
+async def _mod_revisions(admin: aetcd.Client, *keys: str) -> list[int | None]:
+    got = [await admin.get(k.encode()) for k in keys]
+    return [None if kv is None else int(kv.mod_revision) for kv in got]
+
+
+async def test_update_many_is_fenced_against_a_late_copy(
+    shared_etcd: etcd_server.EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy of an update_many batch that arrives after a newer write is a no-op; the
+    batch itself still lands over another writer's value (last writer wins, atomically)."""
+    server = shared_etcd
+    async with (
+        aetcd.Client(host=server.host, port=server.client_port) as admin,
+        etcd.EtcdBackend(server.endpoint) as writer,
+        etcd.EtcdBackend(server.endpoint) as other,
+    ):
+        await admin.delete_range(b"\0", b"\0")
+        recorder = _TxnRecorder(writer)
+        monkeypatch.setattr(writer, "_txn_rpc", recorder)
+        await writer.update("f/gone", b"0")
+        await writer.update_many({"f/a": b"1", "f/b": b"1", "f/gone": None}, lease=True)
+        late = recorder.sent[-1]
+        a, b = await _mod_revisions(admin, "f/a", "f/b")
+        assert a == b is not None  # one transaction
+        assert await writer.get("f/gone") is None
+
+        # Another session writes f/a (its own fence is older: it retries above it).
+        await other.update_many({"f/a": b"2"})
+        assert await writer.get("f/a") == b"2"
+
+        # The batch's request, delivered late by a member: the fence rejects it.
+        await admin.connect()
+        reply = await admin.kvstub.Txn(late, metadata=admin.metadata)
+        assert not reply.succeeded
+        assert await other.list_prefix("f/") == {"f/a": b"2", "f/b": b"1"}
+
+        # The first session writes again without having seen f/a=2: it wins, atomically.
+        await writer.update_many({"f/a": b"3", "f/b": b"3"}, lease=True)
+        a, b = await _mod_revisions(admin, "f/a", "f/b")
+        assert a == b
+        assert await other.list_prefix("f/") == {"f/a": b"3", "f/b": b"3"}
+
+
+async def test_update_many_retried_after_a_lost_reply_writes_once(
+    shared_etcd: etcd_server.EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that landed but whose reply was lost is found in place by the retry,
+    which writes nothing more (no second revision, no duplicate watch event)."""
+    server = shared_etcd
+    async with (
+        aetcd.Client(host=server.host, port=server.client_port) as admin,
+        etcd.EtcdBackend(server.endpoint) as writer,
+    ):
+        await admin.delete_range(b"\0", b"\0")
+        await writer.update("g/old", b"0")
+        recorder = _TxnRecorder(writer)
+        monkeypatch.setattr(writer, "_txn_rpc", recorder)
+        recorder.lose_next_reply = True
+        await writer.update_many({"g/a": b"1", "g/b": b"1", "g/old": None}, lease=True)
+        assert len(recorder.sent) == 2  # the lost one and its retry
+        assert recorder.sent[0] == recorder.sent[1]
+        a, b = await _mod_revisions(admin, "g/a", "g/b")
+        status = await admin.kvstub.Range(
+            aetcd.rpc.RangeRequest(key=b"g/", range_end=b"g0"), metadata=admin.metadata
+        )
+        assert a == b == int(status.header.revision)  # nothing written after the batch
+        assert await writer.list_prefix("g/") == {"g/a": b"1", "g/b": b"1"}

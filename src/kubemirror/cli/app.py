@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kubemirror.cli import failures
+
+if TYPE_CHECKING:
+    from kubemirror.cli.kv import EtcdOptions
 
 __all__ = ["OutputFormat", "app", "main"]
 
@@ -456,59 +461,86 @@ def serve(
 # -- kv -------------------------------------------------------------------------------------
 
 
+# (parameter, EtcdOptions field, flag): the etcd client flags every kv command takes.
+_ETCD_FLAGS: tuple[tuple[str, str, Any], ...] = (
+    ("etcd", "endpoints", Etcd),
+    ("etcd_config", "config_file", EtcdConfigFile),
+    ("cacert", "cacert", CaCert),
+    ("cert", "cert", Cert),
+    ("key_file", "key", Key),
+    ("user", "user", User),
+    ("password", "password", Password),
+)
+
+
+def _etcd_client_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a ``kv`` command the etcd client flags, declared once for every command.
+
+    ``command`` takes a keyword-only ``etcd_options: EtcdOptions`` parameter; typer
+    sees the flags of ``_ETCD_FLAGS`` in its place, and the wrapper turns them into
+    ``EtcdOptions``.
+    """
+    # EtcdOptions is imported when a command runs (--help stays fast): only its name
+    # needs a value here, and the parameter it annotates is replaced.
+    signature = inspect.signature(command, eval_str=True, locals={"EtcdOptions": object})
+    params = list(signature.parameters.values())
+    at = [p.name for p in params].index("etcd_options")
+    params[at:at + 1] = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+        for name, _, hint in _ETCD_FLAGS
+    ]
+
+    @functools.wraps(command)
+    def with_etcd_options(*args: Any, **kwargs: Any) -> None:
+        from kubemirror.cli import kv as kv_mod
+
+        flags = {field: kwargs.pop(name) for name, field, _ in _ETCD_FLAGS}
+        command(*args, etcd_options=kv_mod.EtcdOptions(**flags), **kwargs)
+
+    with_etcd_options.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    with_etcd_options.__annotations__ = {p.name: p.annotation for p in params}
+    return with_etcd_options
+
+
 @kv_app.command("list")
+@_etcd_client_flags
 def kv_list(
     ctx: typer.Context,
     prefix: Prefix = "",
-    etcd: Etcd = None,
-    etcd_config: EtcdConfigFile = None,
-    cacert: CaCert = None,
-    cert: Cert = None,
-    key_file: Key = None,
-    user: User = None,
-    password: Password = None,
+    *,
+    etcd_options: EtcdOptions,
     output: Output = OutputFormat.TEXT,
     debug: Debug = False,
 ) -> None:
     """List the keys under PREFIX with their values."""
     from kubemirror.cli import kv as kv_mod
 
-    options = kv_mod.EtcdOptions(etcd, etcd_config, cacert, cert, key_file, user, password)
-    _run(ctx, debug, lambda: kv_mod.run_list(options, prefix, output is OutputFormat.JSON))
+    _run(ctx, debug, lambda: kv_mod.run_list(etcd_options, prefix, output is OutputFormat.JSON))
 
 
 @kv_app.command("get")
+@_etcd_client_flags
 def kv_get(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="The key.")],
-    etcd: Etcd = None,
-    etcd_config: EtcdConfigFile = None,
-    cacert: CaCert = None,
-    cert: Cert = None,
-    key_file: Key = None,
-    user: User = None,
-    password: Password = None,
+    *,
+    etcd_options: EtcdOptions,
     output: Output = OutputFormat.TEXT,
     debug: Debug = False,
 ) -> None:
     """Print the value of KEY (exit status 1 if it does not exist)."""
     from kubemirror.cli import kv as kv_mod
 
-    options = kv_mod.EtcdOptions(etcd, etcd_config, cacert, cert, key_file, user, password)
-    _run(ctx, debug, lambda: kv_mod.run_get(options, key, output is OutputFormat.JSON))
+    _run(ctx, debug, lambda: kv_mod.run_get(etcd_options, key, output is OutputFormat.JSON))
 
 
 @kv_app.command("watch")
+@_etcd_client_flags
 def kv_watch(
     ctx: typer.Context,
     prefix: Prefix = "",
-    etcd: Etcd = None,
-    etcd_config: EtcdConfigFile = None,
-    cacert: CaCert = None,
-    cert: Cert = None,
-    key_file: Key = None,
-    user: User = None,
-    password: Password = None,
+    *,
+    etcd_options: EtcdOptions,
     output: Output = OutputFormat.TEXT,
     duration: Duration = None,
     debug: Debug = False,
@@ -516,11 +548,10 @@ def kv_watch(
     """Print the keys under PREFIX, then every change, until Ctrl-C."""
     from kubemirror.cli import kv as kv_mod
 
-    options = kv_mod.EtcdOptions(etcd, etcd_config, cacert, cert, key_file, user, password)
     _run(
         ctx,
         debug,
-        lambda: kv_mod.run_watch(options, prefix, output is OutputFormat.JSON, duration),
+        lambda: kv_mod.run_watch(etcd_options, prefix, output is OutputFormat.JSON, duration),
     )
 
 

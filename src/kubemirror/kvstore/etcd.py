@@ -82,6 +82,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(details() if callable(details) else exc).split())
 
 
+def _held(kvs: Sequence[Any]) -> tuple[bytes, int] | None:
+    """``(value, lease)`` of the key a range read returned, None when absent."""
+    return (bytes(kvs[0].value), int(kvs[0].lease)) if kvs else None
+
+
 def _parse_endpoint(endpoint: str) -> tuple[str, int]:
     parsed = etcd_config.EtcdEndpoint.parse(endpoint, field_name="endpoint")
     return parsed.host, parsed.port
@@ -104,7 +109,7 @@ class EtcdBackend(lease.LeasedSession):
     - Each ``update``/``update_if_different``/``delete`` is fenced: it applies only if
       the key was not modified after the newest revision this session has seen, so
       a stale copy of a request that a member delivers late is a no-op (see
-      ``_fenced_write``). ``update_many`` batches are not fenced.
+      ``_fenced_write``); so is each ``update_many`` batch, as one transaction.
     - The session lease lasts ``lease_ttl`` seconds (etcd rounds up to whole seconds)
       and is refreshed every ``lease_ttl / 3`` through the current member; a lease
       found gone is replaced and its keys' observers are told (the sync stores
@@ -340,54 +345,62 @@ class EtcdBackend(lease.LeasedSession):
 
     async def _put(self, key: str, value: bytes, lease_id: int, if_different: bool) -> bool:
         rpc = self._rpc
-        raw = _encode(key)
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=raw, value=value, lease=lease_id))
-        applied = await self._fenced_write("update", key, put, (value, lease_id), if_different)
+        put = rpc.RequestOp(
+            request_put=rpc.PutRequest(key=_encode(key), value=value, lease=lease_id)
+        )
+        applied = await self._fenced_write(
+            "update", [(key, put, (value, lease_id))], if_different
+        )
         return applied is not None
 
     async def _fenced_write(
         self,
         operation: str,
-        key: str,
-        op: Any,
-        wanted: tuple[bytes, int] | None,
+        writes: Sequence[tuple[str, Any, tuple[bytes, int] | None]],
         if_different: bool = False,
     ) -> Any:
-        """Apply ``op`` to ``key`` only if no write newer than this session knows exists.
+        """Apply the ``(key, op, wanted)`` writes in one transaction, only if none of
+        their keys was written after the newest revision this session knows.
 
-        Every put and delete is a transaction comparing the key's mod revision with
-        the newest revision this session has seen (the fence), so a request that a
-        frozen member delivers late, after it timed out and was retried, cannot
-        overwrite a newer value. When the compare fails the key is read in the same
-        transaction: already ``wanted`` (value, lease; None for absent) means done
-        (an earlier attempt landed), else another writer was first and the write is
-        retried above the revision now seen. With ``if_different`` nothing is written
-        when the key already holds ``wanted``. Returns the transaction response when
-        ``op`` was applied, else None.
+        Every put and delete (one key, or an ``update_many`` batch) is a transaction
+        comparing each key's mod revision with the newest revision this session has
+        seen (the fence), so a request that a frozen member delivers late, after it
+        timed out and was retried, cannot overwrite a newer value. When a compare
+        fails the keys are read in the same transaction: all already ``wanted``
+        (value, lease; None for absent) means done (an earlier attempt landed), else
+        another writer was first and the whole transaction is retried above the
+        revision now seen. With ``if_different`` (one write) nothing is written when
+        the key already holds ``wanted``. Returns the transaction response when the
+        ops were applied, else None.
         """
         rpc = self._rpc
-        raw = _encode(key)
+        raws = [_encode(key) for key, _, _ in writes]
+        ops = [op for _, op, _ in writes]
+        reads = [rpc.RequestOp(request_range=rpc.RangeRequest(key=raw)) for raw in raws]
+        wanted = [want for _, _, want in writes]
+        first = writes[0][0]  # the key errors name (a batch's first)
         for _ in range(_FENCE_ATTEMPTS):
+            fence = self._revision + 1
             fenced = rpc.TxnRequest(
                 compare=[rpc.Compare(key=raw, result=rpc.Compare.LESS, target=rpc.Compare.MOD,
-                                     mod_revision=self._revision + 1)],
-                success=[op],
-                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=raw))],
+                                     mod_revision=fence) for raw in raws],
+                success=ops,
+                failure=reads,
             )
             request = fenced
-            if if_different and wanted is not None:
-                value, lease_id = wanted
+            if if_different and len(writes) == 1 and wanted[0] is not None:
+                value, lease_id = wanted[0]
                 request = rpc.TxnRequest(
                     compare=[
-                        rpc.Compare(key=raw, result=rpc.Compare.EQUAL,
+                        rpc.Compare(key=raws[0], result=rpc.Compare.EQUAL,
                                     target=rpc.Compare.VALUE, value=value),
-                        rpc.Compare(key=raw, result=rpc.Compare.EQUAL,
+                        rpc.Compare(key=raws[0], result=rpc.Compare.EQUAL,
                                     target=rpc.Compare.LEASE, lease=lease_id),
                     ],
                     success=[],
                     failure=[rpc.RequestOp(request_txn=fenced)],
                 )
-            resp = await self._call(operation, key, functools.partial(self._txn_rpc, request))
+            resp = await self._call(operation, first, functools.partial(self._txn_rpc, request))
             self._saw(int(resp.header.revision))
             inner = resp
             if request is not fenced:
@@ -396,12 +409,12 @@ class EtcdBackend(lease.LeasedSession):
                 inner = resp.responses[0].response_txn
             if inner.succeeded:
                 return inner
-            kvs = inner.responses[0].response_range.kvs
-            current = (bytes(kvs[0].value), int(kvs[0].lease)) if kvs else None
+            current = [_held(read.response_range.kvs) for read in inner.responses]
             if current == wanted:
                 return None
+        more = f" (and {len(writes) - 1} more keys)" if len(writes) > 1 else ""
         raise errors.KVStoreError(
-            f"etcd {operation} of {key!r} lost {_FENCE_ATTEMPTS} races with other writers"
+            f"etcd {operation} of {first!r}{more} lost {_FENCE_ATTEMPTS} races with other writers"
         )
 
     async def _txn_rpc(self, request: Any) -> Any:
@@ -441,17 +454,15 @@ class EtcdBackend(lease.LeasedSession):
             await self._write_batch(items[start:start + backend.MAX_BATCH], lease)
 
     async def _txn(self, batch: list[tuple[str, bytes | None]], lease_id: int) -> None:
-        tx = self._client.transactions
-        ops = [
-            tx.delete(_encode(key)) if value is None
-            else tx.put(_encode(key), value, lease=lease_id or None)
+        rpc = self._rpc
+        writes = [
+            (key, rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_encode(key))),
+             None) if value is None
+            else (key, rpc.RequestOp(request_put=rpc.PutRequest(
+                key=_encode(key), value=value, lease=lease_id)), (value, lease_id))
             for key, value in batch
         ]
-        await self._call(
-            "update_many",
-            batch[0][0],
-            lambda: self._client.transaction(compare=[], success=ops, failure=[]),
-        )
+        await self._fenced_write("update_many", writes)
 
     async def _write_batch(self, batch: list[tuple[str, bytes | None]], lease_: bool) -> None:
         if lease_ and any(value is not None for _, value in batch):
@@ -471,7 +482,7 @@ class EtcdBackend(lease.LeasedSession):
         self._check_open()
         rpc = self._rpc
         op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_encode(key)))
-        applied = await self._fenced_write("delete", key, op, None)
+        applied = await self._fenced_write("delete", [(key, op, None)])
         self._leases.detach(key)
         return applied is not None and applied.responses[0].response_delete_range.deleted > 0
 

@@ -14,7 +14,6 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 from kubemirror import errors
@@ -33,12 +32,6 @@ class GaugeLike(Protocol):
     """What the store needs of a metric: ``prometheus_client.Gauge`` fits."""
 
     def set(self, value: float) -> None: ...
-
-
-@dataclass(slots=True)
-class _Entry:
-    key: key_mod.Key
-    stale: bool = False
 
 
 class RestartableWatchStore:
@@ -74,7 +67,10 @@ class RestartableWatchStore:
         self._observer = observer
         self._on_sync: list[OnSyncCallback] = list(on_sync)
         self._gauge = entries_gauge
-        self._state: dict[str, _Entry] = {}
+        # The decoded keys by name. One GC-tracked object per key (the Key): a store
+        # of millions of keys costs full garbage collections in proportion.
+        self._state: dict[str, key_mod.Key] = {}
+        self._stale: set[str] = set()  # names not seen again since a restarted watch
         self._watching = False
         self._synced = False
         self._context = f"cluster={cluster}"
@@ -95,7 +91,7 @@ class RestartableWatchStore:
 
     def keys(self) -> dict[str, key_mod.Key]:
         """A copy of the known keys by name (the values are shared: do not mutate)."""
-        return {name: entry.key for name, entry in self._state.items()}
+        return dict(self._state)
 
     async def watch(self, backend: backend_mod.Backend, prefix: str) -> None:
         """List and watch ``prefix`` on ``backend`` into observer events.
@@ -108,8 +104,7 @@ class RestartableWatchStore:
             prefix += "/"
         context = f"{self._context} prefix={prefix}"
         self._watching = True
-        for entry in self._state.values():
-            entry.stale = True
+        self._stale = set(self._state)
         log.info("watch store %s: starting", context)
         events = backend.list_and_watch(prefix)
         try:
@@ -130,7 +125,8 @@ class RestartableWatchStore:
             log.info("watch store %s: stopped", context)
 
     async def _list_done(self, context: str) -> None:
-        for name in [n for n, e in self._state.items() if e.stale]:
+        stale, self._stale = self._stale, set()
+        for name in [n for n in self._state if n in stale]:
             log.debug("watch store %s: %r vanished while not watching", context, name)
             await self._delete(name, context)
         self._synced = True
@@ -169,18 +165,18 @@ class RestartableWatchStore:
             log.warning(
                 "watch store %s: cannot unmarshal %r (%d bytes): %s", context, name, len(value), exc
             )
-            entry = self._state.get(name)
-            if entry is not None:
-                entry.stale = False  # present on the server, keep the last good value
+            self._stale.discard(name)  # present on the server: keep the last good value
             return
-        self._state[name] = _Entry(key)
+        self._state[name] = key
+        self._stale.discard(name)
         self._set_gauge()
         await key_mod.notify_update(self._observer, key, context)
 
     async def _delete(self, name: str, context: str) -> None:
-        entry = self._state.pop(name, None)
-        if entry is None:
+        key = self._state.pop(name, None)
+        self._stale.discard(name)
+        if key is None:
             log.debug("watch store %s: deletion of unknown key %r", context, name)
             return
         self._set_gauge()
-        await key_mod.notify_delete(self._observer, entry.key, context)
+        await key_mod.notify_delete(self._observer, key, context)
