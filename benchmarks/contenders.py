@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench_informer import PAGE, http_get, rss_kb
+from pod_server import PAGE, http_get, rss_kb
 
 GC_POLICIES = ("defaults", "equal")
 

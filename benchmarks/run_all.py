@@ -2,7 +2,7 @@
 
 One source serves every contender, each in its own fresh subprocess (so peak RSS is
 its own): by default run_all's pre-encoded aiohttp server in its own process
-(``bench_informer.serve``: ``podgen`` Pods of ~6 KB with managedFields, paginated
+(``pod_server.py``: ``podgen`` Pods of ~6 KB with managedFields, paginated
 LIST, WATCH streaming MODIFIED events released by ``/go`` once the contender has
 synced); with ``--real`` the real kube-apiserver v1.37.2 (envtest), seeded with the
 same pods (``real_apiserver``), run_all writing each contender's watch events once
@@ -64,9 +64,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-import bench_informer  # noqa: E402
 import clientgo_contender  # noqa: E402
 import contenders  # noqa: E402
+import pod_server  # noqa: E402
 import real_apiserver  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -150,7 +150,7 @@ class Source:
             return -1, "", "skipped"
         cmd, env = spec
         if self.env is None:
-            bench_informer.http_get(f"{self.url}/events?n={events}")
+            pod_server.http_get(f"{self.url}/events?n={events}")
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             return out.returncode, out.stdout, out.stderr
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -408,8 +408,8 @@ def main() -> None:
                             entries=entries)
         else:
             server = subprocess.Popen(
-                [sys.executable, bench_informer.__file__, "--serve", "--size", str(args.size),
-                 "--seed", str(args.seed)], stdout=subprocess.PIPE, text=True)
+                [sys.executable, pod_server.__file__, str(args.size), str(args.seed)],
+                stdout=subprocess.PIPE, text=True)
             stack.callback(server.wait)
             stack.callback(server.terminate)
             assert server.stdout is not None
