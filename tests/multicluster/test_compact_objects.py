@@ -121,7 +121,9 @@ def test_a_received_object_is_spliced_not_reencoded() -> None:
         PartialDecoder().view(body), "p", "a", 3, "7"
     )
     assert encoded.startswith(b'{"metadata":{"name":"x","namespace":"n","annotations":')
-    assert encoded.endswith(b',"spec":{"nodeName":"\\u003cn1\\u003e"},"kind":"Pod","apiVersion":"v1"}')
+    assert encoded.endswith(
+        b',"spec":{"nodeName":"\\u003cn1\\u003e"},"kind":"Pod","apiVersion":"v1"}'
+    )
     assert orjson.loads(encoded)["metadata"]["resourceVersion"] == "p.3.7"
     assert skeleton["spec"] == {"nodeName": "<n1>"}
 
@@ -140,7 +142,8 @@ def test_string_sections_of_skeletons_are_shared_others_kept_apart() -> None:
     assert one["metadata"]["labels"] is two["metadata"]["labels"] is three["metadata"]["labels"]
     assert one["spec"] is not two["spec"], "a section with a bool is not shared"
     assert three["spec"] is skeleton("w", {"nodeName": "n1"})["spec"]
-    assert one["metadata"]["name"] == "x" and two["metadata"]["name"] == "y"
+    assert one["metadata"]["name"] == "x"
+    assert two["metadata"]["name"] == "y"
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -227,7 +230,8 @@ def test_a_received_deleted_state_is_the_final_state() -> None:
     final = make_pod("x", labels={"gone": "yes"}, resource_version="42")
     store.delete(decoder.view(orjson.dumps(final)))
     last = mem.resource_storage(PODS)._watch_cache.events_after(0)[-1]
-    assert last.type == "DELETED" and last.entry.original_rv == "42"
+    assert last.type == "DELETED"
+    assert last.entry.original_rv == "42"
     assert last.object["metadata"]["labels"] == {"gone": "yes"}
 
 

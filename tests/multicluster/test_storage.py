@@ -63,7 +63,8 @@ def test_compact_layout_is_the_default_and_reads_decode_fresh_copies(
 ) -> None:
     stored = pods.create("a", make_pod("web-1"))
     again = pods.get("a", "default", "web-1")
-    assert again == stored and again is not stored
+    assert again == stored
+    assert again is not stored
 
 
 async def test_api_write_without_version_uses_the_index(any_pods: AnyResourceStorage) -> None:
