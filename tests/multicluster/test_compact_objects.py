@@ -27,7 +27,7 @@ from kubemirror.testing import PODS, make_pod, new_storage
 
 POD_INFO = next(i for i in resources.BUILTIN_RESOURCES if i.gvr == PODS)
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 _scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text | st.floats(
     allow_nan=False, allow_infinity=False
 )
@@ -59,10 +59,11 @@ def objects(draw: st.DrawFn) -> dict[str, Any]:
     meta.update(draw(st.dictionaries(st.sampled_from(["uid", "finalizers", "x"]), json_values,
                                      max_size=2)))
     members: list[tuple[str, Any]] = [("metadata", meta)]
-    spec = draw(st.dictionaries(
+    spec: dict[str, Any] = draw(st.dictionaries(
         st.sampled_from(["nodeName", "restartPolicy", "hostNetwork", "metadata", "x"]),
         json_values | label_values, max_size=3))
-    if spec or draw(st.booleans()):
+    keep_empty_spec: bool = draw(st.booleans())
+    if spec or keep_empty_spec:
         members.append(("spec", spec))
     if draw(st.booleans()):
         members.append(("status", draw(st.dictionaries(
