@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import builtins
 import collections
 import hashlib
@@ -40,7 +39,7 @@ import orjson
 
 from kubemirror import errors, keys
 from kubemirror.cache.raw_object import RawObject
-from kubemirror.multicluster import compact_objects, status, sync_lease, watch_cache
+from kubemirror.multicluster import compact_objects, key_order, status, sync_lease, watch_cache
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster.compact_objects import (
     CLUSTER_ANNOTATION,
@@ -267,7 +266,7 @@ class ResourceStorage:
         self._storage = storage
         self._lock = storage._lock
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
-        self._sorted: dict[str, list[str]] = {}
+        self._sorted: dict[str, key_order.KeyOrder] = {}
         self._snapshots: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
         self._compact = compact_objects.CompactEncoder(info)
         self._watch_cache = watch_cache.WatchCache(
@@ -344,13 +343,15 @@ class ResourceStorage:
                 self._stamp(cluster, obj, index, orig), cluster=cluster, key=key,
                 namespace=namespace, index=index, original_rv=orig,
             )
+        order = self._sorted.get(cluster)
         if type_ == "DELETED":
             del objects[key]
-            self._sorted.pop(cluster, None)
+            if order is not None:
+                order.remove(key)
         else:
-            if previous is None:
-                self._sorted.pop(cluster, None)
             objects[key] = entry
+            if order is not None:
+                order.put(key, entry)
         self._watch_cache.append(watch_cache.StorageEvent(type_, entry, index, previous))
         return entry
 
@@ -496,6 +497,7 @@ class ResourceStorage:
                 self._clusters.pop(cluster, None)
                 return 0
             count = 0
+            self._sorted.pop(cluster, None)  # not kept in step with every delete: O(n^2)
             for key in sorted(objects):
                 previous = objects[key]
                 self._commit(
@@ -548,14 +550,11 @@ class ResourceStorage:
             objects = self._clusters[cluster]
             order = self._sorted.get(cluster)
             if order is None:
-                order = self._sorted[cluster] = sorted(objects)
+                order = self._sorted[cluster] = key_order.KeyOrder(objects)
             if flt.namespace and self.info.namespaced:
-                prefix = flt.namespace + "/"
-                lo = bisect.bisect_left(order, prefix)
-                hi = bisect.bisect_left(order, flt.namespace + "0")  # "0" sorts right after "/"
-                out.extend(objects[k] for k in order[lo:hi])
+                out.extend(order.namespace_entries(flt.namespace))
             else:
-                out.extend(objects[k] for k in order)
+                out.extend(order.entries())
         return out
 
     def _check_list_rv(self, opts: ListOptions) -> int | None:
