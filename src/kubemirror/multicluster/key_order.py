@@ -19,8 +19,8 @@ __all__ = ["KeyOrder"]
 
 class KeyOrder:
     """Sorted keys and their entries. ``put`` and ``remove`` are O(log n) plus a
-    ``list`` insert or delete (a memmove) when membership changes; ``entries`` and
-    ``namespace_entries`` return fresh lists (O(result))."""
+    ``list`` insert or delete (a memmove) when membership changes; ``copy_into`` is
+    O(result)."""
 
     __slots__ = ("_entries", "_keys")
 
@@ -49,12 +49,12 @@ class KeyOrder:
             del keys[pos]
             del self._entries[pos]
 
-    def entries(self) -> list[StoredObject]:
-        """Every entry, in key order (a new list)."""
-        return self._entries[:]
-
-    def namespace_entries(self, namespace: str) -> list[StoredObject]:
-        """The entries whose key is ``<namespace>/...``, in key order (a new list)."""
+    def copy_into(self, out: list[StoredObject], namespace: str = "") -> None:
+        """Append the entries (of keys ``<namespace>/...`` when ``namespace`` is set) to
+        ``out``, in key order: one copy, no intermediate list."""
+        if not namespace:
+            out.extend(self._entries)
+            return
         lo = bisect.bisect_left(self._keys, namespace + "/")
         hi = bisect.bisect_left(self._keys, namespace + "0")  # "0" sorts right after "/"
-        return self._entries[lo:hi]
+        out.extend(self._entries[lo:hi])

@@ -551,10 +551,7 @@ class ResourceStorage:
             order = self._sorted.get(cluster)
             if order is None:
                 order = self._sorted[cluster] = key_order.KeyOrder(objects)
-            if flt.namespace and self.info.namespaced:
-                out.extend(order.namespace_entries(flt.namespace))
-            else:
-                out.extend(order.entries())
+            order.copy_into(out, flt.namespace if self.info.namespaced else "")
         return out
 
     def _check_list_rv(self, opts: ListOptions) -> int | None:
