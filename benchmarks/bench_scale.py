@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import podgen
 from kubemirror import bulk
+from kubemirror.cache.raw_object import PartialDecoder, split_list
 from kubemirror.multicluster import resources
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import PODS
@@ -63,29 +64,47 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-_TEMPLATES: list[bytes] = []
+_TEMPLATES: list[tuple[bytes, str]] = []
+_NAME, _UID, _RV = b"@@name@@", b"@@uid@@", b"@@rv@@"
 
 
-def _cluster_pods(cluster: int, count: int, seed: int = 42):  # type: ignore[no-untyped-def]
+def _cluster_pods(  # type: ignore[no-untyped-def]
+    cluster: int, count: int, seed: int = 42, *, raw: bool = False
+):
     """Yield ``count`` pods of cluster number ``cluster`` in chunks (deterministic).
 
-    Pod ``i`` is podgen pod ``i % 2000`` under its own name and uid, decoded from JSON
-    on its own (no object shares anything with another, as after a real LIST):
-    generating every pod with podgen would dominate the run.
+    Pod ``i`` is podgen pod ``i % 2000`` under its own name, uid and resourceVersion,
+    its JSON spliced from the template's (generating every pod with podgen would
+    dominate the run). Each chunk is decoded as a LIST page would be: with ``raw``
+    as the synchro's client does with a ``PartialDecoder`` (``RawObject``s keeping
+    the bytes received), else each pod into a dict of its own (no object shares
+    anything with another, as after a real LIST).
     """
     if not _TEMPLATES:
-        _TEMPLATES.extend(orjson.dumps(p) for p in podgen.make_pods(2000, seed))
-    rng = random.Random(seed * 1000 + cluster)
-    for start in range(0, count, LOAD_CHUNK):
-        chunk = []
-        for i in range(start, min(count, start + LOAD_CHUNK)):
-            pod = orjson.loads(_TEMPLATES[i % len(_TEMPLATES)])
+        for pod in podgen.make_pods(2000, seed):
             meta = pod["metadata"]
-            meta["name"] = f"{meta['name']}-c{cluster}-{i}"[-63:].lstrip("-")
-            meta["uid"] = f"{rng.getrandbits(128):032x}"
-            meta["resourceVersion"] = str(1000 + i)
-            chunk.append(pod)
-        yield chunk
+            name = meta["name"]
+            meta.update(name=_NAME.decode(), uid=_UID.decode(), resourceVersion=_RV.decode())
+            _TEMPLATES.append((orjson.dumps(pod), name))
+    rng = random.Random(seed * 1000 + cluster)
+    decoder = PartialDecoder()
+    for start in range(0, count, LOAD_CHUNK):
+        items = []
+        for i in range(start, min(count, start + LOAD_CHUNK)):
+            template, name = _TEMPLATES[i % len(_TEMPLATES)]
+            items.append(
+                template.replace(_NAME, f"{name}-c{cluster}-{i}"[-63:].lstrip("-").encode())
+                .replace(_UID, f"{rng.getrandbits(128):032x}".encode())
+                .replace(_RV, str(1000 + i).encode())
+            )
+        body = b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[%b]}' % b",".join(
+            items
+        )
+        del items
+        if raw:
+            yield decoder.page(body, "v1").items
+        else:
+            yield [orjson.loads(memoryview(item)) for item in split_list(body).items or []]
 
 
 def _clusters(count: int) -> list[str]:
@@ -96,7 +115,8 @@ def _clusters(count: int) -> list[str]:
 
 
 def _memory_server(conn: Connection, objects: int, clusters: int, compact: bool) -> None:
-    """Child: a MemoryStorage loaded with the pods, served until told to stop."""
+    """Child: a MemoryStorage loaded with the pods, served until told to stop. A compact
+    storage gets each pod as the synchro hands it over (a ``RawObject``), else as a dict."""
     from kubemirror.testing import new_storage
 
     storage = new_storage(compact=compact)
@@ -105,9 +125,10 @@ def _memory_server(conn: Connection, objects: int, clusters: int, compact: bool)
     started = time.perf_counter()
     for c, name in enumerate(_clusters(clusters)):
         storage.prepare_cluster(name)
-        for chunk in _cluster_pods(c, per):
+        for chunk in _cluster_pods(c, per, raw=compact):
             for pod in chunk:
                 pods.upsert(name, pod)
+    del chunk, pod
     storage.prepare_cluster(STREAM_CLUSTER)
     load_s = time.perf_counter() - started
     # as the informer does after a LIST: the decoded pods are garbage; give their pages back

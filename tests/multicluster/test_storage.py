@@ -51,9 +51,21 @@ async def test_create_stamps_version_cluster_and_type(any_pods: AnyResourceStora
     assert await any_pods.aget("b", "default", "web-1") is None
 
 
-def test_memory_reads_share_the_stored_object(pods: ResourceStorage) -> None:
+def test_dict_layout_reads_share_the_stored_object() -> None:
+    mem = new_storage(prefix="p", compact=False)
+    mem.prepare_cluster("a")
+    pods = mem.resource_storage(PODS)
     stored = pods.create("a", make_pod("web-1"))
     assert pods.get("a", "default", "web-1") is stored
+
+
+def test_compact_layout_is_the_default_and_reads_decode_fresh_copies(
+    pods: ResourceStorage,
+) -> None:
+    stored = pods.create("a", make_pod("web-1"))
+    again = pods.get("a", "default", "web-1")
+    assert again == stored
+    assert again is not stored
 
 
 async def test_api_write_without_version_uses_the_index(any_pods: AnyResourceStorage) -> None:

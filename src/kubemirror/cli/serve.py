@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from rich.console import Console
 
 from kubemirror import errors, listing, listwatch, reflector
+from kubemirror.cache.raw_object import PartialDecoder
 from kubemirror.cli import failures, ui
 from kubemirror.cli.metrics import (
     DriftMonitors,
@@ -244,6 +245,9 @@ class _Mirror:
         self.drift_monitors: DriftMonitors = dict
         self._pending: dict[str, tuple[str, GroupVersionResource]] = {}
         self.reported: set[tuple[str, GroupVersionResource]] = set()
+        self.decoder: PartialDecoder | None = None
+        """Decodes members' LIST and WATCH bodies into ``RawObject``s for a storage that
+        keeps the bytes received (``MemoryStorage``); ``None``: plain dicts."""
 
     @property
     def expected(self) -> int:
@@ -251,7 +255,7 @@ class _Mirror:
 
     def lister_watcher_for(self, cluster: str, gvr: GroupVersionResource) -> listwatch.ListWatch:
         self._pending[f"{cluster}/{gvr}"] = (cluster, gvr)
-        return listwatch.ListWatch(self.clients[cluster], gvr)
+        return listwatch.ListWatch(self.clients[cluster], gvr, decoder=self.decoder)
 
     def reflector_factory(
         self,
@@ -410,6 +414,8 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
         for spec in config.clusters:
             await _connect(mirror, spec, config.read_only)
         storage = open_storage(config.storage)
+        if isinstance(storage, MemoryStorage) and storage.compact:
+            mirror.decoder = PartialDecoder()
         # Replicas sharing a database serve what it holds: ready without syncing themselves
         # (each member is synced by whichever replica holds its lease).
         shared = not isinstance(storage, MemoryStorage)

@@ -115,6 +115,9 @@ def _field_text(value: object, default: str) -> str:
     return ""
 
 
+_LABEL_MEMO_SIZE = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class _FieldTerm:
     path: tuple[str, ...]
@@ -129,6 +132,8 @@ class ObjectFilter:
 
     ``clusters`` empty means every cluster; ``namespace`` ``""`` means every
     namespace. Build with ``ObjectFilter.build`` to parse selector text.
+    Remembers the label verdict per label-set object (compact entries share
+    theirs), up to ``_LABEL_MEMO_SIZE`` of them; safe to share between threads.
     """
 
     clusters: frozenset[str] = frozenset()
@@ -136,6 +141,9 @@ class ObjectFilter:
     label_selector: selectors.LabelSelector | None = None
     field_selector: selectors.FieldSelector | None = None
     field_terms: tuple[_FieldTerm, ...] | None = field(default=None, compare=False)
+    _label_memo: dict[int, tuple[object, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -186,7 +194,16 @@ class ObjectFilter:
         if self.label_selector is not None:
             meta = obj.get("metadata")
             labels = meta.get("labels") if isinstance(meta, Mapping) else None
-            if not self.label_selector.matches(labels):
+            memo = self._label_memo
+            known = memo.get(id(labels))
+            if known is not None and known[0] is labels:  # held in the memo: id not reused
+                matched = known[1]
+            else:
+                matched = self.label_selector.matches(labels)
+                if len(memo) >= _LABEL_MEMO_SIZE:
+                    memo.clear()
+                memo[id(labels)] = (labels, matched)
+            if not matched:
                 return False
         if self.field_selector is None:
             return True

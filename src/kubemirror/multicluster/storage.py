@@ -14,27 +14,42 @@ continue token (``paging.Snapshots``). The type registry, the watch cache and
 the LIST/WATCH request checks are ``storage_base``'s, shared with
 ``postgres.PostgresStorage``.
 
-Stored objects are shared, never copied on reads: do not mutate what ``get``,
-``list`` or a watch hand out. Writes copy the top-level dict and ``metadata`` of
-the object they are given and share everything below; do not mutate an object
-after handing it to the storage.
+Objects are kept compactly by default (``compact_objects``): the stamped
+object's JSON plus the parts selectors read; a write given a ``RawObject`` (a
+synchro's ``ListWatch`` with a ``PartialDecoder``) keeps the bytes received.
+Reads never copy what is stored: do not mutate what ``get``, ``list`` or a watch
+hand out. With ``compact=False`` writes copy the top-level dict and ``metadata``
+of the object they are given and share everything below; do not mutate an
+object after handing it to the storage.
 """
 
 from __future__ import annotations
 
-import bisect
 import builtins
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
-
-import orjson
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from kubemirror import errors, keys
+from kubemirror.cache.raw_object import RawObject
 from kubemirror.listing import ListOptions
-from kubemirror.multicluster import paging, status, storage_base, sync_lease, watch_cache
+from kubemirror.multicluster import (
+    compact_objects,
+    key_order,
+    paging,
+    status,
+    storage_base,
+    sync_lease,
+    watch_cache,
+)
 from kubemirror.multicluster import resource_version as rvs
-from kubemirror.multicluster.filters import ObjectFilter, field_spec
+from kubemirror.multicluster.compact_objects import (
+    CLUSTER_ANNOTATION,
+    selectable_skeleton,
+    stamp_object,
+)
+from kubemirror.multicluster.filters import ObjectFilter
 from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import GroupVersionResource, MutableObj, Obj
@@ -56,10 +71,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 SelfT = TypeVar("SelfT")
 
-CLUSTER_ANNOTATION: Final = "shadow.clusterpedia.io/cluster-name"
-"""Annotation naming the cluster an object belongs to (Clusterpedia's own key)."""
-
-
 def _async_twin(
     sync: Callable[Concatenate[SelfT, P], T],
 ) -> Callable[Concatenate[SelfT, P], Coroutine[Any, Any, T]]:
@@ -79,27 +90,6 @@ def _meta(obj: Obj) -> Mapping[str, Any]:
     if not isinstance(meta, Mapping):
         raise errors.KeyFuncError(obj, "object has no metadata")
     return meta
-
-
-def stamp_object(
-    info: ResourceInfo, prefix: str, cluster: str, obj: Obj, index: int, original_rv: str
-) -> MutableObj:
-    """``obj`` as stored: cluster annotation, ``<prefix>.<index>.<original rv>``, kind and
-    apiVersion filled in. Copies the top-level dict and ``metadata``; shares the rest."""
-    meta = dict(_meta(obj))
-    annotations = meta.get("annotations")
-    if not isinstance(annotations, Mapping) or annotations.get(CLUSTER_ANNOTATION) != cluster:
-        annotations = dict(annotations) if isinstance(annotations, Mapping) else {}
-        annotations[CLUSTER_ANNOTATION] = cluster
-        meta["annotations"] = annotations
-    meta["resourceVersion"] = rvs.to_memory_resource_version(prefix, index, original_rv)
-    out = dict(obj)
-    out["metadata"] = meta
-    if "kind" not in out:
-        out["kind"] = info.kind
-    if "apiVersion" not in out:
-        out["apiVersion"] = info.api_version
-    return out
 
 
 def key_and_namespace(info: ResourceInfo, obj: Obj) -> tuple[str, str]:
@@ -125,37 +115,18 @@ def original_resource_version(obj: Obj) -> str:
     return rv if isinstance(rv, str) else ""
 
 
-def selectable_skeleton(obj: Obj, paths: Iterable[tuple[str, ...]]) -> Obj:
-    """The parts of ``obj`` selectors read: ``metadata`` labels, name and namespace, and
-    each field path of ``paths`` (a type's ``FieldSpec``), nested as in ``obj``."""
-    meta = obj.get("metadata")
-    meta = meta if isinstance(meta, Mapping) else {}
-    skeleton: dict[str, Any] = {
-        "metadata": {k: meta[k] for k in ("labels", "name", "namespace") if k in meta}
-    }
-    for path in paths:
-        current: object = obj
-        for segment in path:
-            current = current.get(segment) if isinstance(current, Mapping) else None
-        if current is None or isinstance(current, (Mapping, list)):
-            continue
-        node = skeleton
-        for segment in path[:-1]:
-            node = node.setdefault(segment, {})
-        node[path[-1]] = current
-    return skeleton
-
-
 def deleted_state(previous: Obj, given: Obj | None) -> Obj:
     """What a DELETED event carries: ``given`` when it is a full object (a synchro's
-    final state, with ``spec``, ``status`` or ``data``), else the last stored state."""
-    if (
-        given is not None
-        and given.get("metadata")
-        and ("spec" in given or "status" in given or "data" in given)
-    ):
-        return given
-    return previous
+    final state: a ``RawObject`` as received, or a dict with ``spec``, ``status`` or
+    ``data``), else the last stored state."""
+    return given if given is not None and _is_final_state(given) else previous
+
+
+def _is_final_state(given: Obj) -> bool:
+    """Whether ``given`` is a full object a DELETED event may carry (``deleted_state``)."""
+    return bool(given.get("metadata")) and (
+        isinstance(given, RawObject) or "spec" in given or "status" in given or "data" in given
+    )
 
 
 class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
@@ -172,11 +143,9 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         super().__init__(storage, info, lock=storage._lock, event_window=storage.event_window)
         self._lock = storage._lock
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
-        self._sorted: dict[str, list[str]] = {}
+        self._sorted: dict[str, key_order.KeyOrder] = {}
         self._snapshots = paging.Snapshots()
-        self._field_paths = tuple(
-            path for path, _ in field_spec(info.gvr.group, info.kind).fields.values()
-        )
+        self._compact = compact_objects.CompactEncoder(info)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -208,30 +177,36 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         objects = self._objects(cluster)
         index = self._storage._next_index()
         orig = original_rv if original_rv else str(index)
-        stamped = self._stamp(cluster, obj, index, orig)
         if self._storage.compact:
+            encoded, skeleton = self._compact.encode(
+                obj, self._storage.prefix, cluster, index, orig
+            )
             entry = watch_cache.StoredObject(
                 None,
                 cluster=cluster,
                 key=key,
-                namespace=namespace,
+                namespace=sys.intern(namespace),
                 index=index,
                 original_rv=orig,
-                encoded=orjson.dumps(stamped),
-                selectable=selectable_skeleton(stamped, self._field_paths),
+                encoded=encoded,
+                selectable=skeleton,
             )
         else:
+            if isinstance(obj, RawObject):
+                obj = obj.decode()
             entry = watch_cache.StoredObject(
-                stamped, cluster=cluster, key=key, namespace=namespace, index=index,
-                original_rv=orig,
+                self._stamp(cluster, obj, index, orig), cluster=cluster, key=key,
+                namespace=namespace, index=index, original_rv=orig,
             )
+        order = self._sorted.get(cluster)
         if type_ == "DELETED":
             del objects[key]
-            self._sorted.pop(cluster, None)
+            if order is not None:
+                order.remove(key)
         else:
-            if previous is None:
-                self._sorted.pop(cluster, None)
             objects[key] = entry
+            if order is not None:
+                order.put(key, entry)
         self._watch_cache.append(watch_cache.StorageEvent(type_, entry, index, previous))
         return entry
 
@@ -292,7 +267,9 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         previous = self._objects(cluster).get(key)
         if previous is None:
             raise status.not_found(self.info.gvr.resource, key, self.info.gvr.group)
-        current_rv = previous.object["metadata"]["resourceVersion"]
+        current_rv = rvs.to_memory_resource_version(
+            self._storage.prefix, previous.index, previous.original_rv
+        )
         if expected_resource_version and expected_resource_version != current_rv:
             raise status.conflict(self.info.gvr.resource, key, conflict, self.info.gvr.group)
         return previous
@@ -316,20 +293,44 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         expected_resource_version: str | None = None,
     ) -> Obj:
         """Remove ``key`` (``"ns/name"`` or ``"name"``) from ``cluster``; see ``delete``."""
+        return self._delete_entry(
+            cluster, key, final_state=final_state,
+            expected_resource_version=expected_resource_version,
+        ).object
+
+    def _delete_entry(
+        self,
+        cluster: str,
+        key: str,
+        *,
+        final_state: Obj | None = None,
+        expected_resource_version: str | None = None,
+    ) -> watch_cache.StoredObject:
+        """``delete_by_key``, returning the DELETED entry (nothing decoded)."""
         with self._lock:
             previous = self._existing(
                 cluster, key, expected_resource_version, "the resourceVersion precondition failed"
             )
-            state = deleted_state(previous.object, final_state)
-            orig = previous.original_rv
-            if state is not previous.object:
-                orig = self._original_rv(state) or orig
-            return self._commit(
-                cluster, key, previous.namespace, "DELETED", state, orig, previous
-            ).object
+            if final_state is not None and _is_final_state(final_state):
+                state = final_state
+                orig = self._original_rv(state) or previous.original_rv
+            else:
+                state, orig = self._state_of(previous), previous.original_rv
+            return self._commit(cluster, key, previous.namespace, "DELETED", state, orig, previous)
+
+    def _state_of(self, entry: watch_cache.StoredObject) -> Obj:
+        """``entry``'s object for a new write: compact, its bytes (re-stamped by splicing,
+        never decoded whole), else the stored dict."""
+        if self._storage.compact:
+            return RawObject({}, entry.encoded())
+        return entry.object
 
     def upsert(self, cluster: str, obj: Obj) -> Obj:
         """Create or update ``obj`` in ``cluster`` (the synchro's add/update)."""
+        return self._upsert_entry(cluster, obj).object
+
+    def _upsert_entry(self, cluster: str, obj: Obj) -> watch_cache.StoredObject:
+        """``upsert``, returning the stored entry (nothing decoded)."""
         key, namespace = self._key_of(obj)
         with self._lock:
             previous = self._objects(cluster).get(key)
@@ -341,7 +342,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 obj,
                 self._original_rv(obj),
                 previous,
-            ).object
+            )
 
     def clean_cluster(self, cluster: str) -> int:
         """Delete every object of ``cluster`` (a DELETED event each); returns how many."""
@@ -351,6 +352,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 self._clusters.pop(cluster, None)
                 return 0
             count = 0
+            self._sorted.pop(cluster, None)  # not kept in step with every delete: O(n^2)
             for key in sorted(objects):
                 previous = objects[key]
                 self._commit(
@@ -358,7 +360,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                     key,
                     previous.namespace,
                     "DELETED",
-                    previous.object,
+                    self._state_of(previous),
                     previous.original_rv,
                     previous,
                 )
@@ -402,14 +404,8 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
             objects = self._clusters[cluster]
             order = self._sorted.get(cluster)
             if order is None:
-                order = self._sorted[cluster] = sorted(objects)
-            if flt.namespace and self.info.namespaced:
-                prefix = flt.namespace + "/"
-                lo = bisect.bisect_left(order, prefix)
-                hi = bisect.bisect_left(order, flt.namespace + "0")  # "0" sorts right after "/"
-                out.extend(objects[k] for k in order[lo:hi])
-            else:
-                out.extend(objects[k] for k in order)
+                order = self._sorted[cluster] = key_order.KeyOrder(objects)
+            order.copy_into(out, flt.namespace if self.info.namespaced else "")
         return out
 
     def _check_list_rv(self, opts: ListOptions) -> int | None:
@@ -551,11 +547,11 @@ class ClusterResourceStore:
 
     def add(self, obj: Obj) -> None:
         """Create or update ``obj``."""
-        self.resource_storage.upsert(self.cluster, obj)
+        self.resource_storage._upsert_entry(self.cluster, obj)
 
     def update(self, obj: Obj) -> None:
         """Create or update ``obj``."""
-        self.resource_storage.upsert(self.cluster, obj)
+        self.resource_storage._upsert_entry(self.cluster, obj)
 
     def delete(self, obj: Any) -> None:
         """Delete the object (or tombstone / explicit key); absent keys are ignored."""
@@ -566,7 +562,7 @@ class ClusterResourceStore:
         with self.resource_storage._lock:
             if self.resource_storage.get_entry(self.cluster, key) is None:
                 return
-            self.resource_storage.delete_by_key(self.cluster, key, final_state=final)
+            self.resource_storage._delete_entry(self.cluster, key, final_state=final)
 
     def list(self) -> builtins.list[Obj]:
         """Every stored object of the cluster (shared)."""
@@ -602,9 +598,9 @@ class ClusterResourceStore:
                 original = ResourceStorage._original_rv(obj)
                 if entry is not None and original and entry.original_rv == original:
                     continue
-                rs.upsert(self.cluster, obj)
+                rs._upsert_entry(self.cluster, obj)
             for key in [k for k in current if k not in seen]:
-                rs.delete_by_key(self.cluster, key)
+                rs._delete_entry(self.cluster, key)
 
     def resync(self) -> None:
         """Nothing to do: the storage is the source of truth."""
@@ -627,10 +623,12 @@ class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
     an older version; ``max_watch_lag`` bounds how far a watcher may fall behind
     before it is cut off; ``max_snapshots`` bounds LIST snapshots kept for
     continue tokens; ``bookmark_interval`` (seconds) spaces watch bookmarks.
-    ``compact`` keeps each object as its JSON bytes plus the parts selectors read
-    (``selectable_skeleton``): LIST and WATCH send the bytes as they are, selectors
-    never decode, and reads (``get``, a watch event's ``object``) decode a fresh
-    copy each time, so ``get(...) is get(...)`` no longer holds. Thread-safe.
+    ``compact`` (the default) keeps each object as its JSON bytes plus the parts
+    selectors read (``compact_objects``): LIST, GET and WATCH send the bytes as
+    they are, selectors never decode, and the dict reads (``get``, a watch event's
+    ``object``) decode a fresh copy each time, so ``get(...) is get(...)`` does not
+    hold. The bytes are those of the dict layout (``compact=False``, which keeps the
+    stamped dicts and ~3x the memory), so clients see no difference. Thread-safe.
     """
 
     def __init__(
@@ -641,7 +639,7 @@ class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
         max_watch_lag: int | None = None,
         max_snapshots: int = 64,
         bookmark_interval: float = 60.0,
-        compact: bool = False,
+        compact: bool = True,
     ) -> None:
         if event_window < 1:
             raise errors.ConfigError("must be at least 1", field="event_window")

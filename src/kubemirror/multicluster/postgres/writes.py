@@ -22,6 +22,7 @@ import orjson
 import psycopg
 
 from kubemirror import keys
+from kubemirror.cache.raw_object import RawObject
 from kubemirror.multicluster import resource_version as rvs
 from kubemirror.multicluster import status, watch_cache
 from kubemirror.multicluster.postgres import schema
@@ -170,6 +171,8 @@ class WriteTransaction:
         self.index += 1
         index = self.index
         orig = original_rv or str(index)
+        if isinstance(obj, RawObject):  # a synchro's ListWatch with a PartialDecoder
+            obj = obj.decode()
         stamped = stamp_object(info, self._prefix, cluster, obj, index, orig)
         raw = orjson.dumps(stamped)
         resource = resource_name(info)
