@@ -23,6 +23,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from kubemirror.client.transport import new_connector
+
 Action = Literal["drop", "truncate", "corrupt", "delay"]
 
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
@@ -94,7 +96,7 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> FaultProxy:
-        connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
+        connector = new_connector(self.ssl)
         self._session = aiohttp.ClientSession(auto_decompress=False, connector=connector)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)

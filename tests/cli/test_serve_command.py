@@ -19,6 +19,7 @@ from kubemirror import errors
 from kubemirror.cli.serve import sync_readiness
 from kubemirror.cli.serve_config import DEFAULT_UNREADY_AFTER, ServeFlags, load_serve_config
 from kubemirror.client import ClientConfig, KubeClient
+from kubemirror.client.transport import new_connector
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import MemoryStorage
 from kubemirror.testing import PODS, make_pod, make_self_signed_cert, seed
@@ -94,7 +95,7 @@ async def test_serve_answers_kubectl_with_a_token_and_refuses_without(
     config = yaml.safe_load(served.read_text())
     url = config["clusters"][0]["cluster"]["server"]
     context = ssl.create_default_context(cadata=ca.decode())
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+    async with aiohttp.ClientSession(connector=new_connector(context)) as http:
         async with http.get(f"{url}/readyz") as resp:
             assert (resp.status, await resp.text()) == (200, "ok")
         async with http.get(f"{url}/metrics") as resp:

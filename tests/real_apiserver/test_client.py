@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
+import random
 import re
 import ssl
 import subprocess
 import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,7 @@ from tests.real_apiserver.conftest import (
     REAL,
     ServerUnderTest,
     configmap,
+    create_namespace,
     unique,
 )
 
@@ -592,3 +597,47 @@ async def test_resolve_a_new_custom_resource_definition(real_client: KubeClient,
     assert (await real_client.get(gvr, "w1", namespace)) == created
     assert created["size"] == 3
 
+
+
+# -- connections ----------------------------------------------------------------------------
+
+
+def test_lists_cancelled_mid_answer_leave_no_socket_behind_the_event_loop(
+    real_env: EnvTest,
+) -> None:
+    """A LIST cancelled while the server answers (a reflector stopped, a deadline) leaves
+    no TLS socket open once the client and its event loop are closed.
+
+    aiohttp closes such a connection with a TLS close handshake; on CPython < 3.12.8 its
+    socket can outlive the loop for good (python/cpython gh-118950), a ResourceWarning
+    when collected. Each round is a whole program run (its own loop); before the fix,
+    20-24 of 300 rounds leaked a socket here.
+    """
+
+    async def seed() -> str:
+        async with KubeClient(real_env.client_config) as client:
+            ns = await create_namespace(client)
+            blob = "x" * 20_000
+            for start in range(0, 300, 30):  # a 6 MB list: answers take a while
+                await asyncio.gather(*(
+                    client.create(CONFIGMAPS, configmap(f"cm-{i}", {"v": blob}), ns)
+                    for i in range(start, start + 30)))
+            return ns
+
+    async def cancelled_list(ns: str, after: float) -> None:
+        async with KubeClient(real_env.client_config) as client:
+            listing = asyncio.create_task(client.list(CONFIGMAPS, ns, ListOptions()))
+            await asyncio.sleep(after)
+            listing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listing
+
+    ns = asyncio.run(seed())
+    rounds = random.Random(5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(80):
+            asyncio.run(cancelled_list(ns, rounds.uniform(0.005, 0.08)))
+        gc.collect()
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaked == []

@@ -56,6 +56,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from kubemirror.client.transport import new_connector
 from kubemirror.envtest import EnvTest
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import new_storage, seed
@@ -219,7 +220,7 @@ async def pair(real_env: EnvTest) -> AsyncIterator[Pair]:
     """The real server with the module's objects, and kubemirror's seeded with the same."""
     run = unique("run")
     ns, wns = unique("conf"), unique("confw")
-    connector = aiohttp.TCPConnector(ssl=real_env.ssl_context(client_cert=True))
+    connector = new_connector(real_env.ssl_context(client_cert=True))
     async with aiohttp.ClientSession(connector=connector) as real_session, \
             aiohttp.ClientSession() as own_session:
         real = Target("kube-apiserver", real_session, real_env.url)

@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 
 from kubemirror.client import KubeClient
+from kubemirror.client.transport import new_connector
 from kubemirror.envtest import EnvTest
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.testing import new_storage, seed
@@ -319,7 +320,7 @@ KINDS = {
 @pytest_asyncio.fixture
 async def real_http(real_env: EnvTest) -> AsyncIterator[aiohttp.ClientSession]:
     """An aiohttp session authenticated to the real server with the admin certificate."""
-    connector = aiohttp.TCPConnector(ssl=real_env.ssl_context(client_cert=True))
+    connector = new_connector(real_env.ssl_context(client_cert=True))
     async with aiohttp.ClientSession(real_env.url, connector=connector) as session:
         yield session
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import ssl
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, cast, overload
@@ -63,6 +65,12 @@ _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _BLANK = frozenset(b" \t\r\x0b\x0c")
 _USER_AGENT = "kubemirror/0.1"
 _READ_CHUNK = 1 << 20
+# CPython before 3.12.8 (and 3.13.0) can leave the socket of a TLS connection closed
+# gracefully open for good (python/cpython gh-118950): aiohttp closes a connection that
+# way when a request is cancelled, and the close handshake then outlives the event loop.
+# aiohttp's remedy, aborting those transports when the session closes, is refused (with
+# a DeprecationWarning) on the versions that no longer need it.
+_TLS_CLOSE_CAN_LEAK = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
 
 
 def resource_path(
@@ -261,6 +269,20 @@ class WatchStream:
         await self.aclose()
 
 
+def new_connector(ssl_context: ssl.SSLContext | None, *, limit: int = 0) -> aiohttp.TCPConnector:
+    """The connector of a session to a Kubernetes API server (``None``: default TLS checks).
+
+    ``limit`` bounds concurrent connections (0: none, as a client of many watches
+    needs). TLS connections a cancelled request left closing are aborted when the
+    session closes, so no socket outlives its event loop.
+    """
+    return aiohttp.TCPConnector(
+        ssl=ssl_context if ssl_context is not None else True,
+        limit=limit,
+        enable_cleanup_closed=_TLS_CLOSE_CAN_LEAK,
+    )
+
+
 class KubeClient:
     """An asyncio client for the Kubernetes REST API, returning plain dicts.
 
@@ -287,12 +309,8 @@ class KubeClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self.config.ssl_context if self.config.ssl_context is not None else True,
-                limit=0,
-            )
             self._session = aiohttp.ClientSession(
-                connector=connector,
+                connector=new_connector(self.config.ssl_context),
                 read_bufsize=_READ_CHUNK,
                 headers={"User-Agent": _USER_AGENT},
             )
