@@ -502,8 +502,10 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
 
 
 def worker_main(spec: str) -> None:
-    # Retries under overload are expected; only errors are worth the worker's stderr.
-    logging.basicConfig(level=logging.ERROR)
+    # Retries under overload are expected; only errors are worth the worker's stderr,
+    # and each session failover with its reason (the operation and the error).
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kubemirror.kvstore.etcd").setLevel(logging.INFO)
     stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze, ttl = json.loads(spec)
     asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes,
                            gc_freeze, ttl))

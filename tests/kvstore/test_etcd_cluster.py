@@ -76,7 +76,7 @@ async def raw_client(config: etcd_config.EtcdClientConfig) -> AsyncIterator[obje
     """A plain aetcd client on the first endpoint (TLS as configured), for inspection."""
     client = etcd_client.open_client(
         aetcd, config, config.endpoints[0], etcd_client.channel_credentials(config),
-        timeout=5.0, options={},
+        options={},
     )
     try:
         yield client

@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mappi
 from typing import Any, TypeVar
 
 from kubemirror import errors
-from kubemirror.kvstore import backend, etcd_client, etcd_config, lease
+from kubemirror.kvstore import backend, etcd_client, etcd_config, lease, member_deadline
 
 __all__ = ["DEFAULT_ENDPOINT", "EtcdBackend"]
 
@@ -36,8 +36,13 @@ _FENCE_ATTEMPTS = 64  # compare-and-retry rounds a write may lose to other write
 _UNAVAILABLE, _LEASE, _COMPACTED, _OTHER = "unavailable", "lease", "compacted", "other"
 _GRPC_OPTIONS: dict[str, Any] = {
     # Reconnect quickly after the server comes back (gRPC defaults to 1 s .. 120 s).
+    # grpc.min_reconnect_backoff_ms stays at its 20 s default: gRPC also uses it as
+    # the time a connection attempt may take, and at 100 ms a process opening
+    # hundreds of sessions at once on a busy machine failed its own handshakes
+    # ("timed out before receiving SETTINGS frame") and failed over from healthy
+    # members. A refused connection still fails at once; a silent member is bounded
+    # by the request deadline (``member_deadline``).
     "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.min_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1000,
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,
@@ -105,7 +110,9 @@ class EtcdBackend(lease.LeasedSession):
       backoff for up to ``retry_timeout`` seconds, then raise
       ``KVStoreUnavailableError`` (the write may or may not have been applied; all
       writes are idempotent, so retrying is safe). Other server errors raise
-      ``KVStoreError`` from the cause. ``request_timeout`` bounds each RPC.
+      ``KVStoreError`` from the cause. Each RPC gets ``request_timeout`` seconds of a
+      responsive event loop (``member_deadline``): a late answer because this
+      process was busy is not a dead member and causes no failover.
     - Each ``update``/``update_if_different``/``delete`` is fenced: it applies only if
       the key was not modified after the newest revision this session has seen, so
       a stale copy of a request that a member delivers late is a no-op (see
@@ -177,10 +184,10 @@ class EtcdBackend(lease.LeasedSession):
     def _new_client(self) -> Any:
         return etcd_client.open_client(
             self._aetcd, self.config, self.config.endpoints[self._index], self._credentials,
-            timeout=self.request_timeout, options=_GRPC_OPTIONS,
+            options=_GRPC_OPTIONS,
         )
 
-    def _failover(self, generation: int, exc: BaseException) -> None:
+    def _failover(self, generation: int, exc: BaseException, operation: str) -> None:
         """The member behind ``generation`` failed: move to the next endpoint.
 
         No-op when another call already moved on since ``generation``, and with a
@@ -196,8 +203,8 @@ class EtcdBackend(lease.LeasedSession):
         self._index = (self._index + 1) % len(self.config.endpoints)
         self._generation += 1
         self._client = self._new_client()
-        log.info("%s: %s failed (%s); moving to %s", self._name, before, _one_line(exc),
-                 self.endpoint)
+        log.info("%s: %s failed on %s (%s: %s); moving to %s", self._name, operation, before,
+                 type(exc).__name__, _one_line(exc), self.endpoint)
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
@@ -279,15 +286,20 @@ class EtcdBackend(lease.LeasedSession):
         fn: Callable[[], Awaitable[_T]],
         *,
         retry: bool = True,
+        attempt_seconds: float | None = None,
     ) -> _T:
+        """``fn()`` with failover and retries (see the class); each attempt gets
+        ``attempt_seconds`` (default ``request_timeout``) of a responsive loop."""
         loop = asyncio.get_running_loop()
+        if attempt_seconds is None:
+            attempt_seconds = self.request_timeout
         deadline = loop.time() + (self.retry_timeout if retry else 0.0)
         delay = 0.02
         while True:
             self._check_open()
             generation = self._generation
             try:
-                return await fn()
+                return await member_deadline.answer_within(fn(), attempt_seconds)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
                     generation
@@ -298,7 +310,7 @@ class EtcdBackend(lease.LeasedSession):
                 # A call cut short because the session moved to another member is retried.
                 kind = _UNAVAILABLE if generation != self._generation else self._classify(exc)
                 if kind == _UNAVAILABLE:
-                    self._failover(generation, exc)
+                    self._failover(generation, exc, operation)
                 if kind == _LEASE:
                     raise lease.LeaseNotFoundError(str(exc)) from exc
                 if kind != _UNAVAILABLE:
@@ -328,7 +340,7 @@ class EtcdBackend(lease.LeasedSession):
             client = self._client
             await client.connect()
             # One request and one reply on the bidirectional stream, then hang up.
-            call = client.leasestub.LeaseKeepAlive(timeout=timeout, metadata=client.metadata)
+            call = client.leasestub.LeaseKeepAlive(metadata=client.metadata)
             try:
                 await call.write(self._rpc.LeaseKeepAliveRequest(ID=lease_id))
                 reply = await call.read()
@@ -336,7 +348,8 @@ class EtcdBackend(lease.LeasedSession):
                 call.cancel()
             return None if reply is grpc.aio.EOF else reply
 
-        reply = await self._call("lease keep-alive", "", refresh, retry=False)
+        reply = await self._call("lease keep-alive", "", refresh, retry=False,
+                                 attempt_seconds=timeout)
         if reply is None:
             raise errors.KVStoreUnavailableError("lease keep-alive", f"lease {lease_id:x}")
         return float(reply.TTL)
@@ -420,9 +433,7 @@ class EtcdBackend(lease.LeasedSession):
     async def _txn_rpc(self, request: Any) -> Any:
         client = self._client
         await client.connect()
-        return await client.kvstub.Txn(
-            request, timeout=self.request_timeout, metadata=client.metadata
-        )
+        return await client.kvstub.Txn(request, metadata=client.metadata)
 
     def _saw(self, revision: int) -> None:
         """Note a revision the cluster reached (raises the write fence)."""
@@ -527,9 +538,7 @@ class EtcdBackend(lease.LeasedSession):
         request = self._rpc.RangeRequest(
             key=start, range_end=end, limit=_PAGE_SIZE, revision=revision
         )
-        return await client.kvstub.Range(
-            request, timeout=self.request_timeout, metadata=client.metadata
-        )
+        return await client.kvstub.Range(request, metadata=client.metadata)
 
     async def list_prefix(self, prefix: str) -> dict[str, bytes]:
         self._check_open()
@@ -585,9 +594,10 @@ class EtcdBackend(lease.LeasedSession):
             generation = self._generation
             resume_from = revision + 1
             try:
-                watch = await self._unless_closed(
-                    self._client.watch_range(raw, _prefix_end(raw), resume_from)
-                )
+                watch = await self._unless_closed(member_deadline.answer_within(
+                    self._client.watch_range(raw, _prefix_end(raw), resume_from),
+                    self.request_timeout,
+                ))
                 if watch is None:
                     return
             except (Exception, asyncio.CancelledError) as exc:
@@ -601,7 +611,7 @@ class EtcdBackend(lease.LeasedSession):
                     need_list = True
                     continue
                 log.debug("%s: watch of %r failed to start: %s", self._name, prefix, exc)
-                self._failover_if_unavailable(generation, exc)
+                self._failover_if_unavailable(generation, exc, "watch start")
                 delay = await self._backoff(delay)
                 continue
             try:
@@ -638,7 +648,7 @@ class EtcdBackend(lease.LeasedSession):
                 else:
                     log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix,
                              _one_line(exc))
-                    self._failover_if_unavailable(generation, exc)
+                    self._failover_if_unavailable(generation, exc, "watch")
                     delay = await self._backoff(delay)
             else:
                 if not self._closed:  # the server ended the watch: resume, but not in a tight loop
@@ -671,9 +681,11 @@ class EtcdBackend(lease.LeasedSession):
             await task
         return None
 
-    def _failover_if_unavailable(self, generation: int, exc: BaseException) -> None:
+    def _failover_if_unavailable(
+        self, generation: int, exc: BaseException, operation: str
+    ) -> None:
         if generation != self._generation or self._classify(exc) == _UNAVAILABLE:
-            self._failover(generation, exc)
+            self._failover(generation, exc, operation)
 
     async def _release(self) -> None:
         self._closed_event.set()

@@ -7,7 +7,9 @@ fetches an auth token for username/password, and sends etcd's ``hasleader``
 metadata on every call so that a member cut off from the quorum refuses requests
 and cancels watches instead of serving stale data (the Go client's
 ``WithRequireLeader``). ``watch_range`` gives each watch its own stream, since
-aetcd's shared watch stream does not recover from a failure. Failover between
+aetcd's shared watch stream does not recover from a failure. Calls carry no
+deadline of their own (gRPC's would start counting before the event loop even sent
+the request): the backend bounds them with ``member_deadline``. Failover between
 members is the backend's job.
 """
 
@@ -69,59 +71,65 @@ def _client_class(aetcd: Any) -> type[Any]:
     from aetcd import rpc
 
     class _Client(aetcd.Client):  # type: ignore[misc]
-        _is_connecting: bool
         _connected: asyncio.Event
+
         def __init__(
             self,
             endpoint: etcd_config.EtcdEndpoint,
             credentials: grpc.ChannelCredentials | None,
             username: str | None,
             password: str | None,
-            timeout: float,
             options: dict[str, Any],
         ) -> None:
             super().__init__(
                 host=endpoint.host, port=endpoint.port, username=username, password=password,
-                timeout=timeout, options=options,
+                timeout=None, options=options,
             )
             self._credentials = credentials
+            self._dialing: asyncio.Task[None] | None = None
 
         async def connect(self) -> None:
+            """Dial once; concurrent callers share that dial (and its error), with no
+            timeout of their own (aetcd's 3 s one counted the busy event loop)."""
             if self._connected.is_set():
                 return
-            if self._is_connecting:
-                await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
-                return
-            self._is_connecting = True
+            if self._dialing is None or self._dialing.done():
+                self._dialing = asyncio.get_running_loop().create_task(self._dial())
+            await asyncio.shield(self._dialing)
+
+        async def close(self) -> None:
+            if self._dialing is not None and not self._dialing.done():
+                self._dialing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._dialing
+            await super().close()
+
+        async def _dial(self) -> None:
+            target = f"{self._host}:{self._port}"
+            options = list(self._options.items())
+            channel = (
+                grpc.aio.insecure_channel(target, options=options)
+                if self._credentials is None
+                else grpc.aio.secure_channel(target, self._credentials, options=options)
+            )
+            metadata: list[tuple[str, str]] = [REQUIRE_LEADER]
             try:
-                target = f"{self._host}:{self._port}"
-                options = list(self._options.items())
-                channel = (
-                    grpc.aio.insecure_channel(target, options=options)
-                    if self._credentials is None
-                    else grpc.aio.secure_channel(target, self._credentials, options=options)
-                )
-                metadata: list[tuple[str, str]] = [REQUIRE_LEADER]
-                try:
-                    if self._username is not None:
-                        reply = await rpc.AuthStub(channel).Authenticate(
-                            rpc.AuthenticateRequest(name=self._username, password=self._password),
-                            timeout=self._timeout,
-                        )
-                        metadata.append(("token", reply.token))
-                except BaseException:
-                    await channel.close()
-                    raise
-                self.channel = channel
-                self.metadata = tuple(metadata)
-                self.kvstub = rpc.KVStub(channel)
-                self.clusterstub = rpc.ClusterStub(channel)
-                self.leasestub = rpc.LeaseStub(channel)
-                self.maintenancestub = rpc.MaintenanceStub(channel)
-                self._watcher = self._new_watcher()  # aetcd's own watch(); we use watch_range
-                self._connected.set()
-            finally:
-                self._is_connecting = False
+                if self._username is not None:
+                    reply = await rpc.AuthStub(channel).Authenticate(
+                        rpc.AuthenticateRequest(name=self._username, password=self._password),
+                    )
+                    metadata.append(("token", reply.token))
+            except BaseException:
+                await channel.close()
+                raise
+            self.channel = channel
+            self.metadata = tuple(metadata)
+            self.kvstub = rpc.KVStub(channel)
+            self.clusterstub = rpc.ClusterStub(channel)
+            self.leasestub = rpc.LeaseStub(channel)
+            self.maintenancestub = rpc.MaintenanceStub(channel)
+            self._watcher = self._new_watcher()  # aetcd's own watch(); we use watch_range
+            self._connected.set()
 
         def _new_watcher(self) -> Any:
             return aetcd.watcher.Watcher(
@@ -178,13 +186,13 @@ def open_client(
     endpoint: etcd_config.EtcdEndpoint,
     credentials: Any,
     *,
-    timeout: float,
     options: dict[str, Any],
 ) -> Any:
     """A new, not yet connected client for ``endpoint`` (connects on first use).
 
     ``credentials`` comes from ``channel_credentials(config)`` (shared by all the
-    clients of a backend). Close the client with ``await client.close()``.
+    clients of a backend). Its calls have no deadline: bound them with
+    ``member_deadline.answer_within``. Close the client with ``await client.close()``.
     """
     cls = _client_class(aetcd)
-    return cls(endpoint, credentials, config.username, config.password, timeout, dict(options))
+    return cls(endpoint, credentials, config.username, config.password, dict(options))
