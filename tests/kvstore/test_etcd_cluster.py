@@ -417,7 +417,7 @@ async def session_off_the_leader(
     """A new session whose first member (chosen at random, not yet dialled) is a follower."""
     leader = await cluster.await_leader()
     for attempt in range(50):
-        session = etcd.EtcdBackend(config, name=f"s{attempt}", **options)  # type: ignore[arg-type]
+        session = etcd.EtcdBackend(config, name=f"s{attempt}", **options)
         if session.endpoint != leader.endpoint:
             return session, next(m for m in cluster.members if m.endpoint == session.endpoint)
         await session.close()
