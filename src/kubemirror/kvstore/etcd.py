@@ -34,6 +34,8 @@ _T = TypeVar("_T")
 _PAGE_SIZE = 1000
 _FENCE_ATTEMPTS = 64  # compare-and-retry rounds a write may lose to other writers
 _UNAVAILABLE, _LEASE, _COMPACTED, _OTHER = "unavailable", "lease", "compacted", "other"
+_DELETE = 1  # mvccpb.Event.DELETE (PUT is 0)
+_CREATE, _MODIFY = backend.KVEventType.CREATE, backend.KVEventType.MODIFY
 _GRPC_OPTIONS: dict[str, Any] = {
     # Reconnect quickly after the server comes back (gRPC defaults to 1 s .. 120 s).
     # grpc.min_reconnect_backoff_ms stays at its 20 s default: gRPC also uses it as
@@ -615,27 +617,26 @@ class EtcdBackend(lease.LeasedSession):
                 delay = await self._backoff(delay)
                 continue
             try:
-                async for ev in watch:
+                async for batch in watch:
                     delay = 0.05
-                    kv = ev.kv
-                    if int(kv.mod_revision) < resume_from:
-                        continue  # delivered before this resume (a server must not send it)
-                    revision = int(kv.mod_revision)
-                    self._saw(revision)
-                    if ev.kind == "DELETE":
-                        if known.pop(kv.key, None) is None:
-                            continue
-                        yield backend.KVEvent(
-                            backend.KVEventType.DELETE, _decode(kv.key), b"", revision
-                        )
-                    else:
-                        kind = (
-                            backend.KVEventType.MODIFY
-                            if kv.key in known
-                            else backend.KVEventType.CREATE
-                        )
-                        known[kv.key] = revision
-                        yield backend.KVEvent(kind, _decode(kv.key), bytes(kv.value), revision)
+                    for ev in batch:
+                        kv = ev.kv
+                        mod_revision = kv.mod_revision
+                        if mod_revision < resume_from:
+                            continue  # delivered before this resume (a server must not send it)
+                        revision = mod_revision
+                        self._saw(revision)
+                        key = kv.key
+                        if ev.type == _DELETE:
+                            if known.pop(key, None) is None:
+                                continue
+                            yield backend.KVEvent(
+                                backend.KVEventType.DELETE, _decode(key), b"", revision
+                            )
+                        else:
+                            kind = _MODIFY if key in known else _CREATE
+                            known[key] = revision
+                            yield backend.KVEvent(kind, _decode(key), kv.value, revision)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
                     generation

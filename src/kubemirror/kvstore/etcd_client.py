@@ -6,8 +6,9 @@ with TLS (CA bundle, optional client certificate) when the config asks for it,
 fetches an auth token for username/password, and sends etcd's ``hasleader``
 metadata on every call so that a member cut off from the quorum refuses requests
 and cancels watches instead of serving stale data (the Go client's
-``WithRequireLeader``). ``watch_range`` gives each watch its own stream, since
-aetcd's shared watch stream does not recover from a failure. Calls carry no
+``WithRequireLeader``). ``watch_range`` gives each watch its own gRPC stream, read
+directly (``WatchStream``), since aetcd's shared watch stream does not recover from
+a failure and costs a callback and a queue hop per event. Calls carry no
 deadline of their own (gRPC's would start counting before the event loop even sent
 the request): the backend bounds them with ``member_deadline``. Failover between
 members is the backend's job.
@@ -22,46 +23,49 @@ from typing import Any
 
 from kubemirror.kvstore import etcd_config
 
-__all__ = ["open_client"]
+__all__ = ["WatchCanceledError", "WatchStream", "open_client"]
 
 REQUIRE_LEADER = ("hasleader", "true")
 
 
-async def _shutdown(watcher: Any) -> None:
-    """Close a private watcher's stream (bounded: aetcd's teardown can block)."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(2.0):
-            await watcher.shutdown()
+class WatchStream:
+    """One ``watch_range``'s gRPC stream: iterate it for batches of etcd events.
 
-
-class _StreamEnded(ConnectionError):
-    """The private watch stream's task ended (channel closed or stream failed)."""
-
-
-class _PrivateWatch:
-    """Events of one ``watch_range``: iterate them; ``cancel()`` closes the stream.
-
-    Iteration raises the stream's error (as aetcd reports it) and ends when the
-    server or ``cancel()`` ends the stream.
+    Each item is the ``events`` of one watch response (protobuf ``mvccpb.Event``s,
+    in revision order; progress notifications are skipped). Iteration raises aetcd's
+    ``RevisionCompactedError`` when the start revision is compacted,
+    ``WatchCanceledError`` when the server cancels the watch (no leader, for example),
+    gRPC's error when the stream fails, and ends when the server ends the stream.
+    ``cancel()`` hangs up (no wait). One reader at a time.
     """
 
-    def __init__(self, watcher: Any, events: asyncio.Queue[Any]) -> None:
-        self._watcher = watcher
-        self._events = events
+    def __init__(self, call: Any, compacted: type[Exception]) -> None:
+        self._call = call
+        self._compacted = compacted
 
-    def __aiter__(self) -> _PrivateWatch:
+    def __aiter__(self) -> WatchStream:
         return self
 
     async def __anext__(self) -> Any:
-        item = await self._events.get()
-        if item is None:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        import grpc
+
+        while True:
+            response = await self._call.read()
+            if response is grpc.aio.EOF:
+                raise StopAsyncIteration
+            if response.compact_revision:
+                raise self._compacted(response.compact_revision)
+            if response.canceled:
+                raise WatchCanceledError(response.cancel_reason or "watch canceled by etcd")
+            if response.events:
+                return response.events
 
     async def cancel(self) -> None:
-        await _shutdown(self._watcher)
+        self._call.cancel()
+
+
+class WatchCanceledError(ConnectionError):
+    """etcd canceled a watch (its ``cancel_reason`` is the message): watch again."""
 
 
 @functools.cache
@@ -128,43 +132,36 @@ def _client_class(aetcd: Any) -> type[Any]:
             self.clusterstub = rpc.ClusterStub(channel)
             self.leasestub = rpc.LeaseStub(channel)
             self.maintenancestub = rpc.MaintenanceStub(channel)
-            self._watcher = self._new_watcher()  # aetcd's own watch(); we use watch_range
+            self._watcher = None  # aetcd's shared watch stream: unused (see watch_range)
             self._connected.set()
 
-        def _new_watcher(self) -> Any:
-            return aetcd.watcher.Watcher(
-                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
-            )
+        async def watch_range(
+            self, key: bytes, range_end: bytes, start_revision: int
+        ) -> WatchStream:
+            """A watch of ``[key, range_end)`` from ``start_revision`` on its own stream,
+            once etcd confirmed it (no deadline: the caller bounds the wait).
 
-        async def watch_range(self, key: bytes, range_end: bytes, start_revision: int) -> Any:
-            """A watch of ``[key, range_end)`` from ``start_revision`` on its own stream.
-
-            aetcd's shared ``Watcher`` never recovers once its stream failed (its
-            request queue fills up and later watches block forever), so every watch
-            gets a private ``Watcher`` (one gRPC stream), shut down with the watch.
+            Not aetcd's shared ``Watcher``: it never recovers once its stream failed,
+            and it hands events one by one through a callback, a lock and a queue;
+            here the watch's gRPC stream is read directly, a response at a time.
             """
             await self.connect()
-            watcher = self._new_watcher()
-            events: asyncio.Queue[Any] = asyncio.Queue()
-
-            async def deliver(response: Any) -> None:
-                await events.put(response)
-
+            call = rpc.WatchStub(self.channel).Watch(metadata=self.metadata)
+            stream = WatchStream(call, aetcd.RevisionCompactedError)
             try:
-                await watcher.add_callback(
-                    key, deliver, range_end=range_end, start_revision=start_revision
-                )
+                await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                    key=key, range_end=range_end, start_revision=start_revision)))
+                created = await call.read()
+                if created is grpc.aio.EOF:
+                    raise WatchCanceledError("watch stream ended before the watch was created")
+                if created.compact_revision:
+                    raise aetcd.RevisionCompactedError(created.compact_revision)
+                if created.canceled or not created.created:
+                    raise WatchCanceledError(created.cancel_reason or "watch not created")
             except BaseException:
-                await _shutdown(watcher)
+                call.cancel()
                 raise
-            # The stream task can also end without telling the subscribers (it is
-            # cancelled when the channel closes): end the iteration then too.
-            stream = getattr(watcher, "_request_handler", None)
-            if stream is not None:
-                stream.add_done_callback(
-                    lambda _: events.put_nowait(_StreamEnded("watch stream ended"))
-                )
-            return _PrivateWatch(watcher, events)
+            return stream
 
     return _Client
 
