@@ -242,7 +242,7 @@ class EtcdBackend(lease.LeasedSession):
             return _COMPACTED
         if isinstance(exc, aex.ConnectionFailedError | aex.ConnectionTimeoutError):
             return _UNAVAILABLE
-        if isinstance(exc, aex.WatchTimeoutError | asyncio.TimeoutError | ConnectionError):
+        if isinstance(exc, asyncio.TimeoutError | ConnectionError):
             return _UNAVAILABLE
         text = str(exc)
         if "lease not found" in text:

@@ -40,18 +40,19 @@ class WatchStream:
     """
 
     def __init__(self, call: Any, compacted: type[Exception]) -> None:
+        import grpc
+
         self._call = call
         self._compacted = compacted
+        self._eof = grpc.aio.EOF
 
     def __aiter__(self) -> WatchStream:
         return self
 
     async def __anext__(self) -> Any:
-        import grpc
-
         while True:
             response = await self._call.read()
-            if response is grpc.aio.EOF:
+            if response is self._eof:
                 raise StopAsyncIteration
             if response.compact_revision:
                 raise self._compacted(response.compact_revision)
