@@ -23,7 +23,7 @@ from typing import Any
 
 from kubemirror.kvstore import etcd_config
 
-__all__ = ["WatchCanceledError", "WatchStream", "open_client"]
+__all__ = ["WatchStream", "open_client"]
 
 REQUIRE_LEADER = ("hasleader", "true")
 
@@ -34,7 +34,7 @@ class WatchStream:
     Each item is the ``events`` of one watch response (protobuf ``mvccpb.Event``s,
     in revision order; progress notifications are skipped). Iteration raises aetcd's
     ``RevisionCompactedError`` when the start revision is compacted,
-    ``WatchCanceledError`` when the server cancels the watch (no leader, for example),
+    ``ConnectionError`` when the server cancels the watch (no leader, for example),
     gRPC's error when the stream fails, and ends when the server ends the stream.
     ``cancel()`` hangs up (no wait). One reader at a time.
     """
@@ -57,7 +57,7 @@ class WatchStream:
             if response.compact_revision:
                 raise self._compacted(response.compact_revision)
             if response.canceled:
-                raise WatchCanceledError(response.cancel_reason or "watch canceled by etcd")
+                raise _WatchCanceled(response.cancel_reason or "watch canceled by etcd")
             if response.events:
                 return response.events
 
@@ -65,7 +65,7 @@ class WatchStream:
         self._call.cancel()
 
 
-class WatchCanceledError(ConnectionError):
+class _WatchCanceled(ConnectionError):
     """etcd canceled a watch (its ``cancel_reason`` is the message): watch again."""
 
 
@@ -154,11 +154,11 @@ def _client_class(aetcd: Any) -> type[Any]:
                     key=key, range_end=range_end, start_revision=start_revision)))
                 created = await call.read()
                 if created is grpc.aio.EOF:
-                    raise WatchCanceledError("watch stream ended before the watch was created")
+                    raise _WatchCanceled("watch stream ended before the watch was created")
                 if created.compact_revision:
                     raise aetcd.RevisionCompactedError(created.compact_revision)
                 if created.canceled or not created.created:
-                    raise WatchCanceledError(created.cancel_reason or "watch not created")
+                    raise _WatchCanceled(created.cancel_reason or "watch not created")
             except BaseException:
                 call.cancel()
                 raise
