@@ -34,6 +34,10 @@ _T = TypeVar("_T")
 _PAGE_SIZE = 1000
 _FENCE_ATTEMPTS = 64  # compare-and-retry rounds a write may lose to other writers
 _UNAVAILABLE, _LEASE, _COMPACTED, _OTHER = "unavailable", "lease", "compacted", "other"
+_BUSY = "busy"  # the member answered that the cluster is slow: retry it, do not move
+# etcd's answers for a proposal the cluster did not commit in time, or dropped for a new
+# leader, or when applying lags far behind: the member is alive and has a leader.
+_BUSY_REPLIES = ("request timed out", "leader changed", "too many requests")
 _DELETE = 1  # mvccpb.Event.DELETE (PUT is 0)
 _CREATE, _MODIFY = backend.KVEventType.CREATE, backend.KVEventType.MODIFY
 _GRPC_OPTIONS: dict[str, Any] = {
@@ -109,7 +113,8 @@ class EtcdBackend(lease.LeasedSession):
       call finds that member unreachable (or without a leader), it moves to the next
       endpoint, closes the old connection and retries there.
     - Writes and reads that fail because no member is reachable are retried with
-      backoff for up to ``retry_timeout`` seconds, then raise
+      backoff for up to ``retry_timeout`` seconds (on the same member when it answered
+      that the cluster is slow: a timed-out proposal, a leader change), then raise
       ``KVStoreUnavailableError`` (the write may or may not have been applied; all
       writes are idempotent, so retrying is safe). Other server errors raise
       ``KVStoreError`` from the cause. Each RPC gets ``request_timeout`` seconds of a
@@ -247,6 +252,8 @@ class EtcdBackend(lease.LeasedSession):
         text = str(exc)
         if "lease not found" in text:
             return _LEASE
+        if any(reply in text for reply in _BUSY_REPLIES):
+            return _BUSY
         if "required revision has been compacted" in text:
             return _COMPACTED
         if isinstance(exc, self._rpc.AioRpcError):
@@ -315,7 +322,7 @@ class EtcdBackend(lease.LeasedSession):
                     self._failover(generation, exc, operation)
                 if kind == _LEASE:
                     raise lease.LeaseNotFoundError(str(exc)) from exc
-                if kind != _UNAVAILABLE:
+                if kind not in (_UNAVAILABLE, _BUSY):
                     raise errors.KVStoreError(
                         f"etcd {operation} of {key!r} failed: {exc}"
                     ) from exc
