@@ -419,8 +419,9 @@ def main() -> None:
                         help="worker processes for the agents (1: asyncio tasks in one process)")
     parser.add_argument("--latency-writes", type=int, default=100,
                         help="single writes timed until every agent saw them")
-    parser.add_argument("--write-interval", type=float, default=0.05,
-                        help="seconds between two latency writes")
+    parser.add_argument("--write-interval", default="0.05",
+                        help="seconds between two latency writes; several comma-separated "
+                        "(e.g. 0.05,0.5): one timed phase each, after the same convergence")
     parser.add_argument("--stacks", default="kubemirror,raw",
                         help="comma-separated: kubemirror, raw (aetcd)")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
@@ -440,7 +441,8 @@ def main() -> None:
         else:
             asyncio.run(kvstore_agents.run_agents(
                 args.agents, args.agent_keys, args.processes, args.latency_writes,
-                args.write_interval, args.stacks.split(","), args.gc_freeze, args.lease_ttl))
+                [float(x) for x in args.write_interval.split(",")], args.stacks.split(","),
+                args.gc_freeze, args.lease_ttl))
         return
     keys = args.keys or (1000 if args.quick else 10_000)
     latency_keys = args.latency_keys or min(keys, 300 if args.quick else 2000)

@@ -11,14 +11,15 @@ TLS), one after the other:
   lease, K puts, ``get_prefix`` then ``watch_prefix`` from the next revision into a dict.
 
 Measured: the time from "go" until every agent has seen all N*K keys; then
-``--latency-writes`` single writes (one every ``--write-interval`` s) from a separate
-writer, each timed from just before the put until each agent's watch delivers it
-(p50/p99 over every agent and write); etcd's CPU seconds (all three members) over
-both phases and the revisions it advanced by; in the agent processes, CPU per
-delivered write during the latency phase, GC pauses (``gc.callbacks``), GC-tracked
-objects at convergence, deletions seen (a lease lost) and retries. Agents run in
-worker processes (``--processes P``; 1: all as asyncio tasks of one process), each
-reporting on stdout and, every 30 s, its progress on stderr.
+``--latency-writes`` single writes (one every ``--write-interval`` s; several
+comma-separated intervals give one timed phase each, after the same convergence)
+from a separate writer, each timed from just before the put until each agent's watch
+delivers it (p50/p99 over every agent and write); etcd's CPU seconds (all three
+members) over the whole run and the revisions it advanced by; in the agent
+processes, CPU per delivered write during each latency phase, GC pauses
+(``gc.callbacks``), GC-tracked objects at convergence, deletions seen (a lease lost)
+and retries. Agents run in worker processes (``--processes P``; 1: all as asyncio
+tasks of one process), each reporting on stdout and, every 30 s, its progress on stderr.
 
 Equal terms: the same keys and values, the same session lease TTL (``--lease-ttl``,
 Cilium's 15 min by default) and the same GC policy for both stacks (``gc.freeze()``
@@ -82,6 +83,11 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     all_converged: asyncio.Event = field(default_factory=asyncio.Event)
     all_latency: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reset_latency(self) -> None:
+        """Start a new latency phase (its writes are new keys)."""
+        self.latency_seen, self.latency_complete, self.latencies = {}, 0, []
+        self.all_latency = asyncio.Event()
 
     def seen(self, agent: int, name: str, value: bytes, count: int) -> None:
         self.deliveries += 1
@@ -219,7 +225,8 @@ AGENTS: dict[str, Callable[..., Coroutine[None, None, None]]] = {
 
 
 async def run_worker(stack: str, endpoints: list[str], first: int, count: int, agents: int,
-                     keys: int, latency_writes: int, gc_freeze: bool, lease_ttl: int) -> None:
+                     keys: int, latency_writes: int, gc_freeze: bool, lease_ttl: int,
+                     phases: int) -> None:
     """A worker process: ``count`` agents; JSON lines on stdout, commands on stdin.
 
     With ``gc_freeze`` every stack gets the same GC policy: once all its agents
@@ -244,20 +251,22 @@ async def run_worker(stack: str, endpoints: list[str], first: int, count: int, a
     if gc_freeze:
         gc.freeze()
     print(json.dumps({"converged_at": tally.converged_at}), flush=True)
-    cpu_start, gc_start = time.process_time(), pauses.total
-    if latency_writes:
-        await tally.all_latency.wait()
-    print(json.dumps({
-        "latencies": tally.latencies,
-        "cpu_s": time.process_time() - cpu_start,
-        "gc_s": pauses.total - gc_start,
-        "gc_max_s": pauses.longest,
-        "converge_gc_s": converge_gc_s,
-        "deletes": tally.deletes,
-        "failovers": sum(s.failovers for s in tally.sessions),
-        "restarts": tally.raw_restarts,
-        "tracked": tracked,
-    }), flush=True)
+    for _ in range(phases):  # one report per latency phase
+        cpu_start, gc_start = time.process_time(), pauses.total
+        if latency_writes:
+            await tally.all_latency.wait()
+        print(json.dumps({
+            "latencies": tally.latencies,
+            "cpu_s": time.process_time() - cpu_start,
+            "gc_s": pauses.total - gc_start,
+            "gc_max_s": pauses.longest,
+            "converge_gc_s": converge_gc_s,
+            "deletes": tally.deletes,
+            "failovers": sum(s.failovers for s in tally.sessions),
+            "restarts": tally.raw_restarts,
+            "tracked": tracked,
+        }), flush=True)
+        tally.reset_latency()
     pauses.close()
     progress.cancel()
     await asyncio.to_thread(sys.stdin.readline)  # "stop"
@@ -298,7 +307,10 @@ class GcPauses:
 
 @dataclass
 class StackResult:
+    """One stack's figures for one latency phase (convergence figures are shared)."""
+
     stack: str
+    interval: float  # seconds between two timed writes in this phase
     converge_s: float
     latencies: list[float]
     etcd_cpu_s: float
@@ -339,8 +351,8 @@ async def _writer(stack: str, endpoints: list[str]) -> tuple[
 
 
 async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, processes: int,
-                    latency_writes: int, interval: float, gc_freeze: bool,
-                    lease_ttl: int) -> StackResult:
+                    latency_writes: int, intervals: list[float], gc_freeze: bool,
+                    lease_ttl: int) -> list[StackResult]:
     endpoints = cluster.endpoints
     per = [agents // processes + (1 if p < agents % processes else 0) for p in range(processes)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -351,7 +363,7 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, SCRIPT, "--agent-worker",
             json.dumps([stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze,
-                        lease_ttl]),
+                        lease_ttl, len(intervals)]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=2**28,
         ))
         first += count
@@ -381,14 +393,15 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
         print(f"[{stack}: converged in {converge_s:.1f} s; timing {latency_writes} writes]",
               file=sys.stderr, flush=True)
         put, close = await _writer(stack, endpoints)
+        phases: list[list[dict[str, object]]] = []
         try:
-            for n in range(latency_writes):
-                await put(f"{PREFIX}/{LATENCY}{n}", str(time.monotonic()).encode())
-                await asyncio.sleep(interval)
+            for phase, interval in enumerate(intervals):
+                for n in range(latency_writes):
+                    await put(f"{PREFIX}/{LATENCY}{phase}-{n}", str(time.monotonic()).encode())
+                    await asyncio.sleep(interval)
+                phases.append([await line(proc) for proc in procs])
         finally:
             await close()
-        reports = [await line(proc) for proc in procs]
-        latencies = [float(x) for r in reports for x in r["latencies"]]  # type: ignore[attr-defined]
         cpu = cluster.cpu_seconds() - cpu_start
         writes = await _revision(cluster) - revision_start
         tell("stop")
@@ -411,15 +424,19 @@ async def run_stack(stack: str, cluster: EtcdCluster, agents: int, keys: int, pr
     async with aetcd.Client(host="127.0.0.1", port=cluster.members[0].client_port) as admin:
         await admin.delete_range(b"\0", b"\0")
 
-    def total(name: str) -> float:
-        return sum(_number(r, name) for r in reports)
+    def result(interval: float, reports: list[dict[str, object]]) -> StackResult:
+        def total(name: str) -> float:
+            return sum(_number(r, name) for r in reports)
 
-    return StackResult(
-        stack, converge_s, latencies, cpu, writes, total("cpu_s"), total("gc_s"),
-        max(_number(r, "gc_max_s") for r in reports),
-        total("converge_gc_s"), int(total("deletes")), int(total("failovers") + total("restarts")),
-        int(total("tracked")), teardown_s,
-    )
+        latencies = [float(x) for r in reports for x in r["latencies"]]  # type: ignore[attr-defined]
+        return StackResult(
+            stack, interval, converge_s, latencies, cpu, writes, total("cpu_s"), total("gc_s"),
+            max(_number(r, "gc_max_s") for r in reports), total("converge_gc_s"),
+            int(total("deletes")), int(total("failovers") + total("restarts")),
+            int(total("tracked")), teardown_s,
+        )
+
+    return [result(interval, reports) for interval, reports in zip(intervals, phases, strict=True)]
 
 
 def _number(report: dict[str, object], name: str) -> float:
@@ -438,22 +455,23 @@ async def _revision(cluster: EtcdCluster) -> int:
 
 
 async def run_agents(agents: int, keys: int, processes: int, latency_writes: int,
-                     interval: float, stacks: list[str], gc_freeze: bool = True,
+                     intervals: list[float], stacks: list[str], gc_freeze: bool = True,
                      lease_ttl: int = LEASE_TTL) -> None:
     # A SIGTERM (timeout(1), Ctrl-C from a runner) still stops the etcd members.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster = EtcdCluster(3, heartbeat_interval_ms=50, election_timeout_ms=500,
                           extra_args=("--unsafe-no-fsync",))
     await cluster.astart()
-    results: list[StackResult] = []
+    results: list[list[StackResult]] = []  # per stack, one per interval
     try:
         for stack in stacks:
             results.append(await run_stack(stack, cluster, agents, keys, processes,
-                                           latency_writes, interval, gc_freeze, lease_ttl))
-            done = results[-1]
-            print(f"[{done.stack} done: converged {done.converge_s:.2f} s, "
-                  f"p50 {done.pct(0.5):.2f} ms, p99 {done.pct(0.99):.2f} ms, "
-                  f"etcd CPU {done.etcd_cpu_s:.1f} s]", file=sys.stderr, flush=True)
+                                           latency_writes, intervals, gc_freeze, lease_ttl))
+            for done in results[-1]:
+                print(f"[{done.stack} done: converged {done.converge_s:.2f} s, every "
+                      f"{done.interval * 1000:.0f} ms: p50 {done.pct(0.5):.2f} ms, "
+                      f"p99 {done.pct(0.99):.2f} ms, etcd CPU {done.etcd_cpu_s:.1f} s]",
+                      file=sys.stderr, flush=True)
     finally:
         await asyncio.to_thread(cluster.cleanup)
     mode = "asyncio tasks in 1 process" if processes == 1 else f"{processes} worker processes"
@@ -463,7 +481,19 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
     policy = ("gc.freeze() in every agent process at convergence" if gc_freeze
               else "Python's default collector throughout")
     print(f"GC policy (the same for every stack): {policy}; session lease TTL {lease_ttl} s")
-    print(f"latency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
+    for phase, interval in enumerate(intervals):
+        _print_phase(agents, keys, latency_writes, interval, [r[phase] for r in results])
+    print(f"\nagents CPU us/event: CPU of the agent processes during the latency phase per "
+          f"delivered write; GC: pauses in the agent processes (until convergence / latency "
+          f"phase), tracked M: millions of GC-tracked objects at convergence; etcd CPU and "
+          f"writes: the whole run of the stack; retries: kubemirror failovers or raw watch/put "
+          f"restarts (whole run); machine: {os.cpu_count()} CPUs shared with other jobs (load "
+          f"average {os.getloadavg()[0]:.1f} at the end), so figures vary run to run")
+
+
+def _print_phase(agents: int, keys: int, latency_writes: int, interval: float,
+                 results: list[StackResult]) -> None:
+    print(f"\nlatency: {latency_writes} single writes, one every {interval * 1000:.0f} ms, "
           f"timed until each agent's watch delivered it\n")
     print(f"{'stack':<12} {'converge s':>11} {'p50 ms':>9} {'p99 ms':>9} {'samples':>9} "
           f"{'etcd CPU s':>11} {'etcd writes':>12} {'agents CPU us/event':>20} "
@@ -481,29 +511,26 @@ async def run_agents(agents: int, keys: int, processes: int, latency_writes: int
               f"{a.pct(0.5) / b.pct(0.5):>8.2f}x {a.pct(0.99) / b.pct(0.99):>8.2f}x {'':>9} "
               f"{a.etcd_cpu_s / b.etcd_cpu_s:>10.2f}x {'':>12} "
               f"{a.cpu_per_delivery_us() / b.cpu_per_delivery_us():>19.2f}x")
-    print(f"\nagents CPU us/event: CPU of the agent processes during the latency phase per "
-          f"delivered write; GC: pauses in the agent processes (until convergence / latency "
-          f"phase), tracked M: millions of GC-tracked objects at convergence; retries: "
-          f"kubemirror failovers or raw watch/put restarts; machine: "
-          f"{os.cpu_count()} CPUs shared with other jobs (load average "
-          f"{os.getloadavg()[0]:.1f} at the end), so figures vary run to run")
     by = {r.stack: r for r in results}
     if "kubemirror" in by and "raw" in by:
         km, raw = by["kubemirror"], by["raw"]
         ratio = km.pct(0.99) / raw.pct(0.99)
         print(f"\nsummary: {agents} agents x {keys} keys converged in {km.converge_s:.1f} s "
-              f"(raw aetcd {raw.converge_s:.1f} s); propagation p99 {km.pct(0.99):.1f} ms vs "
-              f"{raw.pct(0.99):.1f} ms = {ratio:.2f}x raw aetcd "
-              f"({'within' if ratio <= 2 else 'OVER'} the 2x target)")
+              f"(raw aetcd {raw.converge_s:.1f} s); writes every {interval * 1000:.0f} ms: "
+              f"propagation p99 {km.pct(0.99):.1f} ms vs {raw.pct(0.99):.1f} ms = "
+              f"{ratio:.2f}x raw aetcd ({'within' if ratio <= 2 else 'OVER'} the 2x target)")
     else:
         median = statistics.median(results[0].latencies) * 1000 if results[0].latencies else 0
         print(f"\nsummary: {results[0].stack} only: converged in {results[0].converge_s:.1f} s, "
-              f"p50 {median:.1f} ms")
+              f"writes every {interval * 1000:.0f} ms: p50 {median:.1f} ms")
 
 
 def worker_main(spec: str) -> None:
-    # Retries under overload are expected; only errors are worth the worker's stderr.
-    logging.basicConfig(level=logging.ERROR)
-    stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze, ttl = json.loads(spec)
+    # Retries under overload are expected; only errors are worth the worker's stderr,
+    # and each session failover with its reason (the operation and the error).
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kubemirror.kvstore.etcd").setLevel(logging.INFO)
+    (stack, endpoints, first, count, agents, keys, latency_writes, gc_freeze, ttl,
+     phases) = json.loads(spec)
     asyncio.run(run_worker(stack, endpoints, first, count, agents, keys, latency_writes,
-                           gc_freeze, ttl))
+                           gc_freeze, ttl, phases))

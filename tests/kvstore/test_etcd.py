@@ -286,3 +286,47 @@ async def test_update_many_retried_after_a_lost_reply_writes_once(
         )
         assert a == b == int(status.header.revision)  # nothing written after the batch
         assert await writer.list_prefix("g/") == {"g/a": b"1", "g/b": b"1"}
+
+
+@pytest.mark.parametrize("reply", [
+    "etcdserver: request timed out", "etcdserver: leader changed",
+    "etcdserver: too many requests",
+], ids=["request-timed-out", "leader-changed", "too-many-requests"])
+async def test_a_member_saying_the_cluster_is_slow_is_retried_not_left(
+    shared_etcd: etcd_server.EtcdServer, reply: str
+) -> None:
+    """etcd answers these (UNAVAILABLE) for a proposal the cluster did not commit in
+    time, dropped for a new leader, or when applying lags: the member is alive, so the
+    write is retried there (fenced, so a landed first attempt is not written twice)
+    rather than moving the session (a new connection, every watch resumed). A real
+    etcd gives them only under overload or elections, so the first two attempts of
+    a real write are replaced by that reply here (fault injection)."""
+    import grpc
+
+    endpoint = shared_etcd.endpoint
+    config = EtcdClientConfig.from_endpoints([endpoint, f"localhost:{shared_etcd.client_port}"])
+    session = etcd.EtcdBackend(config, retry_timeout=10.0)
+    real_txn = session._txn_rpc
+    replies = 0
+
+    async def slow_cluster(request: Any) -> Any:
+        nonlocal replies
+        if replies < 2:
+            replies += 1
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), details=reply)
+        return await real_txn(request)
+
+    session._txn_rpc = slow_cluster  # type: ignore[method-assign]
+    try:
+        await session.update("busy-cluster/k", b"v")
+        assert replies == 2
+        assert session.failovers == 0
+        assert await session.get("busy-cluster/k") == b"v"
+        # a member without a leader (partitioned, or an election) is still left
+        replies = 0
+        reply = "etcdserver: no leader"
+        await session.update("busy-cluster/k", b"w")
+        assert session.failovers == 2  # one move per such reply
+    finally:
+        await session.close()

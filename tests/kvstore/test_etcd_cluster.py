@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ async def raw_client(config: etcd_config.EtcdClientConfig) -> AsyncIterator[obje
     """A plain aetcd client on the first endpoint (TLS as configured), for inspection."""
     client = etcd_client.open_client(
         aetcd, config, config.endpoints[0], etcd_client.channel_credentials(config),
-        timeout=5.0, options={},
+        options={},
     )
     try:
         yield client
@@ -383,6 +384,118 @@ async def test_member_stopped_longer_than_the_lease_ttl(
         stop.set()
         for c in everyone:
             await c.close()
+
+
+def saturate_loop(turn: float, total: float, stall: float) -> asyncio.Future[None]:
+    """Make every event-loop turn take ``turn`` s for ``total`` s, one of them ``stall``
+    s long halfway (as a long GC pause or a burst of decoding does); the returned
+    future resolves when done. The loop is really blocked: no fake clock."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    end = time.monotonic() + total
+    stall_at = time.monotonic() + total / 2
+
+    def one_turn() -> None:
+        nonlocal stall_at
+        if time.monotonic() >= stall_at:
+            time.sleep(stall)
+            stall_at = float("inf")
+        else:
+            time.sleep(turn)
+        if time.monotonic() < end:
+            loop.call_soon(one_turn)
+        else:
+            done.set_result(None)
+
+    loop.call_soon(one_turn)
+    return done
+
+
+async def session_off_the_leader(
+    cluster: etcd_cluster.EtcdCluster, config: etcd_config.EtcdClientConfig, **options: float
+) -> tuple[etcd.EtcdBackend, etcd_server.EtcdServer]:
+    """A new session whose first member (chosen at random, not yet dialled) is a follower."""
+    leader = await cluster.await_leader()
+    for attempt in range(50):
+        session = etcd.EtcdBackend(config, name=f"s{attempt}", **options)
+        if session.endpoint != leader.endpoint:
+            return session, next(m for m in cluster.members if m.endpoint == session.endpoint)
+        await session.close()
+    raise AssertionError("50 sessions in a row started on the leader")
+
+
+async def test_a_busy_event_loop_causes_no_failover_a_killed_member_does(
+    cluster: etcd_cluster.EtcdCluster, pki: Pki
+) -> None:
+    """Requests (writes, lease keep-alives every second, a watch opened meanwhile) whose
+    answers wait behind a saturated event loop (0.2 s turns, one 1.5 s stall; the
+    request timeout is 0.5 s) are not failures of the member; killing the member is."""
+    config = client_config(cluster, pki)
+    session, member = await session_off_the_leader(
+        cluster, config, lease_ttl=3.0, request_timeout=0.5, retry_timeout=10.0)
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, bytes]] = [{}, {}]
+
+    async def follow(view: dict[str, bytes]) -> None:
+        async for event in session.list_and_watch("busy/"):
+            if event.key:
+                view[event.key] = event.value
+
+    tasks = [loop.create_task(follow(seen[0]))]
+    try:
+        await session.update("busy/k0", b"0", lease=True)
+        await eventually(lambda: "busy/k0" in seen[0])
+        lease_id = session.lease_id
+        busy = saturate_loop(turn=0.2, total=5.0, stall=1.5)
+        tasks.append(loop.create_task(follow(seen[1])))  # a watch created on the busy loop
+        written = 1
+        while not busy.done():
+            await session.update(f"busy/k{written}", str(written).encode(), lease=True)
+            written += 1
+        assert written > 2
+        assert session.failovers == 0
+        assert session.lease_id == lease_id  # kept alive throughout
+        expected = {f"busy/k{i}": str(i).encode() for i in range(written)}
+        for view in seen:
+            await eventually(lambda view=view: view == expected,  # type: ignore[misc]
+                             message=lambda view=view: f"{view} != {expected}")  # type: ignore[misc]
+
+        cluster.kill(member)
+        await session.update("busy/after-kill", b"x", lease=True)
+        assert session.failovers >= 1
+        assert session.endpoint != member.endpoint
+        for view in seen:  # both watches resumed on another member
+            await eventually(lambda view=view: "busy/after-kill" in view)  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
+
+
+async def test_a_member_slow_to_accept_a_new_connection_causes_no_failover(
+    cluster: etcd_cluster.EtcdCluster, pki: Pki
+) -> None:
+    """A member that takes 0.5 s to answer a new connection's handshake (frozen with
+    SIGSTOP for that long: a real etcd, briefly late) is waited for within the request
+    timeout, as hundreds of sessions opened at once on a busy machine need; before,
+    gRPC gave up each connection attempt after 100 ms and the session failed over."""
+    config = client_config(cluster, pki)
+    session, member = await session_off_the_leader(
+        cluster, config, request_timeout=5.0, retry_timeout=10.0)
+    loop = asyncio.get_running_loop()
+    try:
+        member.pause()
+        resumed = loop.call_later(0.5, member.resume)
+        started = loop.time()
+        await session.update("slow/k", b"v")
+        assert loop.time() - started >= 0.45  # it did wait for the frozen member
+        assert session.failovers == 0
+        assert session.endpoint == member.endpoint
+    finally:
+        resumed.cancel()
+        member.resume()
+        await session.close()
 
 
 def test_cluster_needs_a_member() -> None:

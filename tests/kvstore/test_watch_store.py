@@ -162,3 +162,40 @@ async def test_bad_values_and_failing_observers_do_not_stop_the_watch(
         assert "observer on_update failed for key 'boom'" in caplog.text
     finally:
         await watching.stop()
+
+
+async def test_known_keys_cost_the_garbage_collector_nothing(kv: Harness) -> None:
+    """The store keeps bytes per key (untracked by the GC), not a Key object each:
+    mirroring 2,000 keys adds no tracked objects in proportion; a deletion still
+    hands the observer the last good value, and a bad update does not replace it."""
+    import gc
+
+    deleted: list[tuple[str, object]] = []
+
+    class Keep:
+        def on_update(self, k: key_mod.Key) -> None:
+            return None
+
+        def on_delete(self, k: key_mod.NamedKey) -> None:
+            assert isinstance(k, Node)
+            deleted.append((k.get_key_name(), k.data))
+
+    count = 2000
+    await kv.admin.update_many({f"g/k{i}": json.dumps({"i": i}).encode() for i in range(count)})
+    store = watch_store.RestartableWatchStore("c1", node_creator, Keep())
+    gc.collect()
+    tracked_before = len(gc.get_objects())
+    watching = Watching(store, kv.new_backend(), "g")
+    try:
+        await eventually(lambda: store.synced and store.num_entries() == count)
+        gc.collect()
+        assert len(gc.get_objects()) - tracked_before < count // 4
+        await kv.admin.update("g/k7", b"[not json")  # kept: {"i": 7}
+        await kv.admin.delete("g/k7")
+        await eventually(lambda: deleted == [("k7", {"i": 7})], message=lambda: str(deleted))
+        keys = store.keys()
+        assert len(keys) == count - 1
+        assert isinstance(keys["k8"], Node)
+        assert keys["k8"].data == {"i": 8}
+    finally:
+        await watching.stop()

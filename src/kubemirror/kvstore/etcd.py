@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mappi
 from typing import Any, TypeVar
 
 from kubemirror import errors
-from kubemirror.kvstore import backend, etcd_client, etcd_config, lease
+from kubemirror.kvstore import backend, etcd_client, etcd_config, lease, member_deadline
 
 __all__ = ["DEFAULT_ENDPOINT", "EtcdBackend"]
 
@@ -34,10 +34,21 @@ _T = TypeVar("_T")
 _PAGE_SIZE = 1000
 _FENCE_ATTEMPTS = 64  # compare-and-retry rounds a write may lose to other writers
 _UNAVAILABLE, _LEASE, _COMPACTED, _OTHER = "unavailable", "lease", "compacted", "other"
+_BUSY = "busy"  # the member answered that the cluster is slow: retry it, do not move
+# etcd's answers for a proposal the cluster did not commit in time, or dropped for a new
+# leader, or when applying lags far behind: the member is alive and has a leader.
+_BUSY_REPLIES = ("request timed out", "leader changed", "too many requests")
+_DELETE = 1  # mvccpb.Event.DELETE (PUT is 0)
+_CREATE, _MODIFY = backend.KVEventType.CREATE, backend.KVEventType.MODIFY
 _GRPC_OPTIONS: dict[str, Any] = {
     # Reconnect quickly after the server comes back (gRPC defaults to 1 s .. 120 s).
+    # grpc.min_reconnect_backoff_ms stays at its 20 s default: gRPC also uses it as
+    # the time a connection attempt may take, and at 100 ms a process opening
+    # hundreds of sessions at once on a busy machine failed its own handshakes
+    # ("timed out before receiving SETTINGS frame") and failed over from healthy
+    # members. A refused connection still fails at once; a silent member is bounded
+    # by the request deadline (``member_deadline``).
     "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.min_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1000,
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,
@@ -102,10 +113,13 @@ class EtcdBackend(lease.LeasedSession):
       call finds that member unreachable (or without a leader), it moves to the next
       endpoint, closes the old connection and retries there.
     - Writes and reads that fail because no member is reachable are retried with
-      backoff for up to ``retry_timeout`` seconds, then raise
+      backoff for up to ``retry_timeout`` seconds (on the same member when it answered
+      that the cluster is slow: a timed-out proposal, a leader change), then raise
       ``KVStoreUnavailableError`` (the write may or may not have been applied; all
       writes are idempotent, so retrying is safe). Other server errors raise
-      ``KVStoreError`` from the cause. ``request_timeout`` bounds each RPC.
+      ``KVStoreError`` from the cause. Each RPC gets ``request_timeout`` seconds of a
+      responsive event loop (``member_deadline``): a late answer because this
+      process was busy is not a dead member and causes no failover.
     - Each ``update``/``update_if_different``/``delete`` is fenced: it applies only if
       the key was not modified after the newest revision this session has seen, so
       a stale copy of a request that a member delivers late is a no-op (see
@@ -177,10 +191,10 @@ class EtcdBackend(lease.LeasedSession):
     def _new_client(self) -> Any:
         return etcd_client.open_client(
             self._aetcd, self.config, self.config.endpoints[self._index], self._credentials,
-            timeout=self.request_timeout, options=_GRPC_OPTIONS,
+            options=_GRPC_OPTIONS,
         )
 
-    def _failover(self, generation: int, exc: BaseException) -> None:
+    def _failover(self, generation: int, exc: BaseException, operation: str) -> None:
         """The member behind ``generation`` failed: move to the next endpoint.
 
         No-op when another call already moved on since ``generation``, and with a
@@ -196,8 +210,8 @@ class EtcdBackend(lease.LeasedSession):
         self._index = (self._index + 1) % len(self.config.endpoints)
         self._generation += 1
         self._client = self._new_client()
-        log.info("%s: %s failed (%s); moving to %s", self._name, before, _one_line(exc),
-                 self.endpoint)
+        log.info("%s: %s failed on %s (%s: %s); moving to %s", self._name, operation, before,
+                 type(exc).__name__, _one_line(exc), self.endpoint)
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
@@ -233,11 +247,13 @@ class EtcdBackend(lease.LeasedSession):
             return _COMPACTED
         if isinstance(exc, aex.ConnectionFailedError | aex.ConnectionTimeoutError):
             return _UNAVAILABLE
-        if isinstance(exc, aex.WatchTimeoutError | asyncio.TimeoutError | ConnectionError):
+        if isinstance(exc, asyncio.TimeoutError | ConnectionError):
             return _UNAVAILABLE
         text = str(exc)
         if "lease not found" in text:
             return _LEASE
+        if any(reply in text for reply in _BUSY_REPLIES):
+            return _BUSY
         if "required revision has been compacted" in text:
             return _COMPACTED
         if isinstance(exc, self._rpc.AioRpcError):
@@ -279,15 +295,20 @@ class EtcdBackend(lease.LeasedSession):
         fn: Callable[[], Awaitable[_T]],
         *,
         retry: bool = True,
+        attempt_seconds: float | None = None,
     ) -> _T:
+        """``fn()`` with failover and retries (see the class); each attempt gets
+        ``attempt_seconds`` (default ``request_timeout``) of a responsive loop."""
         loop = asyncio.get_running_loop()
+        if attempt_seconds is None:
+            attempt_seconds = self.request_timeout
         deadline = loop.time() + (self.retry_timeout if retry else 0.0)
         delay = 0.02
         while True:
             self._check_open()
             generation = self._generation
             try:
-                return await fn()
+                return await member_deadline.answer_within(fn(), attempt_seconds)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
                     generation
@@ -298,10 +319,10 @@ class EtcdBackend(lease.LeasedSession):
                 # A call cut short because the session moved to another member is retried.
                 kind = _UNAVAILABLE if generation != self._generation else self._classify(exc)
                 if kind == _UNAVAILABLE:
-                    self._failover(generation, exc)
+                    self._failover(generation, exc, operation)
                 if kind == _LEASE:
                     raise lease.LeaseNotFoundError(str(exc)) from exc
-                if kind != _UNAVAILABLE:
+                if kind not in (_UNAVAILABLE, _BUSY):
                     raise errors.KVStoreError(
                         f"etcd {operation} of {key!r} failed: {exc}"
                     ) from exc
@@ -328,7 +349,7 @@ class EtcdBackend(lease.LeasedSession):
             client = self._client
             await client.connect()
             # One request and one reply on the bidirectional stream, then hang up.
-            call = client.leasestub.LeaseKeepAlive(timeout=timeout, metadata=client.metadata)
+            call = client.leasestub.LeaseKeepAlive(metadata=client.metadata)
             try:
                 await call.write(self._rpc.LeaseKeepAliveRequest(ID=lease_id))
                 reply = await call.read()
@@ -336,7 +357,8 @@ class EtcdBackend(lease.LeasedSession):
                 call.cancel()
             return None if reply is grpc.aio.EOF else reply
 
-        reply = await self._call("lease keep-alive", "", refresh, retry=False)
+        reply = await self._call("lease keep-alive", "", refresh, retry=False,
+                                 attempt_seconds=timeout)
         if reply is None:
             raise errors.KVStoreUnavailableError("lease keep-alive", f"lease {lease_id:x}")
         return float(reply.TTL)
@@ -420,9 +442,7 @@ class EtcdBackend(lease.LeasedSession):
     async def _txn_rpc(self, request: Any) -> Any:
         client = self._client
         await client.connect()
-        return await client.kvstub.Txn(
-            request, timeout=self.request_timeout, metadata=client.metadata
-        )
+        return await client.kvstub.Txn(request, metadata=client.metadata)
 
     def _saw(self, revision: int) -> None:
         """Note a revision the cluster reached (raises the write fence)."""
@@ -527,9 +547,7 @@ class EtcdBackend(lease.LeasedSession):
         request = self._rpc.RangeRequest(
             key=start, range_end=end, limit=_PAGE_SIZE, revision=revision
         )
-        return await client.kvstub.Range(
-            request, timeout=self.request_timeout, metadata=client.metadata
-        )
+        return await client.kvstub.Range(request, metadata=client.metadata)
 
     async def list_prefix(self, prefix: str) -> dict[str, bytes]:
         self._check_open()
@@ -585,9 +603,10 @@ class EtcdBackend(lease.LeasedSession):
             generation = self._generation
             resume_from = revision + 1
             try:
-                watch = await self._unless_closed(
-                    self._client.watch_range(raw, _prefix_end(raw), resume_from)
-                )
+                watch = await self._unless_closed(member_deadline.answer_within(
+                    self._client.watch_range(raw, _prefix_end(raw), resume_from),
+                    self.request_timeout,
+                ))
                 if watch is None:
                     return
             except (Exception, asyncio.CancelledError) as exc:
@@ -601,31 +620,30 @@ class EtcdBackend(lease.LeasedSession):
                     need_list = True
                     continue
                 log.debug("%s: watch of %r failed to start: %s", self._name, prefix, exc)
-                self._failover_if_unavailable(generation, exc)
+                self._failover_if_unavailable(generation, exc, "watch start")
                 delay = await self._backoff(delay)
                 continue
             try:
-                async for ev in watch:
+                async for batch in watch:
                     delay = 0.05
-                    kv = ev.kv
-                    if int(kv.mod_revision) < resume_from:
-                        continue  # delivered before this resume (a server must not send it)
-                    revision = int(kv.mod_revision)
-                    self._saw(revision)
-                    if ev.kind == "DELETE":
-                        if known.pop(kv.key, None) is None:
-                            continue
-                        yield backend.KVEvent(
-                            backend.KVEventType.DELETE, _decode(kv.key), b"", revision
-                        )
-                    else:
-                        kind = (
-                            backend.KVEventType.MODIFY
-                            if kv.key in known
-                            else backend.KVEventType.CREATE
-                        )
-                        known[kv.key] = revision
-                        yield backend.KVEvent(kind, _decode(kv.key), bytes(kv.value), revision)
+                    for ev in batch:
+                        kv = ev.kv
+                        mod_revision = kv.mod_revision
+                        if mod_revision < resume_from:
+                            continue  # delivered before this resume (a server must not send it)
+                        revision = mod_revision
+                        self._saw(revision)
+                        key = kv.key
+                        if ev.type == _DELETE:
+                            if known.pop(key, None) is None:
+                                continue
+                            yield backend.KVEvent(
+                                backend.KVEventType.DELETE, _decode(key), b"", revision
+                            )
+                        else:
+                            kind = _MODIFY if key in known else _CREATE
+                            known[key] = revision
+                            yield backend.KVEvent(kind, _decode(key), kv.value, revision)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and not self._cut_by_failover(
                     generation
@@ -638,7 +656,7 @@ class EtcdBackend(lease.LeasedSession):
                 else:
                     log.info("%s: watch of %r interrupted (%s); resuming", self._name, prefix,
                              _one_line(exc))
-                    self._failover_if_unavailable(generation, exc)
+                    self._failover_if_unavailable(generation, exc, "watch")
                     delay = await self._backoff(delay)
             else:
                 if not self._closed:  # the server ended the watch: resume, but not in a tight loop
@@ -671,9 +689,11 @@ class EtcdBackend(lease.LeasedSession):
             await task
         return None
 
-    def _failover_if_unavailable(self, generation: int, exc: BaseException) -> None:
+    def _failover_if_unavailable(
+        self, generation: int, exc: BaseException, operation: str
+    ) -> None:
         if generation != self._generation or self._classify(exc) == _UNAVAILABLE:
-            self._failover(generation, exc)
+            self._failover(generation, exc, operation)
 
     async def _release(self) -> None:
         self._closed_event.set()

@@ -123,7 +123,7 @@ async def _call(
 ) -> bool:
     try:
         result = fn(key)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             await result
     except Exception:
         log.exception("observer %s failed for key %r (%s)", what, key.get_key_name(), context)

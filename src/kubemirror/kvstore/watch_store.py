@@ -2,8 +2,9 @@
 
 Part of the kvstore layer (seed: Cilium ``WatchStore``/``NewRestartableWatchStore``).
 ``watch(backend, prefix)`` turns list-and-watch events into ``on_update`` and
-``on_delete`` calls and keeps the decoded keys. It can be run again (for example on
-a new connection to the same cluster): keys that are not listed again are then
+``on_delete`` calls and keeps each key's last good value as bytes. It can be run
+again (for example on a new connection to the same cluster): keys that are not
+listed again are then
 reported deleted once the new listing is complete, so observers never keep a key
 that vanished while nobody was watching.
 """
@@ -50,7 +51,11 @@ class RestartableWatchStore:
     - ``entries_gauge`` (for example a ``prometheus_client.Gauge``) follows
       ``num_entries()``.
 
-    Keys handed to the observer are the stored instances: do not mutate them.
+    The store keeps, per key name, the last value that unmarshalled, as bytes: no
+    object the garbage collector tracks, so a mirror of millions of keys costs full
+    collections nothing (the raw client's dict of bytes, not a Key instance each).
+    Each event's Key is decoded for the observer and not kept; ``on_delete`` gets
+    one decoded again from the last value, ``keys()`` decodes them all (O(n)).
     Not thread-safe; use from one event loop. One ``watch`` at a time.
     """
 
@@ -67,9 +72,8 @@ class RestartableWatchStore:
         self._observer = observer
         self._on_sync: list[OnSyncCallback] = list(on_sync)
         self._gauge = entries_gauge
-        # The decoded keys by name. One GC-tracked object per key (the Key): a store
-        # of millions of keys costs full garbage collections in proportion.
-        self._state: dict[str, key_mod.Key] = {}
+        # name -> the last value that unmarshalled (bytes: untracked by the GC)
+        self._state: dict[str, bytes] = {}
         self._stale: set[str] = set()  # names not seen again since a restarted watch
         self._watching = False
         self._synced = False
@@ -90,8 +94,19 @@ class RestartableWatchStore:
         return self._watching
 
     def keys(self) -> dict[str, key_mod.Key]:
-        """A copy of the known keys by name (the values are shared: do not mutate)."""
-        return dict(self._state)
+        """The known keys by name, each decoded anew from its stored value (O(n))."""
+        return {name: self._decoded(name, value) for name, value in self._state.items()}
+
+    def _decoded(self, name: str, value: bytes) -> key_mod.Key:
+        """The key ``name`` from a value that unmarshalled before (a ``KVPair`` of
+        the bytes should the key creator refuse it now)."""
+        key = self._key_creator()
+        try:
+            key.unmarshal(name, value)
+        except Exception:
+            log.exception("watch store %s: %r no longer unmarshals", self._context, name)
+            return key_mod.KVPair(name, value)
+        return key
 
     async def watch(self, backend: backend_mod.Backend, prefix: str) -> None:
         """List and watch ``prefix`` on ``backend`` into observer events.
@@ -167,16 +182,16 @@ class RestartableWatchStore:
             )
             self._stale.discard(name)  # present on the server: keep the last good value
             return
-        self._state[name] = key
+        self._state[name] = value
         self._stale.discard(name)
         self._set_gauge()
         await key_mod.notify_update(self._observer, key, context)
 
     async def _delete(self, name: str, context: str) -> None:
-        key = self._state.pop(name, None)
+        value = self._state.pop(name, None)
         self._stale.discard(name)
-        if key is None:
+        if value is None:
             log.debug("watch store %s: deletion of unknown key %r", context, name)
             return
         self._set_gauge()
-        await key_mod.notify_delete(self._observer, key, context)
+        await key_mod.notify_delete(self._observer, self._decoded(name, value), context)
