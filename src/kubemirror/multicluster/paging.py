@@ -197,14 +197,34 @@ Undone = Sequence[tuple[str, "watch_cache.StoredObject | None"]]
 version (``None``: it did not exist then)."""
 
 
-@dataclass(frozen=True, slots=True)
 class ClusterAtVersion:
-    """One cluster's entries at a version: its current ``order`` (``None`` when the
-    cluster holds nothing now) and the keys written since, ``undone``."""
+    """One cluster's entries at a version: its current ``objects`` by key, the same in
+    key order, loaded by ``load(cluster)`` on first use (so a page reads only the
+    clusters it reaches; ``None`` when the cluster holds nothing now), and the keys
+    written since, ``undone``. Not thread-safe (read under the storage's lock)."""
 
-    cluster: str
-    order: KeyOrder | None
-    undone: Undone = ()
+    __slots__ = ("_load", "_loaded", "_order", "cluster", "objects", "undone")
+
+    def __init__(
+        self,
+        cluster: str,
+        objects: Mapping[str, watch_cache.StoredObject],
+        load: Callable[[str], KeyOrder | None],
+        undone: Undone = (),
+    ) -> None:
+        self.cluster = cluster
+        self.objects = objects
+        self.undone = undone
+        self._load = load
+        self._order: KeyOrder | None = None
+        self._loaded = False
+
+    def order(self) -> KeyOrder | None:
+        """The current entries in key order (loaded once, on the first call)."""
+        if not self._loaded:
+            self._order = self._load(self.cluster)
+            self._loaded = True
+        return self._order
 
 
 def _in_namespace(key: str, namespace: str) -> bool:
@@ -217,7 +237,7 @@ def _entries_from(
     """``part``'s entries (of keys ``<namespace>/...`` when set) after the key ``after``,
     in key order, as they were at the version: current entries whose keys were not
     written since, merged with the undone states."""
-    order = part.order
+    order = part.order()
     keys: Sequence[str] = order.keys if order is not None else ()
     entries: Sequence[watch_cache.StoredObject] = order.entries if order is not None else ()
     lo, hi = order.span(namespace, after) if order is not None else (0, 0)
@@ -281,11 +301,14 @@ def count_after(
         if part.cluster < after[0]:
             continue
         start = after[1] if part.cluster == after[0] else None
-        order = part.order
-        if order is not None:
-            lo, hi = order.span(namespace, start)
-            total += hi - lo
+        if start is None and not namespace:
+            total += len(part.objects)  # the whole cluster: no need to load its order
+        else:
+            order = part.order()
+            if order is not None:
+                lo, hi = order.span(namespace, start)
+                total += hi - lo
         for key, state in part.undone:
             if (start is None or key > start) and _in_namespace(key, namespace):
-                total += (state is not None) - (order is not None and key in order)
+                total += (state is not None) - (key in part.objects)
     return total

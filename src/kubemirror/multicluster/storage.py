@@ -28,6 +28,7 @@ object after handing it to the storage.
 from __future__ import annotations
 
 import builtins
+import functools
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -39,6 +40,7 @@ from kubemirror.listing import ListOptions
 from kubemirror.multicluster import (
     compact_objects,
     key_order,
+    label_orders,
     paging,
     status,
     storage_base,
@@ -68,6 +70,9 @@ __all__ = [
     "selectable_skeleton",
     "stamp_object",
 ]
+
+LABEL_ORDERS_PER_CLUSTER = 16
+"""Label equalities (``app=api``) each cluster keeps a ``label_orders`` order of."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -147,6 +152,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         self._lock = storage._lock
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
         self._sorted: dict[str, key_order.KeyOrder] = {}
+        self._labelled: dict[str, label_orders.LabelOrders] = {}
         self._compact = compact_objects.CompactEncoder(info)
 
     # -- writes ---------------------------------------------------------------------------
@@ -201,14 +207,19 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 namespace=namespace, index=index, original_rv=orig,
             )
         order = self._sorted.get(cluster)
+        labelled = self._labelled.get(cluster)
         if type_ == "DELETED":
             del objects[key]
             if order is not None:
                 order.remove(key)
+            if labelled is not None:
+                labelled.write(key, None)
         else:
             objects[key] = entry
             if order is not None:
                 order.put(key, entry)
+            if labelled is not None:
+                labelled.write(key, entry)
         self._watch_cache.append(watch_cache.StorageEvent(type_, entry, index, previous))
         return entry
 
@@ -355,6 +366,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 return 0
             count = 0
             self._sorted.pop(cluster, None)  # not kept in step with every delete: O(n^2)
+            self._labelled.pop(cluster, None)
             for key in sorted(objects):
                 previous = objects[key]
                 self._commit(
@@ -369,6 +381,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 count += 1
             del self._clusters[cluster]
             self._sorted.pop(cluster, None)
+            self._labelled.pop(cluster, None)
             return count
 
     # -- reads ----------------------------------------------------------------------------
@@ -403,11 +416,9 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         for cluster in sorted(self._clusters):
             if flt.clusters and cluster not in flt.clusters:
                 continue
-            objects = self._clusters[cluster]
-            order = self._sorted.get(cluster)
-            if order is None:
-                order = self._sorted[cluster] = key_order.KeyOrder(objects)
-            order.copy_into(out, flt.namespace if self.info.namespaced else "")
+            order = self._key_order(cluster)
+            if order is not None:
+                order.copy_into(out, flt.namespace if self.info.namespaced else "")
         return out
 
     def _check_list_rv(self, opts: ListOptions) -> int | None:
@@ -424,30 +435,53 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
             return index
         return None
 
-    def _at_version(self, flt: ObjectFilter, index: int) -> builtins.list[paging.ClusterAtVersion]:
-        """The in-scope clusters at ``index``, sorted: each one's current ``KeyOrder``
-        and its keys written since with their states at ``index`` (undone from the
-        watch cache's events). Raises ``GoneError`` when those events already left the
+    def _at_version(
+        self, flt: ObjectFilter, index: int
+    ) -> builtins.list[paging.ClusterAtVersion]:
+        """The in-scope clusters at ``index``, sorted: each one's current entries and
+        its keys written since with their states at ``index`` (undone from the watch
+        cache's events). Raises ``GoneError`` when those events already left the
         ring. Lock held."""
         undone: dict[str, builtins.list[tuple[str, watch_cache.StoredObject | None]]] = {}
         if index < self._watch_cache.latest_index:
             for (cluster, key), state in self._watch_cache.states_at(index).items():
                 if not flt.clusters or cluster in flt.clusters:
                     undone.setdefault(cluster, []).append((key, state))
+        label = flt.label_equality
+        load = self._key_order if label is None else functools.partial(self._label_order, label)
         parts = []
         for cluster in sorted(undone.keys() | self._clusters.keys()):
             if flt.clusters and cluster not in flt.clusters:
                 continue
-            objects = self._clusters.get(cluster)
-            order = None
-            if objects is not None:
-                order = self._sorted.get(cluster)
-                if order is None:
-                    order = self._sorted[cluster] = key_order.KeyOrder(objects)
             changed = undone.get(cluster, [])
             changed.sort(key=lambda item: item[0])
-            parts.append(paging.ClusterAtVersion(cluster, order, changed))
+            objects = self._clusters.get(cluster, {})
+            parts.append(paging.ClusterAtVersion(cluster, objects, load, changed))
         return parts
+
+    def _key_order(self, cluster: str) -> key_order.KeyOrder | None:
+        """``cluster``'s entries in key order (sorted on first use, then kept in step
+        with writes); ``None`` when it holds nothing of this type. Lock held."""
+        objects = self._clusters.get(cluster)
+        if objects is None:
+            return None
+        order = self._sorted.get(cluster)
+        if order is None:
+            order = self._sorted[cluster] = key_order.KeyOrder(objects)
+        return order
+
+    def _label_order(self, label: tuple[str, str], cluster: str) -> key_order.KeyOrder | None:
+        """``cluster``'s entries carrying ``label`` in key order (``label_orders``).
+        Lock held."""
+        order = self._key_order(cluster)
+        if order is None:
+            return None
+        labelled = self._labelled.get(cluster)
+        if labelled is None:
+            labelled = self._labelled[cluster] = label_orders.LabelOrders(
+                LABEL_ORDERS_PER_CLUSTER
+            )
+        return labelled.order(label, order)
 
     def list(
         self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
