@@ -131,7 +131,7 @@ def test_pages_cut_until_the_end_give_the_state_at_the_version_once_in_order(
             if c == cluster
         )
         order = key_order.KeyOrder(objects) if objects else None
-        parts.append(paging.ClusterAtVersion(cluster, objects, lambda _, o=order: o, undone))
+        parts.append(paging.ClusterAtVersion(cluster, objects, {cluster: order}.get, undone))
     flt = object_filter(ListScope(namespace=namespace or None),
                         ListOptions(label_selector=selector), POD_INFO)
     expected = [
