@@ -2,17 +2,18 @@
 
 ``EntryPage`` is what a storage's ``list`` returns: the page's ``StoredObject``
 entries (so the server can send compact entries' bytes as they are) with the
-list metadata of a ``listing.ListPage``. A
-continue token is the URL-safe base64 of a small JSON object naming the storage
-instance (its resourceVersion prefix), the resource type, the request it was
-issued for (``scope_key``: clusters, namespace, selectors) and a position that
-each storage defines (``encode_continue``, ``decode_continue``); a token
-presented with another request is refused (400), one from another storage
-instance is expired (410). The memory storage cuts its pages from a
-``Snapshot`` of the selected entries (``cut_page``) and keeps the rest of a
-paged LIST in ``Snapshots`` for its continue tokens. Pure functions and
-immutable values are safe from any thread; ``Snapshots`` is guarded by its
-owner's lock.
+list metadata of a ``listing.ListPage``. A continue token is the URL-safe
+base64 of a small JSON object naming the storage instance (its resourceVersion
+prefix), the resource type, the request it was issued for (``scope_key``:
+clusters, namespace, selectors) and a position (``encode_continue``,
+``decode_continue``): for both storages the page's index and its last
+(cluster, key) (``key_position``), as kube-apiserver's tokens carry a
+resourceVersion and a key. A token presented with another request is refused
+(400), one from another storage instance is expired (410). The memory storage
+cuts a page (``cut_page``) from each cluster's current entries in key order with
+the writes since the token's index undone (``ClusterAtVersion``), so nothing is
+kept between pages. Pure functions and immutable values are safe from any
+thread; a ``ClusterAtVersion`` is read under its storage's lock.
 """
 
 from __future__ import annotations
