@@ -484,9 +484,11 @@ def main() -> None:
         def kill_first() -> None:
             os.kill(children[0][0].pid, signal.SIGKILL)
 
+        client_pauses = _GCPauses()  # the watchers' process: its own pauses delay receipt
         result = asyncio.run(
             _measure(args, urls, kill_first if args.storage == "postgres" else None)
         )
+        gc.callbacks.remove(client_pauses._on_gc)
         gc_pauses: list[dict[int, tuple[int, float, float]]] = []
         for proc, conn, _ in children:
             if proc.is_alive():
@@ -508,9 +510,11 @@ def main() -> None:
     print(f"{'measure':<40} {'p50 ms':>10} {'p99 ms':>10}")
     for name, p50, p99 in rows:
         print(f"{name:<40} {p50:>10.1f} {p99:>10.1f}")
-    for pauses in gc_pauses:
+    for who, pauses in [("server", p) for p in gc_pauses] + [
+        ("client", client_pauses.summary())
+    ]:
         print(
-            "server GC pauses while serving: "
+            f"{who} GC pauses while measuring: "
             + "; ".join(
                 f"gen {g}: {n:,} collections, {total:,.0f} ms in all, longest {longest:,.1f} ms"
                 for g, (n, total, longest) in sorted(pauses.items())
