@@ -169,10 +169,10 @@ def key_position(decoded: Mapping[str, Any]) -> tuple[int, tuple[str, str]] | No
     return index, (cluster, key)
 
 
-def key_token_position(index: int, last: watch_cache.StoredObject) -> dict[str, object]:
+def key_token_position(index: int, after: tuple[str, str]) -> dict[str, object]:
     """The position ``key_position`` reads: the next page holds the state at ``index``
-    after ``last``'s (cluster, key)."""
-    return {"i": index, "c": last.cluster, "k": last.key}
+    after the ``(cluster, key)`` ``after``."""
+    return {"i": index, "c": after[0], "k": after[1]}
 
 
 def continue_too_old(fresh_token: str) -> errors.GoneError:

@@ -517,14 +517,14 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
             except errors.GoneError:
                 if after is None:
                     raise
-                fresh = {"i": self._storage._index, "c": after[0], "k": after[1]}
+                fresh = paging.key_token_position(self._storage._index, after)
                 raise paging.continue_too_old(self._encode_continue(bound_to, fresh)) from None
             page, more = paging.cut_page(parts, namespace, after, opts.limit, flt)
             token = ""
             remaining: int | None = None
             if more and page:
                 position = (page[-1].cluster, page[-1].key)
-                token = self._encode_continue(bound_to, paging.key_token_position(index, page[-1]))
+                token = self._encode_continue(bound_to, paging.key_token_position(index, position))
                 if flt.selects_everything_in_scope:
                     remaining = paging.count_after(parts, namespace, position)
         return paging.EntryPage(
