@@ -10,10 +10,11 @@ through ``ClusterResourceStore``, API writes through ``create``/``update``/
 under one lock, so no event is lost or reordered. Every write is recorded in
 the resource type's ``watch_cache.WatchCache``, the bounded event window that
 watches read. A LIST page is the state at one version after one key: the
-current entries in key order (``key_order``) with the events written since
-undone from the watch cache, so a continue token is just (version, last key)
-and a page costs what it holds (``paging.cut_page``). The type registry, the watch cache and
-the LIST/WATCH request checks are ``storage_base``'s, shared with
+current entries in key order (``key_order``; with a label equality, only those
+carrying the label: ``label_orders``) with the events written since undone
+from the watch cache, so a continue token is just (version, last key) and a
+page costs what it holds (``paging.cut_page``). The type registry, the watch
+cache and the LIST/WATCH request checks are ``storage_base``'s, shared with
 ``postgres.PostgresStorage``.
 
 Objects are kept compactly by default (``compact_objects``): the stamped
