@@ -114,9 +114,32 @@ def _clusters(count: int) -> list[str]:
 # -- server processes ----------------------------------------------------------------------
 
 
-def _memory_server(conn: Connection, objects: int, clusters: int, compact: bool) -> None:
+class _GCPauses:
+    """The cyclic collector's pauses in this process, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> dict[int, tuple[int, float, float]]:
+        """``{generation: (collections, total ms, longest ms)}``."""
+        return {g: (len(p), sum(p), max(p, default=0.0)) for g, p in self.pauses.items()}
+
+
+def _memory_server(
+    conn: Connection, objects: int, clusters: int, compact: bool, freeze_gc: bool
+) -> None:
     """Child: a MemoryStorage loaded with the pods, served until told to stop. A compact
-    storage gets each pod as the synchro hands it over (a ``RawObject``), else as a dict."""
+    storage gets each pod as the synchro hands it over (a ``RawObject``), else as a dict.
+    With ``freeze_gc`` the loaded objects leave the collector's view (``gc.freeze()``), as
+    ``kubemirror serve``'s reflectors do after their first sync (``freeze_gc_after_sync``)."""
     from kubemirror.testing import new_storage
 
     storage = new_storage(compact=compact)
@@ -134,7 +157,9 @@ def _memory_server(conn: Connection, objects: int, clusters: int, compact: bool)
     # as the informer does after a LIST: the decoded pods are garbage; give their pages back
     gc.collect()
     bulk.release_freed_memory()
-    asyncio.run(_serve(conn, storage, {"load_s": load_s}))
+    if freeze_gc:
+        gc.freeze()
+    asyncio.run(_serve(conn, storage, {"load_s": load_s, "frozen": gc.get_freeze_count()}))
 
 
 def _postgres_server(conn: Connection, dsn: str) -> None:
@@ -150,9 +175,11 @@ async def _serve(conn: Connection, storage: Any, info: dict[str, Any]) -> None:
     await storage.start()
     async with server:
         info.update(port=server.port, rss=_rss_bytes(os.getpid()))
+        pauses = _GCPauses()
         conn.send(info)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, conn.recv)
+        conn.send({"gc": pauses.summary()})
     await storage.stop()
 
 
@@ -394,6 +421,11 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for delivery")
     parser.add_argument("--dsn", help="PostgreSQL URL (default: a throw-away server)")
     parser.add_argument(
+        "--no-freeze-gc",
+        action="store_true",
+        help="memory server: leave the loaded objects to the cyclic GC (serve --no-freeze-gc)",
+    )
+    parser.add_argument(
         "--dict-objects",
         action="store_true",
         help="memory storage keeps decoded dicts (default: compact, the JSON bytes)",
@@ -436,24 +468,34 @@ def main() -> None:
             children = _start_children(ctx, _postgres_server, [(dsn,)] * replicas)
         else:
             children = _start_children(
-                ctx, _memory_server, [(args.objects, args.clusters, not args.dict_objects)]
+                ctx,
+                _memory_server,
+                [(args.objects, args.clusters, not args.dict_objects, not args.no_freeze_gc)],
             )
             info = children[0][2]
             size = info["rss"]
             size_label = f"server RSS {size / 1e9:.2f} GB"
-        print(f"loaded in {info['load_s']:.1f} s; {size_label}", flush=True)
+        frozen = (
+            f"; {info['frozen']:,} objects frozen out of the GC" if info.get("frozen") else ""
+        )
+        print(f"loaded in {info['load_s']:.1f} s; {size_label}{frozen}", flush=True)
         urls = [f"http://127.0.0.1:{c[2]['port']}" for c in children]
 
         def kill_first() -> None:
             os.kill(children[0][0].pid, signal.SIGKILL)
 
+        client_pauses = _GCPauses()  # the watchers' process: its own pauses delay receipt
         result = asyncio.run(
             _measure(args, urls, kill_first if args.storage == "postgres" else None)
         )
+        gc.callbacks.remove(client_pauses._on_gc)
+        gc_pauses: list[dict[int, tuple[int, float, float]]] = []
         for proc, conn, _ in children:
             if proc.is_alive():
-                with contextlib.suppress(OSError, BrokenPipeError):
+                with contextlib.suppress(OSError, BrokenPipeError, EOFError):
                     conn.send("stop")
+                    if conn.poll(30):
+                        gc_pauses.append(conn.recv()["gc"])
                 proc.join(30)
                 if proc.is_alive():
                     proc.kill()
@@ -468,6 +510,16 @@ def main() -> None:
     print(f"{'measure':<40} {'p50 ms':>10} {'p99 ms':>10}")
     for name, p50, p99 in rows:
         print(f"{name:<40} {p50:>10.1f} {p99:>10.1f}")
+    for who, pauses in [("server", p) for p in gc_pauses] + [
+        ("client", client_pauses.summary())
+    ]:
+        print(
+            f"{who} GC pauses while measuring: "
+            + "; ".join(
+                f"gen {g}: {n:,} collections, {total:,.0f} ms in all, longest {longest:,.1f} ms"
+                for g, (n, total, longest) in sorted(pauses.items())
+            )
+        )
     rate = result["delivered"] / result["delivered_s"] if result["delivered_s"] else 0.0
     print(
         f"watch: {result['delivered']:,} events delivered to {args.watchers} watchers in "

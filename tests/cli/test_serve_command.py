@@ -419,3 +419,26 @@ def test_drift_flags_override_the_file(tmp_path: Path) -> None:
             load_serve_config(ServeFlags(config=str(config))).repair_drift) == (30.0, True)
     flagged = load_serve_config(ServeFlags(config=str(config), check_drift=5, repair_drift=False))
     assert (flagged.check_drift, flagged.repair_drift) == (5.0, False)
+
+
+@pytest.mark.parametrize("freeze_gc", [True, False], ids=["default-on", "no-freeze-gc"])
+async def test_serve_reflectors_freeze_the_gc_after_their_first_sync_unless_turned_off(
+    freeze_gc: bool,
+) -> None:
+    """``serve`` builds each (cluster, resource) feed with ``freeze_gc_after_sync`` from
+    the configuration (the Reflector's own tests show what the freeze does)."""
+    from kubemirror.cli.serve import _Mirror
+
+    mirror = _Mirror()
+    mirror.freeze_gc = freeze_gc
+    mirror.clients["east"] = KubeClient(ClientConfig(server="http://127.0.0.1:9"))
+    try:
+        lw = mirror.lister_watcher_for("east", PODS)
+        storage = MemoryStorage()
+        storage.prepare_cluster("east")
+        pods = storage.new_resource_storage(PODS, kind="Pod")
+        feed = mirror.reflector_factory(lw, pods.cluster_store("east"), name=f"east/{PODS}")
+        assert mirror.feeds[("east", PODS)] is feed
+        assert mirror.feeds[("east", PODS)].freeze_gc_after_sync is freeze_gc
+    finally:
+        await mirror.close()

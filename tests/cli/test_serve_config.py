@@ -185,3 +185,14 @@ def test_a_bad_storage_is_named_without_its_password(tmp_path: Path) -> None:
         )
     assert info.value.expression == "db/k"
     assert "pw" not in str(info.value)
+
+
+def test_gc_freezing_is_on_by_default_and_turned_off_by_flag_or_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, CONFIG)
+    assert load_serve_config(ServeFlags(config=path)).freeze_gc is True
+    assert load_serve_config(ServeFlags(config=path, freeze_gc=False)).freeze_gc is False
+    filed = _write(tmp_path, CONFIG + "freezeGc: false\n")
+    assert load_serve_config(ServeFlags(config=filed)).freeze_gc is False
+    assert load_serve_config(ServeFlags(config=filed, freeze_gc=True)).freeze_gc is True
+    with pytest.raises(errors.ConfigError, match="freezeGc"):
+        load_serve_config(ServeFlags(config=_write(tmp_path, CONFIG + "freezeGc: often\n")))

@@ -94,3 +94,25 @@ def test_object_filter_refuses_a_field_the_type_does_not_select() -> None:
     with pytest.raises(errors.BadRequestError, match=r"spec\.bogus"):
         object_filter(ListScope(), ListOptions(field_selector="spec.bogus=x"), POD_INFO)
     object_filter(ListScope(), ListOptions(field_selector="spec.bogus=x"))  # no type: no check
+
+
+@pytest.mark.parametrize(
+    ("selector", "equality"),
+    [
+        ("", None),
+        ("app=api", ("app", "api")),
+        ("app==api", ("app", "api")),
+        ("app in (api)", ("app", "api")),
+        ("app in (api,web)", None),
+        ("app!=api", None),
+        ("tier,app=api", ("app", "api")),
+        ("!tier,zone notin (a)", None),
+    ],
+    ids=["none", "equals", "double-equals", "one-value-in", "two-value-in", "not-equals",
+         "after-exists", "no-equality"],
+)
+def test_the_label_equality_every_selected_object_carries(
+    selector: str, equality: tuple[str, str] | None
+) -> None:
+    flt = object_filter(ListScope(), ListOptions(label_selector=selector), POD_INFO)
+    assert flt.label_equality == equality

@@ -1,4 +1,4 @@
-"""Tests for kubemirror.multicluster.paging: continue tokens, page cutting, kept snapshots."""
+"""Tests for kubemirror.multicluster.paging: continue tokens, page cutting at a version."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kubemirror import errors
 from kubemirror.listing import ListOptions
-from kubemirror.multicluster import paging, resources, watch_cache
+from kubemirror.multicluster import key_order, paging, resources, watch_cache
 from kubemirror.multicluster.list_request import ListScope, object_filter
 from kubemirror.testing import PODS, make_pod
 from kubemirror.types import GroupVersionResource
@@ -30,8 +30,12 @@ def _offset(decoded: Mapping[str, Any]) -> int | None:
 
 
 @given(
-    prefix=st.text(st.characters(blacklist_characters="."), min_size=1, max_size=8),
-    bound_to=st.text(max_size=16),
+    prefix=st.text(
+        st.characters(codec="utf-8", blacklist_characters="."),
+        min_size=1,
+        max_size=8,
+    ),
+    bound_to=st.text(st.characters(codec="utf-8"), max_size=16),
     offset=st.integers(min_value=0, max_value=10**12),
 )
 def test_a_token_decodes_to_the_position_it_was_encoded_with(
@@ -87,66 +91,94 @@ def test_paging_checks(opts: ListOptions) -> None:
         paging.check_paging(opts)
 
 
-def _entries(labels: list[bool]) -> list[watch_cache.StoredObject]:
-    out = []
-    for i, web in enumerate(labels):
-        obj = make_pod(f"p{i:03}", "ns", {"app": "web" if web else "db"})
-        out.append(watch_cache.StoredObject(
-            obj, cluster="c", key=f"ns/p{i:03}", namespace="ns", index=i + 1, original_rv="1"))
-    return out
+def _entry(cluster: str, key: str, web: bool, index: int) -> watch_cache.StoredObject:
+    namespace, name = key.split("/")
+    obj = make_pod(name, namespace, {"app": "web" if web else "db"})
+    return watch_cache.StoredObject(
+        obj, cluster=cluster, key=key, namespace=namespace, index=index, original_rv="1"
+    )
+
+
+_KEYS = st.sampled_from(["a/p1", "a/p2", "a/p3", "a0/p1", "b/p1", "b/p2", "ns/p1"])
+_STATES = st.dictionaries(st.tuples(st.sampled_from(["c1", "c2", "c3"]), _KEYS), st.booleans())
 
 
 @given(
-    labels=st.lists(st.booleans(), max_size=30),
-    limit=st.integers(min_value=0, max_value=7),
+    current=_STATES,
+    then=_STATES,
+    written=st.sets(st.tuples(st.sampled_from(["c1", "c2", "c3"]), _KEYS)),
+    limit=st.integers(min_value=0, max_value=4),
     selector=st.sampled_from(["", "app=web"]),
+    namespace=st.sampled_from(["", "a", "b"]),
 )
-def test_cutting_pages_until_the_end_yields_each_selected_entry_once_in_order(
-    labels: list[bool], limit: int, selector: str
+def test_pages_cut_until_the_end_give_the_state_at_the_version_once_in_order(
+    current: dict[tuple[str, str], bool],
+    then: dict[tuple[str, str], bool],
+    written: set[tuple[str, str]],
+    limit: int,
+    selector: str,
+    namespace: str,
 ) -> None:
-    entries = _entries(labels)
-    flt = object_filter(ListScope(), ListOptions(label_selector=selector), POD_INFO)
-    expected = [e for e in entries if flt.matches_object(e.object)]
-    seen: list[watch_cache.StoredObject] = []
-    offset = 0
+    """Current entries with the keys ``written`` since undone to their state ``then``:
+    the pages hold exactly the state at the version, and ``count_after`` counts what
+    is left of it after each page."""
+    at_version = {k: v for k, v in current.items() if k not in written}
+    at_version.update({k: then[k] for k in written if k in then})
+    parts = []
+    for cluster in sorted({c for c, _ in current} | {c for c, _ in written}):
+        objects = {
+            key: _entry(cluster, key, web, 2) for (c, key), web in current.items() if c == cluster
+        }
+        undone = sorted(
+            (key, _entry(cluster, key, then[(c, key)], 1) if (c, key) in then else None)
+            for c, key in written
+            if c == cluster
+        )
+        order = key_order.KeyOrder(objects) if objects else None
+        parts.append(paging.ClusterAtVersion(cluster, objects, {cluster: order}.get, undone))
+    flt = object_filter(ListScope(namespace=namespace or None),
+                        ListOptions(label_selector=selector), POD_INFO)
+    expected = [
+        k for k, web in sorted(at_version.items())
+        if (not namespace or k[1].startswith(namespace + "/")) and (web or not selector)
+    ]
+    in_scope = [k for k in sorted(at_version) if not namespace or k[1].startswith(namespace + "/")]
+    seen: list[tuple[str, str]] = []
+    after: tuple[str, str] | None = None
     while True:
-        page, end = paging.cut_page(entries, offset, limit, flt)
-        assert end >= offset
+        page, more = paging.cut_page(parts, namespace, after, limit, flt)
         assert not limit or len(page) <= limit
-        seen += page
-        if end >= len(entries) or (not page and not limit):
+        seen += [(e.cluster, e.key) for e in page]
+        assert all(e.index == (1 if (e.cluster, e.key) in written else 2) for e in page)
+        if not more:
             break
-        offset = end
+        assert page, "a page that says more follows is not empty"
+        after = (page[-1].cluster, page[-1].key)
+        assert paging.count_after(parts, namespace, after) == sum(1 for k in in_scope if k > after)
     assert seen == expected
-
-
-def test_kept_snapshots_are_resumed_by_their_request_and_evicted_least_recent_first() -> None:
-    snapshots = paging.Snapshots()
-    first = snapshots.keep(paging.Snapshot([], 1, "q1"), capacity=2)
-    second = snapshots.keep(paging.Snapshot([], 2, "q2"), capacity=2)
-    assert snapshots.resume(first, "q1").index == 1  # now the most recently used
-    with pytest.raises(errors.BadRequestError, match="another request"):
-        snapshots.resume(first, "q2")
-    snapshots.keep(paging.Snapshot([], 3, "q3"), capacity=2)  # evicts the second
-    with pytest.raises(errors.GoneError, match="too old"):
-        snapshots.resume(second, "q2")
-    assert snapshots.resume(first, "q1").index == 1
-    snapshots.drop(first)
-    snapshots.drop(first)  # absent: ignored
-    with pytest.raises(errors.GoneError):
-        snapshots.resume(first, "q1")
 
 
 @pytest.mark.parametrize(
     ("decoded", "position"),
     [
-        ({"s": "ab", "o": 3}, ("ab", 3)),
-        ({"s": "ab", "o": -1}, None),
-        ({"s": "ab", "o": True}, None),
-        ({"s": 1, "o": 3}, None),
+        ({"i": 3, "c": "east", "k": "ns/a"}, (3, ("east", "ns/a"))),
+        ({"i": -1, "c": "east", "k": "ns/a"}, None),
+        ({"i": True, "c": "east", "k": "ns/a"}, None),
+        ({"i": 3, "c": 1, "k": "ns/a"}, None),
+        ({"i": 3, "c": "east"}, None),
         ({}, None),
     ],
-    ids=["valid", "negative", "bool", "id-not-str", "empty"],
+    ids=["valid", "negative", "bool", "cluster-not-str", "no-key", "empty"],
 )
-def test_snapshot_position(decoded: dict[str, object], position: tuple[str, int] | None) -> None:
-    assert paging.snapshot_position(decoded) == position
+def test_key_position(
+    decoded: dict[str, object], position: tuple[int, tuple[str, str]] | None
+) -> None:
+    assert paging.key_position(decoded) == position
+
+
+def test_a_too_old_continue_carries_a_fresh_token() -> None:
+    gone = paging.continue_too_old("fresh")
+    assert gone.code == 410
+    assert gone.reason == "Expired"
+    assert gone.status["metadata"] == {"continue": "fresh"}
+    assert "too old" in gone.status["message"]

@@ -13,7 +13,7 @@ from aiohttp import web
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.multicluster.server import KubeApiServer
 from kubemirror.multicluster.storage import CLUSTER_ANNOTATION, MemoryStorage
-from kubemirror.testing import PODS, make_pod, seed
+from kubemirror.testing import PODS, make_pod, new_storage, seed
 from kubemirror.types import GroupVersionResource
 
 from .conftest import wait_until
@@ -103,6 +103,35 @@ async def test_pagination_over_http(
             break
         assert page["metadata"]["remainingItemCount"] == 1500 - len(seen)
     assert seen == names(full)
+
+
+async def test_pages_over_http_keep_the_first_page_state_until_the_window_moves_on(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Writes between pages do not show in them; once the writes since the first page
+    outgrow the event window, 410 Expired with a fresh token in ``metadata.continue``
+    that reads the rest at the current version."""
+    storage = new_storage(event_window=8)
+    seed(storage, [make_pod(f"p{i}") for i in range(6)])
+    pods = storage.resource_storage(PODS)
+    async with KubeApiServer(storage) as server:
+        url = f"{server.url}/api/v1/pods"
+        full = await get_json(http, url)
+        first = await get_json(http, f"{url}?limit=2")
+        pods.delete("default", make_pod("p3"))
+        pods.create("default", make_pod("p6"))
+        second = await get_json(http, f"{url}?limit=2&continue={first['metadata']['continue']}")
+        assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+        assert names(first) + names(second) == names(full)[:4]  # p3 still there, no p6
+        for i in range(8):
+            pods.update("default", make_pod("p0", labels={"i": str(i)}))
+        gone = await get_json(
+            http, f"{url}?limit=2&continue={second['metadata']['continue']}", 410
+        )
+        assert (gone["kind"], gone["reason"]) == ("Status", "Expired")
+        rest = await get_json(http, f"{url}?continue={gone['metadata']['continue']}")
+        assert names(rest) == ["p4", "p5", "p6"]  # after p3, now: p6 shows
+        assert rest["metadata"]["resourceVersion"] == storage.resource_version
 
 
 @pytest.mark.parametrize(

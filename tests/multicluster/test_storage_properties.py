@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -208,3 +208,83 @@ TestStorageMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+_PAGED_WRITES = st.lists(
+    st.tuples(
+        st.sampled_from(["upsert", "delete", "page"]),
+        st.sampled_from(CLUSTERS),
+        st.sampled_from(NAMES),
+        st.sampled_from(NAMESPACES),
+        st.sampled_from(["p", "q"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    initial=st.lists(
+        st.tuples(st.sampled_from(CLUSTERS), st.sampled_from(NAMES), st.sampled_from(NAMESPACES)),
+        unique=True,
+    ),
+    steps=_PAGED_WRITES,
+    limit=st.integers(min_value=1, max_value=3),
+    selector=st.sampled_from(["", "tier=p"]),
+    namespace=st.sampled_from([None, "n1"]),
+)
+def test_a_list_paged_while_writes_happen_is_the_state_at_its_first_page(
+    initial: list[tuple[str, str, str]],
+    steps: list[tuple[str, str, str, str, str]],
+    limit: int,
+    selector: str,
+    namespace: str | None,
+) -> None:
+    """Writes interleaved with page reads: the concatenated pages equal the unpaged
+    LIST, taken right when the first page was, and the Exact LIST at its version."""
+    mem = new_storage(prefix="m", event_window=10_000)
+    pods = mem.resource_storage(PODS)
+    for cluster in CLUSTERS:
+        mem.prepare_cluster(cluster)
+    version = 0
+    for cluster, name, ns in initial:
+        version += 1
+        pods.upsert(cluster, pod(name, ns, version, "p" if version % 2 else "q"))
+    scope = ListScope(namespace=namespace)
+    opts = ListOptions(label_selector=selector, limit=limit)
+    unpaged = pods.list(ListOptions(label_selector=selector), scope=scope)
+    first = pods.list(opts, scope=scope)
+    assert first.resource_version == unpaged.resource_version
+    paged = list(first.items)
+    token = first.continue_token
+    for op, cluster, name, ns, label in steps:
+        version += 1
+        if op == "upsert":
+            pods.upsert(cluster, pod(name, ns, version, label))
+        elif op == "delete":
+            if pods.get(cluster, ns, name) is not None:
+                pods.delete(cluster, pod(name, ns, version))
+        elif token:
+            page = pods.list(
+                ListOptions(label_selector=selector, limit=limit, continue_token=token),
+                scope=scope,
+            )
+            assert page.resource_version == first.resource_version
+            paged += page.items
+            token = page.continue_token
+    while token:
+        page = pods.list(
+            ListOptions(label_selector=selector, limit=limit, continue_token=token), scope=scope
+        )
+        paged += page.items
+        token = page.continue_token
+    assert paged == unpaged.items
+    exact = pods.list(
+        ListOptions(
+            label_selector=selector,
+            resource_version=first.resource_version,
+            resource_version_match="Exact",
+        ),
+        scope=scope,
+    )
+    assert exact.items == unpaged.items

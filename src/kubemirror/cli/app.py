@@ -418,6 +418,13 @@ def serve(
         typer.Option("--repair-drift/--no-repair-drift",
                      help="Relist a (cluster, resource) where --check-drift found drift."),
     ] = None,
+    freeze_gc: Annotated[
+        bool | None,
+        typer.Option("--freeze-gc/--no-freeze-gc",
+                     help="Take each synced (cluster, resource)'s objects out of Python's "
+                     "cyclic GC (default on: no full collection pauses every watcher "
+                     "while it rescans millions of mirrored objects)."),
+    ] = None,
     duration: Duration = None,
     debug: Debug = False,
 ) -> None:
@@ -454,6 +461,7 @@ def serve(
         storage=storage,
         check_drift=check_drift,
         repair_drift=repair_drift,
+        freeze_gc=freeze_gc,
     )
     _run(ctx, debug, lambda: serve_mod.run_serve(flags, _console()))
 

@@ -245,6 +245,9 @@ class _Mirror:
         self.drift_monitors: DriftMonitors = dict
         self._pending: dict[str, tuple[str, GroupVersionResource]] = {}
         self.reported: set[tuple[str, GroupVersionResource]] = set()
+        self.freeze_gc = True
+        """Reflectors take what they mirrored out of the cyclic GC after their first
+        sync (``ServeConfig.freeze_gc``)."""
         self.decoder: PartialDecoder | None = None
         """Decodes members' LIST and WATCH bodies into ``RawObject``s for a storage that
         keeps the bytes received (``MemoryStorage``); ``None``: plain dicts."""
@@ -273,6 +276,7 @@ class _Mirror:
             page_size=page_size,
             name=name,
             backoff=_PeekBackoff(),
+            freeze_gc_after_sync=self.freeze_gc,
         )
         key = self._pending.pop(name)
         self.feeds[key] = feed
@@ -410,6 +414,7 @@ async def run_serve(flags: ServeFlags, console: Console) -> int:
     ssl_context = check_security(config)
     prometheus = load_prometheus() if config.metrics else None
     mirror = _Mirror()
+    mirror.freeze_gc = config.freeze_gc
     try:
         for spec in config.clusters:
             await _connect(mirror, spec, config.read_only)

@@ -49,6 +49,7 @@ _CONFIG_KEYS = frozenset(
         "unreadyAfter",
         "checkDrift",
         "repairDrift",
+        "freezeGc",
         "storage",
     }
 )
@@ -79,6 +80,7 @@ class ServeFlags:
     allowed_origins: tuple[str, ...] = ()
     check_drift: float | None = None
     repair_drift: bool | None = None
+    freeze_gc: bool | None = None
     storage: str | None = None
 
 
@@ -111,6 +113,10 @@ class ServeConfig:
     allowed_origins: tuple[str, ...] = ()
     check_drift: float = 0.0
     repair_drift: bool = False
+    freeze_gc: bool = True
+    """Take each synced (cluster, resource)'s objects out of the cyclic GC's view
+    (``Reflector(freeze_gc_after_sync=True)``): no full collection rescans millions of
+    mirrored objects, a pause of seconds for every watcher at once."""
     storage: str = field(default="memory", repr=False)
     """``memory`` or a PostgreSQL URL (hidden from ``repr``: it may hold a password)."""
 
@@ -282,6 +288,8 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         )
     repair_drift = _expect(pick(flags.repair_drift, doc.get("repairDrift"), False), bool,
                            f"{path}: repairDrift")
+    freeze_gc = _expect(pick(flags.freeze_gc, doc.get("freezeGc"), True), bool,
+                        f"{path}: freezeGc")
     return ServeConfig(
         clusters=tuple(resolved),
         host=str(pick(flags.host, listen.get("host"), "127.0.0.1")),
@@ -296,6 +304,7 @@ def load_serve_config(flags: ServeFlags) -> ServeConfig:
         unready_after=float(unready_after),
         check_drift=float(check_drift),
         repair_drift=bool(repair_drift),
+        freeze_gc=bool(freeze_gc),
         accept_hosts=_host_patterns(
             flags.accept_hosts
             or _names(listen.get("acceptHosts") or [], f"{path}: listen.acceptHosts")

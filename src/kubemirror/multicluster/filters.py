@@ -116,6 +116,9 @@ def _field_text(value: object, default: str) -> str:
 
 
 _LABEL_MEMO_SIZE = 4096
+_EQUALITY_OPERATORS = frozenset(
+    {selectors.Operator.EQUALS, selectors.Operator.DOUBLE_EQUALS, selectors.Operator.IN}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,17 @@ class ObjectFilter:
     def selects_everything_in_scope(self) -> bool:
         """True when only cluster and namespace restrict the selection."""
         return self.label_selector is None and self.field_selector is None
+
+    @property
+    def label_equality(self) -> tuple[str, str] | None:
+        """A ``(key, value)`` every selected object carries (from the label selector's
+        first ``=``, ``==`` or one-value ``in`` requirement), or ``None``."""
+        if self.label_selector is None:
+            return None
+        for req in self.label_selector.requirements:
+            if req.operator in _EQUALITY_OPERATORS and len(req.values) == 1:
+                return req.key, req.values[0]
+        return None
 
     def matches_object(self, obj: Obj) -> bool:
         """Whether ``obj`` passes the label and field selectors (scope not checked)."""

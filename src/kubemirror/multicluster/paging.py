@@ -2,27 +2,26 @@
 
 ``EntryPage`` is what a storage's ``list`` returns: the page's ``StoredObject``
 entries (so the server can send compact entries' bytes as they are) with the
-list metadata of a ``listing.ListPage``. A
-continue token is the URL-safe base64 of a small JSON object naming the storage
-instance (its resourceVersion prefix), the resource type, the request it was
-issued for (``scope_key``: clusters, namespace, selectors) and a position that
-each storage defines (``encode_continue``, ``decode_continue``); a token
-presented with another request is refused (400), one from another storage
-instance is expired (410). The memory storage cuts its pages from a
-``Snapshot`` of the selected entries (``cut_page``) and keeps the rest of a
-paged LIST in ``Snapshots`` for its continue tokens. Pure functions and
-immutable values are safe from any thread; ``Snapshots`` is guarded by its
-owner's lock.
+list metadata of a ``listing.ListPage``. A continue token is the URL-safe
+base64 of a small JSON object naming the storage instance (its resourceVersion
+prefix), the resource type, the request it was issued for (``scope_key``:
+clusters, namespace, selectors) and a position (``encode_continue``,
+``decode_continue``): for both storages the page's index and its last
+(cluster, key) (``key_position``), as kube-apiserver's tokens carry a
+resourceVersion and a key. A token presented with another request is refused
+(400), one from another storage instance is expired (410). The memory storage
+cuts a page (``cut_page``) from each cluster's current entries in key order with
+the writes since the token's index undone (``ClusterAtVersion``), so nothing is
+kept between pages. Pure functions and immutable values are safe from any
+thread; a ``ClusterAtVersion`` is read under its storage's lock.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import hashlib
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,22 +31,26 @@ from kubemirror import errors
 from kubemirror.listing import ListOptions
 from kubemirror.multicluster import status, watch_cache
 from kubemirror.multicluster.filters import ObjectFilter
+from kubemirror.multicluster.key_order import KeyOrder
 from kubemirror.multicluster.list_request import ListScope
 from kubemirror.multicluster.resources import ResourceInfo
 from kubemirror.types import Obj
 
 __all__ = [
+    "ClusterAtVersion",
     "EntryPage",
-    "Snapshot",
-    "Snapshots",
+    "Undone",
     "bad_continue",
     "check_paging",
+    "continue_too_old",
+    "count_after",
     "cut_page",
     "decode_continue",
     "encode_continue",
     "foreign_continue",
+    "key_position",
+    "key_token_position",
     "scope_key",
-    "snapshot_position",
 ]
 
 PositionT = TypeVar("PositionT")
@@ -148,91 +151,165 @@ def decode_continue(
     return found
 
 
-# -- the memory storage's pages: snapshots kept for continue tokens -----------------------
+# -- key positions: where the next page starts ----------------------------------------------
 
 
-@dataclass(slots=True)
-class Snapshot:
-    """The entries a LIST selected, in (cluster, key) order, at storage ``index``;
-    ``bound_to`` is the ``scope_key`` of the request that took it."""
+def key_position(decoded: Mapping[str, Any]) -> tuple[int, tuple[str, str]] | None:
+    """The list index and the last ``(cluster, key)`` of a decoded continue token of
+    both storages (``None`` if malformed); see ``decode_continue``."""
+    index, cluster, key = decoded.get("i"), decoded.get("c"), decoded.get("k")
+    if (
+        not isinstance(index, int)
+        or isinstance(index, bool)
+        or index < 0
+        or not isinstance(cluster, str)
+        or not isinstance(key, str)
+    ):
+        return None
+    return index, (cluster, key)
 
-    entries: list[watch_cache.StoredObject]
-    index: int
-    bound_to: str = ""
+
+def key_token_position(index: int, after: tuple[str, str]) -> dict[str, object]:
+    """The position ``key_position`` reads: the next page holds the state at ``index``
+    after the ``(cluster, key)`` ``after``."""
+    return {"i": index, "c": after[0], "k": after[1]}
+
+
+def continue_too_old(fresh_token: str) -> errors.GoneError:
+    """410 Expired for a continue token whose version the storage can no longer rebuild,
+    with ``fresh_token`` in ``metadata.continue`` (kube-apiserver's answer): it reads
+    the rest of the list, after the same key, at the current version instead."""
+    st = status.make_status(
+        410,
+        "Expired",
+        "The provided continue parameter is too old to display a consistent list result. "
+        "You can start a new list without the continue parameter, or use the continue "
+        "token in this status to read the rest at the current resource version: objects "
+        "written since the first page may then be missing or appear twice.",
+    )
+    st["metadata"] = {"continue": fresh_token}
+    return errors.GoneError(st)
+
+
+# -- the memory storage's pages: current entries with later writes undone -------------------
+
+Undone = Sequence[tuple[str, "watch_cache.StoredObject | None"]]
+"""One cluster's keys written after a page's version, sorted, each with its state at that
+version (``None``: it did not exist then)."""
+
+
+class ClusterAtVersion:
+    """One cluster's entries at a version: its current ``objects`` by key, the same in
+    key order, loaded by ``load(cluster)`` on first use (so a page reads only the
+    clusters it reaches; ``None`` when the cluster holds nothing now), and the keys
+    written since, ``undone``. Not thread-safe (read under the storage's lock)."""
+
+    __slots__ = ("_load", "_loaded", "_order", "cluster", "objects", "undone")
+
+    def __init__(
+        self,
+        cluster: str,
+        objects: Mapping[str, watch_cache.StoredObject],
+        load: Callable[[str], KeyOrder | None],
+        undone: Undone = (),
+    ) -> None:
+        self.cluster = cluster
+        self.objects = objects
+        self.undone = undone
+        self._load = load
+        self._order: KeyOrder | None = None
+        self._loaded = False
+
+    def order(self) -> KeyOrder | None:
+        """The current entries in key order (loaded once, on the first call)."""
+        if not self._loaded:
+            self._order = self._load(self.cluster)
+            self._loaded = True
+        return self._order
+
+
+def _in_namespace(key: str, namespace: str) -> bool:
+    return not namespace or key.startswith(namespace + "/")
+
+
+def _entries_from(
+    part: ClusterAtVersion, namespace: str, after: str | None
+) -> Iterator[watch_cache.StoredObject]:
+    """``part``'s entries (of keys ``<namespace>/...`` when set) after the key ``after``,
+    in key order, as they were at the version: current entries whose keys were not
+    written since, merged with the undone states."""
+    order = part.order()
+    keys: Sequence[str] = order.keys if order is not None else ()
+    entries: Sequence[watch_cache.StoredObject] = order.entries if order is not None else ()
+    lo, hi = order.span(namespace, after) if order is not None else (0, 0)
+    if not part.undone:
+        for i in range(lo, hi):
+            yield entries[i]
+        return
+    pending = [
+        (key, state)
+        for key, state in part.undone
+        if (after is None or key > after) and _in_namespace(key, namespace)
+    ]
+    changed = {key for key, _ in pending}
+    j = 0
+    for i in range(lo, hi):
+        key = keys[i]
+        while j < len(pending) and pending[j][0] < key:
+            state = pending[j][1]
+            if state is not None:
+                yield state
+            j += 1
+        if key not in changed:
+            yield entries[i]
+    for _, state in pending[j:]:
+        if state is not None:
+            yield state
 
 
 def cut_page(
-    entries: Sequence[watch_cache.StoredObject], offset: int, limit: int, flt: ObjectFilter
-) -> tuple[Sequence[watch_cache.StoredObject], int]:
-    """The page of at most ``limit`` (0: no limit) entries from ``offset`` that ``flt``
-    selects, and the offset after it. Entries outside ``flt``'s scope or selectors are
-    skipped unless the filter selects everything in scope (then a slice, no copy
-    when unlimited)."""
-    if flt.selects_everything_in_scope:
-        if not limit and not offset:
-            return entries, len(entries)
-        page = entries[offset : (offset + limit if limit else None)]
-        return page, offset + len(page)
-    selected: list[watch_cache.StoredObject] = []
-    end = offset
-    total = len(entries)
-    while end < total and (not limit or len(selected) < limit):
-        entry = entries[end]
-        end += 1
-        if flt.in_scope(entry.cluster, entry.namespace) and flt.matches_object(entry.selectable):
-            selected.append(entry)
-    return selected, end
+    parts: Sequence[ClusterAtVersion],
+    namespace: str,
+    after: tuple[str, str] | None,
+    limit: int,
+    flt: ObjectFilter,
+) -> tuple[list[watch_cache.StoredObject], bool]:
+    """The page of at most ``limit`` (0: no limit) entries ``flt`` selects after the
+    ``(cluster, key)`` ``after``, from ``parts`` (sorted by cluster, already restricted
+    to ``flt``'s clusters; ``namespace`` restricts keys), and whether more in-scope
+    entries follow it. O(page + skipped entries + undone keys of the clusters read)."""
+    page: list[watch_cache.StoredObject] = []
+    select = None if flt.selects_everything_in_scope else flt.matches_object
+    for part in parts:
+        if after is not None and part.cluster < after[0]:
+            continue
+        start = after[1] if after is not None and part.cluster == after[0] else None
+        for entry in _entries_from(part, namespace, start):
+            if limit and len(page) == limit:
+                return page, True
+            if select is None or select(entry.selectable):
+                page.append(entry)
+    return page, False
 
 
-def snapshot_position(decoded: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The snapshot id and offset of a decoded memory-storage continue token (``None``
-    if malformed); see ``decode_continue``."""
-    snapshot_id, offset = decoded.get("s"), decoded.get("o")
-    if (
-        not isinstance(snapshot_id, str)
-        or not isinstance(offset, int)
-        or isinstance(offset, bool)
-        or offset < 0
-    ):
-        return None
-    return snapshot_id, offset
-
-
-class Snapshots:
-    """The snapshots of paged LISTs a memory storage keeps for their continue tokens.
-
-    Least recently used first out beyond the capacity given to ``keep``. Not
-    thread-safe: call with the owning storage's lock held. O(1) per call but the
-    evictions.
-    """
-
-    def __init__(self) -> None:
-        self._kept: collections.OrderedDict[str, Snapshot] = collections.OrderedDict()
-
-    def keep(self, snapshot: Snapshot, capacity: int) -> str:
-        """Keep ``snapshot`` under a new random id (returned); evict the least recently
-        used beyond ``capacity``."""
-        snapshot_id = secrets.token_hex(8)
-        self._kept[snapshot_id] = snapshot
-        while len(self._kept) > capacity:
-            self._kept.popitem(last=False)
-        return snapshot_id
-
-    def resume(self, snapshot_id: str, bound_to: str) -> Snapshot:
-        """The snapshot a continue token names, for a request with ``scope_key``
-        ``bound_to``; ``BadRequestError`` if another request took it, ``GoneError``
-        (410 Expired) once it was evicted."""
-        snapshot = self._kept.get(snapshot_id)
-        if snapshot is None:
-            raise status.expired(
-                "The provided continue parameter is too old to display a consistent "
-                "list result. You can start a new list without the continue parameter."
-            )
-        if snapshot.bound_to != bound_to:
-            raise foreign_continue()
-        self._kept.move_to_end(snapshot_id)
-        return snapshot
-
-    def drop(self, snapshot_id: str) -> None:
-        """Forget a snapshot whose last page was read (absent ids are ignored)."""
-        self._kept.pop(snapshot_id, None)
+def count_after(
+    parts: Sequence[ClusterAtVersion], namespace: str, after: tuple[str, str]
+) -> int:
+    """How many entries ``parts`` hold at their version after ``after`` (the
+    ``remainingItemCount`` of a page without selectors). O(clusters * log n + undone)."""
+    total = 0
+    for part in parts:
+        if part.cluster < after[0]:
+            continue
+        start = after[1] if part.cluster == after[0] else None
+        if start is None and not namespace:
+            total += len(part.objects)  # the whole cluster: no need to load its order
+        else:
+            order = part.order()
+            if order is not None:
+                lo, hi = order.span(namespace, start)
+                total += hi - lo
+        for key, state in part.undone:
+            if (start is None or key > start) and _in_namespace(key, namespace):
+                total += (state is not None) - (key in part.objects)
+    return total

@@ -287,4 +287,7 @@ def status_of(exc: errors.ApiError) -> Status:
         str(exc.status.get("message") or exc),
         exc.status.get("details"),
     )
+    meta = exc.status.get("metadata")
+    if isinstance(meta, dict) and meta.get("continue"):
+        status["metadata"] = {"continue": str(meta["continue"])}  # a 410's fresh list token
     return status

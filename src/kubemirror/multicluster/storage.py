@@ -9,9 +9,12 @@ through ``ClusterResourceStore``, API writes through ``create``/``update``/
 ``delete``) may interleave from many tasks or threads: each write is atomic
 under one lock, so no event is lost or reordered. Every write is recorded in
 the resource type's ``watch_cache.WatchCache``, the bounded event window that
-watches read. LIST pages are cut from a consistent snapshot kept for the
-continue token (``paging.Snapshots``). The type registry, the watch cache and
-the LIST/WATCH request checks are ``storage_base``'s, shared with
+watches read. A LIST page is the state at one version after one key: the
+current entries in key order (``key_order``; with a label equality, only those
+carrying the label: ``label_orders``) with the events written since undone
+from the watch cache, so a continue token is just (version, last key) and a
+page costs what it holds (``paging.cut_page``). The type registry, the watch
+cache and the LIST/WATCH request checks are ``storage_base``'s, shared with
 ``postgres.PostgresStorage``.
 
 Objects are kept compactly by default (``compact_objects``): the stamped
@@ -26,6 +29,7 @@ object after handing it to the storage.
 from __future__ import annotations
 
 import builtins
+import functools
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -37,6 +41,7 @@ from kubemirror.listing import ListOptions
 from kubemirror.multicluster import (
     compact_objects,
     key_order,
+    label_orders,
     paging,
     status,
     storage_base,
@@ -66,6 +71,9 @@ __all__ = [
     "selectable_skeleton",
     "stamp_object",
 ]
+
+LABEL_ORDERS_PER_CLUSTER = 16
+"""Label equalities (``app=api``) each cluster keeps a ``label_orders`` order of."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -134,9 +142,10 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
 
     Thread-safe: every method may be called from any thread (writes take the
     owning storage's lock; watchers must all iterate on one event loop). Reads
-    return shared objects. ``get`` is O(1); ``list`` is O(n) over the requested
-    clusters (plus a sort after membership changes); a write is O(1) plus the
-    wake-up of waiting watchers.
+    return shared objects. ``get`` is O(1); a ``list`` page is O(page + entries its
+    selectors skip + events since its version + clusters * log n) under the lock
+    (the first LIST of a type in a cluster sorts its keys once); a write is
+    O(log n) plus the wake-up of waiting watchers.
     """
 
     def __init__(self, storage: MemoryStorage, info: ResourceInfo) -> None:
@@ -144,7 +153,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         self._lock = storage._lock
         self._clusters: dict[str, dict[str, watch_cache.StoredObject]] = {}
         self._sorted: dict[str, key_order.KeyOrder] = {}
-        self._snapshots = paging.Snapshots()
+        self._labelled: dict[str, label_orders.LabelOrders] = {}
         self._compact = compact_objects.CompactEncoder(info)
 
     # -- writes ---------------------------------------------------------------------------
@@ -199,14 +208,19 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 namespace=namespace, index=index, original_rv=orig,
             )
         order = self._sorted.get(cluster)
+        labelled = self._labelled.get(cluster)
         if type_ == "DELETED":
             del objects[key]
             if order is not None:
                 order.remove(key)
+            if labelled is not None:
+                labelled.write(key, None)
         else:
             objects[key] = entry
             if order is not None:
                 order.put(key, entry)
+            if labelled is not None:
+                labelled.write(key, entry)
         self._watch_cache.append(watch_cache.StorageEvent(type_, entry, index, previous))
         return entry
 
@@ -353,6 +367,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 return 0
             count = 0
             self._sorted.pop(cluster, None)  # not kept in step with every delete: O(n^2)
+            self._labelled.pop(cluster, None)
             for key in sorted(objects):
                 previous = objects[key]
                 self._commit(
@@ -367,6 +382,7 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 count += 1
             del self._clusters[cluster]
             self._sorted.pop(cluster, None)
+            self._labelled.pop(cluster, None)
             return count
 
     # -- reads ----------------------------------------------------------------------------
@@ -401,11 +417,9 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
         for cluster in sorted(self._clusters):
             if flt.clusters and cluster not in flt.clusters:
                 continue
-            objects = self._clusters[cluster]
-            order = self._sorted.get(cluster)
-            if order is None:
-                order = self._sorted[cluster] = key_order.KeyOrder(objects)
-            order.copy_into(out, flt.namespace if self.info.namespaced else "")
+            order = self._key_order(cluster)
+            if order is not None:
+                order.copy_into(out, flt.namespace if self.info.namespaced else "")
         return out
 
     def _check_list_rv(self, opts: ListOptions) -> int | None:
@@ -422,74 +436,100 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
             return index
         return None
 
-    def _entries_at(self, flt: ObjectFilter, index: int) -> list[watch_cache.StoredObject]:
-        """The in-scope entries as they were at ``index`` (``Exact`` lists), in (cluster,
-        key) order: the current ones with the later events of the ring undone. Raises
-        ``GoneError`` when those events already left the ring. Lock held."""
-        state = {(e.cluster, e.key): e for e in self._snapshot_entries(flt)}
-        namespace = flt.namespace if self.info.namespaced else ""
-        for event in reversed(self._watch_cache.events_after(index)):
-            entry = event.entry
-            if (flt.clusters and entry.cluster not in flt.clusters) or (
-                namespace and entry.namespace != namespace
-            ):
+    def _at_version(
+        self, flt: ObjectFilter, index: int
+    ) -> builtins.list[paging.ClusterAtVersion]:
+        """The in-scope clusters at ``index``, sorted: each one's current entries and
+        its keys written since with their states at ``index`` (undone from the watch
+        cache's events). Raises ``GoneError`` when those events already left the
+        ring. Lock held."""
+        undone: dict[str, builtins.list[tuple[str, watch_cache.StoredObject | None]]] = {}
+        if index < self._watch_cache.latest_index:
+            for (cluster, key), state in self._watch_cache.states_at(index).items():
+                if not flt.clusters or cluster in flt.clusters:
+                    undone.setdefault(cluster, []).append((key, state))
+        label = flt.label_equality
+        load = self._key_order if label is None else functools.partial(self._label_order, label)
+        parts = []
+        for cluster in sorted(undone.keys() | self._clusters.keys()):
+            if flt.clusters and cluster not in flt.clusters:
                 continue
-            if event.previous is None:  # ADDED: it did not exist yet
-                state.pop((entry.cluster, entry.key), None)
-            else:  # MODIFIED, DELETED: it was the previous version
-                state[(entry.cluster, entry.key)] = event.previous
-        return [state[k] for k in sorted(state)]
+            changed = undone.get(cluster, [])
+            changed.sort(key=lambda item: item[0])
+            objects = self._clusters.get(cluster, {})
+            parts.append(paging.ClusterAtVersion(cluster, objects, load, changed))
+        return parts
+
+    def _key_order(self, cluster: str) -> key_order.KeyOrder | None:
+        """``cluster``'s entries in key order (sorted on first use, then kept in step
+        with writes); ``None`` when it holds nothing of this type. Lock held."""
+        objects = self._clusters.get(cluster)
+        if objects is None:
+            return None
+        order = self._sorted.get(cluster)
+        if order is None:
+            order = self._sorted[cluster] = key_order.KeyOrder(objects)
+        return order
+
+    def _label_order(self, label: tuple[str, str], cluster: str) -> key_order.KeyOrder | None:
+        """``cluster``'s entries carrying ``label`` in key order (``label_orders``).
+        Lock held."""
+        order = self._key_order(cluster)
+        if order is None:
+            return None
+        labelled = self._labelled.get(cluster)
+        if labelled is None:
+            labelled = self._labelled[cluster] = label_orders.LabelOrders(
+                LABEL_ORDERS_PER_CLUSTER
+            )
+        return labelled.order(label, order)
 
     def list(
         self, opts: ListOptions = ListOptions(), *, scope: ListScope = ListScope()
     ) -> paging.EntryPage:
         """One page of the objects of ``scope`` that ``opts`` selects (shared; do not mutate).
 
-        Without ``continue_token`` the page is cut from a snapshot of the current
-        state (``resource_version`` ``""``/``"0"``/any version not newer than the
-        storage), or of the state at that version with ``Exact``: the current one
-        with the later events of the watch cache undone (410 once they left it). With
-        ``limit`` the rest of the snapshot is kept for the continue token, so
-        pages are stable and consistent; a token whose snapshot was evicted or
-        that another instance issued raises ``GoneError`` (410 Expired). Bad
+        A LIST without ``continue_token`` reads the current state
+        (``resource_version`` ``""``/``"0"``/any version not newer than the storage),
+        or with ``Exact`` the state at that version: the current one with the later
+        events of the watch cache undone (410 once they left it). With ``limit`` the
+        continue token carries the page's version and its last (cluster, key); the
+        next page is the state at that version after that key, read the same way, so
+        the pages of one LIST are consistent and each costs what it holds (plus the
+        entries a selector skips and the events written since the first page). A
+        token whose version left the watch cache raises ``GoneError`` (410 Expired)
+        carrying a fresh token that reads the rest at the current version, as
+        kube-apiserver does; one another instance issued raises ``GoneError``; bad
         parameters raise ``BadRequestError``.
         """
         flt, bound_to = self._list_request(opts, scope)
-        snapshot_id: str | None = None
-        if opts.continue_token:
-            snapshot_id, offset = self._decode_continue(
-                opts.continue_token, bound_to, paging.snapshot_position
-            )
-            with self._lock:
-                snap = self._snapshots.resume(snapshot_id, bound_to)
-        else:
-            offset = 0
-            with self._lock:
+        after: tuple[str, str] | None = None
+        namespace = flt.namespace if self.info.namespaced else ""
+        with self._lock:
+            if opts.continue_token:
+                index, after = self._decode_continue(
+                    opts.continue_token, bound_to, paging.key_position
+                )
+            else:
                 pinned = self._check_list_rv(opts)
-                if pinned is None:
-                    snap = paging.Snapshot(
-                        self._snapshot_entries(flt), self._storage._index, bound_to
-                    )
-                elif pinned < self._watch_cache.latest_index:
-                    snap = paging.Snapshot(self._entries_at(flt, pinned), pinned, bound_to)
-                else:
-                    snap = paging.Snapshot(self._snapshot_entries(flt), pinned, bound_to)
-        entries = snap.entries
-        page, end = paging.cut_page(entries, offset, opts.limit, flt)
-        token = ""
-        remaining: int | None = None
-        if end < len(entries) and opts.limit:
-            with self._lock:
-                if snapshot_id is None:
-                    snapshot_id = self._snapshots.keep(snap, self._storage.max_snapshots)
-            token = self._encode_continue(bound_to, {"s": snapshot_id, "o": end})
-            if flt.selects_everything_in_scope:
-                remaining = len(entries) - end
-        elif snapshot_id is not None:
-            with self._lock:
-                self._snapshots.drop(snapshot_id)
+                index = self._storage._index if pinned is None else pinned
+            try:
+                parts = self._at_version(flt, index)
+            except errors.GoneError:
+                if after is None:
+                    raise
+                fresh = paging.key_token_position(self._storage._index, after)
+                raise paging.continue_too_old(self._encode_continue(bound_to, fresh)) from None
+            page, more = paging.cut_page(parts, namespace, after, opts.limit, flt)
+            token = ""
+            remaining: int | None = None
+            if more and page:
+                position = (page[-1].cluster, page[-1].key)
+                token = self._encode_continue(bound_to, paging.key_token_position(index, position))
+                if flt.selects_everything_in_scope:
+                    remaining = paging.count_after(parts, namespace, position)
         return paging.EntryPage(
-            page, rvs.to_list_resource_version(self._storage.prefix, snap.index), token, remaining
+            page, rvs.to_list_resource_version(self._storage.prefix, index), token, remaining
         )
 
     # -- watch ----------------------------------------------------------------------------
@@ -514,7 +554,8 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
             )
 
     # -- async twins: the interface shared with PostgresStorage's resource storages ------
-    # Each never blocks for long (in-memory work under the lock; ``list`` is O(n)).
+    # Each never blocks for long (in-memory work under the lock; an unlimited ``list``
+    # is O(n)).
 
     aget_entry = _async_twin(get_entry)
     aget = _async_twin(get)
@@ -620,9 +661,10 @@ class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
 
     ``prefix`` (random by default) names this instance in resourceVersions;
     ``event_window`` events per resource type are kept for watches resuming from
-    an older version; ``max_watch_lag`` bounds how far a watcher may fall behind
-    before it is cut off; ``max_snapshots`` bounds LIST snapshots kept for
-    continue tokens; ``bookmark_interval`` (seconds) spaces watch bookmarks.
+    an older version, for ``Exact`` LISTs and for the continue tokens of paged LISTs
+    (a token reads its first page's version while the events since are kept);
+    ``max_watch_lag`` bounds how far a watcher may fall behind before it is cut
+    off; ``bookmark_interval`` (seconds) spaces watch bookmarks.
     ``compact`` (the default) keeps each object as its JSON bytes plus the parts
     selectors read (``compact_objects``): LIST, GET and WATCH send the bytes as
     they are, selectors never decode, and the dict reads (``get``, a watch event's
@@ -637,7 +679,6 @@ class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
         prefix: str | None = None,
         event_window: int = 100_000,
         max_watch_lag: int | None = None,
-        max_snapshots: int = 64,
         bookmark_interval: float = 60.0,
         compact: bool = True,
     ) -> None:
@@ -652,7 +693,6 @@ class MemoryStorage(storage_base.StorageBase[ResourceStorage]):
         self.max_watch_lag = (
             max_watch_lag if max_watch_lag is not None else (max(1, event_window * 3 // 4))
         )
-        self.max_snapshots = max_snapshots
         self.bookmark_interval = bookmark_interval
         self.compact = compact
         self._lock = threading.RLock()

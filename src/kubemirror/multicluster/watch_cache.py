@@ -389,6 +389,18 @@ class WatchCache:
         return [cast(StorageEvent, ring[seq % cap])
                 for seq in range(self.first_seq_after(index), self._next_seq)]
 
+    def states_at(self, index: int) -> dict[tuple[str, str], StoredObject | None]:
+        """The state at ``index`` of every object written after it, by ``(cluster, key)``:
+        the version the first later event replaced (``None``: it did not exist yet).
+        The current state with these undone is the state at ``index``. Raises
+        ``GoneError`` (410 Expired) when later events already left the ring (see
+        ``events_after``). O(events after ``index``). Lock held."""
+        states: dict[tuple[str, str], StoredObject | None] = {}
+        for event in self.events_after(index):
+            entry = event.entry
+            states.setdefault((entry.cluster, entry.key), event.previous)
+        return states
+
     def first_seq_after(self, index: int) -> int:
         """Sequence number of the first retained event with an index above ``index``. Lock held."""
         lo = max(0, self._next_seq - self._capacity)

@@ -12,7 +12,7 @@ is the write-behind store a reflector writes one cluster's objects into;
 from __future__ import annotations
 
 import collections
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
@@ -130,7 +130,7 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
         async with storage._connection() as conn:
             if opts.continue_token:
                 snap, after = self._decode_continue(
-                    opts.continue_token, bound_to, _keyset_position
+                    opts.continue_token, bound_to, paging.key_position
                 )
                 async with conn.transaction():
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -318,21 +318,6 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
     def cluster_store(self, cluster: str) -> PostgresClusterStore:
         """The write-behind ``ReflectorStore`` of ``cluster``'s objects of this type."""
         return PostgresClusterStore(self, cluster)
-
-
-def _keyset_position(decoded: Mapping[str, Any]) -> tuple[int, tuple[str, str]] | None:
-    """The snapshot index and the last (cluster, key) of a decoded continue token
-    (``None`` if malformed)."""
-    snap, cluster, key = decoded.get("i"), decoded.get("c"), decoded.get("k")
-    if (
-        not isinstance(snap, int)
-        or isinstance(snap, bool)
-        or snap < 0
-        or not isinstance(cluster, str)
-        or not isinstance(key, str)
-    ):
-        return None
-    return snap, (cluster, key)
 
 
 def _entry(
