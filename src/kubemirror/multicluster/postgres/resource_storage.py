@@ -122,8 +122,9 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
 
         Same contract as ``ResourceStorage.list``: ``Exact`` only when nothing of
         this type changed since the version, continue tokens bound to their
-        request, 410 Expired for a token whose index left the event log or that
-        another storage issued, ``BadRequestError`` for bad parameters.
+        request, 410 Expired for a token whose index left the event log (carrying a
+        fresh token that reads the rest at the current version) or that another
+        storage issued, ``BadRequestError`` for bad parameters.
         """
         flt, bound_to = self._list_request(opts, scope)
         storage = self._storage
@@ -136,11 +137,8 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     index, trimmed = await read_counter(conn)
                     if trimmed > snap:
-                        raise status.expired(
-                            "The provided continue parameter is too old to display a consistent "
-                            "list result. You can start a new list without the continue "
-                            "parameter."
-                        )
+                        fresh = paging.key_token_position(index, after)
+                        raise paging.continue_too_old(self._encode_continue(bound_to, fresh))
                     page, more = await self._page(conn, flt, snap, index, after, opts.limit)
                     remaining = await self._remaining(conn, flt, snap, index, page, more)
             else:
@@ -154,7 +152,7 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
         if more and page:
             last = page[-1]
             token = self._encode_continue(
-                bound_to, {"i": snap, "c": last.cluster, "k": last.key}
+                bound_to, paging.key_token_position(snap, (last.cluster, last.key))
             )
         return paging.EntryPage(
             page,
