@@ -200,6 +200,12 @@ async def test_foreign_or_malformed_continue(any_pods: AnyResourceStorage) -> No
         await any_pods.alist(ListOptions(limit=1, continue_token="!!notatoken"))
     with pytest.raises(errors.BadRequestError):
         await any_pods.alist(ListOptions(limit=1, continue_token=token, resource_version="p.1"))
+    for position in ({"i": -1}, {"i": 1.5}, {"i": True}, {"c": 5}, {"k": None}):
+        with pytest.raises(errors.BadRequestError, match="start position"):
+            await any_pods.alist(ListOptions(limit=1, continue_token=_reissued(token, **position)))
+    # a version the storage never reached: only a forged token has one
+    with pytest.raises(errors.BadRequestError, match="newer than the storage's"):
+        await any_pods.alist(ListOptions(limit=1, continue_token=_reissued(token, i=10**9)))
 
 
 def test_a_continue_token_past_the_event_window_is_gone_with_a_fresh_token() -> None:

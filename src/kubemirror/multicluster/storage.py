@@ -510,6 +510,8 @@ class ResourceStorage(storage_base.ResourceStorageBase["MemoryStorage"]):
                 index, after = self._decode_continue(
                     opts.continue_token, bound_to, paging.key_position
                 )
+                if index > self._storage._index:
+                    raise paging.bad_continue(paging.FUTURE_POSITION)
             else:
                 pinned = self._check_list_rv(opts)
                 index = self._storage._index if pinned is None else pinned

@@ -136,6 +136,8 @@ class PostgresResourceStorage(storage_base.ResourceStorageBase["PostgresStorage"
                 async with conn.transaction():
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     index, trimmed = await read_counter(conn)
+                    if snap > index:
+                        raise paging.bad_continue(paging.FUTURE_POSITION)
                     if trimmed > snap:
                         fresh = paging.key_token_position(index, after)
                         raise paging.continue_too_old(self._encode_continue(bound_to, fresh))
