@@ -170,7 +170,9 @@ def key_position(decoded: Mapping[str, Any]) -> tuple[int, tuple[str, str]] | No
     return index, (cluster, key)
 
 
-FUTURE_POSITION = "its resourceVersion is newer than the storage's (not a token this storage issued)"
+FUTURE_POSITION = (
+    "its resourceVersion is newer than the storage's (not a token this storage issued)"
+)
 """Why a token whose index is beyond the storage's current one is refused: only a forged
 token can carry one (a storage issues tokens at indexes it has reached, and a token of
 another storage instance is told by its prefix)."""
