@@ -31,12 +31,14 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aetcd
 
+from kubemirror import errors
 from kubemirror.kvstore import (
     EtcdBackend,
     EtcdServer,
@@ -406,28 +408,67 @@ def server_version() -> str:
     return first.replace("etcd Version: ", "")
 
 
+STACKS = ("kubemirror", "raw")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _intervals(text: str) -> list[float]:
+    """``--write-interval``: comma-separated seconds, each above 0."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected seconds separated by commas, e.g. 0.05,0.25") from None
+    if any(not value > 0 for value in values):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: every interval must be above 0 s")
+    return values
+
+
+def _stacks(text: str) -> list[str]:
+    """``--stacks``: comma-separated names out of ``STACKS``."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in STACKS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown stack(s) {', '.join(map(repr, unknown))}: choose from {', '.join(STACKS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keys", type=int, default=None, help="keys per throughput run")
-    parser.add_argument("--latency-keys", type=int, default=None, help="writes per latency run")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per throughput row")
+    parser.add_argument("--keys", type=_positive_int, default=None,
+                        help="keys per throughput run")
+    parser.add_argument("--latency-keys", type=_positive_int, default=None,
+                        help="writes per latency run")
+    parser.add_argument("--repeat", type=_positive_int, default=None,
+                        help="runs per throughput row")
     parser.add_argument("--quick", action="store_true", help="1,000 keys, fewer variants")
-    parser.add_argument("--agents", type=int, default=None,
+    parser.add_argument("--agents", type=_positive_int, default=None,
                         help="run the agents benchmark on a 3-member cluster with N agents")
-    parser.add_argument("--agent-keys", type=int, default=10, help="keys owned by each agent")
-    parser.add_argument("--processes", type=int, default=1,
+    parser.add_argument("--agent-keys", type=_positive_int, default=10,
+                        help="keys owned by each agent")
+    parser.add_argument("--processes", type=_positive_int, default=1,
                         help="worker processes for the agents (1: asyncio tasks in one process)")
-    parser.add_argument("--latency-writes", type=int, default=100,
+    parser.add_argument("--latency-writes", type=_positive_int, default=100,
                         help="single writes timed until every agent saw them")
-    parser.add_argument("--write-interval", default="0.05",
+    parser.add_argument("--write-interval", type=_intervals, default=[0.05],
                         help="seconds between two latency writes; several comma-separated "
                         "(e.g. 0.05,0.5): one timed phase each, after the same convergence")
-    parser.add_argument("--stacks", default="kubemirror,raw",
+    parser.add_argument("--stacks", type=_stacks, default=list(STACKS),
                         help="comma-separated: kubemirror, raw (aetcd)")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
                         help="agents: keep Python's default collector after convergence "
                         "(default: gc.freeze() in every stack's agent processes)")
-    parser.add_argument("--lease-ttl", type=int, default=900,
+    parser.add_argument("--lease-ttl", type=_positive_int, default=900,
                         help="agents: session lease TTL in seconds, every stack (default: "
                         "Cilium's 15 min; at 60 s, 1,000 agents on a loaded 2-CPU machine "
                         "lose leases while converging)")
@@ -441,7 +482,7 @@ def main() -> None:
         else:
             asyncio.run(kvstore_agents.run_agents(
                 args.agents, args.agent_keys, args.processes, args.latency_writes,
-                [float(x) for x in args.write_interval.split(",")], args.stacks.split(","),
+                args.write_interval, args.stacks,
                 args.gc_freeze, args.lease_ttl))
         return
     keys = args.keys or (1000 if args.quick else 10_000)
@@ -451,4 +492,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except errors.KubemirrorError as exc:  # e.g. no etcd binary: one line, no traceback
+        sys.exit(f"bench_kvstore: {exc}")
