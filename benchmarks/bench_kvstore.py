@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import aetcd
 
+from arguments import positive_floats, positive_int
 from kubemirror import errors
 from kubemirror.kvstore import (
     EtcdBackend,
@@ -411,28 +412,6 @@ def server_version() -> str:
 STACKS = ("kubemirror", "raw")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _intervals(text: str) -> list[float]:
-    """``--write-interval``: comma-separated seconds, each above 0."""
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected seconds separated by commas, e.g. 0.05,0.25") from None
-    if any(not value > 0 for value in values):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r}: every interval must be above 0 s")
-    return values
-
-
 def _stacks(text: str) -> list[str]:
     """``--stacks``: comma-separated names out of ``STACKS``."""
     names = text.split(",")
@@ -445,22 +424,22 @@ def _stacks(text: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keys", type=_positive_int, default=None,
+    parser.add_argument("--keys", type=positive_int, default=None,
                         help="keys per throughput run")
-    parser.add_argument("--latency-keys", type=_positive_int, default=None,
+    parser.add_argument("--latency-keys", type=positive_int, default=None,
                         help="writes per latency run")
-    parser.add_argument("--repeat", type=_positive_int, default=None,
+    parser.add_argument("--repeat", type=positive_int, default=None,
                         help="runs per throughput row")
     parser.add_argument("--quick", action="store_true", help="1,000 keys, fewer variants")
-    parser.add_argument("--agents", type=_positive_int, default=None,
+    parser.add_argument("--agents", type=positive_int, default=None,
                         help="run the agents benchmark on a 3-member cluster with N agents")
-    parser.add_argument("--agent-keys", type=_positive_int, default=10,
+    parser.add_argument("--agent-keys", type=positive_int, default=10,
                         help="keys owned by each agent")
-    parser.add_argument("--processes", type=_positive_int, default=1,
+    parser.add_argument("--processes", type=positive_int, default=1,
                         help="worker processes for the agents (1: asyncio tasks in one process)")
-    parser.add_argument("--latency-writes", type=_positive_int, default=100,
+    parser.add_argument("--latency-writes", type=positive_int, default=100,
                         help="single writes timed until every agent saw them")
-    parser.add_argument("--write-interval", type=_intervals, default=[0.05],
+    parser.add_argument("--write-interval", type=positive_floats, default=[0.05],
                         help="seconds between two latency writes; several comma-separated "
                         "(e.g. 0.05,0.5): one timed phase each, after the same convergence")
     parser.add_argument("--stacks", type=_stacks, default=list(STACKS),
@@ -468,7 +447,7 @@ def main() -> None:
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
                         help="agents: keep Python's default collector after convergence "
                         "(default: gc.freeze() in every stack's agent processes)")
-    parser.add_argument("--lease-ttl", type=_positive_int, default=900,
+    parser.add_argument("--lease-ttl", type=positive_int, default=900,
                         help="agents: session lease TTL in seconds, every stack (default: "
                         "Cilium's 15 min; at 60 s, 1,000 agents on a loaded 2-CPU machine "
                         "lose leases while converging)")

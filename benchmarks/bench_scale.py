@@ -45,6 +45,7 @@ import orjson
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import podgen
+from arguments import positive_float, positive_int
 from kubemirror import bulk
 from kubemirror.cache.raw_object import PartialDecoder, split_list
 from kubemirror.multicluster import resources
@@ -411,14 +412,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--storage", choices=["memory", "postgres"], default="memory")
     parser.add_argument("--quick", action="store_true", help="100k pods, 5 clusters, 200 watchers")
-    parser.add_argument("--objects", type=int)
-    parser.add_argument("--clusters", type=int)
-    parser.add_argument("--watchers", type=int)
-    parser.add_argument("--replicas", type=int, default=3, help="PostgreSQL replicas (default 3)")
-    parser.add_argument("--events", type=int, help="stream writes (default 1,000; full 5,000)")
-    parser.add_argument("--rate", type=float, default=200.0, help="stream writes per second")
-    parser.add_argument("--pages", type=int, default=200, help="LIST pages per variant")
-    parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for delivery")
+    parser.add_argument("--objects", type=positive_int)
+    parser.add_argument("--clusters", type=positive_int)
+    parser.add_argument("--watchers", type=positive_int)
+    parser.add_argument("--replicas", type=positive_int, default=3,
+                        help="PostgreSQL replicas (default 3)")
+    parser.add_argument("--events", type=positive_int,
+                        help="stream writes (default 1,000; full 5,000)")
+    parser.add_argument("--rate", type=positive_float, default=200.0,
+                        help="stream writes per second")
+    parser.add_argument("--pages", type=positive_int, default=200, help="LIST pages per variant")
+    parser.add_argument("--drain", type=positive_float, default=30.0,
+                        help="seconds to wait for delivery")
     parser.add_argument("--dsn", help="PostgreSQL URL (default: a throw-away server)")
     parser.add_argument(
         "--no-freeze-gc",
